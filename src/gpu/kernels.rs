@@ -1,0 +1,395 @@
+//! The host side of the kernels: uniform structs mirrored in WGSL, the constants of one
+//! problem written into the shader source, and the pipelines, built once per session.
+
+use bytemuck::{Pod, Zeroable};
+
+use super::GpuContext;
+use crate::backend::Step;
+use crate::error::{Error, Result};
+use crate::model::{Loss, Model, Objective};
+
+/// Invocations per workgroup in every kernel. A power of two (tree reductions halve it).
+pub const WORKGROUP: u32 = 256;
+
+/// Most workgroups per shard in one fused gradient dispatch; each writes one partial.
+pub const MAX_GROUPS: u32 = 1024;
+
+/// Register accumulators per invocation in the fused kernel: columns owned × classes.
+const MAX_ACCUMULATORS: u32 = 32;
+
+const COMMON: &str = include_str!("../../shaders/common.wgsl");
+const GRADIENT: &str = include_str!("../../shaders/gradient.wgsl");
+const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
+const UPDATE: &str = include_str!("../../shaders/update.wgsl");
+const FORWARD: &str = include_str!("../../shaders/forward.wgsl");
+const DELTA: &str = include_str!("../../shaders/delta.wgsl");
+const XT_DELTA: &str = include_str!("../../shaders/xt_delta.wgsl");
+
+/// One step as the kernels see it; `struct Step` in `shaders/common.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
+pub struct StepUniform {
+    pub pos_begin: u32,
+    pub pos_count: u32,
+    pub shuffled: u32,
+    pub perm_mask: u32,
+    pub perm_shift: u32,
+    pub perm_n: u32,
+    pub lr: f32,
+    pub inv_count: f32,
+    pub key: [u32; 4],
+    pub index: u32,
+    pub groups: u32,
+    pub _pad: [u32; 2],
+}
+
+impl StepUniform {
+    /// The uniform of `step`, the `index`-th of its run, using `groups` workgroups per shard.
+    pub fn new(step: &Step, index: u32, groups: u32) -> Self {
+        let batch = &step.batch;
+        let perm = batch.order.unwrap_or(crate::rng::Permutation {
+            keys: [0; 4],
+            mask: 0,
+            shift: 1,
+            n: 0,
+        });
+        StepUniform {
+            pos_begin: batch.start,
+            pos_count: batch.len,
+            shuffled: u32::from(batch.order.is_some()),
+            perm_mask: perm.mask,
+            perm_shift: perm.shift,
+            perm_n: perm.n,
+            lr: step.lr,
+            inv_count: 1.0 / batch.len as f32,
+            key: perm.keys,
+            index,
+            groups,
+            _pad: [0; 2],
+        }
+    }
+}
+
+/// The rows of one shard; `struct Shard` in `shaders/common.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
+pub struct ShardUniform {
+    pub row_begin: u32,
+    pub row_end: u32,
+    pub index: u32,
+    pub _pad: u32,
+}
+
+/// The shape constants of one problem, written into every shader as WGSL `const`s.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShaderConstants {
+    /// d, features.
+    pub d: u32,
+    /// k, outputs.
+    pub k: u32,
+    /// (d + 1)·k + 1: ∇W, ∇b, then the loss.
+    pub p: u32,
+    pub model: u32,
+    pub loss: u32,
+    pub shards: u32,
+    /// Rows per tile of the fused kernel, chosen to fill the workgroup memory.
+    pub tile_rows: u32,
+    /// Columns (of d + 1, the bias last) accumulated side by side: min(WG, d + 1).
+    pub col_stride: u32,
+    /// Invocations sharing one column, each taking every ROW_GROUPS-th tile row.
+    pub row_groups: u32,
+    /// Columns each invocation owns: ⌈(d + 1) / COL_STRIDE⌉.
+    pub cols: u32,
+    /// Classes accumulated per pass over X (class tile).
+    pub kt: u32,
+}
+
+impl ShaderConstants {
+    /// Chooses the fused kernel's tile for `objective` on `d` features given the device's
+    /// workgroup memory; fails when one row does not fit.
+    pub fn new(
+        objective: &Objective,
+        d: usize,
+        shards: usize,
+        workgroup_bytes: u32,
+    ) -> Result<Self> {
+        let k = objective.outputs() as u32;
+        let d32 = u32::try_from(d).map_err(|_| Error::option("features", d, "too many"))?;
+        // Workgroup memory: TILE_ROWS·(d + k + 1) floats for rows, deltas and row indices,
+        // plus WG floats for reductions.
+        let floats = workgroup_bytes / 4;
+        let per_row = d32.saturating_add(k).saturating_add(1);
+        let tile_rows = (floats.saturating_sub(WORKGROUP) / per_row).min(WORKGROUP);
+        if tile_rows == 0 {
+            return Err(Error::TooLarge {
+                what: format!(
+                    "one row of {d} features and {k} outputs in the fused gradient kernel"
+                ),
+                bytes: u64::from(per_row + WORKGROUP) * 4,
+                limit_name: "max_compute_workgroup_storage_size",
+                limit: u64::from(workgroup_bytes),
+                hint: "; use --backend cpu for this many features",
+            });
+        }
+        let col_stride = WORKGROUP.min(d32 + 1);
+        let cols = (d32 + 1).div_ceil(col_stride);
+        let kt = k.min((MAX_ACCUMULATORS / cols).max(1));
+        Ok(ShaderConstants {
+            d: d32,
+            k,
+            p: (d32 + 1) * k + 1,
+            model: match objective.model() {
+                Model::Linear => 0,
+                Model::Logistic => 1,
+                Model::Softmax => 2,
+            },
+            loss: match objective.loss() {
+                Loss::Mse => 0,
+                Loss::Bce => 1,
+                Loss::Ce => 2,
+            },
+            shards: shards as u32,
+            tile_rows,
+            col_stride,
+            row_groups: WORKGROUP / col_stride,
+            cols,
+            kt,
+        })
+    }
+
+    /// Class tiles: passes over X per gradient (1 unless k > KT).
+    pub fn class_tiles(&self) -> u32 {
+        self.k.div_ceil(self.kt)
+    }
+
+    /// The full WGSL source of a kernel: these constants, common.wgsl, the kernel.
+    pub fn source(&self, kernel: &str) -> String {
+        format!(
+            "const D: u32 = {}u;\nconst K: u32 = {}u;\nconst P: u32 = {}u;\n\
+             const MODEL: u32 = {}u;\nconst LOSS: u32 = {}u;\nconst SHARDS: u32 = {}u;\n\
+             const WG: u32 = {}u;\nconst TILE_ROWS: u32 = {}u;\nconst COL_STRIDE: u32 = {}u;\n\
+             const ROW_GROUPS: u32 = {}u;\nconst COLS: u32 = {}u;\nconst KT: u32 = {}u;\n\n\
+             {COMMON}\n{kernel}",
+            self.d,
+            self.k,
+            self.p,
+            self.model,
+            self.loss,
+            self.shards,
+            WORKGROUP,
+            self.tile_rows,
+            self.col_stride,
+            self.row_groups,
+            self.cols,
+            self.kt,
+        )
+    }
+
+    /// Every kernel's source, for validation in tests.
+    pub fn all_sources(&self) -> Vec<(&'static str, String)> {
+        [
+            ("gradient", GRADIENT),
+            ("reduce", REDUCE),
+            ("update", UPDATE),
+            ("forward", FORWARD),
+            ("delta", DELTA),
+            ("xt_delta", XT_DELTA),
+        ]
+        .into_iter()
+        .map(|(name, text)| (name, self.source(text)))
+        .collect()
+    }
+}
+
+/// How a kernel sees one binding.
+#[derive(Clone, Copy)]
+enum Binding {
+    /// A uniform bound with a dynamic offset (the step records).
+    StepUniform,
+    Uniform,
+    Storage {
+        read_only: bool,
+    },
+}
+
+fn bind_group_layout(
+    device: &wgpu::Device,
+    label: &str,
+    bindings: &[Binding],
+) -> wgpu::BindGroupLayout {
+    let entries: Vec<wgpu::BindGroupLayoutEntry> = bindings
+        .iter()
+        .enumerate()
+        .map(|(i, b)| wgpu::BindGroupLayoutEntry {
+            binding: i as u32,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: match *b {
+                Binding::StepUniform => wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Uniform,
+                    has_dynamic_offset: true,
+                    min_binding_size: wgpu::BufferSize::new(size_of::<StepUniform>() as u64),
+                },
+                Binding::Uniform => wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Uniform,
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                Binding::Storage { read_only } => wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Storage { read_only },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+            },
+            count: None,
+        })
+        .collect();
+    device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+        label: Some(label),
+        entries: &entries,
+    })
+}
+
+const RO: Binding = Binding::Storage { read_only: true };
+const RW: Binding = Binding::Storage { read_only: false };
+
+/// Bind group layouts. Group 0 is always the step; group 1 the shard (x, y, its rows) for
+/// kernels that read X; the last group the kernel's own buffers.
+pub struct Layouts {
+    pub step: wgpu::BindGroupLayout,
+    pub shard: wgpu::BindGroupLayout,
+    /// gradient: params (read), partials (write).
+    pub gradient: wgpu::BindGroupLayout,
+    /// reduce: partials (read), grad (write).
+    pub reduce: wgpu::BindGroupLayout,
+    /// update: params (read-write), grad (read), status (read-write).
+    pub update: wgpu::BindGroupLayout,
+    /// forward: params (read), z, ŷ (write).
+    pub forward: wgpu::BindGroupLayout,
+    /// delta: z, ŷ (read), δ, row loss (write).
+    pub delta: wgpu::BindGroupLayout,
+    /// xt_delta: δ, row loss (read), grad (write).
+    pub xt_delta: wgpu::BindGroupLayout,
+}
+
+/// The compiled pipelines of one problem.
+pub struct Kernels {
+    pub constants: ShaderConstants,
+    pub layouts: Layouts,
+    pub gradient: wgpu::ComputePipeline,
+    pub reduce: wgpu::ComputePipeline,
+    pub update: wgpu::ComputePipeline,
+    pub forward: wgpu::ComputePipeline,
+    pub delta: wgpu::ComputePipeline,
+    pub xt_delta: wgpu::ComputePipeline,
+}
+
+impl Kernels {
+    pub fn new(ctx: &GpuContext, constants: ShaderConstants) -> Result<Self> {
+        let device = ctx.device();
+        let layouts = Layouts {
+            step: bind_group_layout(device, "downhill.step", &[Binding::StepUniform]),
+            shard: bind_group_layout(device, "downhill.shard", &[RO, RO, Binding::Uniform]),
+            gradient: bind_group_layout(device, "downhill.gradient", &[RO, RW]),
+            reduce: bind_group_layout(device, "downhill.reduce", &[RO, RW]),
+            update: bind_group_layout(device, "downhill.update", &[RW, RO, RW]),
+            forward: bind_group_layout(device, "downhill.forward", &[RO, RW, RW]),
+            delta: bind_group_layout(device, "downhill.delta", &[RO, RO, RW, RW]),
+            xt_delta: bind_group_layout(device, "downhill.xt_delta", &[RO, RO, RW]),
+        };
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let build =
+            |name: &str, text: &str, entry: &str, own: &wgpu::BindGroupLayout, reads_x: bool| {
+                let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(&format!("downhill.{name}")),
+                    source: wgpu::ShaderSource::Wgsl(constants.source(text).into()),
+                });
+                let groups: Vec<Option<&wgpu::BindGroupLayout>> = if reads_x {
+                    vec![Some(&layouts.step), Some(&layouts.shard), Some(own)]
+                } else {
+                    vec![Some(&layouts.step), Some(own)]
+                };
+                let layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                    label: Some(&format!("downhill.{name}")),
+                    bind_group_layouts: &groups,
+                    immediate_size: 0,
+                });
+                device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(&format!("downhill.{name}")),
+                    layout: Some(&layout),
+                    module: &module,
+                    entry_point: Some(entry),
+                    compilation_options: Default::default(),
+                    cache: None,
+                })
+            };
+        let gradient = build(
+            "gradient",
+            GRADIENT,
+            "gradient_partials",
+            &layouts.gradient,
+            true,
+        );
+        let reduce = build("reduce", REDUCE, "reduce_partials", &layouts.reduce, false);
+        let update = build("update", UPDATE, "update", &layouts.update, false);
+        let forward = build("forward", FORWARD, "forward", &layouts.forward, true);
+        let delta = build("delta", DELTA, "delta_rows", &layouts.delta, true);
+        let xt_delta = build("xt_delta", XT_DELTA, "xt_delta", &layouts.xt_delta, true);
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::gpu(format!("building the kernels: {e}")));
+        }
+        ctx.check()?;
+        Ok(Kernels {
+            constants,
+            layouts,
+            gradient,
+            reduce,
+            update,
+            forward,
+            delta,
+            xt_delta,
+        })
+    }
+}
+
+/// A dispatch of `groups` workgroups as a grid within the per-dimension limit.
+pub fn grid(groups: u32, max_per_dimension: u32) -> (u32, u32) {
+    if groups <= max_per_dimension {
+        (groups.max(1), 1)
+    } else {
+        (max_per_dimension, groups.div_ceil(max_per_dimension))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uniform_sizes_match_their_wgsl_twins() {
+        // WGSL: 8 u32/f32 (32 bytes), vec4<u32> (16, 16-aligned), 4 u32 (16) = 64.
+        assert_eq!(size_of::<StepUniform>(), 64);
+        assert_eq!(size_of::<ShardUniform>(), 16);
+    }
+
+    #[test]
+    fn tiles_fill_workgroup_memory() {
+        let c = ShaderConstants::new(&Objective::logistic(), 64, 1, 32768).unwrap();
+        assert_eq!(c.tile_rows, (8192 - 256) / 66);
+        assert_eq!((c.col_stride, c.row_groups, c.cols, c.kt), (65, 3, 1, 1));
+        let c = ShaderConstants::new(&Objective::softmax(10).unwrap(), 300, 1, 16384).unwrap();
+        assert_eq!(
+            (c.col_stride, c.cols, c.kt, c.class_tiles()),
+            (256, 2, 10, 1)
+        );
+        let c = ShaderConstants::new(&Objective::softmax(40).unwrap(), 10, 1, 16384).unwrap();
+        assert_eq!((c.kt, c.class_tiles()), (32, 2));
+        assert!(ShaderConstants::new(&Objective::linear(), 10_000, 1, 16384).is_err());
+    }
+
+    #[test]
+    fn grids_stay_within_the_dimension_limit() {
+        assert_eq!(grid(10, 65535), (10, 1));
+        assert_eq!(grid(0, 65535), (1, 1));
+        assert_eq!(grid(70_000, 65535), (65535, 2));
+    }
+}

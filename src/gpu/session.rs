@@ -1,0 +1,624 @@
+//! A problem resident on the device: X and y in shards (one storage buffer each, within
+//! the binding limit), the parameters, and the descent loop recorded into command
+//! buffers, several steps per submission. Nothing comes back to the host inside the loop
+//! except a status word per run and the loss when the caller asks for it.
+
+use std::ops::Range;
+
+use super::GpuContext;
+use super::kernels::{
+    Kernels, MAX_GROUPS, ShaderConstants, ShardUniform, StepUniform, WORKGROUP, grid,
+};
+use crate::backend::reference::check_params_shape;
+use crate::backend::{Backend, Batch, Data, RunOutcome, Session, Step};
+use crate::error::{Error, Result};
+use crate::model::{Gradient, Objective, Params};
+
+/// Steps recorded per submission (and step records in the uniform buffer).
+const STEPS_PER_SUBMIT: usize = 256;
+
+/// Tuning knobs of the GPU backend. The defaults use everything the adapter allows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GpuOptions {
+    /// Largest shard of X in bytes. Default: the adapter's storage binding limit.
+    pub max_shard_bytes: Option<u64>,
+}
+
+/// The GPU backend: an open device.
+pub struct Gpu {
+    ctx: GpuContext,
+    options: GpuOptions,
+}
+
+impl Gpu {
+    pub fn new(ctx: GpuContext) -> Self {
+        Gpu {
+            ctx,
+            options: GpuOptions::default(),
+        }
+    }
+
+    pub fn with_options(mut self, options: GpuOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Opens the adapter wgpu's environment selects ([`GpuContext::open`]).
+    pub fn open() -> Result<Self> {
+        GpuContext::open().map(Self::new)
+    }
+
+    pub fn context(&self) -> &GpuContext {
+        &self.ctx
+    }
+
+    /// Loads a problem; the concrete session type, with its device-only extras.
+    pub fn session<'a>(&'a self, data: Data<'a>, objective: Objective) -> Result<GpuSession<'a>> {
+        GpuSession::new(&self.ctx, self.options, data, objective)
+    }
+}
+
+impl Backend for Gpu {
+    fn name(&self) -> &'static str {
+        "gpu"
+    }
+
+    fn open<'a>(&'a self, data: Data<'a>, objective: Objective) -> Result<Box<dyn Session + 'a>> {
+        Ok(Box::new(self.session(data, objective)?))
+    }
+}
+
+/// One storage buffer's worth of rows.
+struct Shard {
+    rows: Range<u32>,
+    bind: wgpu::BindGroup,
+    // Held for the bind group's sake.
+    _x: wgpu::Buffer,
+    _y: wgpu::Buffer,
+    _uniform: wgpu::Buffer,
+}
+
+/// A problem loaded on the GPU.
+pub struct GpuSession<'a> {
+    ctx: &'a GpuContext,
+    objective: Objective,
+    rows: usize,
+    features: usize,
+    kernels: Kernels,
+    shards: Vec<Shard>,
+    params: wgpu::Buffer,
+    grad: wgpu::Buffer,
+    status: wgpu::Buffer,
+    steps: wgpu::Buffer,
+    staging: wgpu::Buffer,
+    step_bind: wgpu::BindGroup,
+    gradient_bind: wgpu::BindGroup,
+    reduce_bind: wgpu::BindGroup,
+    update_bind: wgpu::BindGroup,
+    /// Bytes between step records (the device's uniform offset alignment).
+    step_stride: u64,
+    /// Workgroups per shard the partials buffer has room for.
+    max_groups: u32,
+    /// Reused bytes of the step records of one submission.
+    records: Vec<u8>,
+}
+
+const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE;
+
+impl<'a> GpuSession<'a> {
+    fn new(
+        ctx: &'a GpuContext,
+        options: GpuOptions,
+        data: Data<'_>,
+        objective: Objective,
+    ) -> Result<Self> {
+        let (rows, features) = (data.rows(), data.features());
+        if rows > u32::MAX as usize {
+            return Err(Error::option(
+                "rows",
+                rows,
+                "the GPU backend takes at most 4294967295 rows",
+            ));
+        }
+        let limits = ctx.limits();
+        let row_bytes = 4 * features as u64;
+        let shard_limit = options
+            .max_shard_bytes
+            .unwrap_or(u64::MAX)
+            .min(ctx.storage_binding_limit());
+        let shard_rows = (shard_limit / row_bytes).min(u64::from(u32::MAX));
+        if shard_rows == 0 {
+            return Err(Error::TooLarge {
+                what: format!("one row of {features} features"),
+                bytes: row_bytes,
+                limit_name: "max_storage_buffer_binding_size",
+                limit: shard_limit,
+                hint: "",
+            });
+        }
+        let shard_count = rows.div_ceil(shard_rows as usize);
+        let constants = ShaderConstants::new(
+            &objective,
+            features,
+            shard_count,
+            limits.max_compute_workgroup_storage_size,
+        )?;
+        let kernels = Kernels::new(ctx, constants)?;
+        let p = u64::from(constants.p);
+
+        let host = data.to_host();
+        let mut shards = Vec::with_capacity(shard_count);
+        for (index, begin) in (0..rows).step_by(shard_rows as usize).enumerate() {
+            let end = (begin + shard_rows as usize).min(rows);
+            let x = upload(
+                ctx,
+                "downhill.x",
+                bytemuck::cast_slice(&host.x()[begin * features..end * features]),
+            )?;
+            let y = upload(
+                ctx,
+                "downhill.y",
+                bytemuck::cast_slice(&host.y()[begin..end]),
+            )?;
+            let uniform_data = ShardUniform {
+                row_begin: begin as u32,
+                row_end: end as u32,
+                index: index as u32,
+                _pad: 0,
+            };
+            let uniform = ctx.buffer("downhill.shard", 16, wgpu::BufferUsages::UNIFORM, true)?;
+            uniform
+                .slice(..)
+                .get_mapped_range_mut()
+                .map_err(|e| Error::gpu(format!("writing shard uniform: {e}")))?
+                .copy_from_slice(bytemuck::bytes_of(&uniform_data));
+            uniform.unmap();
+            let bind = bind_group(
+                ctx,
+                "downhill.shard",
+                &kernels.layouts.shard,
+                &[&x, &y, &uniform],
+            );
+            shards.push(Shard {
+                rows: begin as u32..end as u32,
+                bind,
+                _x: x,
+                _y: y,
+                _uniform: uniform,
+            });
+        }
+        drop(host);
+
+        let param_bytes = 4 * (p - 1);
+        let params = ctx.buffer(
+            "downhill.params",
+            param_bytes,
+            STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+            false,
+        )?;
+        let grad = ctx.buffer(
+            "downhill.grad",
+            4 * p,
+            STORAGE | wgpu::BufferUsages::COPY_SRC,
+            false,
+        )?;
+        let status = ctx.buffer(
+            "downhill.status",
+            8,
+            STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+            false,
+        )?;
+        let partial_bytes = 4 * p * shard_count as u64;
+        let max_groups =
+            (ctx.storage_binding_limit() / partial_bytes).min(u64::from(MAX_GROUPS)) as u32;
+        if max_groups == 0 {
+            return Err(Error::TooLarge {
+                what: "the per-workgroup gradient partials".into(),
+                bytes: partial_bytes,
+                limit_name: "max_storage_buffer_binding_size",
+                limit: ctx.storage_binding_limit(),
+                hint: "",
+            });
+        }
+        let partials = ctx.buffer(
+            "downhill.partials",
+            partial_bytes * u64::from(max_groups),
+            STORAGE,
+            false,
+        )?;
+        let step_stride = (size_of::<StepUniform>() as u64)
+            .next_multiple_of(u64::from(limits.min_uniform_buffer_offset_alignment));
+        let steps = ctx.buffer(
+            "downhill.steps",
+            step_stride * STEPS_PER_SUBMIT as u64,
+            wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            false,
+        )?;
+        let staging = ctx.buffer(
+            "downhill.staging",
+            4 * p,
+            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            false,
+        )?;
+        let step_bind = ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("downhill.step"),
+            layout: &kernels.layouts.step,
+            entries: &[wgpu::BindGroupEntry {
+                binding: 0,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: &steps,
+                    offset: 0,
+                    size: wgpu::BufferSize::new(size_of::<StepUniform>() as u64),
+                }),
+            }],
+        });
+        let gradient_bind = bind_group(
+            ctx,
+            "downhill.gradient",
+            &kernels.layouts.gradient,
+            &[&params, &partials],
+        );
+        let reduce_bind = bind_group(
+            ctx,
+            "downhill.reduce",
+            &kernels.layouts.reduce,
+            &[&partials, &grad],
+        );
+        let update_bind = bind_group(
+            ctx,
+            "downhill.update",
+            &kernels.layouts.update,
+            &[&params, &grad, &status],
+        );
+
+        let session = GpuSession {
+            ctx,
+            objective,
+            rows,
+            features,
+            kernels,
+            shards,
+            params,
+            grad,
+            status,
+            steps,
+            staging,
+            step_bind,
+            gradient_bind,
+            reduce_bind,
+            update_bind,
+            step_stride,
+            max_groups,
+            records: Vec::new(),
+        };
+        session.write_params(&Params::zeros(features, objective.outputs()));
+        ctx.check()?;
+        Ok(session)
+    }
+
+    /// How many storage buffers hold X.
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// The tile shape and constants the kernels were built with.
+    pub fn constants(&self) -> ShaderConstants {
+        self.kernels.constants
+    }
+
+    fn write_params(&self, params: &Params) {
+        self.ctx
+            .queue()
+            .write_buffer(&self.params, 0, bytemuck::cast_slice(&params.to_flat_f32()));
+    }
+
+    fn full_batch(&self) -> Batch {
+        Batch {
+            start: 0,
+            len: self.rows as u32,
+            order: None,
+        }
+    }
+
+    /// Workgroups per shard for a batch: enough tiles to go round, at most `max_groups`.
+    fn groups_for(&self, batch: &Batch) -> u32 {
+        let span = match batch.order {
+            // In file order each shard sees only its own rows of the batch.
+            None => self
+                .shards
+                .iter()
+                .map(|s| overlap(&s.rows, batch.start..batch.start + batch.len))
+                .max()
+                .unwrap_or(0),
+            Some(_) => batch.len,
+        };
+        span.div_ceil(self.kernels.constants.tile_rows)
+            .clamp(1, self.max_groups)
+    }
+
+    /// Records ∇J (and J) of the step at record `slot` into `grad`, then, if `update`,
+    /// the descent step.
+    fn record_step(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        slot: usize,
+        groups: u32,
+        update: bool,
+    ) {
+        let c = &self.kernels.constants;
+        let offset = [(slot as u64 * self.step_stride) as u32];
+        pass.set_pipeline(&self.kernels.gradient);
+        pass.set_bind_group(0, &self.step_bind, &offset);
+        pass.set_bind_group(2, &self.gradient_bind, &[]);
+        for shard in &self.shards {
+            pass.set_bind_group(1, &shard.bind, &[]);
+            pass.dispatch_workgroups(groups, c.class_tiles(), 1);
+        }
+        let max_dim = self.ctx.limits().max_compute_workgroups_per_dimension;
+        let (gx, gy) = grid(c.p.div_ceil(WORKGROUP), max_dim);
+        pass.set_pipeline(&self.kernels.reduce);
+        pass.set_bind_group(0, &self.step_bind, &offset);
+        pass.set_bind_group(1, &self.reduce_bind, &[]);
+        pass.dispatch_workgroups(gx, gy, 1);
+        if update {
+            pass.set_pipeline(&self.kernels.update);
+            pass.set_bind_group(0, &self.step_bind, &offset);
+            pass.set_bind_group(1, &self.update_bind, &[]);
+            pass.dispatch_workgroups(1, 1, 1);
+        }
+    }
+
+    /// Writes step records for one submission into `self.steps`.
+    fn write_records(&mut self, uniforms: &[StepUniform]) {
+        let stride = self.step_stride as usize;
+        self.records.clear();
+        self.records.resize(uniforms.len() * stride, 0);
+        for (i, u) in uniforms.iter().enumerate() {
+            self.records[i * stride..i * stride + size_of::<StepUniform>()]
+                .copy_from_slice(bytemuck::bytes_of(u));
+        }
+        self.ctx.queue().write_buffer(&self.steps, 0, &self.records);
+    }
+
+    /// Evaluates J and ∇J over all rows into `grad` and reads back `entries` of it
+    /// starting at `first`.
+    fn evaluate(&mut self, first: u32, entries: u32) -> Result<Vec<f32>> {
+        let batch = self.full_batch();
+        let step = Step {
+            epoch: 0,
+            batch,
+            lr: 0.0,
+        };
+        let groups = self.groups_for(&batch);
+        self.write_records(&[StepUniform::new(&step, 0, groups)]);
+        let mut encoder = self.encoder("downhill.evaluate");
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("downhill.evaluate"),
+                timestamp_writes: None,
+            });
+            self.record_step(&mut pass, 0, groups, false);
+        }
+        self.read_back(encoder, &self.grad, first, entries)
+    }
+
+    fn encoder(&self, label: &str) -> wgpu::CommandEncoder {
+        self.ctx
+            .device()
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) })
+    }
+
+    /// Finishes `encoder` with a copy of `entries` floats of `source` (from entry `first`)
+    /// into the staging buffer, submits, and reads them.
+    fn read_back(
+        &self,
+        mut encoder: wgpu::CommandEncoder,
+        source: &wgpu::Buffer,
+        first: u32,
+        entries: u32,
+    ) -> Result<Vec<f32>> {
+        let bytes = 4 * u64::from(entries);
+        encoder.copy_buffer_to_buffer(source, 4 * u64::from(first), &self.staging, 0, bytes);
+        self.ctx.queue().submit([encoder.finish()]);
+        let raw = self.ctx.read(&self.staging, bytes)?;
+        Ok(bytemuck::pod_collect_to_vec(&raw))
+    }
+
+    fn gradient_from(&self, values: &[f32]) -> Gradient {
+        let (d, k) = (self.features, self.objective.outputs());
+        let all: Vec<f64> = values.iter().map(|&v| f64::from(v)).collect();
+        Gradient {
+            loss: all[(d + 1) * k],
+            weights: all[..d * k].to_vec(),
+            bias: all[d * k..(d + 1) * k].to_vec(),
+        }
+    }
+
+    /// J and ∇J over all rows through the unfused kernels (forward, δ, Xᵀδ): the device's
+    /// own oracle for the fused kernel. Needs X in one shard.
+    pub fn gradient_unfused(&mut self) -> Result<Gradient> {
+        if self.shards.len() != 1 {
+            return Err(Error::gpu(format!(
+                "the unfused kernels read one shard; this problem has {}",
+                self.shards.len()
+            )));
+        }
+        let c = self.kernels.constants;
+        let ctx = self.ctx;
+        let batch = self.full_batch();
+        let n = u64::from(batch.len);
+        let k = u64::from(c.k);
+        let z = ctx.buffer("downhill.z", 4 * n * k, STORAGE, false)?;
+        let yhat = ctx.buffer("downhill.yhat", 4 * n * k, STORAGE, false)?;
+        let delta = ctx.buffer("downhill.delta", 4 * n * k, STORAGE, false)?;
+        let row_loss = ctx.buffer("downhill.row_loss", 4 * n, STORAGE, false)?;
+        let layouts = &self.kernels.layouts;
+        let forward_bind = bind_group(
+            ctx,
+            "downhill.forward",
+            &layouts.forward,
+            &[&self.params, &z, &yhat],
+        );
+        let delta_bind = bind_group(
+            ctx,
+            "downhill.delta",
+            &layouts.delta,
+            &[&z, &yhat, &delta, &row_loss],
+        );
+        let xt_bind = bind_group(
+            ctx,
+            "downhill.xt_delta",
+            &layouts.xt_delta,
+            &[&delta, &row_loss, &self.grad],
+        );
+        let step = Step {
+            epoch: 0,
+            batch,
+            lr: 0.0,
+        };
+        self.write_records(&[StepUniform::new(&step, 0, 1)]);
+        let max_dim = ctx.limits().max_compute_workgroups_per_dimension;
+        let row_groups = batch.len.div_ceil(WORKGROUP).min(max_dim);
+        let mut encoder = self.encoder("downhill.unfused");
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("downhill.unfused"),
+                timestamp_writes: None,
+            });
+            pass.set_bind_group(0, &self.step_bind, &[0]);
+            pass.set_bind_group(1, &self.shards[0].bind, &[]);
+            pass.set_pipeline(&self.kernels.forward);
+            pass.set_bind_group(2, &forward_bind, &[]);
+            pass.dispatch_workgroups(row_groups, 1, 1);
+            pass.set_pipeline(&self.kernels.delta);
+            pass.set_bind_group(2, &delta_bind, &[]);
+            pass.dispatch_workgroups(row_groups, 1, 1);
+            pass.set_pipeline(&self.kernels.xt_delta);
+            pass.set_bind_group(2, &xt_bind, &[]);
+            let (gx, gy) = grid(c.p, max_dim);
+            pass.dispatch_workgroups(gx, gy, 1);
+        }
+        let values = self.read_back(encoder, &self.grad, 0, c.p)?;
+        Ok(self.gradient_from(&values))
+    }
+}
+
+impl Session for GpuSession<'_> {
+    fn describe(&self) -> String {
+        format!("gpu ({})", self.ctx.describe())
+    }
+
+    fn objective(&self) -> Objective {
+        self.objective
+    }
+
+    fn rows(&self) -> usize {
+        self.rows
+    }
+
+    fn features(&self) -> usize {
+        self.features
+    }
+
+    fn set_params(&mut self, params: &Params) -> Result<()> {
+        check_params_shape(params, self.features, self.objective.outputs())?;
+        self.write_params(params);
+        self.ctx.check()
+    }
+
+    fn params(&mut self) -> Result<Params> {
+        let count = self.kernels.constants.p - 1;
+        let encoder = self.encoder("downhill.params");
+        let values = self.read_back(encoder, &self.params, 0, count)?;
+        Ok(Params::from_flat(
+            self.features,
+            self.objective.outputs(),
+            &values,
+        ))
+    }
+
+    fn gradient(&mut self) -> Result<Gradient> {
+        let values = self.evaluate(0, self.kernels.constants.p)?;
+        Ok(self.gradient_from(&values))
+    }
+
+    fn loss(&mut self) -> Result<f64> {
+        let values = self.evaluate(self.kernels.constants.p - 1, 1)?;
+        Ok(f64::from(values[0]))
+    }
+
+    fn run(&mut self, steps: &[Step]) -> Result<RunOutcome> {
+        let queue = self.ctx.queue();
+        queue.write_buffer(&self.status, 0, bytemuck::cast_slice(&[0u32, 0]));
+        let mut uniforms = Vec::with_capacity(STEPS_PER_SUBMIT);
+        for (chunk_index, chunk) in steps.chunks(STEPS_PER_SUBMIT).enumerate() {
+            uniforms.clear();
+            let mut groups = Vec::with_capacity(chunk.len());
+            for (i, step) in chunk.iter().enumerate() {
+                let g = self.groups_for(&step.batch);
+                let index = (chunk_index * STEPS_PER_SUBMIT + i) as u32;
+                uniforms.push(StepUniform::new(step, index, g));
+                groups.push(g);
+            }
+            self.write_records(&uniforms);
+            let mut encoder = self.encoder("downhill.descent");
+            {
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("downhill.descent"),
+                    timestamp_writes: None,
+                });
+                for (slot, &g) in groups.iter().enumerate() {
+                    self.record_step(&mut pass, slot, g, true);
+                }
+            }
+            self.ctx.queue().submit([encoder.finish()]);
+        }
+        let status = self.read_back(self.encoder("downhill.status"), &self.status, 0, 2)?;
+        let status: Vec<u32> = status.iter().map(|v| v.to_bits()).collect();
+        Ok(if status[0] == 0 {
+            RunOutcome::Completed
+        } else {
+            RunOutcome::Diverged {
+                step: status[1] as usize,
+            }
+        })
+    }
+}
+
+/// Rows two ranges share.
+fn overlap(a: &Range<u32>, b: Range<u32>) -> u32 {
+    a.end.min(b.end).saturating_sub(a.start.max(b.start))
+}
+
+/// A storage buffer holding `bytes`, written at creation (no staging copy).
+fn upload(ctx: &GpuContext, label: &str, bytes: &[u8]) -> Result<wgpu::Buffer> {
+    let buffer = ctx.buffer(label, bytes.len() as u64, STORAGE, true)?;
+    buffer
+        .slice(..bytes.len() as u64)
+        .get_mapped_range_mut()
+        .map_err(|e| Error::gpu(format!("uploading {label}: {e}")))?
+        .copy_from_slice(bytes);
+    buffer.unmap();
+    Ok(buffer)
+}
+
+fn bind_group(
+    ctx: &GpuContext,
+    label: &str,
+    layout: &wgpu::BindGroupLayout,
+    buffers: &[&wgpu::Buffer],
+) -> wgpu::BindGroup {
+    let entries: Vec<wgpu::BindGroupEntry> = buffers
+        .iter()
+        .enumerate()
+        .map(|(i, b)| wgpu::BindGroupEntry {
+            binding: i as u32,
+            resource: b.as_entire_binding(),
+        })
+        .collect();
+    ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some(label),
+        layout,
+        entries: &entries,
+    })
+}

@@ -1,0 +1,75 @@
+//! # downhill
+//!
+//! Linear, logistic and softmax regression fitted by gradient descent on the GPU through
+//! wgpu compute shaders, with a CPU reference backend that checks every GPU result.
+//!
+//! For rows x (d features), parameters W (d×k) and b (k): z = x·W + b, a prediction
+//! ŷ = act(z), a loss ℓ(ŷ, y) per row and the cost J = (1/n) Σ ℓ. The gradient is the
+//! chain rule, row by row: δ = dℓ/dŷ · dŷ/dz, then ∇W = (1/n) Xᵀδ and ∇b = (1/n) Σ δ.
+//! Descent repeats θ ← θ − η∇J.
+//!
+//! ```
+//! use downhill::{Dataset, Objective, Trainer, backend::reference::Reference};
+//!
+//! // y = 2x − 1 on five points.
+//! let x = [0.0f32, 1.0, 2.0, 3.0, 4.0];
+//! let y = [-1.0f32, 1.0, 3.0, 5.0, 7.0];
+//! let data = Dataset::from_slices(&x, &y, 1)?;
+//!
+//! // One gradient at W = 0, b = 0: ∇w = (2/n) Σ (ŷ − y) x = −20, ∇b = (2/n) Σ (ŷ − y) = −6.
+//! let backend = Reference;
+//! let grad = downhill::gradient(&backend, &data, Objective::linear(), None)?;
+//! assert_eq!((grad.weights[0], grad.bias[0]), (-20.0, -6.0));
+//!
+//! // A fit. `downhill::backend::select(BackendKind::Auto)` picks the GPU when there is one.
+//! let fit = downhill::fit(&backend, &data, Objective::linear(), &Trainer::new().lr(0.05).epochs(2000))?;
+//! assert!((fit.params.weights()[0] - 2.0).abs() < 1e-3);
+//! assert!((fit.params.bias()[0] + 1.0).abs() < 1e-3);
+//! # Ok::<(), downhill::Error>(())
+//! ```
+
+pub mod backend;
+pub mod data;
+pub mod error;
+pub mod gpu;
+pub mod math;
+pub mod model;
+pub mod params_file;
+pub mod rng;
+pub mod synth;
+pub mod train;
+
+pub use backend::{Backend, BackendKind, Data, Session};
+pub use data::Dataset;
+pub use error::{Error, Result};
+pub use model::{Gradient, Loss, Model, Objective, Params};
+pub use synth::Synthetic;
+pub use train::{Fit, Trainer};
+
+/// J and ∇J over all rows of `data` at `params` (zeros when `None`), on `backend`.
+pub fn gradient(
+    backend: &dyn Backend,
+    data: &Dataset,
+    objective: Objective,
+    params: Option<&Params>,
+) -> Result<Gradient> {
+    data.check_labels(&objective)?;
+    let mut session = backend.open(Data::Host(data), objective)?;
+    if let Some(p) = params {
+        session.set_params(p)?;
+    }
+    session.gradient()
+}
+
+/// Fits `objective` to `data` on `backend` with the options of `trainer`.
+pub fn fit(
+    backend: &dyn Backend,
+    data: &Dataset,
+    objective: Objective,
+    trainer: &Trainer,
+) -> Result<Fit> {
+    trainer.validate()?;
+    data.check_labels(&objective)?;
+    let mut session = backend.open(Data::Host(data), objective)?;
+    trainer.fit(session.as_mut())
+}

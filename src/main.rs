@@ -1,0 +1,357 @@
+//! The `downhill` command line: fit, grad, devices. Results go to stdout, progress and
+//! errors to stderr.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::{Value, json};
+
+use downhill::backend::{self, BackendKind, Data};
+use downhill::{
+    Dataset, Error, Fit, Loss, Model, Objective, Params, Synthetic, Trainer, params_file,
+};
+
+#[derive(Parser)]
+#[command(
+    name = "downhill",
+    version,
+    about = "Linear, logistic and softmax regression by gradient descent on the GPU"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Fit a model by gradient descent.
+    Fit(FitArgs),
+    /// Print the loss and gradient at given parameters, over all rows.
+    Grad(GradArgs),
+    /// List the GPU adapters wgpu can see.
+    Devices,
+}
+
+#[derive(Args)]
+struct ModelArgs {
+    /// linear, logistic or softmax.
+    #[arg(long, value_parser = parse::<Model>)]
+    model: Model,
+    /// mse, bce or ce. Default: linear → mse, logistic → bce, softmax → ce.
+    #[arg(long, value_parser = parse::<Loss>)]
+    loss: Option<Loss>,
+    /// Softmax classes k. Default: from the parameter file, else max label + 1
+    /// (3 for synthetic data).
+    #[arg(long)]
+    classes: Option<usize>,
+    /// auto (a hardware GPU if there is one, else the CPU), gpu, cpu or reference.
+    #[arg(long, default_value = "auto", value_parser = parse::<BackendKind>)]
+    backend: BackendKind,
+    /// Print one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct FitArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// CSV file with a header row.
+    #[arg(long, requires = "target", conflicts_with_all = ["rows", "features"])]
+    data: Option<PathBuf>,
+    /// The label column of --data; every other column is a feature.
+    #[arg(long, requires = "data")]
+    target: Option<String>,
+    /// Rows of a synthetic problem (instead of --data).
+    #[arg(long, requires = "features")]
+    rows: Option<usize>,
+    /// Features of a synthetic problem.
+    #[arg(long, requires = "rows")]
+    features: Option<usize>,
+    /// Learning rate η.
+    #[arg(long, default_value_t = 0.1)]
+    lr: f64,
+    /// Passes over the data.
+    #[arg(long, default_value_t = 100)]
+    epochs: u64,
+    /// Rows per step. Default: all rows (full batch).
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Seed of the synthetic data and of the mini-batch order.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Starting parameters (a parameter file). Default: zeros.
+    #[arg(long)]
+    init: Option<PathBuf>,
+    /// Write the fitted parameters here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Evaluate and log the loss every N epochs.
+    #[arg(long, default_value_t = 10)]
+    log_every: u64,
+}
+
+#[derive(Args)]
+struct GradArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// CSV file with a header row.
+    #[arg(long)]
+    data: PathBuf,
+    /// The label column of --data.
+    #[arg(long)]
+    target: String,
+    /// The parameters (a parameter file).
+    #[arg(long)]
+    weights: PathBuf,
+}
+
+fn parse<T: std::str::FromStr<Err = Error>>(s: &str) -> Result<T, String> {
+    s.parse().map_err(|e: Error| e.to_string())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Fit(args) => fit(args),
+        Command::Grad(args) => grad(args),
+        Command::Devices => devices(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The softmax class count: --classes, else the parameter file's, else from the labels.
+fn classes_hint(args: &ModelArgs, params: Option<&Path>) -> Result<Option<usize>, Error> {
+    match (args.model, args.classes, params) {
+        (Model::Softmax, None, Some(path)) => params_file::softmax_classes(path),
+        _ => Ok(args.classes),
+    }
+}
+
+fn fit(args: FitArgs) -> Result<(), Error> {
+    let mut trainer = Trainer::new()
+        .lr(args.lr)
+        .epochs(args.epochs)
+        .seed(args.seed)
+        .log_every(args.log_every);
+    if let Some(b) = args.batch_size {
+        trainer = trainer.batch_size(b);
+    }
+    trainer.validate()?;
+    let m = &args.model;
+    let classes = classes_hint(m, args.init.as_deref())?;
+
+    let dataset;
+    let (data, objective, synthetic) = match (&args.data, &args.target, args.rows, args.features) {
+        (Some(path), Some(target), _, _) => {
+            dataset = Dataset::read_csv(path, target)?;
+            let objective = dataset.objective(m.model, m.loss, classes)?;
+            (Data::Host(&dataset), objective, None)
+        }
+        (None, _, Some(rows), Some(features)) => {
+            let objective = Objective::new(m.model, m.loss, classes.unwrap_or(3))?;
+            let synthetic = Synthetic::new(rows, features, objective, args.seed)?;
+            (Data::Synthetic(synthetic), objective, Some(synthetic))
+        }
+        _ => {
+            return Err(Error::option(
+                "data",
+                "(none)",
+                "give --data FILE.csv --target COL, or --rows N --features D for a synthetic problem",
+            ));
+        }
+    };
+    let (rows, features) = (data.rows(), data.features());
+    if let Some(path) = &args.init {
+        trainer = trainer.init(params_file::read(
+            path,
+            m.model,
+            features,
+            Some(objective.outputs()),
+        )?);
+    }
+
+    let selected = backend::select(m.backend)?;
+    eprintln!("backend: {}", selected.reason);
+    let mut session = selected.backend.open(data, objective)?;
+    let device = session.describe();
+    eprintln!("{objective} on {rows} rows × {features} features");
+    let result = trainer.fit_observed(session.as_mut(), &mut |epoch, loss| {
+        eprintln!("epoch {epoch}: loss {loss:.6}");
+    });
+    let fit = match result {
+        Ok(fit) => fit,
+        Err(Error::Diverged {
+            epoch,
+            lr,
+            last_finite,
+        }) => {
+            if let Some(out) = &args.out {
+                params_file::write(out, &objective, &last_finite)?;
+                eprintln!("wrote the last finite parameters to {}", out.display());
+            }
+            return Err(Error::Diverged {
+                epoch,
+                lr,
+                last_finite,
+            });
+        }
+        Err(e) => return Err(e),
+    };
+    if let Some(out) = &args.out {
+        params_file::write(out, &objective, &fit.params)?;
+    }
+    let truth = synthetic.map(|s| s.true_params());
+    let report = FitReport {
+        objective,
+        backend: selected.backend.name(),
+        device: &device,
+        rows,
+        features,
+        fit: &fit,
+        truth: truth.as_ref(),
+    };
+    if m.json {
+        println!("{}", report.json());
+    } else {
+        print!("{}", report.text());
+    }
+    Ok(())
+}
+
+struct FitReport<'a> {
+    objective: Objective,
+    backend: &'static str,
+    device: &'a str,
+    rows: usize,
+    features: usize,
+    fit: &'a Fit,
+    truth: Option<&'a Params>,
+}
+
+impl FitReport<'_> {
+    fn json(&self) -> Value {
+        let (weights, bias) = params_file::json_parts(self.objective.model(), &self.fit.params);
+        let mut out = json!({
+            "model": self.objective.model(),
+            "loss_fn": self.objective.loss(),
+            "backend": self.backend,
+            "device": self.device,
+            "rows": self.rows,
+            "features": self.features,
+            "classes": self.objective.outputs(),
+            "weights": weights,
+            "bias": bias,
+            "loss": self.fit.loss,
+            "history": self.fit.history,
+            "history_epochs": self.fit.history_epochs,
+            "epochs": self.fit.epochs,
+            "train_seconds": self.fit.train_seconds,
+        });
+        if let Some(truth) = self.truth {
+            let distance = self.fit.params.distance(truth);
+            out["distance_to_truth"] = json!(distance);
+            out["relative_distance_to_truth"] = json!(distance / truth.norm());
+        }
+        out
+    }
+
+    fn text(&self) -> String {
+        let f = self.fit;
+        let mut s = format!(
+            "{} on {} rows × {} features\nbackend: {}\nepochs: {}, final loss: {:.6}, descent loop: {:.3} s\n",
+            self.objective,
+            self.rows,
+            self.features,
+            self.device,
+            f.epochs,
+            f.loss,
+            f.train_seconds
+        );
+        s += &format!("weights: {}\n", preview(f.params.weights()));
+        s += &format!("bias: {}\n", preview(f.params.bias()));
+        if let Some(truth) = self.truth {
+            let distance = f.params.distance(truth);
+            s += &format!(
+                "distance to the true parameters: {distance:.6} ({:.3}% of their norm)\n",
+                100.0 * distance / truth.norm()
+            );
+        }
+        s
+    }
+}
+
+/// Up to 12 numbers, then how many more there are.
+fn preview(values: &[f64]) -> String {
+    const SHOWN: usize = 12;
+    let shown: Vec<String> = values
+        .iter()
+        .take(SHOWN)
+        .map(|v| format!("{v:.6}"))
+        .collect();
+    let more = values.len().saturating_sub(SHOWN);
+    if more == 0 {
+        format!("[{}]", shown.join(", "))
+    } else {
+        format!(
+            "[{}, … {more} more (see --json or --out)]",
+            shown.join(", ")
+        )
+    }
+}
+
+fn grad(args: GradArgs) -> Result<(), Error> {
+    let m = &args.model;
+    let classes = classes_hint(m, Some(&args.weights))?;
+    let dataset = Dataset::read_csv(&args.data, &args.target)?;
+    let objective = dataset.objective(m.model, m.loss, classes)?;
+    let params = params_file::read(
+        &args.weights,
+        m.model,
+        dataset.features(),
+        Some(objective.outputs()),
+    )?;
+    let selected = backend::select(m.backend)?;
+    eprintln!("backend: {}", selected.reason);
+    let grad = downhill::gradient(
+        selected.backend.as_ref(),
+        &dataset,
+        objective,
+        Some(&params),
+    )?;
+    let as_params = Params::new(
+        dataset.features(),
+        objective.outputs(),
+        grad.weights,
+        grad.bias,
+    )?;
+    let (grad_w, grad_b) = params_file::json_parts(m.model, &as_params);
+    let out = json!({"loss": grad.loss, "grad_w": grad_w, "grad_b": grad_b});
+    if m.json {
+        println!("{out}");
+    } else {
+        println!("loss: {}\ngrad_w: {grad_w}\ngrad_b: {grad_b}", grad.loss);
+    }
+    Ok(())
+}
+
+fn devices() -> Result<(), Error> {
+    let adapters = downhill::gpu::adapters();
+    if adapters.is_empty() {
+        println!(
+            "no GPU adapters found (on Debian, apt-get install mesa-vulkan-drivers libvulkan1 \
+             gives a software one)"
+        );
+    }
+    for (i, a) in adapters.iter().enumerate() {
+        println!("[{i}] {a}");
+    }
+    Ok(())
+}

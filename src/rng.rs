@@ -1,0 +1,130 @@
+//! Counter-based randomness shared bit for bit with the shaders (`shaders/common.wgsl`):
+//! a hash of (counter, seed) instead of a sequential generator, so any row can be drawn
+//! on its own, by any backend, in any order.
+
+/// The pcg4d hash of Jarzynski and Olano, "Hash Functions for GPU Rendering" (JCGT 2020):
+/// four 32-bit lanes in, four well-mixed lanes out, using only 32-bit multiply, add, xor
+/// and shift, so WGSL computes the same bits.
+pub fn pcg4d(v: [u32; 4]) -> [u32; 4] {
+    let mut v = v.map(|x| x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223));
+    cross_mix(&mut v);
+    v = v.map(|x| x ^ (x >> 16));
+    cross_mix(&mut v);
+    v
+}
+
+fn cross_mix(v: &mut [u32; 4]) {
+    v[0] = v[0].wrapping_add(v[1].wrapping_mul(v[3]));
+    v[1] = v[1].wrapping_add(v[2].wrapping_mul(v[0]));
+    v[2] = v[2].wrapping_add(v[0].wrapping_mul(v[1]));
+    v[3] = v[3].wrapping_add(v[1].wrapping_mul(v[2]));
+}
+
+/// The hash of one cell of one stream: `(row, column | stream << 28, seed)`.
+pub fn cell_hash(seed: u64, stream: u32, row: u32, column: u32) -> [u32; 4] {
+    debug_assert!(column < 1 << 28 && stream < 16);
+    pcg4d([
+        row,
+        column | (stream << 28),
+        seed as u32,
+        (seed >> 32) as u32,
+    ])
+}
+
+/// A pseudo-random permutation of 0..n drawn from (seed, epoch): the visiting order of
+/// the rows in one epoch of mini-batch descent.
+///
+/// It is a bijection on the m-bit integers (m = ⌈log₂ n⌉) built from steps that are each
+/// invertible there (xor with a key, multiplication by an odd constant, xorshift right),
+/// restricted to 0..n by cycle walking: values ≥ n are mapped again until they land below
+/// n, which keeps it a bijection and takes fewer than two rounds on average.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Permutation {
+    pub keys: [u32; 4],
+    pub mask: u32,
+    pub shift: u32,
+    pub n: u32,
+}
+
+impl Permutation {
+    /// The order for `epoch` of a run seeded with `seed`, over `n` rows (n ≥ 1).
+    pub fn for_epoch(seed: u64, epoch: u64, n: u32) -> Self {
+        assert!(n >= 1, "a permutation needs at least one element");
+        let bits = 32 - (n - 1).leading_zeros();
+        let mask = if bits == 32 {
+            u32::MAX
+        } else {
+            (1u32 << bits) - 1
+        };
+        let keys = pcg4d([
+            epoch as u32,
+            (epoch >> 32) as u32 ^ 0x5eed_0001,
+            seed as u32,
+            (seed >> 32) as u32,
+        ]);
+        Permutation {
+            keys,
+            mask,
+            shift: bits.div_ceil(2).max(1),
+            n,
+        }
+    }
+
+    fn round(&self, mut x: u32) -> u32 {
+        for &key in &self.keys {
+            x = (x ^ key) & self.mask;
+            x = x.wrapping_mul(0x2c1b_3c6d) & self.mask;
+            x ^= x >> self.shift;
+            x = x.wrapping_mul(0x297a_2d39) & self.mask;
+            x ^= x >> self.shift;
+        }
+        x
+    }
+
+    /// The row visited at position `p` (p < n).
+    pub fn apply(&self, p: u32) -> u32 {
+        debug_assert!(p < self.n);
+        let mut x = self.round(p);
+        while x >= self.n {
+            x = self.round(x);
+        }
+        x
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pcg4d_matches_an_independent_evaluation() {
+        // From a Python transcription of the paper's listing (arbitrary-precision ints, & 0xffffffff).
+        assert_eq!(pcg4d([0; 4]), [0x0f02_f829, 0x2d56_8769, 0x32b0_c43b, 0xd325_48ea]);
+        assert_eq!(pcg4d([1, 2, 3, 4]), [0x3622_cd16, 0xf114_71d8, 0xe110_9b3f, 0x02b9_4c2f]);
+    }
+
+    #[test]
+    fn permutations_are_bijections_for_awkward_sizes() {
+        for n in [1u32, 2, 3, 7, 64, 100, 1000, 4097] {
+            for epoch in 0..3 {
+                let p = Permutation::for_epoch(42, epoch, n);
+                let mut seen = vec![false; n as usize];
+                for i in 0..n {
+                    let j = p.apply(i) as usize;
+                    assert!(!seen[j], "n={n}: {j} visited twice");
+                    seen[j] = true;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn epochs_get_different_orders() {
+        let a = Permutation::for_epoch(7, 0, 1000);
+        let b = Permutation::for_epoch(7, 1, 1000);
+        let moved = (0..1000).filter(|&i| a.apply(i) != b.apply(i)).count();
+        assert!(moved > 900, "only {moved} of 1000 positions differ");
+        let fixed = (0..1000).filter(|&i| a.apply(i) == i).count();
+        assert!(fixed < 20, "{fixed} fixed points");
+    }
+}

@@ -1,0 +1,259 @@
+//! Synthetic regression problems with known true parameters, drawn from a counter-based
+//! hash so that every backend (and the WGSL generator) makes the same bits.
+//!
+//! The recipe, for row i, feature j, class c, with r = ⌊log₂(d) / 2⌋:
+//! - x_ij = a_ij / 256, a_ij = (sum of 12 random bytes) − 1530: Irwin–Hall, mean 0,
+//!   variance 65535/65536 ≈ 1, in [−5.98, 5.98].
+//! - true W_jc and b_c: the same kind of integer over 256 · 2^r, so z = x·W + b has
+//!   variance between 1 and 4 whatever d is.
+//! - linear: y = z + ε, ε = e / 2048 with e the same kind of integer (noise sd 0.125).
+//! - logistic: y = 1 when z > −L, L drawn from a 4096-point quantile table of the logistic
+//!   distribution, so P(y = 1) = σ(z) (to 1/4096).
+//! - softmax: y = argmax_c (z_c + G_c), G_c from a quantile table of the Gumbel distribution
+//!   (the Gumbel-max trick), so P(y = c) = softmax(z)_c.
+//!
+//! z is computed exactly: the products a_ij · a_jc are integers, summed in 64-bit integers,
+//! and rounded to f32 once (round to nearest, ties to even). No float sum whose order or
+//! fusion could differ between a CPU and a GPU enters the data.
+
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::model::{Model, Objective, Params};
+use crate::rng::cell_hash;
+
+/// Which stream of the hash a value comes from.
+const STREAM_X: u32 = 0;
+const STREAM_W: u32 = 1;
+const STREAM_B: u32 = 2;
+const STREAM_LABEL: u32 = 3;
+
+/// Points in each quantile table.
+pub const QUANTILES: usize = 4096;
+
+/// A synthetic problem: sizes, objective and seed determine every value.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Synthetic {
+    rows: usize,
+    features: usize,
+    objective: Objective,
+    seed: u64,
+}
+
+/// An Irwin–Hall integer: the sum of the 12 bytes of three hash words, minus their mean.
+fn irwin_hall(words: [u32; 4]) -> i32 {
+    words[..3]
+        .iter()
+        .map(|w| w.to_le_bytes().iter().map(|&b| i32::from(b)).sum::<i32>())
+        .sum::<i32>()
+        - 1530
+}
+
+impl Synthetic {
+    /// Rows from 1 to 2³² − 1; features from 1 to 2²⁸ − 1.
+    pub fn new(rows: usize, features: usize, objective: Objective, seed: u64) -> Result<Self> {
+        if rows == 0 || rows > u32::MAX as usize {
+            return Err(Error::option(
+                "rows",
+                rows,
+                "must be between 1 and 4294967295",
+            ));
+        }
+        if features == 0 || features >= 1 << 28 {
+            return Err(Error::option(
+                "features",
+                features,
+                "must be between 1 and 268435455",
+            ));
+        }
+        Ok(Synthetic {
+            rows,
+            features,
+            objective,
+            seed,
+        })
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn features(&self) -> usize {
+        self.features
+    }
+
+    pub fn objective(&self) -> Objective {
+        self.objective
+    }
+
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// r in the recipe: true weights are integers over 256 · 2^r.
+    pub fn weight_shift(&self) -> u32 {
+        (usize::BITS - 1 - self.features.leading_zeros()) / 2
+    }
+
+    /// The integer a_ij behind x_ij = a_ij / 256.
+    pub fn x_int(&self, row: u32, column: u32) -> i32 {
+        irwin_hall(cell_hash(self.seed, STREAM_X, row, column))
+    }
+
+    /// The integer behind W_jc (j < d) or b_c (j = d).
+    pub fn param_int(&self, j: u32, class: u32) -> i32 {
+        if j as usize == self.features {
+            irwin_hall(cell_hash(self.seed, STREAM_B, class, 0))
+        } else {
+            irwin_hall(cell_hash(self.seed, STREAM_W, j, class))
+        }
+    }
+
+    /// The true parameters the labels were drawn from.
+    pub fn true_params(&self) -> Params {
+        let (d, k) = (self.features, self.objective.outputs());
+        let scale = 1.0 / (256.0 * f64::from(1u32 << self.weight_shift()));
+        let mut params = Params::zeros(d, k);
+        for j in 0..d {
+            for c in 0..k {
+                params.weights_mut()[j * k + c] =
+                    f64::from(self.param_int(j as u32, c as u32)) * scale;
+            }
+        }
+        for c in 0..k {
+            params.bias_mut()[c] = f64::from(self.param_int(d as u32, c as u32)) * scale;
+        }
+        params
+    }
+
+    /// Generates X and y on the CPU.
+    pub fn generate(&self) -> Dataset {
+        let (d, k) = (self.features, self.objective.outputs());
+        let w: Vec<i64> = (0..=d)
+            .flat_map(|j| (0..k).map(move |c| (j, c)))
+            .map(|(j, c)| i64::from(self.param_int(j as u32, c as u32)))
+            .collect();
+        let tables = quantile_tables();
+        let mut x = Vec::with_capacity(self.rows * d);
+        let mut y = Vec::with_capacity(self.rows);
+        let mut a = vec![0i64; d];
+        let mut z = vec![0i64; k];
+        for i in 0..self.rows as u32 {
+            for (j, aj) in a.iter_mut().enumerate() {
+                *aj = i64::from(self.x_int(i, j as u32));
+                x.push(*aj as f32 / 256.0);
+            }
+            for (c, zc) in z.iter_mut().enumerate() {
+                *zc = 256 * w[d * k + c] + (0..d).map(|j| a[j] * w[j * k + c]).sum::<i64>();
+            }
+            y.push(self.label(i, &z, &tables));
+        }
+        Dataset::new(x, y, d).expect("synthetic data are finite and well shaped")
+    }
+
+    /// The label of row `i` from its exact z (in units of 2^−(16 + r)).
+    fn label(&self, i: u32, z: &[i64], tables: &[f32]) -> f32 {
+        let r = self.weight_shift();
+        let unit = 1.0 / (65536.0 * (1u32 << r) as f32);
+        let noise = |c: u32| cell_hash(self.seed, STREAM_LABEL, i, c);
+        match self.objective.model() {
+            Model::Linear => {
+                let e = i64::from(irwin_hall(noise(0)));
+                (z[0] + (e << (5 + r))) as f32 * unit
+            }
+            Model::Logistic => {
+                let l = tables[(noise(0)[0] as usize) % QUANTILES];
+                f32::from(z[0] as f32 * unit > -l)
+            }
+            Model::Softmax => {
+                let mut best = (0, f32::NEG_INFINITY);
+                for (c, &zc) in z.iter().enumerate() {
+                    let g = tables[QUANTILES + (noise(c as u32)[0] as usize) % QUANTILES];
+                    let score = zc as f32 * unit + g;
+                    if score > best.1 {
+                        best = (c, score);
+                    }
+                }
+                best.0 as f32
+            }
+        }
+    }
+}
+
+/// The logistic quantiles ln(p / (1 − p)) then the Gumbel quantiles −ln(−ln p), at
+/// p = (q + ½) / 4096 for q in 0..4096: 8192 f32 values, shared with the GPU generator.
+pub fn quantile_tables() -> Vec<f32> {
+    let p = |q: usize| (q as f64 + 0.5) / QUANTILES as f64;
+    let logistic = (0..QUANTILES).map(|q| (p(q) / (1.0 - p(q))).ln() as f32);
+    let gumbel = (0..QUANTILES).map(|q| -(-p(q).ln()).ln() as f32);
+    logistic.chain(gumbel).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn features_look_standard_normal() {
+        let s = Synthetic::new(20_000, 4, Objective::linear(), 3).unwrap();
+        let data = s.generate();
+        let n = data.x().len() as f64;
+        let mean = data.x().iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+        let var = data
+            .x()
+            .iter()
+            .map(|&v| (f64::from(v) - mean).powi(2))
+            .sum::<f64>()
+            / n;
+        assert!(mean.abs() < 0.02, "mean {mean}");
+        assert!((var - 1.0).abs() < 0.03, "variance {var}");
+    }
+
+    #[test]
+    fn logistic_labels_follow_sigmoid_of_true_z() {
+        let s = Synthetic::new(50_000, 3, Objective::logistic(), 11).unwrap();
+        let data = s.generate();
+        let truth = s.true_params();
+        let (mut expected, mut observed) = (0.0, 0.0);
+        for i in 0..data.rows() {
+            let z: f64 = truth.bias()[0]
+                + data
+                    .row(i)
+                    .iter()
+                    .zip(truth.weights())
+                    .map(|(&x, w)| f64::from(x) * w)
+                    .sum::<f64>();
+            expected += crate::math::sigmoid(z);
+            observed += f64::from(data.y()[i]);
+        }
+        let n = data.rows() as f64;
+        assert!(
+            (expected - observed).abs() / n < 0.01,
+            "{expected} vs {observed}"
+        );
+    }
+
+    #[test]
+    fn softmax_labels_use_every_class() {
+        let s = Synthetic::new(3000, 5, Objective::softmax(4).unwrap(), 1).unwrap();
+        let data = s.generate();
+        for c in 0..4 {
+            let count = data.y().iter().filter(|&&y| y == c as f32).count();
+            assert!(count > 150, "class {c} has {count} rows");
+        }
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_data() {
+        let a = Synthetic::new(100, 7, Objective::linear(), 5)
+            .unwrap()
+            .generate();
+        let b = Synthetic::new(100, 7, Objective::linear(), 5)
+            .unwrap()
+            .generate();
+        let c = Synthetic::new(100, 7, Objective::linear(), 6)
+            .unwrap()
+            .generate();
+        assert_eq!(a, b);
+        assert_ne!(a.x(), c.x());
+    }
+}
