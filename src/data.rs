@@ -301,7 +301,8 @@ fn read_csv_from(reader: impl Read, path: &Path, target: &str) -> Result<Dataset
 
     let mut x = Vec::new();
     let mut y = Vec::new();
-    let line = |record: &csv::StringRecord| record.position().map_or(0, |p| line_at(path, p.byte()));
+    let line =
+        |record: &csv::StringRecord| record.position().map_or(0, |p| line_at(path, p.byte()));
     while csv
         .read_record(&mut record)
         .map_err(|e| csv_error(path, e))?
@@ -386,7 +387,10 @@ mod tests {
         assert!(d.is_err(), "row 3 has a text label");
         std::fs::write(&path, "a,y\r\n1,0\r\n\r\n2,5\r\n3,\"7\n\"\n4,4\n").unwrap();
         let d = Dataset::read_csv(&path, "y").unwrap();
-        let at = |row| d.label_location(row).replace(&path.display().to_string(), "t.csv");
+        let at = |row| {
+            d.label_location(row)
+                .replace(&path.display().to_string(), "t.csv")
+        };
         assert_eq!(at(0), "t.csv, line 2, column 2 (y)");
         assert_eq!(at(1), "t.csv, line 4, column 2 (y)");
         assert_eq!(at(2), "t.csv, line 5, column 2 (y)");

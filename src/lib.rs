@@ -73,3 +73,8 @@ pub fn fit(
     let mut session = backend.open(Data::Host(data), objective)?;
     trainer.fit(session.as_mut())
 }
+
+/// The README's Rust example, compiled and run as a doc test.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -70,7 +70,7 @@ struct FitArgs {
     #[arg(long, requires = "rows")]
     features: Option<usize>,
     /// Learning rate η.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.1, allow_negative_numbers = true)]
     lr: f64,
     /// Passes over the data.
     #[arg(long, default_value_t = 100)]
@@ -112,6 +112,12 @@ fn parse<T: std::str::FromStr<Err = Error>>(s: &str) -> Result<T, String> {
 }
 
 fn main() -> ExitCode {
+    // Mesa's Vulkan drivers print "error: XDG_RUNTIME_DIR is invalid or not set" when it is
+    // unset, which reads like one of our errors. Nothing here uses it; point it at the
+    // temporary directory. Safe: no other thread exists yet.
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        unsafe { std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir()) };
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Fit(args) => fit(args),

@@ -192,6 +192,12 @@ pub fn quantile_tables() -> Vec<f32> {
 mod tests {
     use super::*;
 
+    /// z = x·W + b of row i under the true parameters, in f64.
+    fn true_z(data: &Dataset, truth: &Params, i: usize) -> f64 {
+        let dot = data.row(i).iter().zip(truth.weights());
+        truth.bias()[0] + dot.map(|(&x, w)| f64::from(x) * w).sum::<f64>()
+    }
+
     #[test]
     fn features_look_standard_normal() {
         let s = Synthetic::new(20_000, 4, Objective::linear(), 3).unwrap();
@@ -209,20 +215,35 @@ mod tests {
     }
 
     #[test]
+    fn streams_are_uncorrelated() {
+        // Correlations of independent unit-variance columns over n rows have sd 1/√n;
+        // allow 4 sd. The noise of the labels must not correlate with any feature.
+        let (n, d) = (40_000, 6);
+        let s = Synthetic::new(n, d, Objective::linear(), 17).unwrap();
+        let data = s.generate();
+        let truth = s.true_params();
+        let bound = 4.0 / (n as f64).sqrt();
+        let data = &data;
+        let col = |j: usize| (0..n).map(move |i| f64::from(data.row(i)[j]));
+        for a in 0..d {
+            for b in 0..a {
+                let c = col(a).zip(col(b)).map(|(x, y)| x * y).sum::<f64>() / n as f64;
+                assert!(c.abs() < bound, "x{a}·x{b} = {c}");
+            }
+            let noise = (0..n).map(|i| (f64::from(data.y()[i]) - true_z(data, &truth, i)) * 8.0);
+            let c = noise.zip(col(a)).map(|(e, x)| e * x).sum::<f64>() / n as f64;
+            assert!(c.abs() < bound, "noise·x{a} = {c}");
+        }
+    }
+
+    #[test]
     fn logistic_labels_follow_sigmoid_of_true_z() {
         let s = Synthetic::new(50_000, 3, Objective::logistic(), 11).unwrap();
         let data = s.generate();
         let truth = s.true_params();
         let (mut expected, mut observed) = (0.0, 0.0);
         for i in 0..data.rows() {
-            let z: f64 = truth.bias()[0]
-                + data
-                    .row(i)
-                    .iter()
-                    .zip(truth.weights())
-                    .map(|(&x, w)| f64::from(x) * w)
-                    .sum::<f64>();
-            expected += crate::math::sigmoid(z);
+            expected += crate::math::sigmoid(true_z(&data, &truth, i));
             observed += f64::from(data.y()[i]);
         }
         let n = data.rows() as f64;

@@ -1,0 +1,489 @@
+//! The command line: its JSON contract, and one clear message for every user mistake.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn downhill(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_downhill"))
+        .args(args)
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .output()
+        .expect("run downhill")
+}
+
+/// A scratch directory for one test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("downhill-cli-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+/// Runs a command expected to fail; returns its stderr, asserting exit code 1 and no panic.
+fn fails(args: &[&str]) -> String {
+    let out = downhill(args);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
+    assert!(out.stdout.is_empty(), "{args:?} printed a result");
+    stderr
+}
+
+fn fit_csv(path: &str, target: &str, extra: &[&str]) -> String {
+    let mut args = vec![
+        "fit",
+        "--model",
+        "logistic",
+        "--data",
+        path,
+        "--target",
+        target,
+        "--backend",
+        "reference",
+    ];
+    args.extend_from_slice(extra);
+    fails(&args)
+}
+
+#[test]
+fn fit_json_has_the_contracted_fields() {
+    let dir = scratch("json");
+    let data = write(&dir, "d.csv", "x,y\n0,-1\n1,1\n2,3\n3,5\n4,7\n");
+    let out_path = dir.join("model.json");
+    let out = downhill(&[
+        "fit",
+        "--model",
+        "linear",
+        "--data",
+        &data,
+        "--target",
+        "y",
+        "--lr",
+        "0.05",
+        "--epochs",
+        "2000",
+        "--log-every",
+        "500",
+        "--backend",
+        "reference",
+        "--json",
+        "--out",
+        out_path.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in [
+        "model",
+        "loss_fn",
+        "backend",
+        "weights",
+        "bias",
+        "loss",
+        "history",
+        "epochs",
+        "train_seconds",
+    ] {
+        assert!(v.get(key).is_some(), "missing {key}: {v}");
+    }
+    assert_eq!(v["model"], "linear");
+    assert_eq!(v["loss_fn"], "mse");
+    assert_eq!(v["epochs"], 2000);
+    // y = 2x − 1 exactly.
+    assert!(
+        (v["weights"][0].as_f64().unwrap() - 2.0).abs() < 1e-3,
+        "{v}"
+    );
+    assert!((v["bias"].as_f64().unwrap() + 1.0).abs() < 1e-3, "{v}");
+    assert_eq!(v["history"].as_array().unwrap().len(), 5);
+    // J at zero parameters: mean of y² = (1 + 1 + 9 + 25 + 49) / 5 = 17.
+    assert!((v["history"][0].as_f64().unwrap() - 17.0).abs() < 1e-9);
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&out_path).unwrap()).unwrap();
+    assert_eq!(saved["weights"], v["weights"]);
+    assert_eq!(saved["model"], "linear");
+
+    // The saved parameters as a start: the gradient there is zero.
+    let g = downhill(&[
+        "grad",
+        "--model",
+        "linear",
+        "--data",
+        &data,
+        "--target",
+        "y",
+        "--weights",
+        out_path.to_str().unwrap(),
+        "--backend",
+        "reference",
+        "--json",
+    ]);
+    assert!(g.status.success(), "{}", String::from_utf8_lossy(&g.stderr));
+    let g: Value = serde_json::from_slice(&g.stdout).unwrap();
+    assert!(g["loss"].as_f64().unwrap() < 1e-6, "{g}");
+    assert!(g["grad_w"][0].as_f64().unwrap().abs() < 1e-3, "{g}");
+    assert!(g["grad_b"].as_f64().unwrap().abs() < 1e-3, "{g}");
+}
+
+#[test]
+fn grad_prints_softmax_gradients_as_d_rows_of_k() {
+    let dir = scratch("softgrad");
+    let data = write(&dir, "d.csv", "a,b,label\n1,0,0\n0,1,1\n1,1,2\n");
+    let weights = write(
+        &dir,
+        "w.json",
+        r#"{"weights": [[0,0,0],[0,0,0]], "bias": [0,0,0]}"#,
+    );
+    let out = downhill(&[
+        "grad",
+        "--model",
+        "softmax",
+        "--data",
+        &data,
+        "--target",
+        "label",
+        "--weights",
+        &weights,
+        "--json",
+        "--backend",
+        "reference",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // Uniform probabilities: J = ln 3; ∇b_c = 1/3 − (share of label c) = 0.
+    assert!((v["loss"].as_f64().unwrap() - 3f64.ln()).abs() < 1e-12);
+    assert_eq!(v["grad_w"].as_array().unwrap().len(), 2);
+    assert_eq!(v["grad_w"][0].as_array().unwrap().len(), 3);
+    // ∇W[a, c] = (1/3) Σ x_a (1/3 − [y = c]): rows with a = 1 are labels 0 and 2.
+    let expected = [
+        (2.0 / 3.0 - 1.0) / 3.0,
+        (2.0 / 3.0) / 3.0,
+        (2.0 / 3.0 - 1.0) / 3.0,
+    ];
+    for (c, e) in expected.iter().enumerate() {
+        assert!(
+            (v["grad_w"][0][c].as_f64().unwrap() - e).abs() < 1e-12,
+            "{v}"
+        );
+    }
+}
+
+#[test]
+fn synthetic_fit_reports_the_distance_to_the_truth() {
+    let out = downhill(&[
+        "fit",
+        "--model",
+        "linear",
+        "--rows",
+        "2000",
+        "--features",
+        "4",
+        "--lr",
+        "0.3",
+        "--epochs",
+        "200",
+        "--backend",
+        "reference",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // Noise sd 0.125 over 2000 rows: the fit lands within a few hundredths of the truth.
+    assert!(
+        v["relative_distance_to_truth"].as_f64().unwrap() < 0.02,
+        "{v}"
+    );
+    assert!(
+        (v["loss"].as_f64().unwrap() - 0.125f64.powi(2)).abs() < 0.002,
+        "{v}"
+    );
+}
+
+#[test]
+fn file_mistakes_name_file_line_and_column() {
+    let dir = scratch("files");
+    let missing = dir.join("nope.csv").display().to_string();
+    assert!(fit_csv(&missing, "y", &[]).contains("nope.csv: No such file"));
+    let cases = [
+        ("empty.csv", "", "empty.csv: the file is empty"),
+        (
+            "header.csv",
+            "a,y\n",
+            "header.csv: the file has a header but no data rows",
+        ),
+        (
+            "ragged.csv",
+            "a,b,y\n1,2,0\n3,1\n",
+            "ragged.csv, line 3: expected 3 fields (as in the header), found 2",
+        ),
+        (
+            "text.csv",
+            "a,b,y\n1,2,0\n3,abc,1\n",
+            "text.csv, line 3, column 2 (b): not a number: \"abc\"",
+        ),
+        (
+            "blank.csv",
+            "a,b,y\n1,,0\n",
+            "blank.csv, line 2, column 2 (b): empty cell: \"\"",
+        ),
+        (
+            "nan.csv",
+            "a,b,y\n1,2,0\n\n3,NaN,1\n",
+            "nan.csv, line 4, column 2 (b): NaN or infinite value: \"NaN\"",
+        ),
+        (
+            "inf.csv",
+            "a,b,y\n1,inf,0\n",
+            "inf.csv, line 2, column 2 (b): NaN or infinite value: \"inf\"",
+        ),
+        (
+            "ok.csv",
+            "a,b,y\n1,2,0\n",
+            "no column named \"label\"; the columns are: a, b, y",
+        ),
+    ];
+    for (name, text, expected) in cases {
+        let path = write(&dir, name, text);
+        let target = if name == "ok.csv" { "label" } else { "y" };
+        let e = fit_csv(&path, target, &[]);
+        assert!(e.contains(expected), "{name}: {e}");
+    }
+}
+
+#[test]
+fn label_mistakes_name_the_row_and_what_was_expected() {
+    let dir = scratch("labels");
+    let two = write(&dir, "two.csv", "a,y\n1,0\n2,2\n");
+    let e = fit_csv(&two, "y", &[]);
+    assert!(e.contains("two.csv, line 3, column 2 (y): logistic regression with bce needs labels 0 or 1, found 2"), "{e}");
+    let half = write(&dir, "half.csv", "a,y\n1,0.5\n2,1.5\n");
+    assert!(fit_csv(&half, "y", &["--loss", "mse"]).contains(
+        "line 3, column 2 (y): logistic regression with mse needs labels in [0, 1], found 1.5"
+    ));
+    let args = |path: &str| {
+        vec![
+            "fit",
+            "--model",
+            "softmax",
+            "--data",
+            path.to_string().leak(),
+            "--target",
+            "y",
+            "--backend",
+            "reference",
+        ]
+    };
+    let negative = write(&dir, "neg.csv", "a,y\n1,0\n2,-1\n");
+    assert!(fails(&args(&negative)).contains("neg.csv, line 3, column 2 (y): softmax regression needs labels that are integers 0, 1, …, k−1, found -1"));
+    let fraction = write(&dir, "frac.csv", "a,y\n1,0\n2,1.5\n");
+    assert!(fails(&args(&fraction)).contains(
+        "frac.csv, line 3, column 2 (y): softmax regression needs labels that are integers"
+    ));
+    let many = write(&dir, "many.csv", "a,y\n1,0\n2,3\n");
+    let mut with_classes = args(&many);
+    with_classes.extend(["--classes", "3"]);
+    assert!(
+        fails(&with_classes)
+            .contains("line 3, column 2 (y): softmax regression (3 classes, ce) needs labels")
+    );
+    let e = fit_csv(&two, "y", &["--loss", "ce"]);
+    assert!(
+        e.contains("model logistic does not support loss ce; use mse or bce"),
+        "{e}"
+    );
+}
+
+#[test]
+fn option_mistakes_are_refused_before_any_work() {
+    let dir = scratch("options");
+    let data = write(&dir, "d.csv", "a,y\n1,0\n2,1\n");
+    for lr in ["0", "-0.5", "NaN", "inf"] {
+        let e = fit_csv(&data, "y", &["--lr", lr]);
+        assert!(
+            e.contains(&format!(
+                "invalid learning rate {}",
+                lr.parse::<f64>().unwrap()
+            )),
+            "{lr}: {e}"
+        );
+        assert!(e.contains("must be a finite number > 0"), "{e}");
+    }
+    assert!(fit_csv(&data, "y", &["--batch-size", "0"]).contains("invalid batch size 0"));
+    let e = fails(&["fit", "--model", "linear"]);
+    assert!(
+        e.contains("give --data FILE.csv --target COL, or --rows N --features D"),
+        "{e}"
+    );
+}
+
+#[test]
+fn parameter_file_mistakes_name_the_file_and_the_shape() {
+    let dir = scratch("params");
+    let data = write(&dir, "d.csv", "a,b,y\n1,2,0\n2,1,1\n");
+    let grad = |weights: &str| {
+        fails(&[
+            "grad",
+            "--model",
+            "logistic",
+            "--data",
+            &data,
+            "--target",
+            "y",
+            "--weights",
+            weights,
+            "--backend",
+            "reference",
+        ])
+    };
+    let short = write(
+        &dir,
+        "short.json",
+        r#"{"model": "logistic", "weights": [1], "bias": 0}"#,
+    );
+    assert!(
+        grad(&short).contains("short.json: weights has 1 numbers, but the data has 2 features")
+    );
+    let broken = write(&dir, "broken.json", "{\"weights\": [1, 2],\n \"bias\": }");
+    let e = grad(&broken);
+    assert!(
+        e.contains("broken.json: line 2, column 10: expected value"),
+        "{e}"
+    );
+    let other = write(
+        &dir,
+        "other.json",
+        r#"{"model": "linear", "weights": [1, 2], "bias": 0}"#,
+    );
+    assert!(
+        grad(&other)
+            .contains("other.json: the file holds a linear model, but the command fits logistic")
+    );
+    let soft = write(
+        &dir,
+        "soft.json",
+        r#"{"weights": [[1, 2], [3]], "bias": [0, 0]}"#,
+    );
+    let e = fails(&[
+        "fit",
+        "--model",
+        "softmax",
+        "--data",
+        &data,
+        "--target",
+        "y",
+        "--init",
+        &soft,
+        "--backend",
+        "reference",
+    ]);
+    assert!(
+        e.contains("soft.json: weights[1] has 1 numbers, but there are 2 classes"),
+        "{e}"
+    );
+}
+
+#[test]
+fn divergence_names_the_epoch_and_keeps_finite_parameters() {
+    let dir = scratch("diverge");
+    let out_path = dir.join("last.json");
+    let mut backends = vec!["reference"];
+    if common::gpu().is_some() {
+        backends.push("gpu");
+    }
+    for backend in backends {
+        let e = fails(&[
+            "fit",
+            "--model",
+            "linear",
+            "--rows",
+            "500",
+            "--features",
+            "3",
+            "--lr",
+            "40",
+            "--epochs",
+            "500",
+            "--backend",
+            backend,
+            "--out",
+            out_path.to_str().unwrap(),
+        ]);
+        assert!(
+            e.contains("the loss became non-finite at epoch"),
+            "{backend}: {e}"
+        );
+        assert!(e.contains("try a smaller --lr"), "{e}");
+        let saved: Value =
+            serde_json::from_str(&std::fs::read_to_string(&out_path).unwrap()).unwrap();
+        let w = saved["weights"].as_array().unwrap();
+        assert_eq!(w.len(), 3);
+        assert!(
+            w.iter().all(|v| v.as_f64().is_some_and(f64::is_finite)),
+            "{backend}: {saved}"
+        );
+        std::fs::remove_file(&out_path).unwrap();
+    }
+}
+
+#[test]
+fn gpu_backend_runs_the_main_job_shape() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let run = |backend: &str| {
+        let out = downhill(&[
+            "fit",
+            "--model",
+            "logistic",
+            "--rows",
+            "20000",
+            "--features",
+            "16",
+            "--epochs",
+            "30",
+            "--lr",
+            "0.5",
+            "--backend",
+            backend,
+            "--json",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        (
+            serde_json::from_slice::<Value>(&out.stdout).unwrap(),
+            stderr,
+        )
+    };
+    let (gpu, stderr) = run("gpu");
+    assert_eq!(gpu["backend"], "gpu");
+    assert!(stderr.contains("backend: gpu"), "{stderr}");
+    let (reference, _) = run("reference");
+    let (a, b) = (
+        gpu["loss"].as_f64().unwrap(),
+        reference["loss"].as_f64().unwrap(),
+    );
+    assert!((a - b).abs() < 1e-5, "gpu {a} vs reference {b}");
+}

@@ -1,0 +1,78 @@
+//! Helpers shared by the integration tests: the shared GPU, random problems, comparisons.
+#![allow(dead_code)]
+
+use std::sync::OnceLock;
+
+use downhill::gpu::{Gpu, GpuContext};
+use downhill::rng::cell_hash;
+use downhill::{Dataset, Gradient, Objective, Params, Synthetic};
+
+/// The GPU every test in this binary shares, or `None` (after printing
+/// `skipped: no GPU adapter`) when there is none. With DOWNHILL_REQUIRE_GPU=1 a missing
+/// adapter fails the test instead.
+pub fn gpu() -> Option<&'static Gpu> {
+    static GPU: OnceLock<Result<Gpu, String>> = OnceLock::new();
+    let opened = GPU.get_or_init(|| GpuContext::open().map(Gpu::new).map_err(|e| e.to_string()));
+    match opened {
+        Ok(gpu) => Some(gpu),
+        Err(why) if std::env::var("DOWNHILL_REQUIRE_GPU").is_ok_and(|v| v == "1") => {
+            panic!("DOWNHILL_REQUIRE_GPU=1 but no GPU adapter could be opened: {why}")
+        }
+        Err(_) => {
+            println!("skipped: no GPU adapter");
+            None
+        }
+    }
+}
+
+/// A synthetic problem's rows, for tests that need host data.
+pub fn problem(rows: usize, features: usize, objective: Objective, seed: u64) -> Dataset {
+    Synthetic::new(rows, features, objective, seed)
+        .unwrap()
+        .generate()
+}
+
+/// Parameters with entries uniform in [−scale, scale), from a hash of `seed`.
+pub fn random_params(features: usize, outputs: usize, scale: f64, seed: u64) -> Params {
+    let value = |i: usize| {
+        let h = cell_hash(seed, 9, i as u32, 0)[0];
+        (f64::from(h) / 4_294_967_296.0 * 2.0 - 1.0) * scale
+    };
+    let weights = (0..features * outputs).map(value).collect();
+    let bias = (0..outputs)
+        .map(|c| value(features * outputs + c))
+        .collect();
+    Params::new(features, outputs, weights, bias).unwrap()
+}
+
+/// Asserts every entry of `a` is within `tol` × max(1, largest |entry of b|) of `b`.
+pub fn assert_close(what: &str, a: &[f64], b: &[f64], tol: f64) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths");
+    let scale = b.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert!(
+            approx::abs_diff_eq!(x, y, epsilon = tol * scale),
+            "{what}[{i}]: {x} vs {y} (tolerance {} = {tol} × {scale})",
+            tol * scale
+        );
+    }
+}
+
+/// Asserts two gradients agree: the loss relative to itself, ∇ relative to the largest entry.
+pub fn assert_gradients_close(what: &str, a: &Gradient, b: &Gradient, tol: f64) {
+    assert!(
+        approx::relative_eq!(a.loss, b.loss, max_relative = tol, epsilon = tol),
+        "{what}: loss {} vs {}",
+        a.loss,
+        b.loss
+    );
+    let all = |g: &Gradient| g.weights.iter().chain(&g.bias).copied().collect::<Vec<_>>();
+    let scale = b.max_abs().max(1e-3);
+    let (x, y) = (all(a), all(b));
+    for (i, (p, q)) in x.iter().zip(&y).enumerate() {
+        assert!(
+            approx::abs_diff_eq!(p, q, epsilon = tol * scale),
+            "{what}: gradient entry {i}: {p} vs {q} (scale {scale})"
+        );
+    }
+}
