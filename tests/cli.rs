@@ -487,3 +487,53 @@ fn gpu_backend_runs_the_main_job_shape() {
     );
     assert!((a - b).abs() < 1e-5, "gpu {a} vs reference {b}");
 }
+
+#[test]
+fn without_an_adapter_gpu_fails_clearly_and_auto_uses_the_cpu() {
+    let run = |backend: &str, var: &str, value: &str| {
+        Command::new(env!("CARGO_BIN_EXE_downhill"))
+            .args([
+                "fit",
+                "--model",
+                "linear",
+                "--rows",
+                "50",
+                "--features",
+                "2",
+                "--epochs",
+                "3",
+            ])
+            .args(["--backend", backend])
+            .env(var, value)
+            .output()
+            .unwrap()
+    };
+    // No adapter of the named kind: DX12 does not exist on Linux, and no adapter has this name.
+    for (var, value, reason) in [
+        (
+            "WGPU_BACKEND",
+            "dx12",
+            "no GPU adapter: wgpu found no Vulkan, Metal or DX12 adapter",
+        ),
+        (
+            "WGPU_ADAPTER_NAME",
+            "no-such-gpu",
+            "no GPU adapter: WGPU_ADAPTER_NAME=\"no-such-gpu\" matches none of the adapters",
+        ),
+    ] {
+        if var == "WGPU_BACKEND" && cfg!(windows) {
+            continue;
+        }
+        let out = run("gpu", var, value);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(reason), "{var}={value}: {stderr}");
+    }
+    let out = run("auto", "WGPU_BACKEND", "dx12");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("backend: cpu (auto: no GPU adapter found)"),
+        "{stderr}"
+    );
+}
