@@ -1,8 +1,10 @@
 // Shared by every downhill kernel. The host prepends the constants of one problem
 // (src/gpu/kernels.rs, `ShaderConstants`):
-//   D features, K outputs, P = (D + 1) * K + 1 gradient entries (W, then b as a last row,
-//   then the loss), MODEL and LOSS (codes below), WG invocations per workgroup, and the
-//   fused kernel's tile shape TILE_ROWS, COL_STRIDE, ROW_GROUPS, COLS, KT.
+//   D features; DP = D rounded up to a multiple of 4, the stride of rows in device memory
+//   (zero padded); Q = DP / 4; K outputs; P = (D + 1) * K + 1 gradient entries (W, then b
+//   as a last row, then the loss); MODEL and LOSS (codes below); SHARDS; WG invocations
+//   per workgroup; the fused kernel's tile shape TILE_ROWS, COL_STRIDE, ROW_GROUPS, COLS,
+//   KT (see gradient.wgsl).
 
 const MODEL_LINEAR: u32 = 0u;
 const MODEL_LOGISTIC: u32 = 1u;

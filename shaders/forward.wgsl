@@ -22,7 +22,7 @@ fn forward(
         for (var c = 0u; c < K; c++) {
             var acc = params[D * K + c];
             for (var j = 0u; j < D; j++) {
-                acc += x[row * D + j] * params[j * K + c];
+                acc += x[row * DP + j] * params[j * K + c];
             }
             z[zb + c] = acc;
         }

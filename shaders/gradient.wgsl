@@ -1,57 +1,111 @@
-// The fused one-pass gradient: each workgroup loads a tile of rows into workgroup memory
-// once, computes z = x.W + b, the loss and delta of every row from that tile, and adds
-// x^T delta into per-invocation accumulators. At the end it writes one partial
-// (P numbers: the gradient sums, then the loss sum) per workgroup; `reduce_partials`
-// adds the partials in a fixed order. No float atomics, so the bits repeat run to run.
+// The fused one-pass gradient. Each workgroup copies a tile of rows into workgroup memory
+// once, computes z = x.W + b, the loss and delta of every row from that copy, and adds
+// x^T delta into per-invocation accumulators. At the end it writes one partial (P numbers:
+// the gradient sums, then the loss sum) per workgroup; `reduce_partials` adds the partials
+// in a fixed order. No float atomics, so the bits repeat run to run.
 //
-// Dispatch: (step.groups, class tiles, 1) per shard. Class tile y accumulates classes
-// y*KT .. y*KT + KT - 1; with K <= KT there is one tile and X is read once.
+// Rows are DP = D rounded up to a multiple of 4 floats (zero padded), so every row starts
+// on a 16-byte boundary and moves as Q = DP / 4 vec4s.
+//
+// STAGE = 1 copies each tile into workgroup memory, so X is read from device memory exactly
+// once however small the caches are (GPUs). STAGE = 0 reads rows in place twice, the second
+// time from cache: CPU-type adapters such as lavapipe, where workgroup memory is ordinary
+// memory and the copy is pure cost.
+//
+// Dispatch: (step.groups, class tiles, 1) per shard. Class tile y accumulates x^T delta for
+// classes y*KT .. y*KT + KT - 1; with K <= KT there is one tile and X is read once.
 
 @group(0) @binding(0) var<uniform> step: Step;
-@group(1) @binding(0) var<storage, read> x: array<f32>;
+@group(1) @binding(0) var<storage, read> x: array<vec4<f32>>;
 @group(1) @binding(1) var<storage, read> y: array<f32>;
 @group(1) @binding(2) var<uniform> shard: Shard;
 @group(2) @binding(0) var<storage, read> params: array<f32>;
 @group(2) @binding(1) var<storage, read_write> partials: array<f32>;
 
-var<workgroup> xs: array<f32, TILE_ROWS * D>;
-var<workgroup> zd: array<f32, TILE_ROWS * K>;  // z of each tile row, then its delta
+var<workgroup> xs: array<vec4<f32>, XS_LEN>;  // TILE_ROWS * Q when STAGE = 1
+var<workgroup> deltas: array<f32, TILE_ROWS * K>;
 var<workgroup> tile_rows: array<u32, TILE_ROWS>;  // shard-local row, or NO_ROW
 var<workgroup> red: array<f32, WG>;
+// W as quads, ws[q * K + c] = W[4q .. 4q + 3, c], when W_CACHED = 1 (else length 1).
+var<workgroup> ws: array<vec4<f32>, WS_LEN>;
 
-// z, loss and delta of tile row r (whose shard-local row is `local`); returns the loss.
-fn row_delta(r: u32, local: u32) -> f32 {
-    let zb = r * K;
-    for (var c = 0u; c < K; c++) {
-        zd[zb + c] = params[D * K + c];
+// Quad q of tile row r, whose shard-local row is `local`.
+fn tile_x(r: u32, q: u32, local: u32) -> vec4<f32> {
+    if (STAGE == 1u) {
+        return xs[r * Q + q];
     }
-    let xb = r * D;
-    for (var j = 0u; j < D; j++) {
-        let xv = xs[xb + j];
+    return x[local * Q + q];
+}
+
+// W[4q .. 4q + 3, c], zero past the last feature (the padding of the rows).
+fn w_quad(q: u32, c: u32) -> vec4<f32> {
+    if (W_CACHED == 1u) {
+        return ws[q * K + c];
+    }
+    return w_quad_from_params(q, c);
+}
+
+fn w_quad_from_params(q: u32, c: u32) -> vec4<f32> {
+    var w = vec4<f32>(0.0);
+    for (var i = 0u; i < 4u; i++) {
+        let j = 4u * q + i;
+        if (j < D) {
+            w[i] = params[j * K + c];
+        }
+    }
+    return w;
+}
+
+// z, loss and delta of tile row r (shard-local row `local`): the delta goes to `deltas`,
+// delta into `bias` (the bias gradient is the sum of the deltas), and the loss is returned.
+fn row_delta(r: u32, local: u32, bias: ptr<function, array<f32, K>>) -> f32 {
+    var z: array<f32, K>;
+    for (var c = 0u; c < K; c++) {
+        z[c] = params[D * K + c];
+    }
+    for (var q = 0u; q < Q; q++) {
+        let xv = tile_x(r, q, local);
         for (var c = 0u; c < K; c++) {
-            zd[zb + c] += xv * params[j * K + c];
+            z[c] += dot(xv, w_quad(q, c));
         }
     }
     let label = y[local];
     if (MODEL == MODEL_SOFTMAX) {
-        var m = zd[zb];
+        var m = z[0];
         for (var c = 1u; c < K; c++) {
-            m = max(m, zd[zb + c]);
+            m = max(m, z[c]);
         }
         var s = 0.0;
         for (var c = 0u; c < K; c++) {
-            s += exp(zd[zb + c] - m);
+            s += exp(z[c] - m);
         }
         let yc = u32(label);
-        let loss = softmax_loss(m, s, zd[zb + yc]);
         for (var c = 0u; c < K; c++) {
-            zd[zb + c] = softmax_delta(zd[zb + c], m, s, c == yc);
+            let d = softmax_delta(z[c], m, s, c == yc);
+            deltas[r * K + c] = d;
+            (*bias)[c] += d;
         }
-        return loss;
+        return softmax_loss(m, s, z[min(yc, K - 1u)]);
     }
-    let ld = loss_delta_1(zd[zb], label);
-    zd[zb] = ld.y;
+    let ld = loss_delta_1(z[0], label);
+    deltas[r] = ld.y;
+    (*bias)[0] += ld.y;
     return ld.x;
+}
+
+// Adds `value` over the workgroup (a tree in a fixed order); invocation 0 gets the sum.
+fn workgroup_sum(t: u32, value: f32) -> f32 {
+    red[t] = value;
+    workgroupBarrier();
+    for (var half = WG / 2u; half > 0u; half >>= 1u) {
+        if (t < half) {
+            red[t] += red[t + half];
+        }
+        workgroupBarrier();
+    }
+    let sum = red[0];
+    workgroupBarrier();
+    return sum;
 }
 
 @compute @workgroup_size(WG)
@@ -61,94 +115,103 @@ fn gradient_partials(
 ) {
     let group = wid.x;
     let class0 = wid.y * KT;
-    // A full batch in file order visits only this shard's rows; a shuffled batch visits
-    // every position and keeps the rows that live in this shard.
+    // A batch in file order visits only this shard's rows; a shuffled batch visits every
+    // position and keeps the rows that live in this shard.
+    let shuffled = step.shuffled != 0u;
     var first = step.pos_begin;
     var last = step.pos_begin + step.pos_count;
-    if (step.shuffled == 0u) {
+    if (!shuffled) {
         first = max(first, shard.row_begin);
         last = max(first, min(last, shard.row_end));
     }
     let tiles = (last - first + TILE_ROWS - 1u) / TILE_ROWS;
+    if (W_CACHED == 1u) {
+        for (var i = t; i < Q * K; i += WG) {
+            ws[i] = w_quad_from_params(i / K, i % K);
+        }
+        workgroupBarrier();
+    }
 
-    // Invocation t owns columns col0, col0 + COL_STRIDE, ... (column D is the bias, whose
-    // "feature" is 1) and tile rows g, g + ROW_GROUPS, ...
-    let col0 = t % COL_STRIDE;
+    // Invocation t accumulates the quads of columns q0, q0 + COL_STRIDE, ... over tile
+    // rows g, g + ROW_GROUPS, ...
+    let q0 = t % COL_STRIDE;
     let g = t / COL_STRIDE;
-    var acc: array<f32, COLS * KT>;
+    var acc: array<vec4<f32>, COLS * KT>;
+    var bias: array<f32, K>;
     var loss = 0.0;
 
     for (var tile = group; tile < tiles; tile += step.groups) {
         let p0 = first + tile * TILE_ROWS;
         let count = min(TILE_ROWS, last - p0);
-        if (t < TILE_ROWS) {
-            var local = NO_ROW;
-            if (t < count) {
-                let row = batch_row(step, p0 + t);
-                if (row >= shard.row_begin && row < shard.row_end) {
-                    local = row - shard.row_begin;
+        if (shuffled) {
+            for (var r = t; r < TILE_ROWS; r += WG) {
+                var local = NO_ROW;
+                if (r < count) {
+                    let row = batch_row(step, p0 + r);
+                    if (row >= shard.row_begin && row < shard.row_end) {
+                        local = row - shard.row_begin;
+                    }
+                }
+                tile_rows[r] = local;
+            }
+            workgroupBarrier();
+            if (STAGE == 1u) {
+                for (var e = t; e < count * Q; e += WG) {
+                    let r = e / Q;
+                    let local = tile_rows[r];
+                    var v = vec4<f32>(0.0);
+                    if (local != NO_ROW) {
+                        v = x[local * Q + (e - r * Q)];
+                    }
+                    xs[e] = v;
                 }
             }
-            tile_rows[t] = local;
-        }
-        workgroupBarrier();
-
-        if (step.shuffled == 0u) {
-            // The tile is `count` whole rows, contiguous in memory: a coalesced copy.
-            let base = (p0 - shard.row_begin) * D;
-            let n = count * D;
-            for (var e = t; e < TILE_ROWS * D; e += WG) {
-                var v = 0.0;
-                if (e < n) {
-                    v = x[base + e];
-                }
-                xs[e] = v;
-            }
-        } else {
-            for (var e = t; e < TILE_ROWS * D; e += WG) {
-                let r = e / D;
-                let local = tile_rows[r];
-                var v = 0.0;
-                if (local != NO_ROW) {
-                    v = x[local * D + (e - r * D)];
-                }
-                xs[e] = v;
+        } else if (STAGE == 1u) {
+            // `count` whole rows, contiguous in memory: a coalesced copy.
+            let base = (p0 - shard.row_begin) * Q;
+            for (var e = t; e < count * Q; e += WG) {
+                xs[e] = x[base + e];
             }
         }
         workgroupBarrier();
 
-        if (t < TILE_ROWS) {
-            let local = tile_rows[t];
+        for (var r = t; r < count; r += WG) {
+            var local = p0 + r - shard.row_begin;
+            if (shuffled) {
+                local = tile_rows[r];
+            }
             if (local == NO_ROW) {
                 for (var c = 0u; c < K; c++) {
-                    zd[t * K + c] = 0.0;
+                    deltas[r * K + c] = 0.0;
                 }
             } else {
-                loss += row_delta(t, local);
+                loss += row_delta(r, local, &bias);
             }
         }
         workgroupBarrier();
 
         if (g < ROW_GROUPS) {
             for (var m = 0u; m < COLS; m++) {
-                let col = col0 + m * COL_STRIDE;
-                if (col <= D) {
+                let q = q0 + m * COL_STRIDE;
+                if (q < Q) {
                     for (var r = g; r < count; r += ROW_GROUPS) {
-                        var xv = 1.0;
-                        if (col < D) {
-                            xv = xs[r * D + col];
-                        }
-                        for (var c = 0u; c < KT; c++) {
-                            let cls = class0 + c;
-                            if (cls < K) {
-                                acc[m * KT + c] += zd[r * K + cls] * xv;
+                        var local = p0 + r - shard.row_begin;
+                        if (shuffled) {
+                            local = tile_rows[r];
+                            if (local == NO_ROW) {
+                                continue;
                             }
+                        }
+                        let xv = tile_x(r, q, local);
+                        for (var c = 0u; c < KT; c++) {
+                            let cls = min(class0 + c, K - 1u);
+                            acc[m * KT + c] += deltas[r * K + cls] * xv;
                         }
                     }
                 }
             }
         }
-        // The next tile overwrites xs and zd.
+        // The next tile overwrites xs and deltas.
         workgroupBarrier();
     }
 
@@ -156,29 +219,33 @@ fn gradient_partials(
     // Row groups hold sums over different rows of the same columns: add them in order.
     for (var m = 0u; m < COLS; m++) {
         for (var c = 0u; c < KT; c++) {
-            red[t] = acc[m * KT + c];
-            workgroupBarrier();
-            let col = col0 + m * COL_STRIDE;
-            let cls = class0 + c;
-            if (g == 0u && col <= D && cls < K) {
-                var sum = red[t];
-                for (var h = 1u; h < ROW_GROUPS; h++) {
-                    sum += red[t + h * COL_STRIDE];
+            for (var i = 0u; i < 4u; i++) {
+                red[t] = acc[m * KT + c][i];
+                workgroupBarrier();
+                let j = 4u * (q0 + m * COL_STRIDE) + i;
+                let cls = class0 + c;
+                if (g == 0u && j < D && cls < K) {
+                    var sum = red[t];
+                    for (var h = 1u; h < ROW_GROUPS; h++) {
+                        sum += red[t + h * COL_STRIDE];
+                    }
+                    partials[out + j * K + cls] = sum;
                 }
-                partials[out + col * K + cls] = sum;
+                workgroupBarrier();
             }
-            workgroupBarrier();
         }
     }
-    red[t] = loss;
-    workgroupBarrier();
-    for (var half = WG / 2u; half > 0u; half >>= 1u) {
-        if (t < half) {
-            red[t] += red[t + half];
+    // Class tile 0 also writes the bias sums and the loss.
+    if (wid.y == 0u) {
+        for (var c = 0u; c < K; c++) {
+            let sum = workgroup_sum(t, bias[c]);
+            if (t == 0u) {
+                partials[out + D * K + c] = sum;
+            }
         }
-        workgroupBarrier();
-    }
-    if (t == 0u && wid.y == 0u) {
-        partials[out + P - 1u] = red[0];
+        let total = workgroup_sum(t, loss);
+        if (t == 0u) {
+            partials[out + P - 1u] = total;
+        }
     }
 }

@@ -32,7 +32,7 @@ fn xt_delta(
             sum += delta[i * K + c];
         } else {
             let row = batch_row(step, step.pos_begin + i) - shard.row_begin;
-            sum += x[row * D + j] * delta[i * K + c];
+            sum += x[row * DP + j] * delta[i * K + c];
         }
     }
     red[t] = sum;

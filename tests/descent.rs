@@ -116,24 +116,30 @@ fn a_batch_of_all_rows_is_the_full_batch() {
 
 #[test]
 fn mini_batches_on_the_gpu_follow_the_reference_permutation() {
-    let Some(gpu) = gpu() else { return };
     let objective = Objective::softmax(3).unwrap();
     let data = problem(2000, 5, objective, 12);
     let trainer = Trainer::new().lr(0.2).batch_size(96).seed(77);
-    let mut reference = Reference.open(Data::Host(&data), objective).unwrap();
-    let mut device = gpu.session(Data::Host(&data), objective).unwrap();
-    for epoch in 0..3 {
-        let steps = trainer.epoch_steps(epoch, data.rows());
-        assert_eq!(
-            steps.len(),
-            21,
-            "2000 rows in batches of 96: 20 full and one of 80"
-        );
-        assert_eq!(steps[20].batch.len, 80);
-        reference.run(&steps).unwrap();
-        device.run(&steps).unwrap();
-        let (r, g) = (reference.params().unwrap(), device.params().unwrap());
-        assert_close(&format!("epoch {}", epoch + 1), &flat(&g), &flat(&r), 1e-5);
+    for (tuning, gpu) in common::gpu_tunings() {
+        let mut reference = Reference.open(Data::Host(&data), objective).unwrap();
+        let mut device = gpu.session(Data::Host(&data), objective).unwrap();
+        for epoch in 0..3 {
+            let steps = trainer.epoch_steps(epoch, data.rows());
+            assert_eq!(
+                steps.len(),
+                21,
+                "2000 rows in batches of 96: 20 full and one of 80"
+            );
+            assert_eq!(steps[20].batch.len, 80);
+            reference.run(&steps).unwrap();
+            device.run(&steps).unwrap();
+            let (r, g) = (reference.params().unwrap(), device.params().unwrap());
+            assert_close(
+                &format!("{tuning}, epoch {}", epoch + 1),
+                &flat(&g),
+                &flat(&r),
+                1e-5,
+            );
+        }
     }
 }
 
@@ -181,38 +187,40 @@ fn mini_batch_descent_converges_and_repeats_bit_for_bit() {
 
 #[test]
 fn sharded_rows_give_the_unsharded_result() {
-    let Some(gpu) = gpu() else { return };
     let objective = Objective::softmax(3).unwrap();
     let data = problem(10_000, 12, objective, 2);
-    let small = downhill::gpu::Gpu::new(downhill::gpu::GpuContext::open().unwrap()).with_options(
-        GpuOptions {
-            max_shard_bytes: Some(48 * 1024),
-        },
-    );
-    let mut sharded = small.session(Data::Host(&data), objective).unwrap();
-    assert_eq!(sharded.shard_count(), 10_000usize.div_ceil(48 * 1024 / 48));
-    let mut whole = gpu.session(Data::Host(&data), objective).unwrap();
-    assert_eq!(whole.shard_count(), 1);
     let params = random_params(12, 3, 0.5, 9);
-    sharded.set_params(&params).unwrap();
-    whole.set_params(&params).unwrap();
-    common::assert_gradients_close(
-        "sharded",
-        &sharded.gradient().unwrap(),
-        &whole.gradient().unwrap(),
-        1e-5,
-    );
-    for trainer in [
-        Trainer::new().lr(0.5),
-        Trainer::new().lr(0.1).batch_size(500).seed(3),
-    ] {
-        for epoch in 0..3 {
-            let steps = trainer.epoch_steps(epoch, data.rows());
-            sharded.run(&steps).unwrap();
-            whole.run(&steps).unwrap();
+    for (tuning, gpu) in common::gpu_tunings() {
+        let small = gpu.with_options(GpuOptions {
+            max_shard_bytes: Some(48 * 1024),
+            ..gpu.options()
+        });
+        let mut sharded = small.session(Data::Host(&data), objective).unwrap();
+        // (48 KiB − 16 bytes of vec4 padding) / 48 bytes per row = 1023 rows per shard.
+        assert_eq!(sharded.shard_count(), 10);
+        let mut whole = gpu.session(Data::Host(&data), objective).unwrap();
+        assert_eq!(whole.shard_count(), 1);
+        sharded.set_params(&params).unwrap();
+        whole.set_params(&params).unwrap();
+        let (a, b) = (sharded.gradient().unwrap(), whole.gradient().unwrap());
+        common::assert_gradients_close(&format!("{tuning}: sharded"), &a, &b, 1e-5);
+        for trainer in [
+            Trainer::new().lr(0.5),
+            Trainer::new().lr(0.1).batch_size(500).seed(3),
+        ] {
+            for epoch in 0..3 {
+                let steps = trainer.epoch_steps(epoch, data.rows());
+                sharded.run(&steps).unwrap();
+                whole.run(&steps).unwrap();
+            }
+            let (a, b) = (sharded.params().unwrap(), whole.params().unwrap());
+            assert_close(
+                &format!("{tuning}: sharded descent"),
+                &flat(&a),
+                &flat(&b),
+                1e-5,
+            );
         }
-        let (a, b) = (sharded.params().unwrap(), whole.params().unwrap());
-        assert_close("sharded descent", &flat(&a), &flat(&b), 1e-5);
     }
 }
 

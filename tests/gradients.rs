@@ -5,7 +5,7 @@ mod common;
 
 use common::{assert_close, assert_gradients_close, gpu, problem, random_params};
 use downhill::backend::reference::Reference;
-use downhill::backend::{Backend, Data};
+use downhill::backend::{Backend, Data, Session};
 use downhill::{Dataset, Loss, Model, Objective};
 
 /// Every model/loss pair the crate supports, softmax with k = 2 and k = 10.
@@ -25,7 +25,10 @@ const SHAPES: [(usize, usize); 5] = [(1, 3), (257, 1), (1001, 7), (100_000, 5), 
 
 #[test]
 fn gpu_gradients_match_the_reference_for_every_model_loss_and_shape() {
-    let Some(gpu) = gpu() else { return };
+    let gpus = common::gpu_tunings();
+    if gpus.is_empty() {
+        return;
+    }
     for objective in objectives() {
         for (i, &(rows, features)) in SHAPES.iter().enumerate() {
             let data = problem(rows, features, objective, i as u64);
@@ -36,22 +39,23 @@ fn gpu_gradients_match_the_reference_for_every_model_loss_and_shape() {
                 1.0 / (features as f64).sqrt(),
                 7,
             );
-            let what = format!("{objective}, {rows}×{features}");
-
             let mut reference = Reference.open(Data::Host(&data), objective).unwrap();
             reference.set_params(&params).unwrap();
             let expected = reference.gradient().unwrap();
-
-            let mut session = gpu.session(Data::Host(&data), objective).unwrap();
-            session.set_params(&params).unwrap();
-            use downhill::Session;
-            let fused = session.gradient().unwrap();
-            assert_gradients_close(&format!("fused, {what}"), &fused, &expected, 1e-4);
-            let unfused = session.gradient_unfused().unwrap();
-            assert_gradients_close(&format!("unfused, {what}"), &unfused, &expected, 1e-4);
-            assert!(
-                (session.loss().unwrap() - expected.loss).abs() <= 1e-4 * expected.loss.max(1.0)
-            );
+            for (tuning, gpu) in &gpus {
+                let what = format!("{objective}, {rows}×{features}, {tuning}");
+                let mut session = gpu.session(Data::Host(&data), objective).unwrap();
+                session.set_params(&params).unwrap();
+                let fused = session.gradient().unwrap();
+                assert_gradients_close(&format!("fused, {what}"), &fused, &expected, 1e-4);
+                let unfused = session.gradient_unfused().unwrap();
+                assert_gradients_close(&format!("unfused, {what}"), &unfused, &expected, 1e-4);
+                let loss = session.loss().unwrap();
+                assert!(
+                    (loss - expected.loss).abs() <= 1e-4 * expected.loss.max(1.0),
+                    "{what}"
+                );
+            }
         }
     }
 }

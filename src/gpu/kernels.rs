@@ -8,14 +8,50 @@ use crate::backend::Step;
 use crate::error::{Error, Result};
 use crate::model::{Loss, Model, Objective};
 
-/// Invocations per workgroup in every kernel. A power of two (tree reductions halve it).
-pub const WORKGROUP: u32 = 256;
+/// How the kernels are shaped for a device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tuning {
+    /// Invocations per workgroup; a power of two (tree reductions halve it).
+    pub workgroup: u32,
+    /// Copy each tile of rows into workgroup memory (see `shaders/gradient.wgsl`).
+    pub stage: bool,
+    /// Most workgroups per shard in one fused gradient dispatch; each writes one partial.
+    pub max_groups: u32,
+}
 
-/// Most workgroups per shard in one fused gradient dispatch; each writes one partial.
-pub const MAX_GROUPS: u32 = 1024;
+impl Tuning {
+    /// GPUs: wide workgroups, tiles staged in workgroup memory, enough workgroups to fill
+    /// every compute unit.
+    pub const GPU: Tuning = Tuning {
+        workgroup: 256,
+        stage: true,
+        max_groups: 1024,
+    };
 
-/// Register accumulators per invocation in the fused kernel: columns owned × classes.
+    /// CPU-type adapters (lavapipe, WARP) run a workgroup on one thread, pay for each
+    /// barrier once per 8-wide slice of it, and have workgroup memory that is ordinary
+    /// memory: narrow workgroups, rows read in place, a few workgroups per core.
+    pub const CPU: Tuning = Tuning {
+        workgroup: 64,
+        stage: false,
+        max_groups: 64,
+    };
+
+    /// The default for an adapter.
+    pub fn for_device(info: &wgpu::AdapterInfo) -> Tuning {
+        match info.device_type {
+            wgpu::DeviceType::Cpu => Tuning::CPU,
+            _ => Tuning::GPU,
+        }
+    }
+}
+
+/// vec4 accumulators per invocation in the fused kernel (column quads owned × classes):
+/// 32 lets one pass over X serve 32 classes when an invocation owns one quad.
 const MAX_ACCUMULATORS: u32 = 32;
+
+/// Most rows in one tile of the fused kernel.
+const MAX_TILE_ROWS: u32 = 1024;
 
 const COMMON: &str = include_str!("../../shaders/common.wgsl");
 const GRADIENT: &str = include_str!("../../shaders/gradient.wgsl");
@@ -24,6 +60,7 @@ const UPDATE: &str = include_str!("../../shaders/update.wgsl");
 const FORWARD: &str = include_str!("../../shaders/forward.wgsl");
 const DELTA: &str = include_str!("../../shaders/delta.wgsl");
 const XT_DELTA: &str = include_str!("../../shaders/xt_delta.wgsl");
+const STREAM_READ: &str = include_str!("../../shaders/stream_read.wgsl");
 
 /// One step as the kernels see it; `struct Step` in `shaders/common.wgsl`.
 #[repr(C)]
@@ -85,6 +122,8 @@ pub struct ShardUniform {
 pub struct ShaderConstants {
     /// d, features.
     pub d: u32,
+    /// Floats per row in device memory: d rounded up to a multiple of 4.
+    pub dp: u32,
     /// k, outputs.
     pub k: u32,
     /// (d + 1)·k + 1: ∇W, ∇b, then the loss.
@@ -92,50 +131,68 @@ pub struct ShaderConstants {
     pub model: u32,
     pub loss: u32,
     pub shards: u32,
+    /// Invocations per workgroup.
+    pub wg: u32,
+    /// 1: tiles are copied into workgroup memory; 0: rows are read in place.
+    pub stage: u32,
+    /// 1: W is held in workgroup memory as quads; 0: read from the parameter buffer.
+    pub w_cached: u32,
     /// Rows per tile of the fused kernel, chosen to fill the workgroup memory.
     pub tile_rows: u32,
-    /// Columns (of d + 1, the bias last) accumulated side by side: min(WG, d + 1).
+    /// Column quads (of dp / 4) accumulated side by side: min(WG, dp / 4).
     pub col_stride: u32,
-    /// Invocations sharing one column, each taking every ROW_GROUPS-th tile row.
+    /// Invocations sharing one column quad, each taking every ROW_GROUPS-th tile row.
     pub row_groups: u32,
-    /// Columns each invocation owns: ⌈(d + 1) / COL_STRIDE⌉.
+    /// Column quads each invocation owns: ⌈(dp / 4) / COL_STRIDE⌉.
     pub cols: u32,
     /// Classes accumulated per pass over X (class tile).
     pub kt: u32,
 }
 
 impl ShaderConstants {
-    /// Chooses the fused kernel's tile for `objective` on `d` features given the device's
-    /// workgroup memory; fails when one row does not fit.
+    /// Chooses the fused kernel's tile for `objective` on `d` features, given the tuning
+    /// and the device's workgroup memory; fails when one row does not fit.
     pub fn new(
         objective: &Objective,
         d: usize,
         shards: usize,
+        tuning: Tuning,
         workgroup_bytes: u32,
     ) -> Result<Self> {
+        let wg = tuning.workgroup;
         let k = objective.outputs() as u32;
         let d32 = u32::try_from(d).map_err(|_| Error::option("features", d, "too many"))?;
-        // Workgroup memory: TILE_ROWS·(d + k + 1) floats for rows, deltas and row indices,
-        // plus WG floats for reductions.
-        let floats = workgroup_bytes / 4;
-        let per_row = d32.saturating_add(k).saturating_add(1);
-        let tile_rows = (floats.saturating_sub(WORKGROUP) / per_row).min(WORKGROUP);
+        let dp = d32.next_multiple_of(4);
+        // Workgroup memory: TILE_ROWS·(dp + k + 1) floats for rows (when staged), deltas and
+        // row indices, plus WG floats for reductions.
+        let mut floats = workgroup_bytes / 4;
+        // W as quads, when it takes at most a quarter of the workgroup memory.
+        let w_floats = dp.saturating_mul(k);
+        let w_cached = w_floats <= floats / 4;
+        if w_cached {
+            floats -= w_floats;
+        }
+        let staged = if tuning.stage { dp } else { 0 };
+        let per_row = staged.saturating_add(k).saturating_add(1);
+        let tile_rows = (floats.saturating_sub(wg) / per_row).min(MAX_TILE_ROWS);
         if tile_rows == 0 {
             return Err(Error::TooLarge {
                 what: format!(
                     "one row of {d} features and {k} outputs in the fused gradient kernel"
                 ),
-                bytes: u64::from(per_row + WORKGROUP) * 4,
+                bytes: u64::from(per_row + wg) * 4,
                 limit_name: "max_compute_workgroup_storage_size",
                 limit: u64::from(workgroup_bytes),
                 hint: "; use --backend cpu for this many features",
             });
         }
-        let col_stride = WORKGROUP.min(d32 + 1);
-        let cols = (d32 + 1).div_ceil(col_stride);
+        let quads = dp / 4;
+        let col_stride = wg.min(quads);
+        let cols = quads.div_ceil(col_stride);
         let kt = k.min((MAX_ACCUMULATORS / cols).max(1));
         Ok(ShaderConstants {
             d: d32,
+            dp,
             k,
             p: (d32 + 1) * k + 1,
             model: match objective.model() {
@@ -149,9 +206,12 @@ impl ShaderConstants {
                 Loss::Ce => 2,
             },
             shards: shards as u32,
+            wg,
+            stage: u32::from(tuning.stage),
+            w_cached: u32::from(w_cached),
             tile_rows,
             col_stride,
-            row_groups: WORKGROUP / col_stride,
+            row_groups: wg / col_stride,
             cols,
             kt,
         })
@@ -164,25 +224,49 @@ impl ShaderConstants {
 
     /// The full WGSL source of a kernel: these constants, common.wgsl, the kernel.
     pub fn source(&self, kernel: &str) -> String {
-        format!(
-            "const D: u32 = {}u;\nconst K: u32 = {}u;\nconst P: u32 = {}u;\n\
-             const MODEL: u32 = {}u;\nconst LOSS: u32 = {}u;\nconst SHARDS: u32 = {}u;\n\
-             const WG: u32 = {}u;\nconst TILE_ROWS: u32 = {}u;\nconst COL_STRIDE: u32 = {}u;\n\
-             const ROW_GROUPS: u32 = {}u;\nconst COLS: u32 = {}u;\nconst KT: u32 = {}u;\n\n\
-             {COMMON}\n{kernel}",
-            self.d,
-            self.k,
-            self.p,
-            self.model,
-            self.loss,
-            self.shards,
-            WORKGROUP,
-            self.tile_rows,
-            self.col_stride,
-            self.row_groups,
-            self.cols,
-            self.kt,
-        )
+        let constants = [
+            ("D", self.d),
+            ("DP", self.dp),
+            ("Q", self.dp / 4),
+            ("K", self.k),
+            ("P", self.p),
+            ("MODEL", self.model),
+            ("LOSS", self.loss),
+            ("SHARDS", self.shards),
+            ("WG", self.wg),
+            ("STAGE", self.stage),
+            (
+                "XS_LEN",
+                if self.stage == 1 {
+                    self.tile_rows * self.dp / 4
+                } else {
+                    1
+                },
+            ),
+            ("W_CACHED", self.w_cached),
+            (
+                "WS_LEN",
+                if self.w_cached == 1 {
+                    self.k * self.dp / 4
+                } else {
+                    1
+                },
+            ),
+            ("TILE_ROWS", self.tile_rows),
+            ("COL_STRIDE", self.col_stride),
+            ("ROW_GROUPS", self.row_groups),
+            ("COLS", self.cols),
+            ("KT", self.kt),
+        ];
+        let mut text: String = constants
+            .iter()
+            .map(|(name, value)| format!("const {name}: u32 = {value}u;\n"))
+            .collect();
+        text.push('\n');
+        text.push_str(COMMON);
+        text.push('\n');
+        text.push_str(kernel);
+        text
     }
 
     /// Every kernel's source, for validation in tests.
@@ -194,6 +278,7 @@ impl ShaderConstants {
             ("forward", FORWARD),
             ("delta", DELTA),
             ("xt_delta", XT_DELTA),
+            ("stream_read", STREAM_READ),
         ]
         .into_iter()
         .map(|(name, text)| (name, self.source(text)))
@@ -269,6 +354,8 @@ pub struct Layouts {
     pub delta: wgpu::BindGroupLayout,
     /// xt_delta: δ, row loss (read), grad (write).
     pub xt_delta: wgpu::BindGroupLayout,
+    /// stream_read: a shard of X (read), partials (write).
+    pub stream_read: wgpu::BindGroupLayout,
 }
 
 /// The compiled pipelines of one problem.
@@ -281,6 +368,8 @@ pub struct Kernels {
     pub forward: wgpu::ComputePipeline,
     pub delta: wgpu::ComputePipeline,
     pub xt_delta: wgpu::ComputePipeline,
+    /// The memory floor: one streaming read of X (benchmarks only).
+    pub stream_read: wgpu::ComputePipeline,
 }
 
 impl Kernels {
@@ -295,45 +384,64 @@ impl Kernels {
             forward: bind_group_layout(device, "downhill.forward", &[RO, RW, RW]),
             delta: bind_group_layout(device, "downhill.delta", &[RO, RO, RW, RW]),
             xt_delta: bind_group_layout(device, "downhill.xt_delta", &[RO, RO, RW]),
+            stream_read: bind_group_layout(device, "downhill.stream_read", &[RO, RW]),
         };
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let build =
-            |name: &str, text: &str, entry: &str, own: &wgpu::BindGroupLayout, reads_x: bool| {
-                let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(&format!("downhill.{name}")),
-                    source: wgpu::ShaderSource::Wgsl(constants.source(text).into()),
-                });
-                let groups: Vec<Option<&wgpu::BindGroupLayout>> = if reads_x {
-                    vec![Some(&layouts.step), Some(&layouts.shard), Some(own)]
-                } else {
-                    vec![Some(&layouts.step), Some(own)]
-                };
-                let layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                    label: Some(&format!("downhill.{name}")),
-                    bind_group_layouts: &groups,
-                    immediate_size: 0,
-                });
-                device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                    label: Some(&format!("downhill.{name}")),
-                    layout: Some(&layout),
-                    module: &module,
-                    entry_point: Some(entry),
-                    compilation_options: Default::default(),
-                    cache: None,
-                })
-            };
+        let build = |name: &str, text: &str, entry: &str, groups: &[&wgpu::BindGroupLayout]| {
+            let label = format!("downhill.{name}");
+            let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(&label),
+                source: wgpu::ShaderSource::Wgsl(constants.source(text).into()),
+            });
+            let groups: Vec<Option<&wgpu::BindGroupLayout>> =
+                groups.iter().copied().map(Some).collect();
+            let layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(&label),
+                bind_group_layouts: &groups,
+                immediate_size: 0,
+            });
+            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(&label),
+                layout: Some(&layout),
+                module: &module,
+                entry_point: Some(entry),
+                compilation_options: Default::default(),
+                cache: None,
+            })
+        };
+        let (step, shard) = (&layouts.step, &layouts.shard);
         let gradient = build(
             "gradient",
             GRADIENT,
             "gradient_partials",
-            &layouts.gradient,
-            true,
+            &[step, shard, &layouts.gradient],
         );
-        let reduce = build("reduce", REDUCE, "reduce_partials", &layouts.reduce, false);
-        let update = build("update", UPDATE, "update", &layouts.update, false);
-        let forward = build("forward", FORWARD, "forward", &layouts.forward, true);
-        let delta = build("delta", DELTA, "delta_rows", &layouts.delta, true);
-        let xt_delta = build("xt_delta", XT_DELTA, "xt_delta", &layouts.xt_delta, true);
+        let reduce = build(
+            "reduce",
+            REDUCE,
+            "reduce_partials",
+            &[step, &layouts.reduce],
+        );
+        let update = build("update", UPDATE, "update", &[step, &layouts.update]);
+        let forward = build(
+            "forward",
+            FORWARD,
+            "forward",
+            &[step, shard, &layouts.forward],
+        );
+        let delta = build("delta", DELTA, "delta_rows", &[step, shard, &layouts.delta]);
+        let xt_delta = build(
+            "xt_delta",
+            XT_DELTA,
+            "xt_delta",
+            &[step, shard, &layouts.xt_delta],
+        );
+        let stream_read = build(
+            "stream_read",
+            STREAM_READ,
+            "stream_read",
+            &[&layouts.stream_read],
+        );
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::gpu(format!("building the kernels: {e}")));
         }
@@ -347,6 +455,7 @@ impl Kernels {
             forward,
             delta,
             xt_delta,
+            stream_read,
         })
     }
 }
@@ -373,17 +482,30 @@ mod tests {
 
     #[test]
     fn tiles_fill_workgroup_memory() {
-        let c = ShaderConstants::new(&Objective::logistic(), 64, 1, 32768).unwrap();
-        assert_eq!(c.tile_rows, (8192 - 256) / 66);
-        assert_eq!((c.col_stride, c.row_groups, c.cols, c.kt), (65, 3, 1, 1));
-        let c = ShaderConstants::new(&Objective::softmax(10).unwrap(), 300, 1, 16384).unwrap();
+        let c = ShaderConstants::new(&Objective::logistic(), 64, 1, Tuning::GPU, 32768).unwrap();
+        assert_eq!(c.tile_rows, (8192 - 64 - 256) / 66);
+        assert_eq!((c.col_stride, c.row_groups, c.cols, c.kt), (16, 16, 1, 1));
+        let c = ShaderConstants::new(&Objective::logistic(), 7, 1, Tuning::CPU, 32768).unwrap();
+        assert_eq!(
+            (c.dp, c.tile_rows, c.col_stride, c.row_groups),
+            (8, 1024, 2, 32)
+        );
+        assert_eq!(c.w_cached, 1);
+        let soft = Objective::softmax(10).unwrap();
+        let c = ShaderConstants::new(&soft, 300, 1, Tuning::GPU, 16384).unwrap();
+        assert_eq!(
+            (c.col_stride, c.cols, c.kt, c.class_tiles()),
+            (75, 1, 10, 1)
+        );
+        let c = ShaderConstants::new(&soft, 1300, 1, Tuning::GPU, 32768).unwrap();
         assert_eq!(
             (c.col_stride, c.cols, c.kt, c.class_tiles()),
             (256, 2, 10, 1)
         );
-        let c = ShaderConstants::new(&Objective::softmax(40).unwrap(), 10, 1, 16384).unwrap();
+        let c = ShaderConstants::new(&Objective::softmax(40).unwrap(), 10, 1, Tuning::GPU, 16384)
+            .unwrap();
         assert_eq!((c.kt, c.class_tiles()), (32, 2));
-        assert!(ShaderConstants::new(&Objective::linear(), 10_000, 1, 16384).is_err());
+        assert!(ShaderConstants::new(&Objective::linear(), 10_000, 1, Tuning::GPU, 16384).is_err());
     }
 
     #[test]

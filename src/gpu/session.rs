@@ -4,11 +4,10 @@
 //! except a status word per run and the loss when the caller asks for it.
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use super::GpuContext;
-use super::kernels::{
-    Kernels, MAX_GROUPS, ShaderConstants, ShardUniform, StepUniform, WORKGROUP, grid,
-};
+use super::kernels::{Kernels, ShaderConstants, ShardUniform, StepUniform, Tuning, grid};
 use crate::backend::reference::check_params_shape;
 use crate::backend::{Backend, Batch, Data, RunOutcome, Session, Step};
 use crate::error::{Error, Result};
@@ -22,25 +21,35 @@ const STEPS_PER_SUBMIT: usize = 256;
 pub struct GpuOptions {
     /// Largest shard of X in bytes. Default: the adapter's storage binding limit.
     pub max_shard_bytes: Option<u64>,
+    /// Kernel shapes. Default: [`Tuning::for_device`].
+    pub tuning: Option<Tuning>,
 }
 
-/// The GPU backend: an open device.
+/// The GPU backend: an open device (shared between clones) and the options of its sessions.
+#[derive(Clone)]
 pub struct Gpu {
-    ctx: GpuContext,
+    ctx: Arc<GpuContext>,
     options: GpuOptions,
 }
 
 impl Gpu {
     pub fn new(ctx: GpuContext) -> Self {
         Gpu {
-            ctx,
+            ctx: Arc::new(ctx),
             options: GpuOptions::default(),
         }
     }
 
-    pub fn with_options(mut self, options: GpuOptions) -> Self {
-        self.options = options;
-        self
+    /// The same device with other options.
+    pub fn with_options(&self, options: GpuOptions) -> Self {
+        Gpu {
+            ctx: Arc::clone(&self.ctx),
+            options,
+        }
+    }
+
+    pub fn options(&self) -> GpuOptions {
+        self.options
     }
 
     /// Opens the adapter wgpu's environment selects ([`GpuContext::open`]).
@@ -121,12 +130,14 @@ impl<'a> GpuSession<'a> {
             ));
         }
         let limits = ctx.limits();
-        let row_bytes = 4 * features as u64;
+        // Rows are padded to a multiple of 4 floats on the device.
+        let row_bytes = 4 * features.next_multiple_of(4) as u64;
         let shard_limit = options
             .max_shard_bytes
             .unwrap_or(u64::MAX)
             .min(ctx.storage_binding_limit());
-        let shard_rows = (shard_limit / row_bytes).min(u64::from(u32::MAX));
+        // Less 16 bytes: shard buffers are padded to a whole vec4.
+        let shard_rows = (shard_limit.saturating_sub(16) / row_bytes).min(u64::from(u32::MAX));
         if shard_rows == 0 {
             return Err(Error::TooLarge {
                 what: format!("one row of {features} features"),
@@ -137,10 +148,14 @@ impl<'a> GpuSession<'a> {
             });
         }
         let shard_count = rows.div_ceil(shard_rows as usize);
+        let tuning = options
+            .tuning
+            .unwrap_or_else(|| Tuning::for_device(ctx.info()));
         let constants = ShaderConstants::new(
             &objective,
             features,
             shard_count,
+            tuning,
             limits.max_compute_workgroup_storage_size,
         )?;
         let kernels = Kernels::new(ctx, constants)?;
@@ -148,12 +163,14 @@ impl<'a> GpuSession<'a> {
 
         let host = data.to_host();
         let mut shards = Vec::with_capacity(shard_count);
+        let mut padded = Vec::new();
         for (index, begin) in (0..rows).step_by(shard_rows as usize).enumerate() {
             let end = (begin + shard_rows as usize).min(rows);
+            let x_rows = &host.x()[begin * features..end * features];
             let x = upload(
                 ctx,
                 "downhill.x",
-                bytemuck::cast_slice(&host.x()[begin * features..end * features]),
+                bytemuck::cast_slice(pad_rows(x_rows, features, &mut padded)),
             )?;
             let y = upload(
                 ctx,
@@ -210,7 +227,7 @@ impl<'a> GpuSession<'a> {
         )?;
         let partial_bytes = 4 * p * shard_count as u64;
         let max_groups =
-            (ctx.storage_binding_limit() / partial_bytes).min(u64::from(MAX_GROUPS)) as u32;
+            (ctx.storage_binding_limit() / partial_bytes).min(u64::from(tuning.max_groups)) as u32;
         if max_groups == 0 {
             return Err(Error::TooLarge {
                 what: "the per-workgroup gradient partials".into(),
@@ -355,7 +372,7 @@ impl<'a> GpuSession<'a> {
             pass.dispatch_workgroups(groups, c.class_tiles(), 1);
         }
         let max_dim = self.ctx.limits().max_compute_workgroups_per_dimension;
-        let (gx, gy) = grid(c.p.div_ceil(WORKGROUP), max_dim);
+        let (gx, gy) = grid(c.p.div_ceil(c.wg), max_dim);
         pass.set_pipeline(&self.kernels.reduce);
         pass.set_bind_group(0, &self.step_bind, &offset);
         pass.set_bind_group(1, &self.reduce_bind, &[]);
@@ -478,7 +495,7 @@ impl<'a> GpuSession<'a> {
         };
         self.write_records(&[StepUniform::new(&step, 0, 1)]);
         let max_dim = ctx.limits().max_compute_workgroups_per_dimension;
-        let row_groups = batch.len.div_ceil(WORKGROUP).min(max_dim);
+        let row_groups = batch.len.div_ceil(c.wg).min(max_dim);
         let mut encoder = self.encoder("downhill.unfused");
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
@@ -585,14 +602,31 @@ impl Session for GpuSession<'_> {
     }
 }
 
+/// `rows` (row-major, `d` floats each) with each row padded to a multiple of 4 floats,
+/// using `scratch` when padding is needed.
+fn pad_rows<'s>(rows: &'s [f32], d: usize, scratch: &'s mut Vec<f32>) -> &'s [f32] {
+    let dp = d.next_multiple_of(4);
+    if dp == d {
+        return rows;
+    }
+    scratch.clear();
+    for row in rows.chunks_exact(d) {
+        scratch.extend_from_slice(row);
+        scratch.extend(std::iter::repeat_n(0.0, dp - d));
+    }
+    scratch
+}
+
 /// Rows two ranges share.
 fn overlap(a: &Range<u32>, b: Range<u32>) -> u32 {
     a.end.min(b.end).saturating_sub(a.start.max(b.start))
 }
 
 /// A storage buffer holding `bytes`, written at creation (no staging copy).
+/// The size is padded to 16 bytes (zeros) so kernels can read it as vec4s.
 fn upload(ctx: &GpuContext, label: &str, bytes: &[u8]) -> Result<wgpu::Buffer> {
-    let buffer = ctx.buffer(label, bytes.len() as u64, STORAGE, true)?;
+    let size = (bytes.len() as u64).next_multiple_of(16);
+    let buffer = ctx.buffer(label, size, STORAGE, true)?;
     buffer
         .slice(..bytes.len() as u64)
         .get_mapped_range_mut()

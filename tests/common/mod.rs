@@ -3,7 +3,8 @@
 
 use std::sync::OnceLock;
 
-use downhill::gpu::{Gpu, GpuContext};
+use downhill::gpu::kernels::Tuning;
+use downhill::gpu::{Gpu, GpuContext, GpuOptions};
 use downhill::rng::cell_hash;
 use downhill::{Dataset, Gradient, Objective, Params, Synthetic};
 
@@ -23,6 +24,23 @@ pub fn gpu() -> Option<&'static Gpu> {
             None
         }
     }
+}
+
+/// The shared GPU under each kernel tuning: GPU-style (tiles staged in workgroup memory,
+/// 256-wide) and CPU-style (rows read in place, 64-wide), so both shapes of the fused kernel
+/// are checked on whatever device runs the tests.
+pub fn gpu_tunings() -> Vec<(&'static str, Gpu)> {
+    let Some(gpu) = gpu() else { return Vec::new() };
+    [("gpu tuning", Tuning::GPU), ("cpu tuning", Tuning::CPU)]
+        .into_iter()
+        .map(|(name, tuning)| {
+            let options = GpuOptions {
+                tuning: Some(tuning),
+                ..gpu.options()
+            };
+            (name, gpu.with_options(options))
+        })
+        .collect()
 }
 
 /// A synthetic problem's rows, for tests that need host data.
