@@ -29,6 +29,7 @@
 //! ```
 
 pub mod backend;
+pub mod bench;
 pub mod data;
 pub mod error;
 pub mod gpu;

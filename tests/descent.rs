@@ -53,10 +53,9 @@ fn linear_fit_reaches_the_least_squares_solution() {
     let data = problem(500, 4, Objective::linear(), 21);
     let optimum = least_squares(&data);
     let trainer = Trainer::new().lr(0.2).epochs(500);
+    let fast = common::fast_backends();
     let mut backends: Vec<&dyn Backend> = vec![&Reference];
-    if let Some(g) = gpu() {
-        backends.push(g);
-    }
+    backends.extend(fast.iter().map(|(_, b)| b.as_ref()));
     for backend in backends {
         let fit = downhill::fit(backend, &data, Objective::linear(), &trainer).unwrap();
         assert_close(backend.name(), &flat(&fit.params), &optimum, 1e-4);
@@ -66,31 +65,28 @@ fn linear_fit_reaches_the_least_squares_solution() {
 }
 
 #[test]
-fn fifty_gpu_steps_follow_the_reference_step_for_step() {
-    let Some(gpu) = gpu() else { return };
-    for objective in [
-        Objective::logistic(),
-        Objective::linear(),
-        Objective::softmax(4).unwrap(),
-    ] {
-        let data = problem(3000, 10, objective, 4);
-        let start = random_params(10, objective.outputs(), 0.3, 1);
-        let mut reference = Reference.open(Data::Host(&data), objective).unwrap();
-        let mut device = gpu.session(Data::Host(&data), objective).unwrap();
-        reference.set_params(&start).unwrap();
-        device.set_params(&start).unwrap();
-        let trainer = Trainer::new().lr(0.3);
-        for epoch in 0..50 {
-            let steps = trainer.epoch_steps(epoch, data.rows());
-            assert_eq!(reference.run(&steps).unwrap(), RunOutcome::Completed);
-            assert_eq!(device.run(&steps).unwrap(), RunOutcome::Completed);
-            let (r, g) = (reference.params().unwrap(), device.params().unwrap());
-            assert_close(
-                &format!("{objective}, step {}", epoch + 1),
-                &flat(&g),
-                &flat(&r),
-                1e-5,
-            );
+fn fifty_steps_follow_the_reference_step_for_step() {
+    for (name, backend) in common::fast_backends() {
+        for objective in [
+            Objective::logistic(),
+            Objective::linear(),
+            Objective::softmax(4).unwrap(),
+        ] {
+            let data = problem(3000, 10, objective, 4);
+            let start = random_params(10, objective.outputs(), 0.3, 1);
+            let mut reference = Reference.open(Data::Host(&data), objective).unwrap();
+            let mut device = backend.open(Data::Host(&data), objective).unwrap();
+            reference.set_params(&start).unwrap();
+            device.set_params(&start).unwrap();
+            let trainer = Trainer::new().lr(0.3);
+            for epoch in 0..50 {
+                let steps = trainer.epoch_steps(epoch, data.rows());
+                assert_eq!(reference.run(&steps).unwrap(), RunOutcome::Completed);
+                assert_eq!(device.run(&steps).unwrap(), RunOutcome::Completed);
+                let (r, g) = (reference.params().unwrap(), device.params().unwrap());
+                let what = format!("{name}, {objective}, step {}", epoch + 1);
+                assert_close(&what, &flat(&g), &flat(&r), 1e-5);
+            }
         }
     }
 }
@@ -101,10 +97,9 @@ fn a_batch_of_all_rows_is_the_full_batch() {
     let full = Trainer::new().lr(0.5).epochs(20);
     let batched = full.clone().batch_size(1000);
     let big = full.clone().batch_size(5000);
+    let fast = common::fast_backends();
     let mut backends: Vec<&dyn Backend> = vec![&Reference];
-    if let Some(g) = gpu() {
-        backends.push(g);
-    }
+    backends.extend(fast.iter().map(|(_, b)| b.as_ref()));
     for backend in backends {
         let a = downhill::fit(backend, &data, Objective::logistic(), &full).unwrap();
         let b = downhill::fit(backend, &data, Objective::logistic(), &batched).unwrap();
@@ -115,13 +110,13 @@ fn a_batch_of_all_rows_is_the_full_batch() {
 }
 
 #[test]
-fn mini_batches_on_the_gpu_follow_the_reference_permutation() {
+fn mini_batches_follow_the_reference_permutation() {
     let objective = Objective::softmax(3).unwrap();
     let data = problem(2000, 5, objective, 12);
     let trainer = Trainer::new().lr(0.2).batch_size(96).seed(77);
-    for (tuning, gpu) in common::gpu_tunings() {
+    for (name, backend) in common::fast_backends() {
         let mut reference = Reference.open(Data::Host(&data), objective).unwrap();
-        let mut device = gpu.session(Data::Host(&data), objective).unwrap();
+        let mut device = backend.open(Data::Host(&data), objective).unwrap();
         for epoch in 0..3 {
             let steps = trainer.epoch_steps(epoch, data.rows());
             assert_eq!(
@@ -134,7 +129,7 @@ fn mini_batches_on_the_gpu_follow_the_reference_permutation() {
             device.run(&steps).unwrap();
             let (r, g) = (reference.params().unwrap(), device.params().unwrap());
             assert_close(
-                &format!("{tuning}, epoch {}", epoch + 1),
+                &format!("{name}, epoch {}", epoch + 1),
                 &flat(&g),
                 &flat(&r),
                 1e-5,
@@ -148,10 +143,9 @@ fn mini_batch_descent_converges_and_repeats_bit_for_bit() {
     let objective = Objective::logistic();
     let data = problem(4000, 8, objective, 30);
     let trainer = Trainer::new().lr(0.1).epochs(15).batch_size(64).seed(5);
+    let fast = common::fast_backends();
     let mut backends: Vec<&dyn Backend> = vec![&Reference];
-    if let Some(g) = gpu() {
-        backends.push(g);
-    }
+    backends.extend(fast.iter().map(|(_, b)| b.as_ref()));
     let full = downhill::fit(
         &Reference,
         &data,
@@ -228,10 +222,9 @@ fn sharded_rows_give_the_unsharded_result() {
 fn divergence_stops_with_the_last_finite_parameters() {
     let data = problem(200, 3, Objective::linear(), 1);
     let trainer = Trainer::new().lr(50.0).epochs(1000).log_every(100);
+    let fast = common::fast_backends();
     let mut backends: Vec<&dyn Backend> = vec![&Reference];
-    if let Some(g) = gpu() {
-        backends.push(g);
-    }
+    backends.extend(fast.iter().map(|(_, b)| b.as_ref()));
     for backend in backends {
         match downhill::fit(backend, &data, Objective::linear(), &trainer) {
             Err(Error::Diverged {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{assert_close, assert_gradients_close, gpu, problem, random_params};
+use common::{assert_close, assert_gradients_close, problem, random_params};
 use downhill::backend::reference::Reference;
 use downhill::backend::{Backend, Data, Session};
 use downhill::{Dataset, Loss, Model, Objective};
@@ -24,11 +24,8 @@ fn objectives() -> Vec<Objective> {
 const SHAPES: [(usize, usize); 5] = [(1, 3), (257, 1), (1001, 7), (100_000, 5), (600, 300)];
 
 #[test]
-fn gpu_gradients_match_the_reference_for_every_model_loss_and_shape() {
-    let gpus = common::gpu_tunings();
-    if gpus.is_empty() {
-        return;
-    }
+fn gpu_and_cpu_gradients_match_the_reference_for_every_model_loss_and_shape() {
+    let backends = common::fast_backends();
     for objective in objectives() {
         for (i, &(rows, features)) in SHAPES.iter().enumerate() {
             let data = problem(rows, features, objective, i as u64);
@@ -42,18 +39,43 @@ fn gpu_gradients_match_the_reference_for_every_model_loss_and_shape() {
             let mut reference = Reference.open(Data::Host(&data), objective).unwrap();
             reference.set_params(&params).unwrap();
             let expected = reference.gradient().unwrap();
-            for (tuning, gpu) in &gpus {
-                let what = format!("{objective}, {rows}×{features}, {tuning}");
-                let mut session = gpu.session(Data::Host(&data), objective).unwrap();
+            for (name, backend) in &backends {
+                let what = format!("{objective}, {rows}×{features}, {name}");
+                let mut session = backend.open(Data::Host(&data), objective).unwrap();
                 session.set_params(&params).unwrap();
-                let fused = session.gradient().unwrap();
-                assert_gradients_close(&format!("fused, {what}"), &fused, &expected, 1e-4);
-                let unfused = session.gradient_unfused().unwrap();
-                assert_gradients_close(&format!("unfused, {what}"), &unfused, &expected, 1e-4);
+                assert_gradients_close(&what, &session.gradient().unwrap(), &expected, 1e-4);
                 let loss = session.loss().unwrap();
                 assert!(
                     (loss - expected.loss).abs() <= 1e-4 * expected.loss.max(1.0),
                     "{what}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn unfused_gpu_kernels_match_the_reference() {
+    for (tuning, gpu) in common::gpu_tunings() {
+        for objective in objectives() {
+            for (i, &(rows, features)) in SHAPES.iter().enumerate() {
+                let data = problem(rows, features, objective, i as u64);
+                let params = random_params(
+                    features,
+                    objective.outputs(),
+                    1.0 / (features as f64).sqrt(),
+                    7,
+                );
+                let expected =
+                    downhill::gradient(&Reference, &data, objective, Some(&params)).unwrap();
+                let mut session = gpu.session(Data::Host(&data), objective).unwrap();
+                session.set_params(&params).unwrap();
+                let what = format!("unfused, {objective}, {rows}×{features}, {tuning}");
+                assert_gradients_close(
+                    &what,
+                    &session.gradient_unfused().unwrap(),
+                    &expected,
+                    1e-4,
                 );
             }
         }
@@ -101,10 +123,9 @@ fn one_neuron_matches_pytorchs_printed_gradient() {
     let objective = Objective::new(Model::Logistic, Some(Loss::Mse), 1).unwrap();
     let params = downhill::Params::new(3, 1, vec![0.5, 0.3, 0.1], vec![-1.0]).unwrap();
     let expected_w = [-0.1928, -0.3857, -0.5785];
+    let fast = common::fast_backends();
     let mut backends: Vec<&dyn Backend> = vec![&Reference];
-    if let Some(g) = gpu() {
-        backends.push(g);
-    }
+    backends.extend(fast.iter().map(|(_, b)| b.as_ref()));
     for backend in backends {
         let grad = downhill::gradient(backend, &data, objective, Some(&params)).unwrap();
         for (g, e) in grad.weights.iter().zip(expected_w) {
@@ -133,10 +154,9 @@ fn one_neuron_matches_pytorchs_printed_gradient() {
 fn linear_unit_gradient_is_x_and_one() {
     let data = Dataset::from_slices(&[1.0, 2.0, 3.0], &[36.5], 3).unwrap();
     let params = downhill::Params::new(3, 1, vec![2.0, 4.0, 8.0], vec![3.0]).unwrap();
+    let fast = common::fast_backends();
     let mut backends: Vec<&dyn Backend> = vec![&Reference];
-    if let Some(g) = gpu() {
-        backends.push(g);
-    }
+    backends.extend(fast.iter().map(|(_, b)| b.as_ref()));
     for backend in backends {
         let grad = downhill::gradient(backend, &data, Objective::linear(), Some(&params)).unwrap();
         assert_eq!(grad.loss, 0.25, "{}", backend.name());
@@ -150,10 +170,9 @@ fn linear_unit_gradient_is_x_and_one() {
 fn extreme_logits_stay_finite() {
     let data = Dataset::from_slices(&[1.0, -1.0, 2.0, -2.0], &[0.0, 1.0, 1.0, 0.0], 1).unwrap();
     let params = downhill::Params::new(1, 1, vec![3000.0], vec![0.0]).unwrap();
+    let fast = common::fast_backends();
     let mut backends: Vec<&dyn Backend> = vec![&Reference];
-    if let Some(g) = gpu() {
-        backends.push(g);
-    }
+    backends.extend(fast.iter().map(|(_, b)| b.as_ref()));
     for backend in backends {
         let grad =
             downhill::gradient(backend, &data, Objective::logistic(), Some(&params)).unwrap();
@@ -178,8 +197,13 @@ fn extreme_logits_stay_finite() {
     let objective = Objective::softmax(3).unwrap();
     let expected = downhill::gradient(&Reference, &data, objective, Some(&params)).unwrap();
     assert!(expected.loss.is_finite());
-    if let Some(g) = gpu() {
-        let got = downhill::gradient(g, &data, objective, Some(&params)).unwrap();
-        assert_gradients_close("softmax, |z| = 10000", &got, &expected, 1e-4);
+    for (name, backend) in common::fast_backends() {
+        let got = downhill::gradient(backend.as_ref(), &data, objective, Some(&params)).unwrap();
+        assert_gradients_close(
+            &format!("softmax, |z| = 10000, {name}"),
+            &got,
+            &expected,
+            1e-4,
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! the session holds the data and the parameters where the backend computes (device
 //! memory for the GPU) and runs descent steps there.
 
+pub mod cpu;
 pub mod reference;
 
 use std::borrow::Cow;
@@ -21,7 +22,7 @@ pub enum Data<'a> {
     Synthetic(Synthetic),
 }
 
-impl Data<'_> {
+impl<'a> Data<'a> {
     pub fn rows(&self) -> usize {
         match self {
             Data::Host(d) => d.rows(),
@@ -40,6 +41,14 @@ impl Data<'_> {
     pub fn to_host(&self) -> Cow<'_, Dataset> {
         match self {
             Data::Host(d) => Cow::Borrowed(*d),
+            Data::Synthetic(s) => Cow::Owned(s.generate()),
+        }
+    }
+
+    /// Like [`Data::to_host`], keeping the borrow of host rows.
+    pub fn into_host(self) -> Cow<'a, Dataset> {
+        match self {
+            Data::Host(d) => Cow::Borrowed(d),
             Data::Synthetic(s) => Cow::Owned(s.generate()),
         }
     }
@@ -174,12 +183,12 @@ pub fn select(kind: BackendKind) -> Result<Selected> {
                 })
             }
             Err(why) => Ok(Selected {
-                backend: Box::new(reference::Reference),
+                backend: Box::new(cpu::Cpu),
                 reason: format!("cpu (auto: {why})"),
             }),
         },
         BackendKind::Cpu => Ok(Selected {
-            backend: Box::new(reference::Reference),
+            backend: Box::new(cpu::Cpu),
             reason: "cpu".into(),
         }),
         BackendKind::Reference => Ok(Selected {

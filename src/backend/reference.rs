@@ -19,10 +19,7 @@ impl Backend for Reference {
     }
 
     fn open<'a>(&'a self, data: Data<'a>, objective: Objective) -> Result<Box<dyn Session + 'a>> {
-        let data = match data {
-            Data::Host(d) => Cow::Borrowed(d),
-            Data::Synthetic(s) => Cow::Owned(s.generate()),
-        };
+        let data = data.into_host();
         let params = Params::zeros(data.features(), objective.outputs());
         Ok(Box::new(ReferenceSession {
             data,

@@ -81,8 +81,8 @@ impl Backend for Gpu {
 struct Shard {
     rows: Range<u32>,
     bind: wgpu::BindGroup,
+    x: wgpu::Buffer,
     // Held for the bind group's sake.
-    _x: wgpu::Buffer,
     _y: wgpu::Buffer,
     _uniform: wgpu::Buffer,
 }
@@ -97,6 +97,7 @@ pub struct GpuSession<'a> {
     shards: Vec<Shard>,
     params: wgpu::Buffer,
     grad: wgpu::Buffer,
+    partials: wgpu::Buffer,
     status: wgpu::Buffer,
     steps: wgpu::Buffer,
     staging: wgpu::Buffer,
@@ -199,7 +200,7 @@ impl<'a> GpuSession<'a> {
             shards.push(Shard {
                 rows: begin as u32..end as u32,
                 bind,
-                _x: x,
+                x,
                 _y: y,
                 _uniform: uniform,
             });
@@ -297,6 +298,7 @@ impl<'a> GpuSession<'a> {
             shards,
             params,
             grad,
+            partials,
             status,
             steps,
             staging,
@@ -449,6 +451,52 @@ impl<'a> GpuSession<'a> {
             weights: all[..d * k].to_vec(),
             bias: all[d * k..(d + 1) * k].to_vec(),
         }
+    }
+
+    /// Seconds for one streaming read of all of X on the device and nothing else: the
+    /// memory floor of an epoch, for benchmarks.
+    pub fn time_stream_read(&self) -> Result<f64> {
+        let groups = self
+            .max_groups
+            .min(u32::try_from(self.partials.size() / 4).unwrap_or(u32::MAX));
+        let binds: Vec<wgpu::BindGroup> = self
+            .shards
+            .iter()
+            .map(|s| {
+                bind_group(
+                    self.ctx,
+                    "downhill.stream_read",
+                    &self.kernels.layouts.stream_read,
+                    &[&s.x, &self.partials],
+                )
+            })
+            .collect();
+        let mut encoder = self.encoder("downhill.stream_read");
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("downhill.stream_read"),
+                timestamp_writes: None,
+            });
+            pass.set_pipeline(&self.kernels.stream_read);
+            for bind in &binds {
+                pass.set_bind_group(0, bind, &[]);
+                pass.dispatch_workgroups(groups.max(1), 1, 1);
+            }
+        }
+        let start = std::time::Instant::now();
+        self.ctx.queue().submit([encoder.finish()]);
+        self.ctx
+            .device()
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::gpu(format!("waiting for the device: {e}")))?;
+        let seconds = start.elapsed().as_secs_f64();
+        self.ctx.check()?;
+        Ok(seconds)
+    }
+
+    /// Bytes of X (as padded on the device) and y: what one epoch must read at least.
+    pub fn data_bytes(&self) -> u64 {
+        self.shards.iter().map(|s| s.x.size()).sum::<u64>() + 4 * self.rows as u64
     }
 
     /// J and ∇J over all rows through the unfused kernels (forward, δ, Xᵀδ): the device's

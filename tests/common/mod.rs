@@ -3,6 +3,8 @@
 
 use std::sync::OnceLock;
 
+use downhill::backend::Backend;
+use downhill::backend::cpu::Cpu;
 use downhill::gpu::kernels::Tuning;
 use downhill::gpu::{Gpu, GpuContext, GpuOptions};
 use downhill::rng::cell_hash;
@@ -41,6 +43,16 @@ pub fn gpu_tunings() -> Vec<(&'static str, Gpu)> {
             (name, gpu.with_options(options))
         })
         .collect()
+}
+
+/// The backends checked against the reference: the fast CPU backend and the GPU under
+/// each tuning (when there is a GPU).
+pub fn fast_backends() -> Vec<(String, Box<dyn Backend>)> {
+    let mut all: Vec<(String, Box<dyn Backend>)> = vec![("cpu".into(), Box::new(Cpu))];
+    for (name, gpu) in gpu_tunings() {
+        all.push((format!("gpu, {name}"), Box::new(gpu)));
+    }
+    all
 }
 
 /// A synthetic problem's rows, for tests that need host data.
