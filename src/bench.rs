@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use crate::backend::cpu::{Cpu, stream_read};
-use crate::backend::{Backend, Data, Session, Step};
+use crate::backend::{Backend, Data, Session};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::model::Objective;
@@ -77,23 +77,49 @@ pub fn median(values: &[f64]) -> f64 {
     }
 }
 
-/// Times `reps` runs of `steps`, each after a floor measurement, after one untimed step
-/// (first-touch costs, pipeline compilation, thread start).
-fn alternate<S: Session + ?Sized>(
-    session: &mut S,
-    steps: &[Step],
-    reps: usize,
-    mut floor: impl FnMut(&S) -> Result<f64>,
-) -> Result<(Vec<f64>, Vec<f64>)> {
-    session.run(&steps[..1])?;
-    let (mut epochs, mut floors) = (Vec::new(), Vec::new());
-    for _ in 0..reps {
-        floors.push(floor(session)?);
-        let start = Instant::now();
-        session.run(steps)?;
-        epochs.push(start.elapsed().as_secs_f64());
+/// One problem's modes of descent to time: (label, batch size, timed epochs).
+struct Modes {
+    rows: usize,
+    features: usize,
+    list: Vec<(String, Option<usize>, usize)>,
+}
+
+impl Modes {
+    /// Times every mode on `session`: each timed epoch follows a floor measurement, after
+    /// one untimed step (first-touch costs, pipeline compilation, thread start).
+    fn measure<S: Session + ?Sized>(
+        &self,
+        backend: &str,
+        bytes: u64,
+        session: &mut S,
+        mut floor: impl FnMut(&S) -> Result<f64>,
+        emit: &mut dyn FnMut(Measurement),
+    ) -> Result<()> {
+        let trainer = Trainer::new().lr(0.1);
+        for (mode, batch, reps) in &self.list {
+            let t = batch.map_or(trainer.clone(), |b| trainer.clone().batch_size(b));
+            let steps = t.epoch_steps(0, self.rows);
+            session.run(&steps[..1])?;
+            let (mut epoch_seconds, mut floor_seconds) = (Vec::new(), Vec::new());
+            for _ in 0..*reps {
+                floor_seconds.push(floor(session)?);
+                let start = Instant::now();
+                session.run(&steps)?;
+                epoch_seconds.push(start.elapsed().as_secs_f64());
+            }
+            emit(Measurement {
+                backend: backend.into(),
+                device: session.describe(),
+                rows: self.rows,
+                features: self.features,
+                mode: mode.clone(),
+                bytes,
+                epoch_seconds,
+                floor_seconds,
+            });
+        }
+        Ok(())
     }
-    Ok((epochs, floors))
 }
 
 /// Runs the benchmark, calling `report` with each measurement as it is made.
@@ -102,18 +128,23 @@ pub fn run(
     report: &mut dyn FnMut(&Measurement),
 ) -> Result<Vec<Measurement>> {
     let objective = Objective::logistic();
-    let trainer = Trainer::new().lr(0.1);
     let mut all = Vec::new();
-    let mut emit = |m: Measurement, all: &mut Vec<Measurement>| {
+    let mut emit = |m: Measurement| {
         report(&m);
         all.push(m);
     };
     for (shape_index, &(rows, features)) in options.shapes.iter().enumerate() {
         let problem = Synthetic::new(rows, features, objective, 1)?;
-        let mut modes = vec![(String::from("full"), None, options.reps)];
+        let mut modes = Modes {
+            rows,
+            features,
+            list: vec![(String::from("full"), None, options.reps)],
+        };
         if shape_index == 0 {
             for &b in &options.batch_sizes {
-                modes.push((format!("B={b}"), Some(b), options.reps.div_ceil(3)));
+                modes
+                    .list
+                    .push((format!("B={b}"), Some(b), options.reps.div_ceil(3)));
             }
         }
         if options.cpu {
@@ -121,54 +152,21 @@ pub fn run(
             let cpu = Cpu;
             let mut session = cpu.open(Data::Host(&data), objective)?;
             let bytes = 4 * (data.x().len() + data.y().len()) as u64;
-            for (mode, batch, reps) in &modes {
-                let t = batch.map_or(trainer.clone(), |b| trainer.clone().batch_size(b));
-                let steps = t.epoch_steps(0, rows);
-                let floor = |_: &_| {
-                    let start = Instant::now();
-                    std::hint::black_box(stream_read(data.x()));
-                    Ok(start.elapsed().as_secs_f64())
-                };
-                let (epoch_seconds, floor_seconds) =
-                    alternate(session.as_mut(), &steps, *reps, floor)?;
-                let m = Measurement {
-                    backend: "cpu".into(),
-                    device: session.describe(),
-                    rows,
-                    features,
-                    mode: mode.clone(),
-                    bytes,
-                    epoch_seconds,
-                    floor_seconds,
-                };
-                emit(m, &mut all);
-            }
+            let floor = |_: &_| {
+                let start = Instant::now();
+                std::hint::black_box(stream_read(data.x()));
+                Ok(start.elapsed().as_secs_f64())
+            };
+            modes.measure("cpu", bytes, session.as_mut(), floor, &mut emit)?;
         }
         if let Some(gpu) = &options.gpu {
             let mut session = gpu.session(Data::Synthetic(problem), objective)?;
             let bytes = session.data_bytes();
-            let device = session.describe();
-            for (mode, batch, reps) in &modes {
-                let t = batch.map_or(trainer.clone(), |b| trainer.clone().batch_size(b));
-                let steps = t.epoch_steps(0, rows);
-                let (epoch_seconds, floor_seconds) =
-                    alternate(&mut session, &steps, *reps, |s| s.time_stream_read())?;
-                let m = Measurement {
-                    backend: "gpu".into(),
-                    device: device.clone(),
-                    rows,
-                    features,
-                    mode: mode.clone(),
-                    bytes,
-                    epoch_seconds,
-                    floor_seconds,
-                };
-                emit(m, &mut all);
-            }
+            let floor = |s: &crate::gpu::GpuSession<'_>| s.time_stream_read();
+            modes.measure("gpu", bytes, &mut session, floor, &mut emit)?;
         }
         if let Some(python) = &options.python {
-            let m = numpy_epoch(python, rows, features, options.reps)?;
-            emit(m, &mut all);
+            emit(numpy_epoch(python, rows, features, options.reps)?);
         }
     }
     Ok(all)

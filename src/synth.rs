@@ -16,6 +16,8 @@
 //! and rounded to f32 once (round to nearest, ties to even). No float sum whose order or
 //! fusion could differ between a CPU and a GPU enters the data.
 
+use rayon::prelude::*;
+
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::model::{Model, Objective, Params};
@@ -125,7 +127,7 @@ impl Synthetic {
         params
     }
 
-    /// Generates X and y on the CPU.
+    /// Generates X and y on the CPU, rows in parallel (each row depends on its index alone).
     pub fn generate(&self) -> Dataset {
         let (d, k) = (self.features, self.objective.outputs());
         let w: Vec<i64> = (0..=d)
@@ -133,20 +135,27 @@ impl Synthetic {
             .map(|(j, c)| i64::from(self.param_int(j as u32, c as u32)))
             .collect();
         let tables = quantile_tables();
-        let mut x = Vec::with_capacity(self.rows * d);
-        let mut y = Vec::with_capacity(self.rows);
-        let mut a = vec![0i64; d];
-        let mut z = vec![0i64; k];
-        for i in 0..self.rows as u32 {
-            for (j, aj) in a.iter_mut().enumerate() {
-                *aj = i64::from(self.x_int(i, j as u32));
-                x.push(*aj as f32 / 256.0);
-            }
-            for (c, zc) in z.iter_mut().enumerate() {
-                *zc = 256 * w[d * k + c] + (0..d).map(|j| a[j] * w[j * k + c]).sum::<i64>();
-            }
-            y.push(self.label(i, &z, &tables));
-        }
+        let mut x = vec![0.0f32; self.rows * d];
+        let mut y = vec![0.0f32; self.rows];
+        const BLOCK: usize = 1024;
+        x.par_chunks_mut(BLOCK * d)
+            .zip(y.par_chunks_mut(BLOCK))
+            .enumerate()
+            .for_each(|(block, (xs, ys))| {
+                let mut a = vec![0i64; d];
+                let mut z = vec![0i64; k];
+                for (r, (row, label)) in xs.chunks_exact_mut(d).zip(ys.iter_mut()).enumerate() {
+                    let i = (block * BLOCK + r) as u32;
+                    for (j, (aj, xj)) in a.iter_mut().zip(row.iter_mut()).enumerate() {
+                        *aj = i64::from(self.x_int(i, j as u32));
+                        *xj = *aj as f32 / 256.0;
+                    }
+                    for (c, zc) in z.iter_mut().enumerate() {
+                        *zc = 256 * w[d * k + c] + (0..d).map(|j| a[j] * w[j * k + c]).sum::<i64>();
+                    }
+                    *label = self.label(i, &z, &tables);
+                }
+            });
         Dataset::new(x, y, d).expect("synthetic data are finite and well shaped")
     }
 
