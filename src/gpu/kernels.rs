@@ -61,6 +61,7 @@ const FORWARD: &str = include_str!("../../shaders/forward.wgsl");
 const DELTA: &str = include_str!("../../shaders/delta.wgsl");
 const XT_DELTA: &str = include_str!("../../shaders/xt_delta.wgsl");
 const STREAM_READ: &str = include_str!("../../shaders/stream_read.wgsl");
+const GENERATE: &str = include_str!("../../shaders/generate.wgsl");
 
 /// One step as the kernels see it; `struct Step` in `shaders/common.wgsl`.
 #[repr(C)]
@@ -269,6 +270,38 @@ impl ShaderConstants {
         text
     }
 
+    /// A compute pipeline for `entry` of `kernel` (with these constants), whose bind groups
+    /// follow `groups`.
+    pub fn pipeline(
+        &self,
+        device: &wgpu::Device,
+        name: &str,
+        kernel: &str,
+        entry: &str,
+        groups: &[&wgpu::BindGroupLayout],
+    ) -> wgpu::ComputePipeline {
+        let label = format!("downhill.{name}");
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(&label),
+            source: wgpu::ShaderSource::Wgsl(self.source(kernel).into()),
+        });
+        let groups: Vec<Option<&wgpu::BindGroupLayout>> =
+            groups.iter().copied().map(Some).collect();
+        let layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(&label),
+            bind_group_layouts: &groups,
+            immediate_size: 0,
+        });
+        device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(&label),
+            layout: Some(&layout),
+            module: &module,
+            entry_point: Some(entry),
+            compilation_options: Default::default(),
+            cache: None,
+        })
+    }
+
     /// Every kernel's source, for validation in tests.
     pub fn all_sources(&self) -> Vec<(&'static str, String)> {
         [
@@ -279,6 +312,7 @@ impl ShaderConstants {
             ("delta", DELTA),
             ("xt_delta", XT_DELTA),
             ("stream_read", STREAM_READ),
+            ("generate", GENERATE),
         ]
         .into_iter()
         .map(|(name, text)| (name, self.source(text)))
@@ -388,26 +422,7 @@ impl Kernels {
         };
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let build = |name: &str, text: &str, entry: &str, groups: &[&wgpu::BindGroupLayout]| {
-            let label = format!("downhill.{name}");
-            let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(&label),
-                source: wgpu::ShaderSource::Wgsl(constants.source(text).into()),
-            });
-            let groups: Vec<Option<&wgpu::BindGroupLayout>> =
-                groups.iter().copied().map(Some).collect();
-            let layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                label: Some(&label),
-                bind_group_layouts: &groups,
-                immediate_size: 0,
-            });
-            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(&label),
-                layout: Some(&layout),
-                module: &module,
-                entry_point: Some(entry),
-                compilation_options: Default::default(),
-                cache: None,
-            })
+            constants.pipeline(device, name, text, entry, groups)
         };
         let (step, shard) = (&layouts.step, &layouts.shard);
         let gradient = build(
@@ -460,6 +475,59 @@ impl Kernels {
     }
 }
 
+/// The generator's parameters; `struct Generator` in `shaders/generate.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
+pub struct GeneratorUniform {
+    pub seed_lo: u32,
+    pub seed_hi: u32,
+    pub row_begin: u32,
+    pub rows: u32,
+    pub weight_shift: u32,
+    pub _pad: [u32; 3],
+}
+
+/// The synthetic-data kernels (built only for synthetic problems).
+pub struct GeneratorKernels {
+    /// The uniform.
+    pub uniform: wgpu::BindGroupLayout,
+    /// x, y, the true parameters as integers (read-write), the quantile tables (read).
+    pub buffers: wgpu::BindGroupLayout,
+    pub params: wgpu::ComputePipeline,
+    pub rows: wgpu::ComputePipeline,
+    /// The 64-bit to f32 rounding alone, for its test.
+    pub convert: wgpu::ComputePipeline,
+}
+
+impl GeneratorKernels {
+    pub fn new(ctx: &GpuContext, constants: &ShaderConstants) -> Result<Self> {
+        let device = ctx.device();
+        let uniform = bind_group_layout(device, "downhill.generator", &[Binding::Uniform]);
+        let buffers = bind_group_layout(device, "downhill.generated", &[RW, RW, RW, RO]);
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let groups = [&uniform, &buffers];
+        let params = constants.pipeline(
+            device,
+            "generate_params",
+            GENERATE,
+            "generate_params",
+            &groups,
+        );
+        let rows = constants.pipeline(device, "generate_rows", GENERATE, "generate_rows", &groups);
+        let convert = constants.pipeline(device, "convert_i64", GENERATE, "convert_i64", &groups);
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::gpu(format!("building the generator: {e}")));
+        }
+        Ok(GeneratorKernels {
+            uniform,
+            buffers,
+            params,
+            rows,
+            convert,
+        })
+    }
+}
+
 /// A dispatch of `groups` workgroups as a grid within the per-dimension limit.
 pub fn grid(groups: u32, max_per_dimension: u32) -> (u32, u32) {
     if groups <= max_per_dimension {
@@ -478,6 +546,7 @@ mod tests {
         // WGSL: 8 u32/f32 (32 bytes), vec4<u32> (16, 16-aligned), 4 u32 (16) = 64.
         assert_eq!(size_of::<StepUniform>(), 64);
         assert_eq!(size_of::<ShardUniform>(), 16);
+        assert_eq!(size_of::<GeneratorUniform>(), 32);
     }
 
     #[test]

@@ -7,11 +7,15 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use super::GpuContext;
-use super::kernels::{Kernels, ShaderConstants, ShardUniform, StepUniform, Tuning, grid};
+use super::kernels::{
+    GeneratorKernels, GeneratorUniform, Kernels, ShaderConstants, ShardUniform, StepUniform,
+    Tuning, grid,
+};
 use crate::backend::reference::check_params_shape;
 use crate::backend::{Backend, Batch, Data, RunOutcome, Session, Step};
 use crate::error::{Error, Result};
 use crate::model::{Gradient, Objective, Params};
+use crate::synth::{Synthetic, quantile_tables};
 
 /// Steps recorded per submission (and step records in the uniform buffer).
 const STEPS_PER_SUBMIT: usize = 256;
@@ -82,8 +86,8 @@ struct Shard {
     rows: Range<u32>,
     bind: wgpu::BindGroup,
     x: wgpu::Buffer,
+    y: wgpu::Buffer,
     // Held for the bind group's sake.
-    _y: wgpu::Buffer,
     _uniform: wgpu::Buffer,
 }
 
@@ -162,35 +166,49 @@ impl<'a> GpuSession<'a> {
         let kernels = Kernels::new(ctx, constants)?;
         let p = u64::from(constants.p);
 
-        let host = data.to_host();
         let mut shards = Vec::with_capacity(shard_count);
         let mut padded = Vec::new();
         for (index, begin) in (0..rows).step_by(shard_rows as usize).enumerate() {
             let end = (begin + shard_rows as usize).min(rows);
-            let x_rows = &host.x()[begin * features..end * features];
-            let x = upload(
-                ctx,
-                "downhill.x",
-                bytemuck::cast_slice(pad_rows(x_rows, features, &mut padded)),
-            )?;
-            let y = upload(
-                ctx,
-                "downhill.y",
-                bytemuck::cast_slice(&host.y()[begin..end]),
-            )?;
+            let (x, y) = match &data {
+                Data::Host(host) => {
+                    let x_rows = &host.x()[begin * features..end * features];
+                    let x_rows = pad_rows(x_rows, features, &mut padded);
+                    let x = upload(ctx, "downhill.x", bytemuck::cast_slice(x_rows))?;
+                    let y = upload(
+                        ctx,
+                        "downhill.y",
+                        bytemuck::cast_slice(&host.y()[begin..end]),
+                    )?;
+                    (x, y)
+                }
+                // Filled on the device below.
+                Data::Synthetic(_) => {
+                    let x_bytes = (row_bytes * (end - begin) as u64).next_multiple_of(16);
+                    let y_bytes = (4 * (end - begin) as u64).next_multiple_of(16);
+                    (
+                        ctx.buffer(
+                            "downhill.x",
+                            x_bytes,
+                            STORAGE | wgpu::BufferUsages::COPY_SRC,
+                            false,
+                        )?,
+                        ctx.buffer(
+                            "downhill.y",
+                            y_bytes,
+                            STORAGE | wgpu::BufferUsages::COPY_SRC,
+                            false,
+                        )?,
+                    )
+                }
+            };
             let uniform_data = ShardUniform {
                 row_begin: begin as u32,
                 row_end: end as u32,
                 index: index as u32,
                 _pad: 0,
             };
-            let uniform = ctx.buffer("downhill.shard", 16, wgpu::BufferUsages::UNIFORM, true)?;
-            uniform
-                .slice(..)
-                .get_mapped_range_mut()
-                .map_err(|e| Error::gpu(format!("writing shard uniform: {e}")))?
-                .copy_from_slice(bytemuck::bytes_of(&uniform_data));
-            uniform.unmap();
+            let uniform = uniform_buffer(ctx, "downhill.shard", bytemuck::bytes_of(&uniform_data))?;
             let bind = bind_group(
                 ctx,
                 "downhill.shard",
@@ -201,11 +219,13 @@ impl<'a> GpuSession<'a> {
                 rows: begin as u32..end as u32,
                 bind,
                 x,
-                _y: y,
+                y,
                 _uniform: uniform,
             });
         }
-        drop(host);
+        if let Data::Synthetic(problem) = &data {
+            generate(ctx, &constants, problem, &shards)?;
+        }
 
         let param_bytes = 4 * (p - 1);
         let params = ctx.buffer(
@@ -494,6 +514,37 @@ impl<'a> GpuSession<'a> {
         Ok(seconds)
     }
 
+    /// X and y as they are in device memory, unpadded, for checking what was uploaded or
+    /// generated.
+    pub fn read_rows(&self) -> Result<crate::data::Dataset> {
+        let (d, dp) = (self.features, self.kernels.constants.dp as usize);
+        let mut x = Vec::with_capacity(self.rows * d);
+        let mut y = Vec::with_capacity(self.rows);
+        for shard in &self.shards {
+            let n = (shard.rows.end - shard.rows.start) as usize;
+            let padded: Vec<f32> = self.read_whole(&shard.x, (4 * n * dp) as u64)?;
+            x.extend(padded.chunks_exact(dp).flat_map(|row| &row[..d]));
+            y.extend(self.read_whole(&shard.y, (4 * n) as u64)?);
+        }
+        crate::data::Dataset::new(x, y, d)
+    }
+
+    /// The first `bytes` of a COPY_SRC buffer, through a staging buffer of their size.
+    fn read_whole(&self, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<f32>> {
+        let staging = self.ctx.buffer(
+            "downhill.read",
+            bytes,
+            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            false,
+        )?;
+        let mut encoder = self.encoder("downhill.read");
+        encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, bytes);
+        self.ctx.queue().submit([encoder.finish()]);
+        Ok(bytemuck::pod_collect_to_vec(
+            &self.ctx.read(&staging, bytes)?,
+        ))
+    }
+
     /// Bytes of X (as padded on the device) and y: what one epoch must read at least.
     pub fn data_bytes(&self) -> u64 {
         self.shards.iter().map(|s| s.x.size()).sum::<u64>() + 4 * self.rows as u64
@@ -650,6 +701,140 @@ impl Session for GpuSession<'_> {
     }
 }
 
+/// A uniform buffer holding `bytes`.
+fn uniform_buffer(ctx: &GpuContext, label: &str, bytes: &[u8]) -> Result<wgpu::Buffer> {
+    let buffer = ctx.buffer(label, bytes.len() as u64, wgpu::BufferUsages::UNIFORM, true)?;
+    buffer
+        .slice(..)
+        .get_mapped_range_mut()
+        .map_err(|e| Error::gpu(format!("writing {label}: {e}")))?
+        .copy_from_slice(bytes);
+    buffer.unmap();
+    Ok(buffer)
+}
+
+/// Fills the shards with `problem`'s rows, generated on the device: first the true
+/// parameters (as integers), then each shard's X and y.
+fn generate(
+    ctx: &GpuContext,
+    constants: &ShaderConstants,
+    problem: &Synthetic,
+    shards: &[Shard],
+) -> Result<()> {
+    let kernels = GeneratorKernels::new(ctx, constants)?;
+    let params = (constants.d + 1) * constants.k;
+    let w_int = ctx.buffer(
+        "downhill.true_params",
+        4 * u64::from(params),
+        STORAGE,
+        false,
+    )?;
+    let tables = upload(
+        ctx,
+        "downhill.quantiles",
+        bytemuck::cast_slice(&quantile_tables()),
+    )?;
+    let seed = problem.seed();
+    let uniforms = shards
+        .iter()
+        .map(|shard| {
+            let u = GeneratorUniform {
+                seed_lo: seed as u32,
+                seed_hi: (seed >> 32) as u32,
+                row_begin: shard.rows.start,
+                rows: shard.rows.end - shard.rows.start,
+                weight_shift: problem.weight_shift(),
+                _pad: [0; 3],
+            };
+            uniform_buffer(ctx, "downhill.generator", bytemuck::bytes_of(&u))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let max_dim = ctx.limits().max_compute_workgroups_per_dimension;
+    let mut encoder = ctx
+        .device()
+        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("downhill.generate"),
+        });
+    {
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("downhill.generate"),
+            timestamp_writes: None,
+        });
+        for (i, (shard, uniform)) in shards.iter().zip(&uniforms).enumerate() {
+            let uniform_bind = bind_group(ctx, "downhill.generator", &kernels.uniform, &[uniform]);
+            let buffers = [&shard.x, &shard.y, &w_int, &tables];
+            let buffer_bind = bind_group(ctx, "downhill.generated", &kernels.buffers, &buffers);
+            pass.set_bind_group(0, &uniform_bind, &[]);
+            pass.set_bind_group(1, &buffer_bind, &[]);
+            if i == 0 {
+                pass.set_pipeline(&kernels.params);
+                pass.dispatch_workgroups(params.div_ceil(constants.wg), 1, 1);
+            }
+            pass.set_pipeline(&kernels.rows);
+            let rows = shard.rows.end - shard.rows.start;
+            pass.dispatch_workgroups(rows.div_ceil(constants.wg).min(max_dim), 1, 1);
+        }
+    }
+    ctx.queue().submit([encoder.finish()]);
+    ctx.device()
+        .poll(wgpu::PollType::wait_indefinitely())
+        .map_err(|e| Error::gpu(format!("waiting for the device: {e}")))?;
+    ctx.check()
+}
+
+/// Rounds 64-bit integers to f32 with the generator's own conversion on the device (the
+/// one that makes synthetic labels): the check that it rounds as Rust's `as f32` does.
+pub fn convert_i64_on_device(gpu: &Gpu, values: &[i64]) -> Result<Vec<f32>> {
+    let ctx = gpu.context();
+    let constants = ShaderConstants::new(&Objective::linear(), 1, 1, Tuning::GPU, 16384)?;
+    let kernels = GeneratorKernels::new(ctx, &constants)?;
+    let words: Vec<u32> = values
+        .iter()
+        .flat_map(|&v| [v as u32, (v >> 32) as u32])
+        .collect();
+    let input = upload(ctx, "downhill.convert_in", bytemuck::cast_slice(&words))?;
+    let bytes = 4 * values.len() as u64;
+    let output = ctx.buffer(
+        "downhill.convert_out",
+        bytes,
+        STORAGE | wgpu::BufferUsages::COPY_SRC,
+        false,
+    )?;
+    let unused_y = ctx.buffer("downhill.unused", 16, STORAGE, false)?;
+    let unused_tables = ctx.buffer("downhill.unused", 16, STORAGE, false)?;
+    let u = GeneratorUniform {
+        rows: values.len() as u32,
+        ..Default::default()
+    };
+    let uniform = uniform_buffer(ctx, "downhill.generator", bytemuck::bytes_of(&u))?;
+    let staging = ctx.buffer(
+        "downhill.read",
+        bytes,
+        wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        false,
+    )?;
+    let mut encoder = ctx.device().create_command_encoder(&Default::default());
+    {
+        let mut pass = encoder.begin_compute_pass(&Default::default());
+        pass.set_pipeline(&kernels.convert);
+        pass.set_bind_group(
+            0,
+            &bind_group(ctx, "downhill.generator", &kernels.uniform, &[&uniform]),
+            &[],
+        );
+        let buffers = [&output, &unused_y, &input, &unused_tables];
+        pass.set_bind_group(
+            1,
+            &bind_group(ctx, "downhill.generated", &kernels.buffers, &buffers),
+            &[],
+        );
+        pass.dispatch_workgroups((values.len() as u32).div_ceil(constants.wg), 1, 1);
+    }
+    encoder.copy_buffer_to_buffer(&output, 0, &staging, 0, bytes);
+    ctx.queue().submit([encoder.finish()]);
+    Ok(bytemuck::pod_collect_to_vec(&ctx.read(&staging, bytes)?))
+}
+
 /// `rows` (row-major, `d` floats each) with each row padded to a multiple of 4 floats,
 /// using `scratch` when padding is needed.
 fn pad_rows<'s>(rows: &'s [f32], d: usize, scratch: &'s mut Vec<f32>) -> &'s [f32] {
@@ -674,7 +859,7 @@ fn overlap(a: &Range<u32>, b: Range<u32>) -> u32 {
 /// The size is padded to 16 bytes (zeros) so kernels can read it as vec4s.
 fn upload(ctx: &GpuContext, label: &str, bytes: &[u8]) -> Result<wgpu::Buffer> {
     let size = (bytes.len() as u64).next_multiple_of(16);
-    let buffer = ctx.buffer(label, size, STORAGE, true)?;
+    let buffer = ctx.buffer(label, size, STORAGE | wgpu::BufferUsages::COPY_SRC, true)?;
     buffer
         .slice(..bytes.len() as u64)
         .get_mapped_range_mut()
