@@ -21,7 +21,8 @@
 //! let grad = downhill::gradient(&backend, &data, Objective::linear(), None)?;
 //! assert_eq!((grad.weights[0], grad.bias[0]), (-20.0, -6.0));
 //!
-//! // A fit. `downhill::backend::select(BackendKind::Auto)` picks the GPU when there is one.
+//! // A fit. `downhill::backend::select(BackendKind::Auto, Default::default())` picks the
+//! // GPU when there is one.
 //! let fit = downhill::fit(&backend, &data, Objective::linear(), &Trainer::new().lr(0.05).epochs(2000))?;
 //! assert!((fit.params.weights()[0] - 2.0).abs() < 1e-3);
 //! assert!((fit.params.bias()[0] + 1.0).abs() < 1e-3);

@@ -127,6 +127,10 @@ struct FitArgs {
     /// Evaluate and log the loss every N epochs.
     #[arg(long, default_value_t = 10)]
     log_every: u64,
+    /// Most bytes of rows (X and y) to hold in GPU memory; more stream through it each
+    /// epoch. Default: all the device allows.
+    #[arg(long)]
+    max_device_bytes: Option<u64>,
 }
 
 #[derive(Args)]
@@ -222,7 +226,11 @@ fn fit(args: FitArgs) -> Result<(), Error> {
         )?);
     }
 
-    let selected = backend::select(m.backend)?;
+    let gpu_options = downhill::gpu::GpuOptions {
+        max_device_bytes: args.max_device_bytes,
+        ..Default::default()
+    };
+    let selected = backend::select(m.backend, gpu_options)?;
     eprintln!("backend: {}", selected.reason);
     let mut session = selected.backend.open(data, objective)?;
     let device = session.describe();
@@ -362,7 +370,7 @@ fn grad(args: GradArgs) -> Result<(), Error> {
         dataset.features(),
         Some(objective.outputs()),
     )?;
-    let selected = backend::select(m.backend)?;
+    let selected = backend::select(m.backend, Default::default())?;
     eprintln!("backend: {}", selected.reason);
     let grad = downhill::gradient(
         selected.backend.as_ref(),

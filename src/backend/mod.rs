@@ -162,12 +162,12 @@ pub struct Selected {
 }
 
 /// Opens the backend `kind` names. `Auto` takes a hardware GPU when wgpu finds one (or
-/// the adapter WGPU_ADAPTER_NAME names), else the CPU.
-pub fn select(kind: BackendKind) -> Result<Selected> {
+/// the adapter WGPU_ADAPTER_NAME names), else the CPU. `gpu` options apply to GPU backends.
+pub fn select(kind: BackendKind, gpu: crate::gpu::GpuOptions) -> Result<Selected> {
     use crate::gpu::{Gpu, GpuContext};
     match kind {
         BackendKind::Gpu => {
-            let gpu = Gpu::open()?;
+            let gpu = Gpu::open()?.with_options(gpu);
             let reason = format!("gpu: {}", gpu.context().describe());
             Ok(Selected {
                 backend: Box::new(gpu),
@@ -178,7 +178,7 @@ pub fn select(kind: BackendKind) -> Result<Selected> {
             Ok(ctx) => {
                 let reason = format!("gpu: {} (auto)", ctx.describe());
                 Ok(Selected {
-                    backend: Box::new(Gpu::new(ctx)),
+                    backend: Box::new(Gpu::new(ctx).with_options(gpu)),
                     reason,
                 })
             }

@@ -3,6 +3,7 @@
 //! the descent loop on the device in [`session`].
 
 pub mod kernels;
+mod rows;
 pub mod session;
 
 use std::fmt;
@@ -280,6 +281,25 @@ impl GpuContext {
             )));
         }
         Ok(buffer)
+    }
+
+    /// Waits until the device has finished all submitted work.
+    pub fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::gpu(format!("waiting for the device: {e}")))?;
+        self.check()
+    }
+
+    /// Waits until the device has finished `submission`.
+    pub fn wait_for(&self, submission: wgpu::SubmissionIndex) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::Wait {
+                submission_index: Some(submission),
+                timeout: None,
+            })
+            .map_err(|e| Error::gpu(format!("waiting for the device: {e}")))?;
+        self.check()
     }
 
     /// Maps the first `size` bytes of a MAP_READ buffer, waiting for the queue, and copies

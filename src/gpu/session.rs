@@ -1,21 +1,22 @@
-//! A problem resident on the device: X and y in shards (one storage buffer each, within
-//! the binding limit), the parameters, and the descent loop recorded into command
-//! buffers, several steps per submission. Nothing comes back to the host inside the loop
-//! except a status word per run and the loss when the caller asks for it.
+//! A problem on the device: its rows (resident in shards, or streamed; see [`super::rows`]),
+//! the parameters, and the descent loop recorded into command buffers, several steps per
+//! submission. Nothing comes back to the host inside the loop except a status word per
+//! run and the loss when the caller asks for it.
 
 use std::ops::Range;
 use std::sync::Arc;
 
 use super::GpuContext;
 use super::kernels::{
-    GeneratorKernels, GeneratorUniform, Kernels, ShaderConstants, ShardUniform, StepUniform,
-    Tuning, grid,
+    GeneratorKernels, GeneratorUniform, Kernels, ShaderConstants, StepUniform, Tuning, grid,
+};
+use super::rows::{
+    DeviceRows, Plan, RowBuffers, STORAGE, bind_group, read_buffer, uniform_buffer, upload,
 };
 use crate::backend::reference::check_params_shape;
 use crate::backend::{Backend, Batch, Data, RunOutcome, Session, Step};
 use crate::error::{Error, Result};
 use crate::model::{Gradient, Objective, Params};
-use crate::synth::{Synthetic, quantile_tables};
 
 /// Steps recorded per submission (and step records in the uniform buffer).
 const STEPS_PER_SUBMIT: usize = 256;
@@ -25,6 +26,9 @@ const STEPS_PER_SUBMIT: usize = 256;
 pub struct GpuOptions {
     /// Largest shard of X in bytes. Default: the adapter's storage binding limit.
     pub max_shard_bytes: Option<u64>,
+    /// Most bytes of rows (X and y) to hold on the device. Rows beyond it are streamed
+    /// through two slots each step. Default: no limit beyond the device's own.
+    pub max_device_bytes: Option<u64>,
     /// Kernel shapes. Default: [`Tuning::for_device`].
     pub tuning: Option<Tuning>,
 }
@@ -81,16 +85,6 @@ impl Backend for Gpu {
     }
 }
 
-/// One storage buffer's worth of rows.
-struct Shard {
-    rows: Range<u32>,
-    bind: wgpu::BindGroup,
-    x: wgpu::Buffer,
-    y: wgpu::Buffer,
-    // Held for the bind group's sake.
-    _uniform: wgpu::Buffer,
-}
-
 /// A problem loaded on the GPU.
 pub struct GpuSession<'a> {
     ctx: &'a GpuContext,
@@ -98,7 +92,9 @@ pub struct GpuSession<'a> {
     rows: usize,
     features: usize,
     kernels: Kernels,
-    shards: Vec<Shard>,
+    device_rows: DeviceRows<'a>,
+    /// The rows of each shard, or of each chunk when streamed.
+    ranges: Vec<Range<u32>>,
     params: wgpu::Buffer,
     grad: wgpu::Buffer,
     partials: wgpu::Buffer,
@@ -117,13 +113,11 @@ pub struct GpuSession<'a> {
     records: Vec<u8>,
 }
 
-const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE;
-
 impl<'a> GpuSession<'a> {
     fn new(
         ctx: &'a GpuContext,
         options: GpuOptions,
-        data: Data<'_>,
+        data: Data<'a>,
         objective: Objective,
     ) -> Result<Self> {
         let (rows, features) = (data.rows(), data.features());
@@ -137,22 +131,12 @@ impl<'a> GpuSession<'a> {
         let limits = ctx.limits();
         // Rows are padded to a multiple of 4 floats on the device.
         let row_bytes = 4 * features.next_multiple_of(4) as u64;
-        let shard_limit = options
+        let binding_limit = options
             .max_shard_bytes
             .unwrap_or(u64::MAX)
             .min(ctx.storage_binding_limit());
-        // Less 16 bytes: shard buffers are padded to a whole vec4.
-        let shard_rows = (shard_limit.saturating_sub(16) / row_bytes).min(u64::from(u32::MAX));
-        if shard_rows == 0 {
-            return Err(Error::TooLarge {
-                what: format!("one row of {features} features"),
-                bytes: row_bytes,
-                limit_name: "max_storage_buffer_binding_size",
-                limit: shard_limit,
-                hint: "",
-            });
-        }
-        let shard_count = rows.div_ceil(shard_rows as usize);
+        let plan = Plan::new(rows, row_bytes, binding_limit, options.max_device_bytes)?;
+        let shard_count = plan.ranges.len();
         let tuning = options
             .tuning
             .unwrap_or_else(|| Tuning::for_device(ctx.info()));
@@ -165,67 +149,7 @@ impl<'a> GpuSession<'a> {
         )?;
         let kernels = Kernels::new(ctx, constants)?;
         let p = u64::from(constants.p);
-
-        let mut shards = Vec::with_capacity(shard_count);
-        let mut padded = Vec::new();
-        for (index, begin) in (0..rows).step_by(shard_rows as usize).enumerate() {
-            let end = (begin + shard_rows as usize).min(rows);
-            let (x, y) = match &data {
-                Data::Host(host) => {
-                    let x_rows = &host.x()[begin * features..end * features];
-                    let x_rows = pad_rows(x_rows, features, &mut padded);
-                    let x = upload(ctx, "downhill.x", bytemuck::cast_slice(x_rows))?;
-                    let y = upload(
-                        ctx,
-                        "downhill.y",
-                        bytemuck::cast_slice(&host.y()[begin..end]),
-                    )?;
-                    (x, y)
-                }
-                // Filled on the device below.
-                Data::Synthetic(_) => {
-                    let x_bytes = (row_bytes * (end - begin) as u64).next_multiple_of(16);
-                    let y_bytes = (4 * (end - begin) as u64).next_multiple_of(16);
-                    (
-                        ctx.buffer(
-                            "downhill.x",
-                            x_bytes,
-                            STORAGE | wgpu::BufferUsages::COPY_SRC,
-                            false,
-                        )?,
-                        ctx.buffer(
-                            "downhill.y",
-                            y_bytes,
-                            STORAGE | wgpu::BufferUsages::COPY_SRC,
-                            false,
-                        )?,
-                    )
-                }
-            };
-            let uniform_data = ShardUniform {
-                row_begin: begin as u32,
-                row_end: end as u32,
-                index: index as u32,
-                _pad: 0,
-            };
-            let uniform = uniform_buffer(ctx, "downhill.shard", bytemuck::bytes_of(&uniform_data))?;
-            let bind = bind_group(
-                ctx,
-                "downhill.shard",
-                &kernels.layouts.shard,
-                &[&x, &y, &uniform],
-            );
-            shards.push(Shard {
-                rows: begin as u32..end as u32,
-                bind,
-                x,
-                y,
-                _uniform: uniform,
-            });
-        }
-        if let Data::Synthetic(problem) = &data {
-            generate(ctx, &constants, problem, &shards)?;
-        }
+        let device_rows = DeviceRows::new(ctx, &constants, &kernels.layouts.shard, &plan, data)?;
 
         let param_bytes = 4 * (p - 1);
         let params = ctx.buffer(
@@ -315,7 +239,8 @@ impl<'a> GpuSession<'a> {
             rows,
             features,
             kernels,
-            shards,
+            device_rows,
+            ranges: plan.ranges,
             params,
             grad,
             partials,
@@ -335,9 +260,20 @@ impl<'a> GpuSession<'a> {
         Ok(session)
     }
 
-    /// How many storage buffers hold X.
+    /// How many storage buffers hold X (resident), or how many chunks stream through the
+    /// two slots (streamed).
     pub fn shard_count(&self) -> usize {
-        self.shards.len()
+        self.ranges.len()
+    }
+
+    /// The rows of each shard (resident) or chunk (streamed).
+    pub fn row_ranges(&self) -> &[Range<u32>] {
+        &self.ranges
+    }
+
+    /// True when the rows do not fit the device budget and stream through two slots.
+    pub fn is_streamed(&self) -> bool {
+        matches!(self.device_rows, DeviceRows::Streamed(_))
     }
 
     /// The tile shape and constants the kernels were built with.
@@ -364,9 +300,9 @@ impl<'a> GpuSession<'a> {
         let span = match batch.order {
             // In file order each shard sees only its own rows of the batch.
             None => self
-                .shards
+                .ranges
                 .iter()
-                .map(|s| overlap(&s.rows, batch.start..batch.start + batch.len))
+                .map(|r| overlap(r, batch.start..batch.start + batch.len))
                 .max()
                 .unwrap_or(0),
             Some(_) => batch.len,
@@ -375,24 +311,29 @@ impl<'a> GpuSession<'a> {
             .clamp(1, self.max_groups)
     }
 
-    /// Records ∇J (and J) of the step at record `slot` into `grad`, then, if `update`,
-    /// the descent step.
-    fn record_step(
+    /// Records the fused gradient of the step at record `slot` over the rows of `shards`.
+    fn record_gradient(
         &self,
         pass: &mut wgpu::ComputePass<'_>,
         slot: usize,
         groups: u32,
-        update: bool,
+        shards: &[RowBuffers],
     ) {
-        let c = &self.kernels.constants;
         let offset = [(slot as u64 * self.step_stride) as u32];
         pass.set_pipeline(&self.kernels.gradient);
         pass.set_bind_group(0, &self.step_bind, &offset);
         pass.set_bind_group(2, &self.gradient_bind, &[]);
-        for shard in &self.shards {
+        for shard in shards {
             pass.set_bind_group(1, &shard.bind, &[]);
-            pass.dispatch_workgroups(groups, c.class_tiles(), 1);
+            pass.dispatch_workgroups(groups, self.kernels.constants.class_tiles(), 1);
         }
+    }
+
+    /// Records the reduction of the partials into `grad` (∇J, then J), then, if `update`,
+    /// the descent step, of the step at record `slot`.
+    fn record_finish(&self, pass: &mut wgpu::ComputePass<'_>, slot: usize, update: bool) {
+        let c = &self.kernels.constants;
+        let offset = [(slot as u64 * self.step_stride) as u32];
         let max_dim = self.ctx.limits().max_compute_workgroups_per_dimension;
         let (gx, gy) = grid(c.p.div_ceil(c.wg), max_dim);
         pass.set_pipeline(&self.kernels.reduce);
@@ -405,6 +346,60 @@ impl<'a> GpuSession<'a> {
             pass.set_bind_group(1, &self.update_bind, &[]);
             pass.dispatch_workgroups(1, 1, 1);
         }
+    }
+
+    /// Streams every chunk through the slots for the step whose record is at slot 0: each
+    /// chunk's partial gradient in a submission of its own, so that the host fills one slot
+    /// while the device computes on the other. Returns the encoder for what follows.
+    fn stream_gradient(&mut self, groups: u32) -> Result<wgpu::CommandEncoder> {
+        let DeviceRows::Streamed(stream) = &mut self.device_rows else {
+            unreachable!("stream_gradient on resident rows");
+        };
+        let ctx = self.ctx;
+        let d = self.features;
+        for index in 0..stream.chunks.len() {
+            let mut encoder =
+                ctx.device()
+                    .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                        label: Some("downhill.chunk"),
+                    });
+            let slot = stream.fill(ctx, d, index, &mut encoder)?;
+            {
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("downhill.chunk"),
+                    timestamp_writes: None,
+                });
+                let offset = [0u32];
+                pass.set_pipeline(&self.kernels.gradient);
+                pass.set_bind_group(0, &self.step_bind, &offset);
+                pass.set_bind_group(2, &self.gradient_bind, &[]);
+                pass.set_bind_group(1, &stream.slots[slot].bind, &[]);
+                pass.dispatch_workgroups(groups, self.kernels.constants.class_tiles(), 1);
+            }
+            let submission = ctx.queue().submit([encoder.finish()]);
+            stream.submitted(slot, submission);
+        }
+        Ok(self.encoder("downhill.finish"))
+    }
+
+    /// Records (resident) or streams (streamed) the gradient of the step at record slot 0,
+    /// then its finish; submits unless `keep` and returns the encoder for more commands.
+    fn one_step(&mut self, groups: u32, update: bool) -> Result<wgpu::CommandEncoder> {
+        let mut encoder = match &self.device_rows {
+            DeviceRows::Resident(_) => self.encoder("downhill.step"),
+            DeviceRows::Streamed(_) => self.stream_gradient(groups)?,
+        };
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("downhill.step"),
+                timestamp_writes: None,
+            });
+            if let DeviceRows::Resident(shards) = &self.device_rows {
+                self.record_gradient(&mut pass, 0, groups, shards);
+            }
+            self.record_finish(&mut pass, 0, update);
+        }
+        Ok(encoder)
     }
 
     /// Writes step records for one submission into `self.steps`.
@@ -430,14 +425,7 @@ impl<'a> GpuSession<'a> {
         };
         let groups = self.groups_for(&batch);
         self.write_records(&[StepUniform::new(&step, 0, groups)]);
-        let mut encoder = self.encoder("downhill.evaluate");
-        {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("downhill.evaluate"),
-                timestamp_writes: None,
-            });
-            self.record_step(&mut pass, 0, groups, false);
-        }
+        let encoder = self.one_step(groups, false)?;
         self.read_back(encoder, &self.grad, first, entries)
     }
 
@@ -476,11 +464,15 @@ impl<'a> GpuSession<'a> {
     /// Seconds for one streaming read of all of X on the device and nothing else: the
     /// memory floor of an epoch, for benchmarks.
     pub fn time_stream_read(&self) -> Result<f64> {
+        let DeviceRows::Resident(shards) = &self.device_rows else {
+            return Err(Error::gpu(
+                "the memory floor is measured on resident rows only",
+            ));
+        };
         let groups = self
             .max_groups
             .min(u32::try_from(self.partials.size() / 4).unwrap_or(u32::MAX));
-        let binds: Vec<wgpu::BindGroup> = self
-            .shards
+        let binds: Vec<wgpu::BindGroup> = shards
             .iter()
             .map(|s| {
                 bind_group(
@@ -505,60 +497,46 @@ impl<'a> GpuSession<'a> {
         }
         let start = std::time::Instant::now();
         self.ctx.queue().submit([encoder.finish()]);
-        self.ctx
-            .device()
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::gpu(format!("waiting for the device: {e}")))?;
-        let seconds = start.elapsed().as_secs_f64();
-        self.ctx.check()?;
-        Ok(seconds)
+        self.ctx.wait()?;
+        Ok(start.elapsed().as_secs_f64())
     }
 
     /// X and y as they are in device memory, unpadded, for checking what was uploaded or
-    /// generated.
-    pub fn read_rows(&self) -> Result<crate::data::Dataset> {
+    /// generated (streamed rows: each chunk as it passes through its slot).
+    pub fn read_rows(&mut self) -> Result<crate::data::Dataset> {
         let (d, dp) = (self.features, self.kernels.constants.dp as usize);
         let mut x = Vec::with_capacity(self.rows * d);
         let mut y = Vec::with_capacity(self.rows);
-        for shard in &self.shards {
-            let n = (shard.rows.end - shard.rows.start) as usize;
-            let padded: Vec<f32> = self.read_whole(&shard.x, (4 * n * dp) as u64)?;
+        for index in 0..self.ranges.len() {
+            let buffers = match &mut self.device_rows {
+                DeviceRows::Resident(shards) => &shards[index],
+                DeviceRows::Streamed(stream) => {
+                    let mut encoder = self
+                        .ctx
+                        .device()
+                        .create_command_encoder(&Default::default());
+                    let slot = stream.fill(self.ctx, d, index, &mut encoder)?;
+                    self.ctx.queue().submit([encoder.finish()]);
+                    &stream.slots[slot]
+                }
+            };
+            let n = (buffers.rows.end - buffers.rows.start) as usize;
+            let padded: Vec<f32> = read_buffer(self.ctx, &buffers.x, (4 * n * dp) as u64)?;
             x.extend(padded.chunks_exact(dp).flat_map(|row| &row[..d]));
-            y.extend(self.read_whole(&shard.y, (4 * n) as u64)?);
+            y.extend(read_buffer(self.ctx, &buffers.y, (4 * n) as u64)?);
         }
         crate::data::Dataset::new(x, y, d)
     }
 
-    /// The first `bytes` of a COPY_SRC buffer, through a staging buffer of their size.
-    fn read_whole(&self, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<f32>> {
-        let staging = self.ctx.buffer(
-            "downhill.read",
-            bytes,
-            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            false,
-        )?;
-        let mut encoder = self.encoder("downhill.read");
-        encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, bytes);
-        self.ctx.queue().submit([encoder.finish()]);
-        Ok(bytemuck::pod_collect_to_vec(
-            &self.ctx.read(&staging, bytes)?,
-        ))
-    }
-
     /// Bytes of X (as padded on the device) and y: what one epoch must read at least.
     pub fn data_bytes(&self) -> u64 {
-        self.shards.iter().map(|s| s.x.size()).sum::<u64>() + 4 * self.rows as u64
+        let row_bytes = 4 * u64::from(self.kernels.constants.dp);
+        (row_bytes + 4) * self.rows as u64
     }
 
     /// J and ∇J over all rows through the unfused kernels (forward, δ, Xᵀδ): the device's
     /// own oracle for the fused kernel. Needs X in one shard.
     pub fn gradient_unfused(&mut self) -> Result<Gradient> {
-        if self.shards.len() != 1 {
-            return Err(Error::gpu(format!(
-                "the unfused kernels read one shard; this problem has {}",
-                self.shards.len()
-            )));
-        }
         let c = self.kernels.constants;
         let ctx = self.ctx;
         let batch = self.full_batch();
@@ -593,6 +571,20 @@ impl<'a> GpuSession<'a> {
             lr: 0.0,
         };
         self.write_records(&[StepUniform::new(&step, 0, 1)]);
+        let shard = match &self.device_rows {
+            DeviceRows::Resident(shards) if shards.len() == 1 => &shards[0],
+            _ => {
+                return Err(Error::gpu(format!(
+                    "the unfused kernels read one resident shard; this problem has {} {}",
+                    self.ranges.len(),
+                    if self.is_streamed() {
+                        "streamed chunks"
+                    } else {
+                        "shards"
+                    }
+                )));
+            }
+        };
         let max_dim = ctx.limits().max_compute_workgroups_per_dimension;
         let row_groups = batch.len.div_ceil(c.wg).min(max_dim);
         let mut encoder = self.encoder("downhill.unfused");
@@ -602,7 +594,7 @@ impl<'a> GpuSession<'a> {
                 timestamp_writes: None,
             });
             pass.set_bind_group(0, &self.step_bind, &[0]);
-            pass.set_bind_group(1, &self.shards[0].bind, &[]);
+            pass.set_bind_group(1, &shard.bind, &[]);
             pass.set_pipeline(&self.kernels.forward);
             pass.set_bind_group(2, &forward_bind, &[]);
             pass.dispatch_workgroups(row_groups, 1, 1);
@@ -621,7 +613,14 @@ impl<'a> GpuSession<'a> {
 
 impl Session for GpuSession<'_> {
     fn describe(&self) -> String {
-        format!("gpu ({})", self.ctx.describe())
+        match &self.device_rows {
+            DeviceRows::Streamed(_) => format!(
+                "gpu ({}; rows streamed in {} chunks)",
+                self.ctx.describe(),
+                self.ranges.len()
+            ),
+            DeviceRows::Resident(_) => format!("gpu ({})", self.ctx.describe()),
+        }
     }
 
     fn objective(&self) -> Objective {
@@ -666,28 +665,10 @@ impl Session for GpuSession<'_> {
     fn run(&mut self, steps: &[Step]) -> Result<RunOutcome> {
         let queue = self.ctx.queue();
         queue.write_buffer(&self.status, 0, bytemuck::cast_slice(&[0u32, 0]));
-        let mut uniforms = Vec::with_capacity(STEPS_PER_SUBMIT);
-        for (chunk_index, chunk) in steps.chunks(STEPS_PER_SUBMIT).enumerate() {
-            uniforms.clear();
-            let mut groups = Vec::with_capacity(chunk.len());
-            for (i, step) in chunk.iter().enumerate() {
-                let g = self.groups_for(&step.batch);
-                let index = (chunk_index * STEPS_PER_SUBMIT + i) as u32;
-                uniforms.push(StepUniform::new(step, index, g));
-                groups.push(g);
-            }
-            self.write_records(&uniforms);
-            let mut encoder = self.encoder("downhill.descent");
-            {
-                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some("downhill.descent"),
-                    timestamp_writes: None,
-                });
-                for (slot, &g) in groups.iter().enumerate() {
-                    self.record_step(&mut pass, slot, g, true);
-                }
-            }
-            self.ctx.queue().submit([encoder.finish()]);
+        if self.is_streamed() {
+            self.run_streamed(steps)?;
+        } else {
+            self.run_resident(steps);
         }
         let status = self.read_back(self.encoder("downhill.status"), &self.status, 0, 2)?;
         let status: Vec<u32> = status.iter().map(|v| v.to_bits()).collect();
@@ -701,85 +682,59 @@ impl Session for GpuSession<'_> {
     }
 }
 
-/// A uniform buffer holding `bytes`.
-fn uniform_buffer(ctx: &GpuContext, label: &str, bytes: &[u8]) -> Result<wgpu::Buffer> {
-    let buffer = ctx.buffer(label, bytes.len() as u64, wgpu::BufferUsages::UNIFORM, true)?;
-    buffer
-        .slice(..)
-        .get_mapped_range_mut()
-        .map_err(|e| Error::gpu(format!("writing {label}: {e}")))?
-        .copy_from_slice(bytes);
-    buffer.unmap();
-    Ok(buffer)
-}
-
-/// Fills the shards with `problem`'s rows, generated on the device: first the true
-/// parameters (as integers), then each shard's X and y.
-fn generate(
-    ctx: &GpuContext,
-    constants: &ShaderConstants,
-    problem: &Synthetic,
-    shards: &[Shard],
-) -> Result<()> {
-    let kernels = GeneratorKernels::new(ctx, constants)?;
-    let params = (constants.d + 1) * constants.k;
-    let w_int = ctx.buffer(
-        "downhill.true_params",
-        4 * u64::from(params),
-        STORAGE,
-        false,
-    )?;
-    let tables = upload(
-        ctx,
-        "downhill.quantiles",
-        bytemuck::cast_slice(&quantile_tables()),
-    )?;
-    let seed = problem.seed();
-    let uniforms = shards
-        .iter()
-        .map(|shard| {
-            let u = GeneratorUniform {
-                seed_lo: seed as u32,
-                seed_hi: (seed >> 32) as u32,
-                row_begin: shard.rows.start,
-                rows: shard.rows.end - shard.rows.start,
-                weight_shift: problem.weight_shift(),
-                _pad: [0; 3],
-            };
-            uniform_buffer(ctx, "downhill.generator", bytemuck::bytes_of(&u))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let max_dim = ctx.limits().max_compute_workgroups_per_dimension;
-    let mut encoder = ctx
-        .device()
-        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-            label: Some("downhill.generate"),
-        });
-    {
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("downhill.generate"),
-            timestamp_writes: None,
-        });
-        for (i, (shard, uniform)) in shards.iter().zip(&uniforms).enumerate() {
-            let uniform_bind = bind_group(ctx, "downhill.generator", &kernels.uniform, &[uniform]);
-            let buffers = [&shard.x, &shard.y, &w_int, &tables];
-            let buffer_bind = bind_group(ctx, "downhill.generated", &kernels.buffers, &buffers);
-            pass.set_bind_group(0, &uniform_bind, &[]);
-            pass.set_bind_group(1, &buffer_bind, &[]);
-            if i == 0 {
-                pass.set_pipeline(&kernels.params);
-                pass.dispatch_workgroups(params.div_ceil(constants.wg), 1, 1);
+impl GpuSession<'_> {
+    /// Records the steps, up to STEPS_PER_SUBMIT of them per submission.
+    fn run_resident(&mut self, steps: &[Step]) {
+        let mut uniforms = Vec::with_capacity(STEPS_PER_SUBMIT);
+        let mut groups = Vec::with_capacity(STEPS_PER_SUBMIT);
+        for (chunk_index, chunk) in steps.chunks(STEPS_PER_SUBMIT).enumerate() {
+            uniforms.clear();
+            groups.clear();
+            for (i, step) in chunk.iter().enumerate() {
+                let g = self.groups_for(&step.batch);
+                let index = (chunk_index * STEPS_PER_SUBMIT + i) as u32;
+                uniforms.push(StepUniform::new(step, index, g));
+                groups.push(g);
             }
-            pass.set_pipeline(&kernels.rows);
-            let rows = shard.rows.end - shard.rows.start;
-            pass.dispatch_workgroups(rows.div_ceil(constants.wg).min(max_dim), 1, 1);
+            self.write_records(&uniforms);
+            let DeviceRows::Resident(shards) = &self.device_rows else {
+                unreachable!("run_resident on streamed rows");
+            };
+            let mut encoder = self.encoder("downhill.descent");
+            {
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("downhill.descent"),
+                    timestamp_writes: None,
+                });
+                for (slot, &g) in groups.iter().enumerate() {
+                    self.record_gradient(&mut pass, slot, g, shards);
+                    self.record_finish(&mut pass, slot, true);
+                }
+            }
+            self.ctx.queue().submit([encoder.finish()]);
         }
     }
-    ctx.queue().submit([encoder.finish()]);
-    ctx.device()
-        .poll(wgpu::PollType::wait_indefinitely())
-        .map_err(|e| Error::gpu(format!("waiting for the device: {e}")))?;
-    ctx.check()
+
+    /// Streams every chunk through the slots for each step. Full batches only: a
+    /// mini-batch draws rows from every chunk, so each step would stream all of X.
+    fn run_streamed(&mut self, steps: &[Step]) -> Result<()> {
+        for (index, step) in steps.iter().enumerate() {
+            if step.batch.order.is_some() {
+                return Err(Error::option(
+                    "batch size",
+                    step.batch.len,
+                    "mini-batches need every row in device memory, and these rows are \
+                     streamed (--max-device-bytes); use full-batch descent, a larger \
+                     --max-device-bytes, or --backend cpu",
+                ));
+            }
+            let groups = self.groups_for(&step.batch);
+            self.write_records(&[StepUniform::new(step, index as u32, groups)]);
+            let encoder = self.one_step(groups, true)?;
+            self.ctx.queue().submit([encoder.finish()]);
+        }
+        Ok(())
+    }
 }
 
 /// Rounds 64-bit integers to f32 with the generator's own conversion on the device (the
@@ -835,57 +790,7 @@ pub fn convert_i64_on_device(gpu: &Gpu, values: &[i64]) -> Result<Vec<f32>> {
     Ok(bytemuck::pod_collect_to_vec(&ctx.read(&staging, bytes)?))
 }
 
-/// `rows` (row-major, `d` floats each) with each row padded to a multiple of 4 floats,
-/// using `scratch` when padding is needed.
-fn pad_rows<'s>(rows: &'s [f32], d: usize, scratch: &'s mut Vec<f32>) -> &'s [f32] {
-    let dp = d.next_multiple_of(4);
-    if dp == d {
-        return rows;
-    }
-    scratch.clear();
-    for row in rows.chunks_exact(d) {
-        scratch.extend_from_slice(row);
-        scratch.extend(std::iter::repeat_n(0.0, dp - d));
-    }
-    scratch
-}
-
 /// Rows two ranges share.
 fn overlap(a: &Range<u32>, b: Range<u32>) -> u32 {
     a.end.min(b.end).saturating_sub(a.start.max(b.start))
-}
-
-/// A storage buffer holding `bytes`, written at creation (no staging copy).
-/// The size is padded to 16 bytes (zeros) so kernels can read it as vec4s.
-fn upload(ctx: &GpuContext, label: &str, bytes: &[u8]) -> Result<wgpu::Buffer> {
-    let size = (bytes.len() as u64).next_multiple_of(16);
-    let buffer = ctx.buffer(label, size, STORAGE | wgpu::BufferUsages::COPY_SRC, true)?;
-    buffer
-        .slice(..bytes.len() as u64)
-        .get_mapped_range_mut()
-        .map_err(|e| Error::gpu(format!("uploading {label}: {e}")))?
-        .copy_from_slice(bytes);
-    buffer.unmap();
-    Ok(buffer)
-}
-
-fn bind_group(
-    ctx: &GpuContext,
-    label: &str,
-    layout: &wgpu::BindGroupLayout,
-    buffers: &[&wgpu::Buffer],
-) -> wgpu::BindGroup {
-    let entries: Vec<wgpu::BindGroupEntry> = buffers
-        .iter()
-        .enumerate()
-        .map(|(i, b)| wgpu::BindGroupEntry {
-            binding: i as u32,
-            resource: b.as_entire_binding(),
-        })
-        .collect();
-    ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
-        label: Some(label),
-        layout,
-        entries: &entries,
-    })
 }
