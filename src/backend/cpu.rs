@@ -279,58 +279,170 @@ impl Pass<'_> {
         partial: &mut [f64],
         scratch: &mut Scratch,
     ) {
-        let (d, k) = (self.data.features(), self.objective.outputs());
+        let d = self.data.features();
+        let ahead = PREFETCH_BYTES.div_ceil(4 * d);
+        match batch.order {
+            None => {
+                let rows = InOrder {
+                    start: positions.start as usize,
+                    len: positions.len(),
+                    ahead,
+                };
+                self.tiles_for::<FMA, _>(rows, partial, scratch)
+            }
+            Some(_) => {
+                // Each position's row once (a permutation costs a few dozen integer
+                // operations), kept for the tile passes.
+                scratch.rows.clear();
+                scratch
+                    .rows
+                    .extend(positions.map(|p| batch.row(p) as usize));
+                let rows = std::mem::take(&mut scratch.rows);
+                self.tiles_for::<FMA, _>(Listed { rows: &rows, ahead }, partial, scratch);
+                scratch.rows = rows;
+            }
+        }
+    }
+
+    /// [`Self::tiles`] with k known at compile time when it is 1 (linear, logistic).
+    #[inline(always)]
+    fn tiles_for<const FMA: bool, R: RowOrder>(
+        &self,
+        rows: R,
+        partial: &mut [f64],
+        s: &mut Scratch,
+    ) {
+        if self.objective.outputs() == 1 {
+            self.tiles::<FMA, true, R>(rows, partial, s)
+        } else {
+            self.tiles::<FMA, false, R>(rows, partial, s)
+        }
+    }
+
+    /// The three passes over each tile of `rows`. `ONE`: k = 1.
+    #[inline(always)]
+    fn tiles<const FMA: bool, const ONE: bool, R: RowOrder>(
+        &self,
+        rows: R,
+        partial: &mut [f64],
+        s: &mut Scratch,
+    ) {
+        let d = self.data.features();
+        let k = if ONE { 1 } else { self.objective.outputs() };
         let x = self.data.x();
         let y = self.data.y();
         let (wt, bias) = self.wt.split_at(d * k);
         let tile = tile_rows(d);
-        let ahead = PREFETCH_BYTES.div_ceil(4 * d);
-        let s = scratch.sized(positions.len(), tile, d, k);
-        // Each position's row once: the permutation is a few dozen integer operations.
-        for (p, row) in positions.clone().zip(s.rows.iter_mut()) {
-            *row = batch.row(p) as usize;
-        }
-        let rows = &s.rows[..positions.len()];
+        s.sized(tile, d, k);
+        let (z, labels, losses) = (
+            &mut s.z[..tile * k],
+            &mut s.labels[..tile],
+            &mut s.losses[..tile],
+        );
+        let (sums, bias_sums) = (&mut s.sums[..d * k], &mut s.bias_sums[..k]);
         let mut loss = 0.0f64;
-        for (t, tile_rows) in rows.chunks(tile).enumerate() {
-            let count = tile_rows.len();
+        let len = rows.len();
+        for (t, first) in (0..len).step_by(tile).enumerate() {
+            let count = tile.min(len - first);
             // (1) z = x·W + b, row-major in `z` (k per row).
-            for (r, &i) in tile_rows.iter().enumerate() {
-                if let Some(&next) = rows.get(t * tile + r + ahead) {
-                    prefetch(&x[next * d..(next + 1) * d]);
-                }
+            for r in 0..count {
+                rows.prefetch(x, d, first + r);
+                let i = rows.row(first + r);
                 let xr = &x[i * d..(i + 1) * d];
                 for c in 0..k {
-                    s.z[r * k + c] = bias[c] + dot::<FMA>(xr, &wt[c * d..(c + 1) * d]);
+                    z[r * k + c] = bias[c] + dot::<FMA>(xr, &wt[c * d..(c + 1) * d]);
                 }
-                s.labels[r] = y[i];
+                labels[r] = y[i];
             }
             // (2) z becomes δ, and the loss of each row.
             row_deltas(
                 &self.objective,
-                &mut s.z[..count * k],
-                &s.labels[..count],
-                &mut s.losses[..count],
+                &mut z[..count * k],
+                &labels[..count],
+                &mut losses[..count],
                 self.with_loss,
             );
             // (3) Σ δ·x and Σ δ, from the rows now in cache.
-            for (r, &i) in tile_rows.iter().enumerate() {
+            for r in 0..count {
+                let i = rows.row(first + r);
                 let xr = &x[i * d..(i + 1) * d];
                 for c in 0..k {
-                    let delta = s.z[r * k + c];
-                    axpy::<FMA>(delta, xr, &mut s.sums[c * d..(c + 1) * d]);
-                    s.bias_sums[c] += delta;
+                    let delta = z[r * k + c];
+                    axpy::<FMA>(delta, xr, &mut sums[c * d..(c + 1) * d]);
+                    bias_sums[c] += delta;
                 }
             }
             if self.with_loss {
-                loss += s.losses[..count].iter().map(|&l| f64::from(l)).sum::<f64>();
+                loss += losses[..count].iter().map(|&l| f64::from(l)).sum::<f64>();
             }
             if (t + 1) % FLUSH_TILES == 0 {
-                flush(&mut s.sums, &mut s.bias_sums, partial);
+                flush(sums, bias_sums, partial);
             }
         }
-        flush(&mut s.sums, &mut s.bias_sums, partial);
+        flush(sums, bias_sums, partial);
         partial[(d + 1) * k] += loss;
+    }
+}
+
+/// The rows of a chunk, in the order the loop visits them.
+trait RowOrder {
+    fn len(&self) -> usize;
+    /// The row visited `i`-th.
+    fn row(&self, i: usize) -> usize;
+    /// Asks for the row visited `ahead` places after the `i`-th to be brought into cache.
+    fn prefetch(&self, x: &[f32], d: usize, i: usize);
+}
+
+/// Consecutive rows (a full batch in file order).
+struct InOrder {
+    start: usize,
+    len: usize,
+    ahead: usize,
+}
+
+impl RowOrder for InOrder {
+    #[inline(always)]
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    #[inline(always)]
+    fn row(&self, i: usize) -> usize {
+        self.start + i
+    }
+
+    #[inline(always)]
+    fn prefetch(&self, x: &[f32], d: usize, i: usize) {
+        // Rows are contiguous: the floats `ahead` rows on, to the chunk's end.
+        let at = (self.start + i + self.ahead) * d;
+        if at + d <= (self.start + self.len) * d {
+            prefetch(&x[at..at + d]);
+        }
+    }
+}
+
+/// Rows listed by index (a shuffled batch).
+struct Listed<'r> {
+    rows: &'r [usize],
+    ahead: usize,
+}
+
+impl RowOrder for Listed<'_> {
+    #[inline(always)]
+    fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    #[inline(always)]
+    fn row(&self, i: usize) -> usize {
+        self.rows[i]
+    }
+
+    #[inline(always)]
+    fn prefetch(&self, x: &[f32], d: usize, i: usize) {
+        if let Some(&row) = self.rows.get(i + self.ahead) {
+            prefetch(&x[row * d..(row + 1) * d]);
+        }
     }
 }
 
@@ -346,10 +458,8 @@ struct Scratch {
 }
 
 impl Scratch {
-    /// Sizes the buffers for a chunk of `positions` rows, tiles of `tile` rows, d and k;
-    /// the sums start at zero.
-    fn sized(&mut self, positions: usize, tile: usize, d: usize, k: usize) -> &mut Self {
-        self.rows.resize(positions, 0);
+    /// Sizes the buffers for tiles of `tile` rows, d and k; the sums start at zero.
+    fn sized(&mut self, tile: usize, d: usize, k: usize) {
         self.z.resize(tile * k, 0.0);
         self.labels.resize(tile, 0.0);
         self.losses.resize(tile, 0.0);
@@ -357,7 +467,6 @@ impl Scratch {
         self.sums.resize(d * k, 0.0);
         self.bias_sums.clear();
         self.bias_sums.resize(k, 0.0);
-        self
     }
 }
 
