@@ -24,12 +24,72 @@ struct Step {
     perm_shift: u32,
     perm_n: u32,
     lr: f32,
-    inv_count: f32,   // 1 / pos_count
+    rows: u32,        // 0: every row; 1: training rows; 2: held-out (validation) rows
     key: vec4<u32>,   // permutation round keys
     index: u32,       // step number within one run, reported on divergence
     groups: u32,      // workgroups per shard in the fused gradient dispatch
-    _pad0: u32,
-    _pad1: u32,
+    adam_step: f32,   // lr / (1 - beta1^t)
+    adam_root: f32,   // sqrt(1 - beta2^t)
+}
+
+// What stays fixed for a fit. Mirrors `SetupUniform` in src/gpu/kernels.rs.
+struct Setup {
+    optimizer: u32,   // 0 sgd, 1 momentum, 2 nesterov, 3 adam
+    momentum: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    l2: f32,
+    l1: f32,
+    standardize: u32, // 1: the optimizer's parameters live in standardized space
+    split_seed: vec2<u32>,
+    split_threshold: u32, // a row is held out when its split hash is below this
+    weighted: u32,    // 1: rows carry sample weights (the shard's w buffer)
+}
+
+const OPT_SGD: u32 = 0u;
+const OPT_MOMENTUM: u32 = 1u;
+const OPT_NESTEROV: u32 = 2u;
+const OPT_ADAM: u32 = 3u;
+const ROWS_ALL: u32 = 0u;
+const ROWS_TRAINING: u32 = 1u;
+const ROWS_HELD_OUT: u32 = 2u;
+const STREAM_SPLIT: u32 = 4u;
+
+// Gradient entries and the extra sums every reduction carries after them.
+const P_LOSS: u32 = (D + 1u) * K;       // sum of w * loss
+const P_WEIGHT: u32 = P_LOSS + 1u;      // sum of w
+const P_CORRECT: u32 = P_LOSS + 2u;     // sum of w * [prediction == label]
+const P_SUM_Y: u32 = P_LOSS + 3u;       // sum of w * y
+const P_SUM_Y2: u32 = P_LOSS + 4u;      // sum of w * y^2
+
+// The pcg4d hash of Jarzynski and Olano (JCGT 2020); twin of `rng::pcg4d`.
+fn pcg4d(input: vec4<u32>) -> vec4<u32> {
+    var v = input * 1664525u + 1013904223u;
+    v.x += v.y * v.w;
+    v.y += v.z * v.x;
+    v.z += v.x * v.y;
+    v.w += v.y * v.z;
+    v ^= v >> vec4<u32>(16u);
+    v.x += v.y * v.w;
+    v.y += v.z * v.x;
+    v.z += v.x * v.y;
+    v.w += v.y * v.z;
+    return v;
+}
+
+// Twin of `rng::cell_hash`.
+fn cell_hash(seed: vec2<u32>, stream: u32, row: u32, column: u32) -> vec4<u32> {
+    return pcg4d(pcg4d(vec4<u32>(row, column | (stream << 28u), seed.x, seed.y)));
+}
+
+// Whether the pass of `st` uses `row`: twin of `Split::contains` in src/backend/mod.rs.
+fn uses_row(st: Step, setup: Setup, row: u32) -> bool {
+    if (st.rows == ROWS_ALL) {
+        return true;
+    }
+    let held_out = cell_hash(setup.split_seed, STREAM_SPLIT, row, 0u).x < setup.split_threshold;
+    return held_out == (st.rows == ROWS_HELD_OUT);
 }
 
 // The rows held by one storage buffer. Mirrors `ShardUniform`.

@@ -29,23 +29,8 @@ const STREAM_B: u32 = 2u;
 const STREAM_LABEL: u32 = 3u;
 const QUANTILES: u32 = 4096u;
 
-fn pcg4d(input: vec4<u32>) -> vec4<u32> {
-    var v = input * 1664525u + 1013904223u;
-    v.x += v.y * v.w;
-    v.y += v.z * v.x;
-    v.z += v.x * v.y;
-    v.w += v.y * v.z;
-    v ^= v >> vec4<u32>(16u);
-    v.x += v.y * v.w;
-    v.y += v.z * v.x;
-    v.z += v.x * v.y;
-    v.w += v.y * v.z;
-    return v;
-}
-
-// Twin of `rng::cell_hash`.
-fn cell_hash(stream: u32, row: u32, column: u32) -> vec4<u32> {
-    return pcg4d(pcg4d(vec4<u32>(row, column | (stream << 28u), gen.seed_lo, gen.seed_hi)));
+fn generator_hash(stream: u32, row: u32, column: u32) -> vec4<u32> {
+    return cell_hash(vec2<u32>(gen.seed_lo, gen.seed_hi), stream, row, column);
 }
 
 fn byte_sum(w: u32) -> i32 {
@@ -132,9 +117,9 @@ fn generate_params(@builtin(global_invocation_id) gid: vec3<u32>) {
     let j = i / K;
     let c = i % K;
     if (j == D) {
-        w_int[i] = irwin_hall(cell_hash(STREAM_B, c, 0u));
+        w_int[i] = irwin_hall(generator_hash(STREAM_B, c, 0u));
     } else {
-        w_int[i] = irwin_hall(cell_hash(STREAM_W, j, c));
+        w_int[i] = irwin_hall(generator_hash(STREAM_W, j, c));
     }
 }
 
@@ -152,7 +137,7 @@ fn generate_rows(
             z[c] = add_i32(vec2<u32>(0u, 0u), 256 * w_int[D * K + c]);
         }
         for (var j = 0u; j < D; j++) {
-            let a = irwin_hall(cell_hash(STREAM_X, row, j));
+            let a = irwin_hall(generator_hash(STREAM_X, row, j));
             x[local * DP + j] = f32(a) * (1.0 / 256.0);
             for (var c = 0u; c < K; c++) {
                 z[c] = add_i32(z[c], a * w_int[j * K + c]);
@@ -160,16 +145,16 @@ fn generate_rows(
         }
         var label = 0.0;
         if (MODEL == MODEL_LINEAR) {
-            let e = irwin_hall(cell_hash(STREAM_LABEL, row, 0u));
+            let e = irwin_hall(generator_hash(STREAM_LABEL, row, 0u));
             label = i64_to_f32(add_i32(z[0], e << (5u + gen.weight_shift))) * unit;
         } else if (MODEL == MODEL_LOGISTIC) {
-            let l = tables[cell_hash(STREAM_LABEL, row, 0u).x % QUANTILES];
+            let l = tables[generator_hash(STREAM_LABEL, row, 0u).x % QUANTILES];
             label = select(0.0, 1.0, i64_to_f32(z[0]) * unit > -l);
         } else {
             var best = 0u;
             var best_score = 0.0;
             for (var c = 0u; c < K; c++) {
-                let g = tables[QUANTILES + cell_hash(STREAM_LABEL, row, c).x % QUANTILES];
+                let g = tables[QUANTILES + generator_hash(STREAM_LABEL, row, c).x % QUANTILES];
                 let score = i64_to_f32(z[c]) * unit + g;
                 if (c == 0u || score > best_score) {
                     best = c;

@@ -1,8 +1,10 @@
 // The fused one-pass gradient. Each workgroup copies a tile of rows into workgroup memory
 // once, computes z = x.W + b, the loss and delta of every row from that copy, and adds
-// x^T delta into per-invocation accumulators. At the end it writes one partial (P numbers:
-// the gradient sums, then the loss sum) per workgroup; `reduce_partials` adds the partials
-// in a fixed order. No float atomics, so the bits repeat run to run.
+// x^T delta into per-invocation accumulators. Every row counts with its weight w (sample
+// weight times class weight, 0 for rows the pass does not use). At the end it writes one
+// partial per workgroup (P numbers: the weighted gradient sums, then the sums P_LOSS ..
+// P_SUM_Y2 of common.wgsl); `reduce_partials` adds the partials in a fixed order. No float
+// atomics, so the bits repeat run to run.
 //
 // Rows are DP = D rounded up to a multiple of 4 floats (zero padded), so every row starts
 // on a 16-byte boundary and moves as Q = DP / 4 vec4s.
@@ -19,11 +21,14 @@
 @group(1) @binding(0) var<storage, read> x: array<vec4<f32>>;
 @group(1) @binding(1) var<storage, read> y: array<f32>;
 @group(1) @binding(2) var<uniform> shard: Shard;
+@group(1) @binding(3) var<storage, read> w: array<f32>;  // sample weights, when setup.weighted
 @group(2) @binding(0) var<storage, read> params: array<f32>;
 @group(2) @binding(1) var<storage, read_write> partials: array<f32>;
+@group(2) @binding(2) var<uniform> setup: Setup;
+@group(2) @binding(3) var<storage, read> class_w: array<f32>;  // per class (labels 0, 1 for logistic)
 
 var<workgroup> xs: array<vec4<f32>, XS_LEN>;  // TILE_ROWS * Q when STAGE = 1
-var<workgroup> deltas: array<f32, TILE_ROWS * K>;
+var<workgroup> deltas: array<f32, TILE_ROWS * K>;  // w * delta
 var<workgroup> tile_rows: array<u32, TILE_ROWS>;  // shard-local row, or NO_ROW
 var<workgroup> red: array<f32, WG>;
 // W as quads, ws[q * K + c] = W[4q .. 4q + 3, c], when W_CACHED = 1 (else length 1).
@@ -56,9 +61,19 @@ fn w_quad_from_params(q: u32, c: u32) -> vec4<f32> {
     return w;
 }
 
-// z, loss and delta of tile row r (shard-local row `local`): the delta goes to `deltas`,
-// delta into `bias` (the bias gradient is the sum of the deltas), and the loss is returned.
-fn row_delta(r: u32, local: u32, bias: ptr<function, array<f32, K>>) -> f32 {
+// What one row adds besides w * delta: w * loss, w, w * [correct], w * y, w * y^2.
+struct RowSums {
+    loss: f32,
+    weight: f32,
+    correct: f32,
+    y: f32,
+    y2: f32,
+}
+
+// z, loss and delta of tile row r (shard-local row `local`), all times the row's weight:
+// w * delta goes to `deltas` and into `bias` (the bias gradient is the sum of the deltas);
+// the row's sums are added to `sums`.
+fn row_delta(r: u32, local: u32, bias: ptr<function, array<f32, K>>, sums: ptr<function, RowSums>) {
     var z: array<f32, K>;
     for (var c = 0u; c < K; c++) {
         z[c] = params[D * K + c];
@@ -70,10 +85,23 @@ fn row_delta(r: u32, local: u32, bias: ptr<function, array<f32, K>>) -> f32 {
         }
     }
     let label = y[local];
+    var weight = 1.0;
+    if (setup.weighted == 1u) {
+        weight = w[local];
+    }
+    if (MODEL != MODEL_LINEAR) {
+        weight *= class_w[min(u32(label), CLASS_SLOTS - 1u)];
+    }
+    var loss = 0.0;
+    var correct = 0.0;
     if (MODEL == MODEL_SOFTMAX) {
         var m = z[0];
+        var best = 0u;
         for (var c = 1u; c < K; c++) {
-            m = max(m, z[c]);
+            if (z[c] > m) {
+                m = z[c];
+                best = c;
+            }
         }
         var s = 0.0;
         for (var c = 0u; c < K; c++) {
@@ -81,16 +109,25 @@ fn row_delta(r: u32, local: u32, bias: ptr<function, array<f32, K>>) -> f32 {
         }
         let yc = u32(label);
         for (var c = 0u; c < K; c++) {
-            let d = softmax_delta(z[c], m, s, c == yc);
+            let d = weight * softmax_delta(z[c], m, s, c == yc);
             deltas[r * K + c] = d;
             (*bias)[c] += d;
         }
-        return softmax_loss(m, s, z[min(yc, K - 1u)]);
+        loss = softmax_loss(m, s, z[min(yc, K - 1u)]);
+        correct = select(0.0, 1.0, best == yc);
+    } else {
+        let ld = loss_delta_1(z[0], label);
+        deltas[r] = weight * ld.y;
+        (*bias)[0] += weight * ld.y;
+        loss = ld.x;
+        // Logistic: predict 1 when z > 0 (sigma > 1/2), against the label rounded.
+        correct = select(0.0, 1.0, (z[0] > 0.0) == (label >= 0.5));
     }
-    let ld = loss_delta_1(z[0], label);
-    deltas[r] = ld.y;
-    (*bias)[0] += ld.y;
-    return ld.x;
+    (*sums).loss += weight * loss;
+    (*sums).weight += weight;
+    (*sums).correct += weight * correct;
+    (*sums).y += weight * label;
+    (*sums).y2 += weight * label * label;
 }
 
 // Adds `value` over the workgroup (a tree in a fixed order); invocation 0 gets the sum.
@@ -138,7 +175,7 @@ fn gradient_partials(
     let g = t / COL_STRIDE;
     var acc: array<vec4<f32>, COLS * KT>;
     var bias: array<f32, K>;
-    var loss = 0.0;
+    var sums = RowSums(0.0, 0.0, 0.0, 0.0, 0.0);
 
     for (var tile = group; tile < tiles; tile += step.groups) {
         let p0 = first + tile * TILE_ROWS;
@@ -148,7 +185,7 @@ fn gradient_partials(
                 var local = NO_ROW;
                 if (r < count) {
                     let row = batch_row(step, p0 + r);
-                    if (row >= shard.row_begin && row < shard.row_end) {
+                    if (row >= shard.row_begin && row < shard.row_end && uses_row(step, setup, row)) {
                         local = row - shard.row_begin;
                     }
                 }
@@ -179,13 +216,15 @@ fn gradient_partials(
             var local = p0 + r - shard.row_begin;
             if (shuffled) {
                 local = tile_rows[r];
+            } else if (!uses_row(step, setup, p0 + r)) {
+                local = NO_ROW;
             }
             if (local == NO_ROW) {
                 for (var c = 0u; c < K; c++) {
                     deltas[r * K + c] = 0.0;
                 }
             } else {
-                loss += row_delta(r, local, &bias);
+                row_delta(r, local, &bias, &sums);
             }
         }
         workgroupBarrier();
@@ -202,6 +241,7 @@ fn gradient_partials(
                                 continue;
                             }
                         }
+                        // Rows the pass skips have zero deltas: x must still be finite.
                         let xv = tile_x(r, q, local);
                         for (var c = 0u; c < KT; c++) {
                             let cls = min(class0 + c, K - 1u);
@@ -235,7 +275,7 @@ fn gradient_partials(
             }
         }
     }
-    // Class tile 0 also writes the bias sums and the loss.
+    // Class tile 0 also writes the bias sums, then the loss and the metric sums.
     if (wid.y == 0u) {
         for (var c = 0u; c < K; c++) {
             let sum = workgroup_sum(t, bias[c]);
@@ -243,9 +283,12 @@ fn gradient_partials(
                 partials[out + D * K + c] = sum;
             }
         }
-        let total = workgroup_sum(t, loss);
-        if (t == 0u) {
-            partials[out + P - 1u] = total;
+        var extra = array<f32, 5>(sums.loss, sums.weight, sums.correct, sums.y, sums.y2);
+        for (var i = 0u; i < 5u; i++) {
+            let sum = workgroup_sum(t, extra[i]);
+            if (t == 0u) {
+                partials[out + P_LOSS + i] = sum;
+            }
         }
     }
 }

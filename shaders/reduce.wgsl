@@ -1,10 +1,20 @@
-// Second pass of the fused gradient: entry o of the gradient (and the loss, o = P - 1) is
-// the sum of the partials of every workgroup of every shard, added in a fixed order and
-// scaled by 1 / rows in the batch.
+// Second pass of the fused gradient: entry o is the sum of the partials of every workgroup
+// of every shard, added in a fixed order. The gradient and the loss are divided by the sum
+// of the weights (a weighted mean; 0 when no row had weight); the metric sums after them
+// stay sums.
 
 @group(0) @binding(0) var<uniform> step: Step;
 @group(1) @binding(0) var<storage, read> partials: array<f32>;
 @group(1) @binding(1) var<storage, read_write> grad: array<f32>;
+
+fn total(o: u32) -> f32 {
+    let rows = SHARDS * step.groups;
+    var sum = 0.0;
+    for (var w = 0u; w < rows; w++) {
+        sum += partials[w * P + o];
+    }
+    return sum;
+}
 
 @compute @workgroup_size(WG)
 fn reduce_partials(
@@ -15,10 +25,11 @@ fn reduce_partials(
     if (o >= P) {
         return;
     }
-    let rows = SHARDS * step.groups;
-    var sum = 0.0;
-    for (var w = 0u; w < rows; w++) {
-        sum += partials[w * P + o];
+    let sum = total(o);
+    if (o > P_LOSS) {
+        grad[o] = sum;
+        return;
     }
-    grad[o] = sum * step.inv_count;
+    let weight = total(P_WEIGHT);
+    grad[o] = select(0.0, sum / weight, weight > 0.0);
 }

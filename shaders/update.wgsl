@@ -1,40 +1,119 @@
-// The descent step theta <- theta - lr * grad, in one workgroup so that it can refuse the
-// whole step when any entry of the gradient, the loss or the new parameters is not
-// finite. It then records the step in `status` and leaves the parameters as they were;
-// later steps of the same submission see the flag and do nothing.
-// status[0]: 0 while finite, 1 after divergence; status[1]: the index of the step.
+// The descent step, in one workgroup so that it can refuse the whole step when any entry of
+// the gradient, the loss or the new parameters is not finite: it then records the step in
+// `status` and leaves everything as it was; later steps of the submission see the flag and
+// do nothing. status[0]: 0 while finite, 1 after divergence; status[1]: the step's index.
+//
+// The optimizer's parameters `theta` live in standardized space when setup.standardize
+// (see `optim::Standardization`); `params` are the raw-space ones every gradient pass reads,
+// rewritten here after each step. The gradient arrives in raw space and is turned into
+// theta's: dJ/dW'_j = s_j (dJ/dW_j - mu_j dJ/db). Then L2 (on W), the optimizer (PyTorch's
+// SGD, momentum, Nesterov, Adam), and the L1 soft-threshold (on W). Twin of
+// `UpdateRule::apply` in src/optim.rs.
 
 @group(0) @binding(0) var<uniform> step: Step;
-@group(1) @binding(0) var<storage, read_write> params: array<f32>;
+@group(1) @binding(0) var<storage, read_write> params: array<f32>;  // raw space, (D + 1) * K
 @group(1) @binding(1) var<storage, read> grad: array<f32>;
 @group(1) @binding(2) var<storage, read_write> status: array<u32>;
+@group(1) @binding(3) var<storage, read_write> theta: array<f32>;   // the optimizer's
+@group(1) @binding(4) var<storage, read_write> state: array<f32>;   // b, or m then v
+@group(1) @binding(5) var<storage, read> moments: array<f32>;       // mu (D), then s (D)
+@group(1) @binding(6) var<uniform> setup: Setup;
+
+const N: u32 = (D + 1u) * K;
 
 var<workgroup> failed: atomic<u32>;
+var<workgroup> verdict: u32;
+
+// The gradient of entry o in theta's space, with L2 on W.
+fn gradient(o: u32) -> f32 {
+    var g = grad[o];
+    if (o < D * K) {
+        if (setup.standardize == 1u) {
+            let j = o / K;
+            let c = o % K;
+            g = moments[D + j] * (g - moments[j] * grad[D * K + c]);
+        }
+        g += setup.l2 * theta[o];
+    }
+    return g;
+}
+
+// The new theta[o] and optimizer state for gradient g: (theta, state 0, state 1).
+fn stepped(o: u32, g: f32) -> vec3<f32> {
+    var t = theta[o];
+    var s0 = 0.0;
+    var s1 = 0.0;
+    if (setup.optimizer == OPT_SGD) {
+        t -= step.lr * g;
+    } else if (setup.optimizer == OPT_MOMENTUM || setup.optimizer == OPT_NESTEROV) {
+        s0 = setup.momentum * state[o] + g;
+        if (setup.optimizer == OPT_MOMENTUM) {
+            t -= step.lr * s0;
+        } else {
+            t -= step.lr * (g + setup.momentum * s0);
+        }
+    } else {
+        s0 = setup.beta1 * state[o] + (1.0 - setup.beta1) * g;
+        s1 = setup.beta2 * state[N + o] + (1.0 - setup.beta2) * g * g;
+        t -= step.adam_step * s0 / (sqrt(s1) / step.adam_root + setup.eps);
+    }
+    if (o < D * K && setup.l1 > 0.0) {
+        let tau = step.lr * setup.l1;
+        t = select(select(0.0, t + tau, t < -tau), t - tau, t > tau);
+    }
+    return vec3<f32>(t, s0, s1);
+}
 
 @compute @workgroup_size(WG)
-fn update(@builtin(local_invocation_index) t: u32) {
-    if (t == 0u) {
+fn update(@builtin(local_invocation_index) i: u32) {
+    if (i == 0u) {
         atomicStore(&failed, status[0]);
     }
     workgroupBarrier();
-    for (var o = t; o < P; o += WG) {
-        var ok = is_finite(grad[o]);
-        if (o + 1u < P) {
-            ok = ok && is_finite(params[o] - step.lr * grad[o]);
-        }
-        if (!ok) {
+    for (var o = i; o < N; o += WG) {
+        let g = gradient(o);
+        if (!is_finite(g) || !is_finite(stepped(o, g).x)) {
             atomicOr(&failed, 1u);
         }
     }
+    if (i == 0u && !is_finite(grad[P_LOSS])) {
+        atomicOr(&failed, 1u);
+    }
     workgroupBarrier();
-    if (atomicLoad(&failed) != 0u) {
-        if (t == 0u && status[0] == 0u) {
+    if (i == 0u) {
+        verdict = atomicLoad(&failed);
+    }
+    if (workgroupUniformLoad(&verdict) != 0u) {
+        if (i == 0u && status[0] == 0u) {
             status[0] = 1u;
             status[1] = step.index;
         }
         return;
     }
-    for (var o = t; o + 1u < P; o += WG) {
-        params[o] = params[o] - step.lr * grad[o];
+    for (var o = i; o < N; o += WG) {
+        let next = stepped(o, gradient(o));
+        theta[o] = next.x;
+        if (setup.optimizer != OPT_SGD) {
+            state[o] = next.y;
+        }
+        if (setup.optimizer == OPT_ADAM) {
+            state[N + o] = next.z;
+        }
+    }
+    workgroupBarrier();
+    // The raw-space parameters the gradient passes read.
+    for (var o = i; o < N; o += WG) {
+        if (setup.standardize == 0u) {
+            params[o] = theta[o];
+        } else if (o < D * K) {
+            params[o] = moments[D + o / K] * theta[o];
+        } else {
+            let c = o - D * K;
+            var shift = 0.0;
+            for (var j = 0u; j < D; j++) {
+                shift += moments[j] * moments[D + j] * theta[j * K + c];
+            }
+            params[o] = theta[o] - shift;
+        }
     }
 }

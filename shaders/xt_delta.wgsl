@@ -1,6 +1,6 @@
 // Unfused path, kernel 3 of 3: the gradient and loss reductions. Workgroup o computes
 // entry o of (X^T delta, sum delta, sum loss) / n with a tree reduction in workgroup
-// memory, in a fixed order.
+// memory, in a fixed order. (Unweighted, every row: the oracle for the plain case.)
 
 @group(0) @binding(0) var<uniform> step: Step;
 @group(1) @binding(0) var<storage, read> x: array<f32>;
@@ -19,14 +19,14 @@ fn xt_delta(
     @builtin(num_workgroups) count: vec3<u32>,
 ) {
     let o = flat_group(wid, count);
-    if (o >= P) {
+    if (o > P_LOSS) {
         return;
     }
     let j = o / K;
     let c = o % K;
     var sum = 0.0;
     for (var i = t; i < step.pos_count; i += WG) {
-        if (o == P - 1u) {
+        if (o == P_LOSS) {
             sum += row_loss[i];
         } else if (j == D) {
             sum += delta[i * K + c];
@@ -44,6 +44,6 @@ fn xt_delta(
         workgroupBarrier();
     }
     if (t == 0u) {
-        grad[o] = red[0] * step.inv_count;
+        grad[o] = red[0] / f32(step.pos_count);
     }
 }

@@ -14,6 +14,8 @@ pub struct Dataset {
     features: usize,
     x: Vec<f32>,
     y: Vec<f32>,
+    /// Per-row sample weights (finite, ≥ 0); `None`: every row weighs 1.
+    weights: Option<Vec<f32>>,
     feature_names: Vec<String>,
     origin: Origin,
 }
@@ -79,9 +81,36 @@ impl Dataset {
             features,
             x,
             y,
+            weights: None,
             feature_names: (0..features).map(|j| format!("x{j}")).collect(),
             origin: Origin::Memory,
         })
+    }
+
+    /// The same rows with per-row sample weights: the loss becomes the weighted mean
+    /// Σ wᵢ ℓᵢ / Σ wᵢ. Weights must be finite and ≥ 0, one per row.
+    pub fn with_weights(mut self, weights: Vec<f32>) -> Result<Self> {
+        if weights.len() != self.rows {
+            return Err(Error::Shape {
+                what: "sample weights".into(),
+                expected: format!("{} (one per row)", self.rows),
+                found: weights.len().to_string(),
+            });
+        }
+        if let Some(i) = weights.iter().position(|w| !(w.is_finite() && *w >= 0.0)) {
+            return Err(Error::Shape {
+                what: format!("sample weight {i}"),
+                expected: "a finite number ≥ 0".into(),
+                found: weights[i].to_string(),
+            });
+        }
+        self.weights = Some(weights);
+        Ok(self)
+    }
+
+    /// Per-row sample weights, if any.
+    pub fn weights(&self) -> Option<&[f32]> {
+        self.weights.as_deref()
     }
 
     /// Like [`Dataset::new`], copying from slices.
@@ -92,9 +121,24 @@ impl Dataset {
     /// Reads a CSV file with a header row. `target` names the label column; every other
     /// column is a feature, in file order. Every cell must be a finite number.
     pub fn read_csv(path: impl AsRef<Path>, target: &str) -> Result<Self> {
+        Self::read_csv_weighted(path, target, None)
+    }
+
+    /// [`Dataset::read_csv`] with per-row sample weights from column `weights` (not a
+    /// feature); each must be a finite number ≥ 0.
+    pub fn read_csv_weighted(
+        path: impl AsRef<Path>,
+        target: &str,
+        weights: Option<&str>,
+    ) -> Result<Self> {
         let path = path.as_ref();
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        read_csv_from(BufReader::with_capacity(1 << 20, file), path, target)
+        read_csv_from(
+            BufReader::with_capacity(1 << 20, file),
+            path,
+            target,
+            weights,
+        )
     }
 
     pub fn rows(&self) -> usize {
@@ -255,7 +299,12 @@ fn parse_cell(text: &str) -> Result<f32, &'static str> {
     }
 }
 
-fn read_csv_from(reader: impl Read, path: &Path, target: &str) -> Result<Dataset> {
+fn read_csv_from(
+    reader: impl Read,
+    path: &Path,
+    target: &str,
+    weight_column: Option<&str>,
+) -> Result<Dataset> {
     let mut csv = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
@@ -282,16 +331,26 @@ fn read_csv_from(reader: impl Read, path: &Path, target: &str) -> Result<Dataset
     if header.len() == 1 && header[0].is_empty() {
         return Err(Error::EmptyFile { path: path.into() });
     }
-    let target_index =
+    let column = |name: &str| {
         header
             .iter()
-            .position(|h| h == target)
+            .position(|h| h == name)
             .ok_or_else(|| Error::MissingColumn {
                 path: path.into(),
-                name: target.to_string(),
+                name: name.to_string(),
                 available: header.clone(),
-            })?;
-    let features = header.len() - 1;
+            })
+    };
+    let target_index = column(target)?;
+    let weight_index = weight_column.map(column).transpose()?;
+    if weight_index == Some(target_index) {
+        return Err(Error::option(
+            "weight column",
+            target,
+            "is the target column",
+        ));
+    }
+    let features = header.len() - 1 - usize::from(weight_index.is_some());
     if features == 0 {
         return Err(Error::NoFeatures {
             path: path.into(),
@@ -301,6 +360,7 @@ fn read_csv_from(reader: impl Read, path: &Path, target: &str) -> Result<Dataset
 
     let mut x = Vec::new();
     let mut y = Vec::new();
+    let mut weights = Vec::new();
     let line =
         |record: &csv::StringRecord| record.position().map_or(0, |p| line_at(path, p.byte()));
     while csv
@@ -330,6 +390,18 @@ fn read_csv_from(reader: impl Read, path: &Path, target: &str) -> Result<Dataset
             })?;
             if column == target_index {
                 y.push(value);
+            } else if Some(column) == weight_index {
+                if value < 0.0 {
+                    return Err(Error::BadCell {
+                        path: path.into(),
+                        line: line(&record),
+                        column: column + 1,
+                        name: header[column].clone(),
+                        value: cell.to_string(),
+                        problem: "negative sample weight",
+                    });
+                }
+                weights.push(value);
             } else {
                 x.push(value);
             }
@@ -339,13 +411,18 @@ fn read_csv_from(reader: impl Read, path: &Path, target: &str) -> Result<Dataset
         return Err(Error::HeaderOnly { path: path.into() });
     }
     let rows = y.len();
-    let mut feature_names = header.clone();
-    feature_names.remove(target_index);
+    let feature_names = header
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| i != target_index && Some(i) != weight_index)
+        .map(|(_, h)| h.clone())
+        .collect();
     Ok(Dataset {
         rows,
         features,
         x,
         y,
+        weights: weight_index.map(|_| weights),
         feature_names,
         origin: Origin::Csv {
             path: path.into(),

@@ -36,6 +36,7 @@ pub mod error;
 pub mod gpu;
 pub mod math;
 pub mod model;
+pub mod optim;
 pub mod params_file;
 pub mod rng;
 pub mod synth;

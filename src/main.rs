@@ -7,7 +7,11 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
 
+use downhill::backend::ClassWeights;
 use downhill::backend::{self, BackendKind, Data};
+use downhill::optim::Schedule;
+use downhill::optim::UpdateRule;
+use downhill::train::{LogEntry, OptimizerKind, StopReason};
 use downhill::{
     Dataset, Error, Fit, Loss, Model, Objective, Params, Synthetic, Trainer, params_file,
 };
@@ -26,7 +30,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Fit a model by gradient descent.
-    Fit(FitArgs),
+    Fit(Box<FitArgs>),
     /// Print the loss and gradient at given parameters, over all rows.
     Grad(GradArgs),
     /// List the GPU adapters wgpu can see.
@@ -131,6 +135,97 @@ struct FitArgs {
     /// epoch. Default: all the device allows.
     #[arg(long)]
     max_device_bytes: Option<u64>,
+    #[command(flatten)]
+    training: TrainingArgs,
+}
+
+/// How gradients become steps, and when to stop (issue-4 options).
+#[derive(Args)]
+struct TrainingArgs {
+    /// sgd, momentum, nesterov or adam (PyTorch's update rules).
+    #[arg(long, default_value = "sgd", value_parser = parse::<OptimizerKind>)]
+    optimizer: OptimizerKind,
+    /// μ of momentum and nesterov. Default 0.9.
+    #[arg(long)]
+    momentum: Option<f64>,
+    /// Adam's β₁. Default 0.9.
+    #[arg(long)]
+    beta1: Option<f64>,
+    /// Adam's β₂. Default 0.999.
+    #[arg(long)]
+    beta2: Option<f64>,
+    /// Adam's ε (outside the square root). Default 1e-8.
+    #[arg(long)]
+    eps: Option<f64>,
+    /// λ₂ of the penalty (λ₂/2)‖W‖² (scikit-learn's C: λ₂ = 1/(C·n)).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    l2: f64,
+    /// λ₁ of the penalty λ₁‖W‖₁ (soft-threshold after each step; with --l2, elastic net).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    l1: f64,
+    /// constant, step:EVERY:GAMMA, exp:GAMMA, cosine or invscaling:POWER (per epoch).
+    #[arg(long, default_value = "constant", value_parser = parse::<Schedule>)]
+    lr_schedule: Schedule,
+    /// Epochs of linear learning-rate warmup.
+    #[arg(long, default_value_t = 0)]
+    warmup: u64,
+    /// Stop when the loss has not improved by more than this for --patience epochs.
+    #[arg(long, allow_negative_numbers = true)]
+    tol: Option<f64>,
+    /// Epochs without improvement before stopping (default 5 when stopping early).
+    #[arg(long)]
+    patience: Option<u64>,
+    /// Hold out this seeded fraction of rows; stop on their loss and keep the best
+    /// parameters.
+    #[arg(long, allow_negative_numbers = true)]
+    validation_fraction: Option<f64>,
+    /// Standardize features for the descent (reported parameters stay on the raw scale).
+    #[arg(long)]
+    standardize: bool,
+    /// `balanced`: weight each class by n / (classes · n_class).
+    #[arg(long)]
+    class_weight: Option<String>,
+    /// A CSV column of per-row sample weights (not a feature).
+    #[arg(long, requires = "data")]
+    weight_column: Option<String>,
+}
+
+impl TrainingArgs {
+    fn apply(&self, mut t: Trainer) -> Result<Trainer, Error> {
+        t = t
+            .optimizer(self.optimizer)
+            .l2(self.l2)
+            .l1(self.l1)
+            .schedule(self.lr_schedule)
+            .warmup(self.warmup)
+            .standardize(self.standardize);
+        let options = [
+            (
+                self.momentum,
+                Trainer::momentum as fn(Trainer, f64) -> Trainer,
+            ),
+            (self.beta1, Trainer::beta1),
+            (self.beta2, Trainer::beta2),
+            (self.eps, Trainer::eps),
+            (self.tol, Trainer::tol),
+            (self.validation_fraction, Trainer::validation_fraction),
+        ];
+        for (value, set) in options {
+            if let Some(v) = value {
+                t = set(t, v);
+            }
+        }
+        if let Some(p) = self.patience {
+            t = t.patience(p);
+        }
+        match self.class_weight.as_deref() {
+            None => {}
+            Some("balanced") => t = t.class_weights(ClassWeights::Balanced),
+            Some(other) => return Err(Error::option("class weight", other, "expected balanced")),
+        }
+        t.validate()?;
+        Ok(t)
+    }
 }
 
 #[derive(Args)]
@@ -161,7 +256,7 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Fit(args) => fit(args),
+        Command::Fit(args) => fit(*args),
         Command::Grad(args) => grad(args),
         Command::Devices => devices(),
         Command::Bench(args) => bench(args),
@@ -192,14 +287,15 @@ fn fit(args: FitArgs) -> Result<(), Error> {
     if let Some(b) = args.batch_size {
         trainer = trainer.batch_size(b);
     }
-    trainer.validate()?;
+    let mut trainer = args.training.apply(trainer)?;
     let m = &args.model;
     let classes = classes_hint(m, args.init.as_deref())?;
 
     let dataset;
     let (data, objective, synthetic) = match (&args.data, &args.target, args.rows, args.features) {
         (Some(path), Some(target), _, _) => {
-            dataset = Dataset::read_csv(path, target)?;
+            dataset =
+                Dataset::read_csv_weighted(path, target, args.training.weight_column.as_deref())?;
             let objective = dataset.objective(m.model, m.loss, classes)?;
             (Data::Host(&dataset), objective, None)
         }
@@ -235,8 +331,8 @@ fn fit(args: FitArgs) -> Result<(), Error> {
     let mut session = selected.backend.open(data, objective)?;
     let device = session.describe();
     eprintln!("{objective} on {rows} rows × {features} features");
-    let result = trainer.fit_observed(session.as_mut(), &mut |epoch, loss| {
-        eprintln!("epoch {epoch}: loss {loss:.6}");
+    let result = trainer.fit_observed(session.as_mut(), &mut |entry| {
+        eprintln!("epoch {}: {}", entry.epoch, describe_entry(entry));
     });
     let fit = match result {
         Ok(fit) => fit,
@@ -263,6 +359,7 @@ fn fit(args: FitArgs) -> Result<(), Error> {
     let truth = synthetic.map(|s| s.true_params());
     let report = FitReport {
         objective,
+        rule: trainer.update_rule(),
         backend: selected.backend.name(),
         device: &device,
         rows,
@@ -280,6 +377,7 @@ fn fit(args: FitArgs) -> Result<(), Error> {
 
 struct FitReport<'a> {
     objective: Objective,
+    rule: UpdateRule,
     backend: &'static str,
     device: &'a str,
     rows: usize,
@@ -306,7 +404,41 @@ impl FitReport<'_> {
             "history_epochs": self.fit.history_epochs,
             "epochs": self.fit.epochs,
             "train_seconds": self.fit.train_seconds,
+            "optimizer": self.rule.optimizer.name(),
+            "stop_reason": match self.fit.stop {
+                StopReason::Epochs => "epochs",
+                StopReason::NoImprovement { .. } => "no_improvement",
+            },
+            "stopped_epoch": self.fit.epochs,
+            "metrics": entry_json(&self.fit.last),
+            "metrics_history": self.fit.log.iter().map(entry_json).collect::<Vec<_>>(),
+            "training_rows": self.fit.configured.training_rows,
+            "held_out_rows": self.fit.configured.held_out_rows,
         });
+        if let StopReason::NoImprovement { best_epoch } = self.fit.stop {
+            out["best_epoch"] = json!(best_epoch);
+        }
+        let column = |f: &dyn Fn(&LogEntry) -> Option<f64>| -> Value {
+            self.fit
+                .log
+                .iter()
+                .map(|e| json!(f(e)))
+                .collect::<Vec<_>>()
+                .into()
+        };
+        if self.fit.last.validation.is_some() {
+            out["val_history"] = column(&|e| e.validation.map(|v| v.loss));
+        }
+        match self.objective.model() {
+            Model::Linear => out["r2_history"] = column(&|e| e.training.r2),
+            _ => out["accuracy_history"] = column(&|e| e.training.accuracy),
+        }
+        if let Some(st) = &self.fit.configured.standardization {
+            out["standardization"] = json!({"mean": st.mean, "scale": st.scale});
+        }
+        if let Some(cw) = &self.fit.configured.class_weights {
+            out["class_weights"] = json!(cw);
+        }
         if let Some(truth) = self.truth {
             let distance = self.fit.params.distance(truth);
             out["distance_to_truth"] = json!(distance);
@@ -318,13 +450,14 @@ impl FitReport<'_> {
     fn text(&self) -> String {
         let f = self.fit;
         let mut s = format!(
-            "{} on {} rows × {} features\nbackend: {}\nepochs: {}, final loss: {:.6}, descent loop: {:.3} s\n",
+            "{} on {} rows × {} features\nbackend: {}\nepochs: {} ({}), {}, descent loop: {:.3} s\n",
             self.objective,
             self.rows,
             self.features,
             self.device,
             f.epochs,
-            f.loss,
+            f.stop.describe(),
+            describe_entry(&f.last),
             f.train_seconds
         );
         s += &format!("weights: {}\n", preview(f.params.weights()));
@@ -338,6 +471,44 @@ impl FitReport<'_> {
         }
         s
     }
+}
+
+/// `loss 0.123456, accuracy 0.9000, val_loss …` for the progress lines and the summary.
+fn describe_entry(e: &LogEntry) -> String {
+    let mut s = format!("loss {:.6}", e.training.loss);
+    let metrics = |s: &mut String, prefix: &str, v: &downhill::backend::Evaluation| {
+        if let Some(a) = v.accuracy {
+            *s += &format!(", {prefix}accuracy {a:.4}");
+        }
+        if let Some(r2) = v.r2 {
+            *s += &format!(", {prefix}r2 {r2:.4}");
+        }
+    };
+    metrics(&mut s, "", &e.training);
+    if let Some(v) = &e.validation {
+        s += &format!(", val_loss {:.6}", v.loss);
+        metrics(&mut s, "val_", v);
+    }
+    s
+}
+
+/// One logged epoch as JSON: loss and metrics, on training and held-out rows.
+fn entry_json(e: &LogEntry) -> Value {
+    let mut v = json!({"epoch": e.epoch, "loss": e.training.loss});
+    let mut put = |prefix: &str, ev: &downhill::backend::Evaluation| {
+        if let Some(a) = ev.accuracy {
+            v[format!("{prefix}accuracy")] = json!(a);
+        }
+        if let Some(r2) = ev.r2 {
+            v[format!("{prefix}r2")] = json!(r2);
+        }
+    };
+    put("", &e.training);
+    if let Some(val) = &e.validation {
+        put("val_", val);
+        v["val_loss"] = json!(val.loss);
+    }
+    v
 }
 
 /// Up to 12 numbers, then how many more there are.

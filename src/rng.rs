@@ -20,6 +20,9 @@ fn cross_mix(v: &mut [u32; 4]) {
     v[3] = v[3].wrapping_add(v[1].wrapping_mul(v[2]));
 }
 
+/// The stream of the validation split's hash (0–3 are the synthetic data's).
+pub const STREAM_SPLIT: u32 = 4;
+
 /// The hash of one cell of one stream: pcg4d applied twice to
 /// `(row, column | stream << 28, seed)`. Once is not enough: inputs that differ only in
 /// their high bits (the stream) come out measurably correlated.

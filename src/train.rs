@@ -1,15 +1,44 @@
-//! The descent loop, shared by every backend: which steps to take, when to log the loss,
-//! and what to do when the loss stops being finite.
+//! The descent loop, shared by every backend: which steps to take at which learning rate,
+//! when to evaluate and log, when to stop, and what to do when the loss stops being finite.
 
 use std::time::Instant;
 
-use crate::backend::{Batch, RunOutcome, Session, Step};
+use crate::backend::{
+    Batch, ClassWeights, Configured, Evaluation, RowSet, RunOutcome, Session, Setup, Split, Step,
+};
 use crate::error::{Error, Result};
-use crate::model::Params;
+use crate::model::{Loss, Model, Objective, Params};
+use crate::optim::{Optimizer, Regularization, Schedule, UpdateRule};
 use crate::rng::Permutation;
 
 /// Steps handed to a session at once, at most (more only within one epoch).
 const MAX_PENDING_STEPS: usize = 1 << 16;
+
+/// Which optimizer, by name; its hyperparameters are separate settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OptimizerKind {
+    Sgd,
+    Momentum,
+    Nesterov,
+    Adam,
+}
+
+impl std::str::FromStr for OptimizerKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "sgd" => Ok(OptimizerKind::Sgd),
+            "momentum" => Ok(OptimizerKind::Momentum),
+            "nesterov" => Ok(OptimizerKind::Nesterov),
+            "adam" => Ok(OptimizerKind::Adam),
+            _ => Err(Error::option(
+                "optimizer",
+                s,
+                "expected sgd, momentum, nesterov or adam",
+            )),
+        }
+    }
+}
 
 /// Descent options. Every setter states its default.
 #[derive(Clone, Debug, PartialEq)]
@@ -20,6 +49,19 @@ pub struct Trainer {
     seed: u64,
     log_every: u64,
     init: Option<Params>,
+    optimizer: OptimizerKind,
+    momentum: Option<f64>,
+    beta1: Option<f64>,
+    beta2: Option<f64>,
+    eps: Option<f64>,
+    regularization: Regularization,
+    schedule: Schedule,
+    warmup: u64,
+    tol: Option<f64>,
+    patience: Option<u64>,
+    validation_fraction: Option<f64>,
+    standardize: bool,
+    class_weights: Option<ClassWeights>,
 }
 
 impl Default for Trainer {
@@ -31,23 +73,75 @@ impl Default for Trainer {
             seed: 0,
             log_every: 10,
             init: None,
+            optimizer: OptimizerKind::Sgd,
+            momentum: None,
+            beta1: None,
+            beta2: None,
+            eps: None,
+            regularization: Regularization::default(),
+            schedule: Schedule::Constant,
+            warmup: 0,
+            tol: None,
+            patience: None,
+            validation_fraction: None,
+            standardize: false,
+            class_weights: None,
         }
     }
+}
+
+/// Why a fit ended.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum StopReason {
+    /// It ran every epoch asked for.
+    Epochs,
+    /// The monitored loss (validation loss when rows are held out, else training loss)
+    /// did not improve by more than `tol` for `patience` epochs in a row; the best was at
+    /// `best_epoch`.
+    NoImprovement { best_epoch: u64 },
+}
+
+impl StopReason {
+    pub fn describe(&self) -> String {
+        match self {
+            StopReason::Epochs => "ran every epoch".into(),
+            StopReason::NoImprovement { best_epoch } => {
+                format!("no improvement beyond the tolerance; best at epoch {best_epoch}")
+            }
+        }
+    }
+}
+
+/// The losses and metrics at one logged epoch.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LogEntry {
+    pub epoch: u64,
+    /// On the training rows.
+    pub training: Evaluation,
+    /// On the held-out rows, when there are any.
+    pub validation: Option<Evaluation>,
 }
 
 /// The outcome of a fit.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Fit {
-    /// The final parameters.
+    /// The final parameters (the best ones, when held-out rows chose them).
     pub params: Params,
     /// J at the final parameters over all training rows.
     pub loss: f64,
-    /// J over all training rows at each logged epoch, starting with epoch 0.
+    /// J over the training rows at each logged epoch, starting with epoch 0.
     pub history: Vec<f64>,
     /// The epoch of each entry of `history`.
     pub history_epochs: Vec<u64>,
+    /// Everything logged, epoch by epoch (the same epochs as `history`).
+    pub log: Vec<LogEntry>,
+    /// Losses and metrics of the final parameters.
+    pub last: LogEntry,
     /// Epochs run.
     pub epochs: u64,
+    pub stop: StopReason,
+    /// What the session derived: standardization, class weights, row counts.
+    pub configured: Configured,
     /// Seconds spent in the descent loop alone (no loading, generation or upload).
     pub train_seconds: f64,
 }
@@ -77,7 +171,7 @@ impl Trainer {
         self
     }
 
-    /// Seed of the epoch permutations. Default 0.
+    /// Seed of the epoch permutations and of the held-out rows. Default 0.
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = seed;
         self
@@ -95,8 +189,136 @@ impl Trainer {
         self
     }
 
+    /// The optimizer. Default: plain SGD.
+    pub fn optimizer(mut self, optimizer: OptimizerKind) -> Self {
+        self.optimizer = optimizer;
+        self
+    }
+
+    /// μ of momentum and Nesterov. Default 0.9; an error with SGD or Adam.
+    pub fn momentum(mut self, momentum: f64) -> Self {
+        self.momentum = Some(momentum);
+        self
+    }
+
+    /// Adam's β₁. Default 0.9; an error with other optimizers.
+    pub fn beta1(mut self, beta1: f64) -> Self {
+        self.beta1 = Some(beta1);
+        self
+    }
+
+    /// Adam's β₂. Default 0.999; an error with other optimizers.
+    pub fn beta2(mut self, beta2: f64) -> Self {
+        self.beta2 = Some(beta2);
+        self
+    }
+
+    /// Adam's ε, outside the square root. Default 1e-8; an error with other optimizers.
+    pub fn eps(mut self, eps: f64) -> Self {
+        self.eps = Some(eps);
+        self
+    }
+
+    /// λ₂ of the penalty (λ₂/2)‖W‖². Default 0. scikit-learn's C: λ₂ = 1/(C·n).
+    pub fn l2(mut self, l2: f64) -> Self {
+        self.regularization.l2 = l2;
+        self
+    }
+
+    /// λ₁ of the penalty λ₁‖W‖₁ (a proximal soft-threshold after each step). Default 0.
+    pub fn l1(mut self, l1: f64) -> Self {
+        self.regularization.l1 = l1;
+        self
+    }
+
+    /// The learning-rate schedule over epochs. Default: constant.
+    pub fn schedule(mut self, schedule: Schedule) -> Self {
+        self.schedule = schedule;
+        self
+    }
+
+    /// Epochs of linear warmup: epoch e < N uses (e + 1)/N of the scheduled rate.
+    /// Default 0.
+    pub fn warmup(mut self, epochs: u64) -> Self {
+        self.warmup = epochs;
+        self
+    }
+
+    /// Stop when the monitored loss has not improved by more than `tol` for `patience`
+    /// epochs. Default: off; with only one of them set, or with held-out rows, the other
+    /// defaults to tol 1e-4, patience 5.
+    pub fn tol(mut self, tol: f64) -> Self {
+        self.tol = Some(tol);
+        self
+    }
+
+    /// See [`Trainer::tol`].
+    pub fn patience(mut self, patience: u64) -> Self {
+        self.patience = Some(patience);
+        self
+    }
+
+    /// Hold out this seeded fraction of rows (in (0, 1)), stop on their loss, and restore
+    /// the parameters that did best on them. Default: none.
+    pub fn validation_fraction(mut self, fraction: f64) -> Self {
+        self.validation_fraction = Some(fraction);
+        self
+    }
+
+    /// Standardize the features (mean and deviation of the training rows) for the
+    /// optimizer; reported parameters stay on the raw scale. Default: off.
+    pub fn standardize(mut self, on: bool) -> Self {
+        self.standardize = on;
+        self
+    }
+
+    /// Weight each row's loss by its class (logistic with bce, softmax). Default: none.
+    pub fn class_weights(mut self, weights: ClassWeights) -> Self {
+        self.class_weights = Some(weights);
+        self
+    }
+
     pub fn learning_rate(&self) -> f64 {
         self.lr
+    }
+
+    /// The optimizer with its hyperparameters (defaults filled in).
+    pub fn update_rule(&self) -> UpdateRule {
+        let momentum = self.momentum.unwrap_or(0.9);
+        let optimizer = match self.optimizer {
+            OptimizerKind::Sgd => Optimizer::Sgd,
+            OptimizerKind::Momentum => Optimizer::Momentum { momentum },
+            OptimizerKind::Nesterov => Optimizer::Nesterov { momentum },
+            OptimizerKind::Adam => Optimizer::Adam {
+                beta1: self.beta1.unwrap_or(0.9),
+                beta2: self.beta2.unwrap_or(0.999),
+                eps: self.eps.unwrap_or(1e-8),
+            },
+        };
+        UpdateRule {
+            optimizer,
+            regularization: self.regularization,
+        }
+    }
+
+    /// (tol, patience) when early stopping is on.
+    fn stopping(&self) -> Option<(f64, u64)> {
+        let on =
+            self.tol.is_some() || self.patience.is_some() || self.validation_fraction.is_some();
+        on.then(|| (self.tol.unwrap_or(1e-4), self.patience.unwrap_or(5)))
+    }
+
+    /// The session setup these options ask for.
+    pub fn setup(&self) -> Setup {
+        Setup {
+            rule: self.update_rule(),
+            split: self.validation_fraction.map(|fraction| Split {
+                fraction,
+                seed: self.seed,
+            }),
+            class_weights: self.class_weights.clone(),
+            standardize: self.standardize,
+        }
     }
 
     /// Checks the options on their own, before any work starts.
@@ -121,39 +343,146 @@ impl Trainer {
         if self.log_every == 0 {
             return Err(Error::option("log-every", 0, "must be at least 1"));
         }
+        let momentum_ok = matches!(
+            self.optimizer,
+            OptimizerKind::Momentum | OptimizerKind::Nesterov
+        );
+        if let (Some(m), false) = (self.momentum, momentum_ok) {
+            return Err(Error::option(
+                "momentum",
+                m,
+                format!(
+                    "applies to --optimizer momentum or nesterov, not {}",
+                    self.update_rule().optimizer.name()
+                ),
+            ));
+        }
+        if self.optimizer != OptimizerKind::Adam {
+            for (name, v) in [
+                ("beta1", self.beta1),
+                ("beta2", self.beta2),
+                ("eps", self.eps),
+            ] {
+                if let Some(v) = v {
+                    return Err(Error::option(
+                        name,
+                        v,
+                        format!(
+                            "applies to --optimizer adam, not {}",
+                            self.update_rule().optimizer.name()
+                        ),
+                    ));
+                }
+            }
+        }
+        self.update_rule().validate()?;
+        if let Some(f) = self.validation_fraction
+            && !(f > 0.0 && f < 1.0)
+        {
+            return Err(Error::option("validation fraction", f, "must be in (0, 1)"));
+        }
+        if let Some(t) = self.tol
+            && !(t.is_finite() && t >= 0.0)
+        {
+            return Err(Error::option("tol", t, "must be a finite number ≥ 0"));
+        }
+        if self.patience == Some(0) {
+            return Err(Error::option("patience", 0, "must be at least 1"));
+        }
+        if let Some(ClassWeights::Given(w)) = &self.class_weights
+            && w.iter().any(|v| !(v.is_finite() && *v >= 0.0))
+        {
+            return Err(Error::option(
+                "class weights",
+                format!("{w:?}"),
+                "must be finite and ≥ 0",
+            ));
+        }
         Ok(())
     }
 
-    /// The steps of one epoch over `rows` rows.
-    pub fn epoch_steps(&self, epoch: u64, rows: usize) -> Vec<Step> {
+    /// Checks what depends on the model: class weights need classes.
+    pub fn validate_for(&self, objective: &Objective) -> Result<()> {
+        self.validate()?;
+        let classes = matches!(
+            (objective.model(), objective.loss()),
+            (Model::Logistic, Loss::Bce) | (Model::Softmax, _)
+        );
+        if self.class_weights.is_some() && !classes {
+            return Err(Error::option(
+                "class weights",
+                "balanced",
+                format!("need classes: logistic regression with bce, or softmax; not {objective}"),
+            ));
+        }
+        if let Some(ClassWeights::Given(w)) = &self.class_weights {
+            let slots = objective.outputs().max(2);
+            if w.len() != slots {
+                return Err(Error::option(
+                    "class weights",
+                    format!("{w:?}"),
+                    format!("need {slots} values"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The learning rate of epoch `epoch`: the schedule's, times the warmup ramp.
+    pub fn epoch_rate(&self, epoch: u64) -> f64 {
+        let rate = self.schedule.rate(self.lr, epoch, self.epochs);
+        if epoch < self.warmup {
+            rate * (epoch + 1) as f64 / self.warmup as f64
+        } else {
+            rate
+        }
+    }
+
+    /// The steps of one epoch over `rows` rows; `t` is the number of steps before it.
+    pub fn epoch_steps_from(&self, epoch: u64, rows: usize, t: u64) -> Vec<Step> {
         let n = rows as u32;
-        let lr = self.lr as f32;
-        match self.batch_size {
+        let lr = self.epoch_rate(epoch) as f32;
+        let batches: Vec<Batch> = match self.batch_size {
             Some(b) if b < rows => {
                 let order = Some(Permutation::for_epoch(self.seed, epoch, n));
                 (0..n)
                     .step_by(b)
-                    .map(|start| Step {
-                        epoch,
-                        batch: Batch {
-                            start,
-                            len: (b as u32).min(n - start),
-                            order,
-                        },
-                        lr,
+                    .map(|start| Batch {
+                        start,
+                        len: (b as u32).min(n - start),
+                        order,
                     })
                     .collect()
             }
             // One batch of all rows: its order cannot change the gradient, so skip the shuffle.
-            _ => vec![Step {
-                epoch,
-                batch: Batch {
-                    start: 0,
-                    len: n,
-                    order: None,
-                },
-                lr,
+            _ => vec![Batch {
+                start: 0,
+                len: n,
+                order: None,
             }],
+        };
+        batches
+            .into_iter()
+            .enumerate()
+            .map(|(i, batch)| Step {
+                epoch,
+                t: t + i as u64 + 1,
+                batch,
+                lr,
+            })
+            .collect()
+    }
+
+    /// The steps of epoch `epoch`, counting steps from the start of the fit.
+    pub fn epoch_steps(&self, epoch: u64, rows: usize) -> Vec<Step> {
+        self.epoch_steps_from(epoch, rows, epoch * self.steps_per_epoch(rows))
+    }
+
+    /// Steps in one epoch over `rows` rows.
+    pub fn steps_per_epoch(&self, rows: usize) -> u64 {
+        match self.batch_size {
+            Some(b) if b < rows => rows.div_ceil(b) as u64,
+            _ => 1,
         }
     }
 
@@ -162,29 +491,65 @@ impl Trainer {
     /// On divergence, the session keeps the last finite parameters and the error carries
     /// them ([`Error::Diverged`]).
     pub fn fit(&self, session: &mut dyn Session) -> Result<Fit> {
-        self.fit_observed(session, &mut |_, _| {})
+        self.fit_observed(session, &mut |_| {})
     }
 
-    /// [`Trainer::fit`], calling `observe(epoch, loss)` at every logged epoch.
+    /// [`Trainer::fit`], calling `observe` at every logged epoch.
     pub fn fit_observed(
         &self,
         session: &mut dyn Session,
-        observe: &mut dyn FnMut(u64, f64),
+        observe: &mut dyn FnMut(&LogEntry),
     ) -> Result<Fit> {
-        self.validate()?;
+        self.validate_for(&session.objective())?;
+        let configured = session.configure(&self.setup())?;
+        if self.validation_fraction.is_some() && configured.held_out_rows == 0 {
+            return Err(Error::option(
+                "validation fraction",
+                self.validation_fraction.unwrap_or(0.0),
+                format!("holds out no row of {}", session.rows()),
+            ));
+        }
         if let Some(init) = &self.init {
             session.set_params(init)?;
         }
         let start = Instant::now();
-        let mut history = vec![session.loss()?];
-        let mut history_epochs = vec![0];
-        observe(0, history[0]);
+        let held_out = self.validation_fraction.is_some();
+        let evaluate = |session: &mut dyn Session, epoch: u64| -> Result<LogEntry> {
+            let training = session.evaluate(RowSet::Training)?;
+            let validation = if held_out {
+                Some(session.evaluate(RowSet::Validation)?)
+            } else {
+                None
+            };
+            Ok(LogEntry {
+                epoch,
+                training,
+                validation,
+            })
+        };
+        let monitored = |e: &LogEntry| e.validation.map_or(e.training.loss, |v| v.loss);
+        let stopping = self.stopping();
+        let mut entry = evaluate(session, 0)?;
+        let mut log = vec![entry];
+        observe(&entry);
+        let mut best = (monitored(&entry), 0u64, None::<Params>);
+        let mut waited = 0;
+        let mut stop = StopReason::Epochs;
         let mut epoch = 0;
+        let mut t = 0;
         let mut steps = Vec::new();
+        // Evaluate every epoch when stopping early, else every log_every epochs.
+        let check_every = if stopping.is_some() {
+            1
+        } else {
+            self.log_every
+        };
         while epoch < self.epochs {
-            let chunk_end = (epoch + self.log_every).min(self.epochs);
+            let chunk_end = (epoch + check_every).min(self.epochs);
             for e in epoch..chunk_end {
-                steps.extend(self.epoch_steps(e, session.rows()));
+                let epoch_steps = self.epoch_steps_from(e, session.rows(), t);
+                t += epoch_steps.len() as u64;
+                steps.extend(epoch_steps);
                 // Bound the host memory of long runs of small batches.
                 if steps.len() >= MAX_PENDING_STEPS || e + 1 == chunk_end {
                     if let RunOutcome::Diverged { step } = session.run(&steps)? {
@@ -194,23 +559,59 @@ impl Trainer {
                 }
             }
             epoch = chunk_end;
-            let loss = session.loss()?;
-            if !loss.is_finite() {
+            entry = evaluate(session, epoch)?;
+            if !entry.training.loss.is_finite() {
                 return Err(self.diverged(epoch, session));
             }
-            history.push(loss);
-            history_epochs.push(epoch);
-            observe(epoch, loss);
+            if epoch % self.log_every == 0 || epoch == self.epochs {
+                log.push(entry);
+                observe(&entry);
+            }
+            if let Some((tol, patience)) = stopping {
+                let value = monitored(&entry);
+                if value < best.0 - tol {
+                    let params = if held_out {
+                        Some(session.params()?)
+                    } else {
+                        None
+                    };
+                    best = (value, epoch, params);
+                    waited = 0;
+                } else {
+                    waited += 1;
+                    if waited >= patience {
+                        stop = StopReason::NoImprovement { best_epoch: best.1 };
+                        if log.last().is_none_or(|l| l.epoch != epoch) {
+                            log.push(entry);
+                            observe(&entry);
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+        // Held-out rows choose the parameters: the best seen (epoch 0's when none improved).
+        if held_out && best.1 != epoch {
+            let params = match best.2.take() {
+                Some(p) => p,
+                None => self.init.clone().unwrap_or_else(|| {
+                    Params::zeros(session.features(), session.objective().outputs())
+                }),
+            };
+            session.set_params(&params)?;
+            entry = evaluate(session, epoch)?;
         }
         let train_seconds = start.elapsed().as_secs_f64();
         Ok(Fit {
             params: session.params()?,
-            loss: *history
-                .last()
-                .expect("history starts with the initial loss"),
-            history,
-            history_epochs,
-            epochs: self.epochs,
+            loss: entry.training.loss,
+            history: log.iter().map(|e| e.training.loss).collect(),
+            history_epochs: log.iter().map(|e| e.epoch).collect(),
+            log,
+            last: entry,
+            epochs: epoch,
+            stop,
+            configured,
             train_seconds,
         })
     }

@@ -256,6 +256,7 @@ fn a_diverged_step_is_not_applied() {
     session.set_params(&start).unwrap();
     let step = |lr| Step {
         epoch: 0,
+        t: 1,
         batch: Batch {
             start: 0,
             len: 100,

@@ -10,11 +10,14 @@ use std::borrow::Cow;
 
 use rayon::prelude::*;
 
-use super::reference::check_params_shape;
-use super::{Backend, Batch, Data, RunOutcome, Session, Step};
+use super::reference::{Reference, check_params_shape, check_state_len};
+use super::{
+    Backend, Batch, Configured, Data, Evaluation, RowSet, RunOutcome, Session, Setup, Split, Step,
+};
 use crate::data::Dataset;
 use crate::error::Result;
 use crate::model::{Gradient, Loss, Model, Objective, Params};
+use crate::optim::Standardization;
 
 /// Tiles whose sums are added in f32 before they are moved into f64: 256 rows at d = 64,
 /// few enough that f32 loses nothing a test at 1e-5 could see.
@@ -49,15 +52,28 @@ impl Backend for Cpu {
     }
 }
 
-/// Data in host memory, parameters in f32 as the kernels use them.
+/// Data in host memory; the optimizer's parameters in f64, the raw-space ones the loop
+/// reads in f32.
 pub struct CpuSession<'a> {
     data: Cow<'a, Dataset>,
     objective: Objective,
-    /// Wᵀ (k rows of d) then b: each class's weights contiguous for the dot products.
+    /// The optimizer's parameters (W row-major d×k, then b; standardized space when
+    /// standardizing), its state, and what the session was configured with.
+    theta: Vec<f64>,
+    state: Vec<f64>,
+    setup: Setup,
+    standardization: Option<Standardization>,
+    class_weights: Option<Vec<f64>>,
+    /// Raw-space Wᵀ (k rows of d) then b: each class's weights contiguous for the dot
+    /// products.
     wt: Vec<f32>,
-    /// One partial ((d + 1)·k gradient sums, then the loss) per chunk, reused every step.
+    /// One partial per chunk ((d + 1)·k gradient sums class-major, then Σwℓ, Σw,
+    /// Σw[correct], Σwy, Σwy²), reused every step.
     partials: Vec<Vec<f64>>,
 }
+
+/// Metric sums after the gradient sums of a partial.
+const METRICS: usize = 5;
 
 impl<'a> CpuSession<'a> {
     pub fn new(data: Cow<'a, Dataset>, objective: Objective) -> Self {
@@ -65,16 +81,47 @@ impl<'a> CpuSession<'a> {
         CpuSession {
             data,
             objective,
+            theta: vec![0.0; (d + 1) * k],
+            state: Vec::new(),
+            setup: Setup::default(),
+            standardization: None,
+            class_weights: None,
             wt: vec![0.0; (d + 1) * k],
             partials: Vec::new(),
         }
     }
 
-    /// ∇J (and J when `with_loss`) over the batch, in the layout of [`Params`]: ∇W
-    /// row-major d×k, then ∇b, then J.
-    fn batch_gradient(&mut self, batch: &Batch, with_loss: bool) -> Vec<f64> {
+    /// The raw-space parameters (W row-major, then b).
+    fn raw(&self) -> Vec<f64> {
+        match &self.standardization {
+            Some(s) => s.to_raw(&self.theta, self.objective.outputs()),
+            None => self.theta.clone(),
+        }
+    }
+
+    /// Rewrites the loop's f32 Wᵀ and b from θ.
+    fn refresh(&mut self) {
         let (d, k) = (self.data.features(), self.objective.outputs());
-        let p = (d + 1) * k + 1;
+        let raw = self.raw();
+        for c in 0..k {
+            for j in 0..d {
+                self.wt[c * d + j] = raw[j * k + c] as f32;
+            }
+            self.wt[d * k + c] = raw[d * k + c] as f32;
+        }
+    }
+
+    /// The weighted mean ∇J over the batch's rows in `rows` (raw space, W's layout then
+    /// b) and the metric sums (Σwℓ, Σw, Σw[correct], Σwy, Σwy²; ℓ and correct only when
+    /// `with_metrics`).
+    fn batch_gradient(
+        &mut self,
+        batch: &Batch,
+        rows: RowSet,
+        with_metrics: bool,
+    ) -> (Vec<f64>, [f64; METRICS]) {
+        let (d, k) = (self.data.features(), self.objective.outputs());
+        let p = (d + 1) * k + METRICS;
         let chunk = chunk_rows(batch.len as usize);
         let chunks = (batch.len as usize).div_ceil(chunk);
         if self.partials.len() < chunks {
@@ -84,7 +131,13 @@ impl<'a> CpuSession<'a> {
             data: &self.data,
             objective: self.objective,
             wt: &self.wt,
-            with_loss,
+            with_metrics,
+            weights: Weighting {
+                sample: self.data.weights(),
+                class: self.class_weights.as_deref(),
+                split: self.setup.split,
+                rows,
+            },
         };
         self.partials[..chunks]
             .par_iter_mut()
@@ -102,17 +155,19 @@ impl<'a> CpuSession<'a> {
                 *t += v;
             }
         }
+        let mut metrics = [0.0; METRICS];
+        metrics.copy_from_slice(&total[(d + 1) * k..]);
+        let weight = metrics[1];
+        let mean = |v: f64| if weight > 0.0 { v / weight } else { 0.0 };
         // Partials hold Wᵀ's layout (class-major); return W's (feature-major).
-        let n = f64::from(batch.len);
-        let mut out = vec![0.0; p];
+        let mut grad = vec![0.0; (d + 1) * k];
         for c in 0..k {
             for j in 0..d {
-                out[j * k + c] = total[c * d + j] / n;
+                grad[j * k + c] = mean(total[c * d + j]);
             }
-            out[d * k + c] = total[d * k + c] / n;
+            grad[d * k + c] = mean(total[d * k + c]);
         }
-        out[p - 1] = total[p - 1] / n;
-        out
+        (grad, metrics)
     }
 
     fn full_batch(&self) -> Batch {
@@ -120,27 +175,6 @@ impl<'a> CpuSession<'a> {
             start: 0,
             len: self.data.rows() as u32,
             order: None,
-        }
-    }
-
-    fn to_params(&self) -> Params {
-        let (d, k) = (self.data.features(), self.objective.outputs());
-        let mut params = Params::zeros(d, k);
-        for c in 0..k {
-            for j in 0..d {
-                params.weights_mut()[j * k + c] = f64::from(self.wt[c * d + j]);
-            }
-            params.bias_mut()[c] = f64::from(self.wt[d * k + c]);
-        }
-        params
-    }
-
-    fn gradient_of(&self, flat: &[f64]) -> Gradient {
-        let (d, k) = (self.data.features(), self.objective.outputs());
-        Gradient {
-            loss: flat[(d + 1) * k],
-            weights: flat[..d * k].to_vec(),
-            bias: flat[d * k..(d + 1) * k].to_vec(),
         }
     }
 }
@@ -169,55 +203,144 @@ impl Session for CpuSession<'_> {
     fn set_params(&mut self, params: &Params) -> Result<()> {
         let (d, k) = (self.data.features(), self.objective.outputs());
         check_params_shape(params, d, k)?;
-        for c in 0..k {
-            for j in 0..d {
-                self.wt[c * d + j] = params.weights()[j * k + c] as f32;
-            }
-            self.wt[d * k + c] = params.bias()[c] as f32;
-        }
+        let raw: Vec<f64> = params
+            .weights()
+            .iter()
+            .chain(params.bias())
+            .copied()
+            .collect();
+        self.theta = match &self.standardization {
+            Some(s) => s.from_raw(&raw, k),
+            None => raw,
+        };
+        self.refresh();
         Ok(())
     }
 
     fn params(&mut self) -> Result<Params> {
-        Ok(self.to_params())
+        // What the loop computes with: the f32 parameters.
+        let (d, k) = (self.data.features(), self.objective.outputs());
+        let mut params = Params::zeros(d, k);
+        for c in 0..k {
+            for j in 0..d {
+                params.weights_mut()[j * k + c] = f64::from(self.wt[c * d + j]);
+            }
+            params.bias_mut()[c] = f64::from(self.wt[d * k + c]);
+        }
+        Ok(params)
     }
 
     fn gradient(&mut self) -> Result<Gradient> {
-        let flat = self.batch_gradient(&self.full_batch(), true);
-        Ok(self.gradient_of(&flat))
+        let dk = self.data.features() * self.objective.outputs();
+        let (grad, metrics) = self.batch_gradient(&self.full_batch(), RowSet::All, true);
+        Ok(Gradient {
+            loss: metrics[0] / metrics[1],
+            weights: grad[..dk].to_vec(),
+            bias: grad[dk..].to_vec(),
+        })
     }
 
     fn loss(&mut self) -> Result<f64> {
-        let flat = self.batch_gradient(&self.full_batch(), true);
-        Ok(flat[flat.len() - 1])
+        Ok(self.evaluate(RowSet::All)?.loss)
     }
 
     fn run(&mut self, steps: &[Step]) -> Result<RunOutcome> {
         let (d, k) = (self.data.features(), self.objective.outputs());
-        let mut next = vec![0.0f32; self.wt.len()];
+        let mut next = self.theta.clone();
+        let mut state = self.state.clone();
         for (s, step) in steps.iter().enumerate() {
-            let grad = self.batch_gradient(&step.batch, false);
-            let lr = f64::from(step.lr);
-            let mut finite = true;
-            for c in 0..k {
-                for j in 0..=d {
-                    // Wᵀ then b; the gradient is W's layout then b.
-                    let (at, g) = if j < d {
-                        (c * d + j, grad[j * k + c])
-                    } else {
-                        (d * k + c, grad[d * k + c])
-                    };
-                    let v = (f64::from(self.wt[at]) - lr * g) as f32;
-                    finite &= v.is_finite();
-                    next[at] = v;
-                }
+            let (mut grad, _) = self.batch_gradient(&step.batch, RowSet::Training, false);
+            if let Some(st) = &self.standardization {
+                st.gradient_to_standardized(&mut grad, k);
             }
-            if !finite {
+            next.copy_from_slice(&self.theta);
+            state.copy_from_slice(&self.state);
+            self.setup.rule.apply(
+                &mut next,
+                &grad,
+                &mut state,
+                d * k,
+                step.t,
+                f64::from(step.lr),
+            );
+            if grad.iter().chain(&next).any(|v| !v.is_finite()) {
                 return Ok(RunOutcome::Diverged { step: s });
             }
-            self.wt.copy_from_slice(&next);
+            std::mem::swap(&mut self.theta, &mut next);
+            std::mem::swap(&mut self.state, &mut state);
+            self.refresh();
+            if self.wt.iter().any(|v| !v.is_finite()) {
+                return Ok(RunOutcome::Diverged { step: s });
+            }
         }
         Ok(RunOutcome::Completed)
+    }
+
+    fn configure(&mut self, setup: &Setup) -> Result<Configured> {
+        setup.rule.validate()?;
+        let raw = self.raw();
+        // The statistics of the training rows, as the reference computes them (f64, two
+        // passes); they are computed once per fit.
+        let configured = Reference
+            .open(Data::Host(&self.data), self.objective)?
+            .configure(setup)?;
+        let k = self.objective.outputs();
+        self.setup = setup.clone();
+        self.standardization = configured.standardization.clone();
+        self.class_weights = configured.class_weights.clone();
+        self.theta = match &self.standardization {
+            Some(s) => s.from_raw(&raw, k),
+            None => raw,
+        };
+        self.state = vec![0.0; setup.rule.optimizer.state_len() * self.theta.len()];
+        self.refresh();
+        Ok(configured)
+    }
+
+    fn evaluate(&mut self, rows: RowSet) -> Result<Evaluation> {
+        let (_, metrics) = self.batch_gradient(&self.full_batch(), rows, true);
+        Ok(Evaluation::from_sums(self.objective.model(), metrics))
+    }
+
+    fn optimizer_state(&mut self) -> Result<Vec<f64>> {
+        Ok(self.state.clone())
+    }
+
+    fn set_optimizer_state(&mut self, state: &[f64]) -> Result<()> {
+        check_state_len(state.len(), self.state.len())?;
+        self.state = state.to_vec();
+        Ok(())
+    }
+}
+
+/// How rows count in a pass: their sample weight times their class's weight, or nothing
+/// when the pass does not use them.
+#[derive(Clone, Copy)]
+struct Weighting<'p> {
+    sample: Option<&'p [f32]>,
+    class: Option<&'p [f64]>,
+    split: Option<Split>,
+    rows: RowSet,
+}
+
+impl Weighting<'_> {
+    /// True when every row weighs 1.
+    fn plain(&self) -> bool {
+        self.sample.is_none()
+            && self.class.is_none()
+            && (self.split.is_none() || self.rows == RowSet::All)
+    }
+
+    #[inline(always)]
+    fn of(&self, row: usize, label: f32) -> f32 {
+        if !Split::contains(self.split.as_ref(), self.rows, row as u32) {
+            return 0.0;
+        }
+        let sample = self.sample.map_or(1.0, |w| w[row]);
+        let class = self
+            .class
+            .map_or(1.0, |c| c[(label as usize).min(c.len() - 1)] as f32);
+        sample * class
     }
 }
 
@@ -226,7 +349,8 @@ struct Pass<'p> {
     data: &'p Dataset,
     objective: Objective,
     wt: &'p [f32],
-    with_loss: bool,
+    with_metrics: bool,
+    weights: Weighting<'p>,
 }
 
 impl Pass<'_> {
@@ -334,17 +458,20 @@ impl Pass<'_> {
         let (wt, bias) = self.wt.split_at(d * k);
         let tile = tile_rows(d);
         s.sized(tile, d, k);
-        let (z, labels, losses) = (
+        let (z, labels, losses, weights) = (
             &mut s.z[..tile * k],
             &mut s.labels[..tile],
             &mut s.losses[..tile],
+            &mut s.weights[..tile],
         );
+        let predictions = &mut s.predictions[..tile];
         let (sums, bias_sums) = (&mut s.sums[..d * k], &mut s.bias_sums[..k]);
-        let mut loss = 0.0f64;
+        let plain = self.weights.plain();
+        let mut metrics = [0.0f64; METRICS];
         let len = rows.len();
         for (t, first) in (0..len).step_by(tile).enumerate() {
             let count = tile.min(len - first);
-            // (1) z = x·W + b, row-major in `z` (k per row).
+            // (1) z = x·W + b, row-major in `z` (k per row), and each row's weight.
             for r in 0..count {
                 rows.prefetch(x, d, first + r);
                 let i = rows.row(first + r);
@@ -353,6 +480,10 @@ impl Pass<'_> {
                     z[r * k + c] = bias[c] + dot::<FMA>(xr, &wt[c * d..(c + 1) * d]);
                 }
                 labels[r] = y[i];
+                weights[r] = if plain { 1.0 } else { self.weights.of(i, y[i]) };
+                if self.with_metrics {
+                    predictions[r] = predicted(&z[r * k..(r + 1) * k]) as f32;
+                }
             }
             // (2) z becomes δ, and the loss of each row.
             row_deltas(
@@ -360,28 +491,61 @@ impl Pass<'_> {
                 &mut z[..count * k],
                 &labels[..count],
                 &mut losses[..count],
-                self.with_loss,
+                self.with_metrics,
             );
-            // (3) Σ δ·x and Σ δ, from the rows now in cache.
+            // (3) Σ w δ·x and Σ w δ, from the rows now in cache.
             for r in 0..count {
                 let i = rows.row(first + r);
                 let xr = &x[i * d..(i + 1) * d];
+                let w = weights[r];
+                if !plain && w == 0.0 {
+                    continue;
+                }
                 for c in 0..k {
-                    let delta = z[r * k + c];
+                    let delta = if plain {
+                        z[r * k + c]
+                    } else {
+                        w * z[r * k + c]
+                    };
                     axpy::<FMA>(delta, xr, &mut sums[c * d..(c + 1) * d]);
                     bias_sums[c] += delta;
                 }
             }
-            if self.with_loss {
-                loss += losses[..count].iter().map(|&l| f64::from(l)).sum::<f64>();
+            for r in 0..count {
+                let (w, label) = (f64::from(weights[r]), f64::from(labels[r]));
+                metrics[1] += w;
+                if self.with_metrics {
+                    let correct = f64::from(predictions[r] == label.round() as f32);
+                    metrics[0] += w * f64::from(losses[r]);
+                    metrics[2] += w * correct;
+                    metrics[3] += w * label;
+                    metrics[4] += w * label * label;
+                }
             }
             if (t + 1) % FLUSH_TILES == 0 {
                 flush(sums, bias_sums, partial);
             }
         }
         flush(sums, bias_sums, partial);
-        partial[(d + 1) * k] += loss;
+        for (p, m) in partial[(d + 1) * k..].iter_mut().zip(metrics) {
+            *p += m;
+        }
     }
+}
+
+/// The class predicted from z: z > 0 for one output, else the first largest.
+#[inline(always)]
+fn predicted(z: &[f32]) -> usize {
+    if z.len() == 1 {
+        return usize::from(z[0] > 0.0);
+    }
+    let mut best = 0;
+    for (c, &v) in z.iter().enumerate() {
+        if v > z[best] {
+            best = c;
+        }
+    }
+    best
 }
 
 /// The rows of a chunk, in the order the loop visits them.
@@ -453,6 +617,8 @@ struct Scratch {
     z: Vec<f32>,
     labels: Vec<f32>,
     losses: Vec<f32>,
+    weights: Vec<f32>,
+    predictions: Vec<f32>,
     sums: Vec<f32>,
     bias_sums: Vec<f32>,
 }
@@ -463,6 +629,8 @@ impl Scratch {
         self.z.resize(tile * k, 0.0);
         self.labels.resize(tile, 0.0);
         self.losses.resize(tile, 0.0);
+        self.weights.resize(tile, 0.0);
+        self.predictions.resize(tile, 0.0);
         self.sums.clear();
         self.sums.resize(d * k, 0.0);
         self.bias_sums.clear();

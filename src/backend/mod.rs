@@ -70,12 +70,134 @@ impl Batch {
     }
 }
 
-/// One descent step: θ ← θ − η ∇J(θ) on one batch.
+/// One descent step on one batch, with the session's update rule.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Step {
     pub epoch: u64,
+    /// The step's number in the fit, from 1 (Adam's bias corrections use it).
+    pub t: u64,
     pub batch: Batch,
     pub lr: f32,
+}
+
+/// Which rows a pass uses, when part of them are held out for validation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RowSet {
+    All,
+    /// Rows not held out (all rows when nothing is).
+    Training,
+    /// Held-out rows.
+    Validation,
+}
+
+impl RowSet {
+    /// The code the kernels use (`Step.rows` in `shaders/common.wgsl`).
+    pub fn code(self) -> u32 {
+        match self {
+            RowSet::All => 0,
+            RowSet::Training => 1,
+            RowSet::Validation => 2,
+        }
+    }
+}
+
+/// A seeded fraction of rows held out: row i is held out when the split hash of (seed, i)
+/// falls below fraction · 2³², so about that fraction of rows, the same ones on every
+/// backend, with no index list anywhere.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Split {
+    pub fraction: f64,
+    pub seed: u64,
+}
+
+impl Split {
+    /// The hash threshold: rows whose split hash is below it are held out.
+    pub fn threshold(&self) -> u32 {
+        (self.fraction * 4_294_967_296.0)
+            .round()
+            .min(u32::MAX as f64) as u32
+    }
+
+    /// Whether row `row` is held out.
+    pub fn holds_out(&self, row: u32) -> bool {
+        crate::rng::cell_hash(self.seed, crate::rng::STREAM_SPLIT, row, 0)[0] < self.threshold()
+    }
+
+    /// Whether a pass over `rows` uses row `row`.
+    pub fn contains(split: Option<&Split>, rows: RowSet, row: u32) -> bool {
+        match (split, rows) {
+            (_, RowSet::All) | (None, RowSet::Training) => true,
+            (None, RowSet::Validation) => false,
+            (Some(s), RowSet::Training) => !s.holds_out(row),
+            (Some(s), RowSet::Validation) => s.holds_out(row),
+        }
+    }
+}
+
+/// Per-class weights: every row's loss is multiplied by the weight of its label.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ClassWeights {
+    /// n / (classes · n_c), scikit-learn's `balanced`, over the training rows.
+    Balanced,
+    /// One weight per class (labels 0 and 1 for logistic regression).
+    Given(Vec<f64>),
+}
+
+/// What stays fixed for a fit, set on a session before it runs.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Setup {
+    pub rule: crate::optim::UpdateRule,
+    /// Rows held out for validation; training passes skip them.
+    pub split: Option<Split>,
+    pub class_weights: Option<ClassWeights>,
+    /// Standardize the features (statistics of the training rows) for the optimizer.
+    pub standardize: bool,
+}
+
+/// What [`Session::configure`] derived from the rows.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Configured {
+    pub standardization: Option<crate::optim::Standardization>,
+    /// The weight of each class, when class weights are on.
+    pub class_weights: Option<Vec<f64>>,
+    /// Rows in the training set and the held-out set.
+    pub training_rows: u64,
+    pub held_out_rows: u64,
+}
+
+/// The loss and the metrics of the current parameters on a set of rows.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Evaluation {
+    /// The (weighted) mean loss.
+    pub loss: f64,
+    /// The sum of the rows' weights (their count when unweighted).
+    pub weight: f64,
+    /// Weighted share of rows whose predicted class is the label (logistic, softmax).
+    pub accuracy: Option<f64>,
+    /// 1 − SS_res / SS_tot (linear).
+    pub r2: Option<f64>,
+}
+
+impl Evaluation {
+    /// From the weighted sums every backend accumulates: Σwℓ, Σw, Σw[correct], Σwy, Σwy².
+    pub fn from_sums(model: crate::model::Model, sums: [f64; 5]) -> Self {
+        let [loss, weight, correct, sum_y, sum_y2] = sums;
+        let mean = |v: f64| if weight > 0.0 { v / weight } else { f64::NAN };
+        let (accuracy, r2) = match model {
+            crate::model::Model::Linear => {
+                // Σw(y − ȳ)² = Σwy² − (Σwy)²/Σw; Σw(ŷ − y)² is the loss sum.
+                let total = sum_y2 - sum_y * sum_y / weight;
+                (None, Some(1.0 - loss / total))
+            }
+            _ => (Some(mean(correct)), None),
+        };
+        Evaluation {
+            loss: mean(loss),
+            weight,
+            accuracy,
+            r2,
+        }
+    }
 }
 
 /// How a run of steps ended.
@@ -111,8 +233,23 @@ pub trait Session {
     fn loss(&mut self) -> Result<f64>;
 
     /// Applies the steps in order, stopping before the first one whose batch loss,
-    /// gradient or updated parameters are not all finite.
+    /// gradient or updated parameters are not all finite. Training passes skip held-out
+    /// rows.
     fn run(&mut self, steps: &[Step]) -> Result<RunOutcome>;
+
+    /// Fixes the update rule, the held-out rows, class weights and standardization for
+    /// the steps to come; resets the optimizer state. The parameters keep their raw-space
+    /// values.
+    fn configure(&mut self, setup: &Setup) -> Result<Configured>;
+
+    /// The loss and metrics of the current parameters on `rows`.
+    fn evaluate(&mut self, rows: RowSet) -> Result<Evaluation>;
+
+    /// The optimizer's state (momentum's b, or Adam's m then v; empty for SGD), in the
+    /// parameters' layout and the optimizer's (possibly standardized) space.
+    fn optimizer_state(&mut self) -> Result<Vec<f64>>;
+
+    fn set_optimizer_state(&mut self, state: &[f64]) -> Result<()>;
 }
 
 /// A place to compute: opens sessions on data.

@@ -3,11 +3,15 @@
 
 use std::borrow::Cow;
 
-use super::{Backend, Batch, Data, RunOutcome, Session, Step};
+use super::{
+    Backend, Batch, ClassWeights, Configured, Data, Evaluation, RowSet, RunOutcome, Session, Setup,
+    Split, Step,
+};
 use crate::data::Dataset;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::math::row_loss_and_delta;
-use crate::model::{Gradient, Objective, Params};
+use crate::model::{Gradient, Model, Objective, Params};
+use crate::optim::Standardization;
 
 /// The f64 reference backend.
 #[derive(Clone, Copy, Debug, Default)]
@@ -20,11 +24,15 @@ impl Backend for Reference {
 
     fn open<'a>(&'a self, data: Data<'a>, objective: Objective) -> Result<Box<dyn Session + 'a>> {
         let data = data.into_host();
-        let params = Params::zeros(data.features(), objective.outputs());
+        let n = (data.features() + 1) * objective.outputs();
         Ok(Box::new(ReferenceSession {
             data,
             objective,
-            params,
+            theta: vec![0.0; n],
+            state: Vec::new(),
+            setup: Setup::default(),
+            standardization: None,
+            class_weights: None,
         }))
     }
 }
@@ -33,44 +41,94 @@ impl Backend for Reference {
 pub struct ReferenceSession<'a> {
     data: Cow<'a, Dataset>,
     objective: Objective,
-    params: Params,
+    /// The optimizer's parameters: W (d×k, row-major) then b, in standardized space when
+    /// standardizing.
+    theta: Vec<f64>,
+    state: Vec<f64>,
+    setup: Setup,
+    standardization: Option<Standardization>,
+    class_weights: Option<Vec<f64>>,
+}
+
+/// The weighted sums of one pass: ∇ (raw space, W then b), then Σwℓ, Σw, Σw[correct], Σwy,
+/// Σwy².
+struct Sums {
+    grad: Vec<f64>,
+    metrics: [f64; 5],
 }
 
 impl ReferenceSession<'_> {
-    /// J and ∇J over the rows at positions `batch.start..batch.start + batch.len`:
-    /// for each row z = x·W + b, ℓ and δ = ∂ℓ/∂z; then ∇W = (1/n) Σ xᵀδ, ∇b = (1/n) Σ δ.
-    pub fn batch_gradient(&self, batch: &Batch) -> Gradient {
-        let (d, k) = (self.data.features(), self.objective.outputs());
-        let (w, b) = (self.params.weights(), self.params.bias());
-        let mut grad = Gradient {
-            loss: 0.0,
-            weights: vec![0.0; d * k],
-            bias: vec![0.0; k],
+    /// The raw-space parameters the rows see.
+    fn raw(&self) -> Vec<f64> {
+        match &self.standardization {
+            Some(s) => s.to_raw(&self.theta, self.objective.outputs()),
+            None => self.theta.clone(),
+        }
+    }
+
+    /// The weight of row i in a pass over `rows`: its sample weight times its class's
+    /// weight, or 0 when the pass does not use it.
+    pub(crate) fn row_weight(&self, i: usize, rows: RowSet) -> f64 {
+        if !Split::contains(self.setup.split.as_ref(), rows, i as u32) {
+            return 0.0;
+        }
+        let sample = self.data.weights().map_or(1.0, |w| f64::from(w[i]));
+        let class = match (&self.class_weights, self.objective.model()) {
+            (Some(cw), Model::Logistic | Model::Softmax) => {
+                cw[(self.data.y()[i] as usize).min(cw.len() - 1)]
+            }
+            _ => 1.0,
         };
+        sample * class
+    }
+
+    /// The weighted sums over the rows at positions `batch.start..batch.start + batch.len`:
+    /// for each row z = x·W + b, ℓ and δ = ∂ℓ/∂z; ∇W = Σ w xᵀδ, ∇b = Σ w δ.
+    fn sums(&self, batch: &Batch, rows: RowSet) -> Sums {
+        let (d, k) = (self.data.features(), self.objective.outputs());
+        let raw = self.raw();
+        let (w, b) = raw.split_at(d * k);
+        let mut grad = vec![0.0; (d + 1) * k];
+        let mut metrics = [0.0; 5];
         let mut z = vec![0.0; k];
         let mut delta = vec![0.0; k];
         for p in batch.start..batch.start + batch.len {
             let i = batch.row(p) as usize;
+            let weight = self.row_weight(i, rows);
+            if weight == 0.0 {
+                continue;
+            }
             let x = self.data.row(i);
             for (c, zc) in z.iter_mut().enumerate() {
                 *zc = b[c] + (0..d).map(|j| f64::from(x[j]) * w[j * k + c]).sum::<f64>();
             }
             let y = f64::from(self.data.y()[i]);
-            grad.loss += row_loss_and_delta(&self.objective, &z, y, &mut delta);
+            let loss = row_loss_and_delta(&self.objective, &z, y, &mut delta);
             for (j, &xj) in x.iter().enumerate() {
-                for (g, dc) in grad.weights[j * k..(j + 1) * k].iter_mut().zip(&delta) {
-                    *g += f64::from(xj) * dc;
+                for (g, dc) in grad[j * k..(j + 1) * k].iter_mut().zip(&delta) {
+                    *g += weight * f64::from(xj) * dc;
                 }
             }
-            for (g, dc) in grad.bias.iter_mut().zip(&delta) {
-                *g += dc;
+            for (g, dc) in grad[d * k..].iter_mut().zip(&delta) {
+                *g += weight * dc;
+            }
+            let correct = f64::from(u8::from(predicted_class(&z) == y.round() as usize));
+            let row = [loss, 1.0, correct, y, y * y];
+            for (m, v) in metrics.iter_mut().zip(row) {
+                *m += weight * v;
             }
         }
-        let n = f64::from(batch.len);
-        grad.loss /= n;
-        grad.weights.iter_mut().for_each(|g| *g /= n);
-        grad.bias.iter_mut().for_each(|g| *g /= n);
-        grad
+        Sums { grad, metrics }
+    }
+
+    /// ∇J and the sums, as means: what a step uses.
+    fn mean_gradient(&self, batch: &Batch, rows: RowSet) -> (Vec<f64>, [f64; 5]) {
+        let Sums { mut grad, metrics } = self.sums(batch, rows);
+        let weight = metrics[1];
+        for g in &mut grad {
+            *g = if weight > 0.0 { *g / weight } else { 0.0 };
+        }
+        (grad, metrics)
     }
 
     fn full_batch(&self) -> Batch {
@@ -80,6 +138,20 @@ impl ReferenceSession<'_> {
             order: None,
         }
     }
+}
+
+/// The class a model predicts from z: z > 0 for one output, else the first largest.
+pub(crate) fn predicted_class(z: &[f64]) -> usize {
+    if z.len() == 1 {
+        return usize::from(z[0] > 0.0);
+    }
+    let mut best = 0;
+    for (c, &v) in z.iter().enumerate() {
+        if v > z[best] {
+            best = c;
+        }
+    }
+    best
 }
 
 impl Session for ReferenceSession<'_> {
@@ -101,46 +173,156 @@ impl Session for ReferenceSession<'_> {
 
     fn set_params(&mut self, params: &Params) -> Result<()> {
         check_params_shape(params, self.data.features(), self.objective.outputs())?;
-        self.params = params.clone();
+        let raw: Vec<f64> = params
+            .weights()
+            .iter()
+            .chain(params.bias())
+            .copied()
+            .collect();
+        self.theta = match &self.standardization {
+            Some(s) => s.from_raw(&raw, self.objective.outputs()),
+            None => raw,
+        };
         Ok(())
     }
 
     fn params(&mut self) -> Result<Params> {
-        Ok(self.params.clone())
+        let (d, k) = (self.data.features(), self.objective.outputs());
+        let raw = self.raw();
+        Params::new(d, k, raw[..d * k].to_vec(), raw[d * k..].to_vec())
     }
 
     fn gradient(&mut self) -> Result<Gradient> {
-        Ok(self.batch_gradient(&self.full_batch()))
+        let (grad, metrics) = self.mean_gradient(&self.full_batch(), RowSet::All);
+        let dk = self.data.features() * self.objective.outputs();
+        Ok(Gradient {
+            loss: metrics[0] / metrics[1],
+            weights: grad[..dk].to_vec(),
+            bias: grad[dk..].to_vec(),
+        })
     }
 
     fn loss(&mut self) -> Result<f64> {
-        Ok(self.batch_gradient(&self.full_batch()).loss)
+        Ok(self.evaluate(RowSet::All)?.loss)
     }
 
     fn run(&mut self, steps: &[Step]) -> Result<RunOutcome> {
+        let (d, k) = (self.data.features(), self.objective.outputs());
         for (s, step) in steps.iter().enumerate() {
-            let grad = self.batch_gradient(&step.batch);
-            let lr = f64::from(step.lr);
-            let mut next = self.params.clone();
-            for (p, g) in next.weights_mut().iter_mut().zip(&grad.weights) {
-                *p -= lr * g;
+            let (mut grad, metrics) = self.mean_gradient(&step.batch, RowSet::Training);
+            if let Some(st) = &self.standardization {
+                st.gradient_to_standardized(&mut grad, k);
             }
-            for (p, g) in next.bias_mut().iter_mut().zip(&grad.bias) {
-                *p -= lr * g;
-            }
-            if !grad.loss.is_finite() || !next.is_finite() {
+            let mut next = self.theta.clone();
+            let mut state = self.state.clone();
+            self.setup.rule.apply(
+                &mut next,
+                &grad,
+                &mut state,
+                d * k,
+                step.t,
+                f64::from(step.lr),
+            );
+            let loss = metrics[0] / metrics[1].max(f64::MIN_POSITIVE);
+            if !loss.is_finite() || grad.iter().chain(&next).any(|v| !v.is_finite()) {
                 return Ok(RunOutcome::Diverged { step: s });
             }
-            self.params = next;
+            self.theta = next;
+            self.state = state;
         }
         Ok(RunOutcome::Completed)
     }
+
+    fn configure(&mut self, setup: &Setup) -> Result<Configured> {
+        setup.rule.validate()?;
+        let raw = self.raw();
+        self.setup = setup.clone();
+        self.standardization = None;
+        self.class_weights = None;
+        let (d, k) = (self.data.features(), self.objective.outputs());
+        let training: Vec<usize> = (0..self.data.rows())
+            .filter(|&i| Split::contains(setup.split.as_ref(), RowSet::Training, i as u32))
+            .collect();
+        let held_out = self.data.rows() as u64 - training.len() as u64;
+        if training.is_empty() {
+            return Err(Error::option(
+                "validation fraction",
+                setup.split.map_or(0.0, |s| s.fraction),
+                "leaves no training rows",
+            ));
+        }
+        if setup.standardize {
+            let n = training.len() as f64;
+            let mut mean = vec![0.0; d];
+            for &i in &training {
+                for (m, &x) in mean.iter_mut().zip(self.data.row(i)) {
+                    *m += f64::from(x) / n;
+                }
+            }
+            let mut variance = vec![0.0; d];
+            for &i in &training {
+                for ((v, &x), m) in variance.iter_mut().zip(self.data.row(i)).zip(&mean) {
+                    *v += (f64::from(x) - m).powi(2) / n;
+                }
+            }
+            self.standardization = Some(Standardization::from_moments(mean, &variance));
+        }
+        self.class_weights = match &setup.class_weights {
+            None => None,
+            Some(ClassWeights::Given(w)) => Some(w.clone()),
+            Some(ClassWeights::Balanced) => {
+                let slots = k.max(2);
+                let mut counts = vec![0.0; slots];
+                for &i in &training {
+                    counts[(self.data.y()[i] as usize).min(slots - 1)] += 1.0;
+                }
+                Some(balanced(&counts))
+            }
+        };
+        self.theta = match &self.standardization {
+            Some(s) => s.from_raw(&raw, k),
+            None => raw,
+        };
+        self.state = vec![0.0; setup.rule.optimizer.state_len() * (d + 1) * k];
+        Ok(Configured {
+            standardization: self.standardization.clone(),
+            class_weights: self.class_weights.clone(),
+            training_rows: training.len() as u64,
+            held_out_rows: held_out,
+        })
+    }
+
+    fn evaluate(&mut self, rows: RowSet) -> Result<Evaluation> {
+        let Sums { metrics, .. } = self.sums(&self.full_batch(), rows);
+        Ok(Evaluation::from_sums(self.objective.model(), metrics))
+    }
+
+    fn optimizer_state(&mut self) -> Result<Vec<f64>> {
+        Ok(self.state.clone())
+    }
+
+    fn set_optimizer_state(&mut self, state: &[f64]) -> Result<()> {
+        check_state_len(state.len(), self.state.len())?;
+        self.state = state.to_vec();
+        Ok(())
+    }
+}
+
+/// scikit-learn's balanced class weights, n / (classes · n_c), over the classes present
+/// (an absent class gets weight 1; no row uses it).
+pub(crate) fn balanced(counts: &[f64]) -> Vec<f64> {
+    let n: f64 = counts.iter().sum();
+    let present = counts.iter().filter(|&&c| c > 0.0).count() as f64;
+    counts
+        .iter()
+        .map(|&c| if c > 0.0 { n / (present * c) } else { 1.0 })
+        .collect()
 }
 
 /// Parameters given to a session must match its features and outputs.
 pub(crate) fn check_params_shape(params: &Params, features: usize, outputs: usize) -> Result<()> {
     if params.features() != features || params.outputs() != outputs {
-        return Err(crate::error::Error::Shape {
+        return Err(Error::Shape {
             what: "parameters".into(),
             expected: format!("{features} features × {outputs} outputs"),
             found: format!(
@@ -148,6 +330,18 @@ pub(crate) fn check_params_shape(params: &Params, features: usize, outputs: usiz
                 params.features(),
                 params.outputs()
             ),
+        });
+    }
+    Ok(())
+}
+
+/// An optimizer state given to a session must have the length its optimizer keeps.
+pub(crate) fn check_state_len(given: usize, expected: usize) -> Result<()> {
+    if given != expected {
+        return Err(Error::Shape {
+            what: "optimizer state".into(),
+            expected: format!("{expected} values"),
+            found: format!("{given} values"),
         });
     }
     Ok(())

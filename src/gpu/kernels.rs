@@ -4,9 +4,10 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::GpuContext;
-use crate::backend::Step;
+use crate::backend::{RowSet, Setup, Step};
 use crate::error::{Error, Result};
 use crate::model::{Loss, Model, Objective};
+use crate::optim::{Optimizer, UpdateRule, adam_corrections};
 
 /// How the kernels are shaped for a device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,6 +63,7 @@ const DELTA: &str = include_str!("../../shaders/delta.wgsl");
 const XT_DELTA: &str = include_str!("../../shaders/xt_delta.wgsl");
 const STREAM_READ: &str = include_str!("../../shaders/stream_read.wgsl");
 const GENERATE: &str = include_str!("../../shaders/generate.wgsl");
+const MOMENTS: &str = include_str!("../../shaders/moments.wgsl");
 
 /// One step as the kernels see it; `struct Step` in `shaders/common.wgsl`.
 #[repr(C)]
@@ -74,16 +76,20 @@ pub struct StepUniform {
     pub perm_shift: u32,
     pub perm_n: u32,
     pub lr: f32,
-    pub inv_count: f32,
+    /// Which rows: `RowSet::code`.
+    pub rows: u32,
     pub key: [u32; 4],
     pub index: u32,
     pub groups: u32,
-    pub _pad: [u32; 2],
+    /// Adam's η / (1 − β₁ᵗ) and √(1 − β₂ᵗ), computed in f64 as PyTorch does.
+    pub adam_step: f32,
+    pub adam_root: f32,
 }
 
 impl StepUniform {
-    /// The uniform of `step`, the `index`-th of its run, using `groups` workgroups per shard.
-    pub fn new(step: &Step, index: u32, groups: u32) -> Self {
+    /// The uniform of `step`, the `index`-th of its run, over `rows`, using `groups`
+    /// workgroups per shard, under `rule`.
+    pub fn new(step: &Step, index: u32, groups: u32, rows: RowSet, rule: &UpdateRule) -> Self {
         let batch = &step.batch;
         let perm = batch.order.unwrap_or(crate::rng::Permutation {
             keys: [0; 4],
@@ -91,6 +97,12 @@ impl StepUniform {
             shift: 1,
             n: 0,
         });
+        let (adam_step, adam_root) = match rule.optimizer {
+            Optimizer::Adam { beta1, beta2, .. } => {
+                adam_corrections(beta1, beta2, step.t.max(1), f64::from(step.lr))
+            }
+            _ => (0.0, 1.0),
+        };
         StepUniform {
             pos_begin: batch.start,
             pos_count: batch.len,
@@ -99,11 +111,54 @@ impl StepUniform {
             perm_shift: perm.shift,
             perm_n: perm.n,
             lr: step.lr,
-            inv_count: 1.0 / batch.len as f32,
+            rows: rows.code(),
             key: perm.keys,
             index,
             groups,
-            _pad: [0; 2],
+            adam_step: adam_step as f32,
+            adam_root: adam_root as f32,
+        }
+    }
+}
+
+/// What stays fixed for a fit; `struct Setup` in `shaders/common.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
+pub struct SetupUniform {
+    pub optimizer: u32,
+    pub momentum: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub l2: f32,
+    pub l1: f32,
+    pub standardize: u32,
+    pub split_seed: [u32; 2],
+    pub split_threshold: u32,
+    pub weighted: u32,
+}
+
+impl SetupUniform {
+    pub fn new(setup: &Setup, weighted: bool) -> Self {
+        let (optimizer, momentum, beta1, beta2, eps) = match setup.rule.optimizer {
+            Optimizer::Sgd => (0, 0.0, 0.0, 0.0, 1.0),
+            Optimizer::Momentum { momentum } => (1, momentum, 0.0, 0.0, 1.0),
+            Optimizer::Nesterov { momentum } => (2, momentum, 0.0, 0.0, 1.0),
+            Optimizer::Adam { beta1, beta2, eps } => (3, 0.0, beta1, beta2, eps),
+        };
+        let split = setup.split;
+        SetupUniform {
+            optimizer,
+            momentum: momentum as f32,
+            beta1: beta1 as f32,
+            beta2: beta2 as f32,
+            eps: eps as f32,
+            l2: setup.rule.regularization.l2 as f32,
+            l1: setup.rule.regularization.l1 as f32,
+            standardize: u32::from(setup.standardize),
+            split_seed: split.map_or([0; 2], |s| [s.seed as u32, (s.seed >> 32) as u32]),
+            split_threshold: split.map_or(0, |s| s.threshold()),
+            weighted: u32::from(weighted),
         }
     }
 }
@@ -119,7 +174,7 @@ pub struct ShardUniform {
 }
 
 /// The shape constants of one problem, written into every shader as WGSL `const`s.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ShaderConstants {
     /// d, features.
     pub d: u32,
@@ -127,7 +182,7 @@ pub struct ShaderConstants {
     pub dp: u32,
     /// k, outputs.
     pub k: u32,
-    /// (d + 1)·k + 1: ∇W, ∇b, then the loss.
+    /// (d + 1)·k + 5: ∇W, ∇b, then the loss, the weight and the metric sums.
     pub p: u32,
     pub model: u32,
     pub loss: u32,
@@ -195,7 +250,7 @@ impl ShaderConstants {
             d: d32,
             dp,
             k,
-            p: (d32 + 1) * k + 1,
+            p: (d32 + 1) * k + 5,
             model: match objective.model() {
                 Model::Linear => 0,
                 Model::Logistic => 1,
@@ -258,6 +313,7 @@ impl ShaderConstants {
             ("ROW_GROUPS", self.row_groups),
             ("COLS", self.cols),
             ("KT", self.kt),
+            ("CLASS_SLOTS", self.k.max(2)),
         ];
         let mut text: String = constants
             .iter()
@@ -313,6 +369,7 @@ impl ShaderConstants {
             ("xt_delta", XT_DELTA),
             ("stream_read", STREAM_READ),
             ("generate", GENERATE),
+            ("moments", MOMENTS),
         ]
         .into_iter()
         .map(|(name, text)| (name, self.source(text)))
@@ -376,12 +433,14 @@ const RW: Binding = Binding::Storage { read_only: false };
 pub struct Layouts {
     pub step: wgpu::BindGroupLayout,
     pub shard: wgpu::BindGroupLayout,
-    /// gradient: params (read), partials (write).
+    /// gradient: params (read), partials (write), setup, class weights (read).
     pub gradient: wgpu::BindGroupLayout,
     /// reduce: partials (read), grad (write).
     pub reduce: wgpu::BindGroupLayout,
-    /// update: params (read-write), grad (read), status (read-write).
+    /// update: params, grad (read), status, theta, state, moments (read), setup.
     pub update: wgpu::BindGroupLayout,
+    /// moments: partials (write), setup, center (read).
+    pub moments: wgpu::BindGroupLayout,
     /// forward: params (read), z, ŷ (write).
     pub forward: wgpu::BindGroupLayout,
     /// delta: z, ŷ (read), δ, row loss (write).
@@ -404,17 +463,38 @@ pub struct Kernels {
     pub xt_delta: wgpu::ComputePipeline,
     /// The memory floor: one streaming read of X (benchmarks only).
     pub stream_read: wgpu::ComputePipeline,
+    /// Column sums and label counts (standardization, balanced class weights).
+    pub moments: wgpu::ComputePipeline,
 }
 
 impl Kernels {
+    /// The kernels for `constants`, built once per device and shared by its sessions.
+    pub fn shared(ctx: &GpuContext, constants: ShaderConstants) -> Result<std::sync::Arc<Self>> {
+        if let Some(k) = ctx.cached_kernels(&constants) {
+            return Ok(k);
+        }
+        let kernels = std::sync::Arc::new(Self::new(ctx, constants)?);
+        ctx.cache_kernels(constants, std::sync::Arc::clone(&kernels));
+        Ok(kernels)
+    }
+
     pub fn new(ctx: &GpuContext, constants: ShaderConstants) -> Result<Self> {
         let device = ctx.device();
         let layouts = Layouts {
             step: bind_group_layout(device, "downhill.step", &[Binding::StepUniform]),
-            shard: bind_group_layout(device, "downhill.shard", &[RO, RO, Binding::Uniform]),
-            gradient: bind_group_layout(device, "downhill.gradient", &[RO, RW]),
+            shard: bind_group_layout(device, "downhill.shard", &[RO, RO, Binding::Uniform, RO]),
+            gradient: bind_group_layout(
+                device,
+                "downhill.gradient",
+                &[RO, RW, Binding::Uniform, RO],
+            ),
             reduce: bind_group_layout(device, "downhill.reduce", &[RO, RW]),
-            update: bind_group_layout(device, "downhill.update", &[RW, RO, RW]),
+            update: bind_group_layout(
+                device,
+                "downhill.update",
+                &[RW, RO, RW, RW, RW, RO, Binding::Uniform],
+            ),
+            moments: bind_group_layout(device, "downhill.moments", &[RW, Binding::Uniform, RO]),
             forward: bind_group_layout(device, "downhill.forward", &[RO, RW, RW]),
             delta: bind_group_layout(device, "downhill.delta", &[RO, RO, RW, RW]),
             xt_delta: bind_group_layout(device, "downhill.xt_delta", &[RO, RO, RW]),
@@ -457,6 +537,12 @@ impl Kernels {
             "stream_read",
             &[&layouts.stream_read],
         );
+        let moments = build(
+            "moments",
+            MOMENTS,
+            "column_moments",
+            &[step, shard, &layouts.moments],
+        );
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::gpu(format!("building the kernels: {e}")));
         }
@@ -471,6 +557,7 @@ impl Kernels {
             delta,
             xt_delta,
             stream_read,
+            moments,
         })
     }
 }
@@ -547,6 +634,8 @@ mod tests {
         assert_eq!(size_of::<StepUniform>(), 64);
         assert_eq!(size_of::<ShardUniform>(), 16);
         assert_eq!(size_of::<GeneratorUniform>(), 32);
+        // WGSL: 8 scalars (32), vec2<u32> (8, 8-aligned), 2 u32 (8) = 48.
+        assert_eq!(size_of::<SetupUniform>(), 48);
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod kernels;
 mod rows;
 pub mod session;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
@@ -137,6 +138,8 @@ pub struct GpuContext {
     queue: wgpu::Queue,
     info: wgpu::AdapterInfo,
     faults: Arc<Mutex<Vec<String>>>,
+    /// Pipelines by problem shape, so that sessions of the same shape build them once.
+    kernels: Mutex<HashMap<kernels::ShaderConstants, Arc<kernels::Kernels>>>,
 }
 
 impl GpuContext {
@@ -203,6 +206,7 @@ impl GpuContext {
             queue,
             info,
             faults,
+            kernels: Mutex::new(HashMap::new()),
         }
     }
 
@@ -281,6 +285,19 @@ impl GpuContext {
             )));
         }
         Ok(buffer)
+    }
+
+    pub(crate) fn cached_kernels(
+        &self,
+        c: &kernels::ShaderConstants,
+    ) -> Option<Arc<kernels::Kernels>> {
+        self.kernels.lock().ok()?.get(c).cloned()
+    }
+
+    pub(crate) fn cache_kernels(&self, c: kernels::ShaderConstants, k: Arc<kernels::Kernels>) {
+        if let Ok(mut cache) = self.kernels.lock() {
+            cache.insert(c, k);
+        }
     }
 
     /// Waits until the device has finished all submitted work.

@@ -21,24 +21,30 @@ pub(crate) struct RowBuffers {
     pub y: wgpu::Buffer,
     /// `ShardUniform`: the rows, and the index that places its partials.
     pub uniform: wgpu::Buffer,
-    /// x, y, uniform, for the kernels' group 1.
+    /// Sample weights (a placeholder of 16 bytes when rows are unweighted).
+    pub w: wgpu::Buffer,
+    /// x, y, uniform, w, for the kernels' group 1.
     pub bind: wgpu::BindGroup,
 }
 
 impl RowBuffers {
-    /// Empty buffers for `capacity` rows of `row_bytes` each (padded to whole vec4s).
+    /// Empty buffers for `capacity` rows of `row_bytes` each (padded to whole vec4s), with
+    /// room for sample weights when `weighted`.
     fn empty(
         ctx: &GpuContext,
         layout: &wgpu::BindGroupLayout,
         capacity: u32,
         row_bytes: u64,
+        weighted: bool,
     ) -> Result<Self> {
         let usage = STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
         let x_bytes = (row_bytes * u64::from(capacity)).next_multiple_of(16);
         let x = ctx.buffer("downhill.x", x_bytes, usage, false)?;
         let y_bytes = (4 * u64::from(capacity)).next_multiple_of(16);
         let y = ctx.buffer("downhill.y", y_bytes, usage, false)?;
-        Self::with(ctx, layout, x, y)
+        let w_bytes = if weighted { y_bytes } else { 16 };
+        let w = ctx.buffer("downhill.w", w_bytes, usage, false)?;
+        Self::with(ctx, layout, x, y, w)
     }
 
     fn with(
@@ -46,6 +52,7 @@ impl RowBuffers {
         layout: &wgpu::BindGroupLayout,
         x: wgpu::Buffer,
         y: wgpu::Buffer,
+        w: wgpu::Buffer,
     ) -> Result<Self> {
         let uniform = ctx.buffer(
             "downhill.shard",
@@ -53,12 +60,13 @@ impl RowBuffers {
             wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             false,
         )?;
-        let bind = bind_group(ctx, "downhill.shard", layout, &[&x, &y, &uniform]);
+        let bind = bind_group(ctx, "downhill.shard", layout, &[&x, &y, &uniform, &w]);
         Ok(RowBuffers {
             rows: 0..0,
             x,
             y,
             uniform,
+            w,
             bind,
         })
     }
@@ -165,9 +173,10 @@ impl<'a> DeviceRows<'a> {
                 .map(|r| r.end - r.start)
                 .max()
                 .unwrap_or(1);
+            let weighted = matches!(&data, Data::Host(h) if h.weights().is_some());
             let slots = [
-                RowBuffers::empty(ctx, layout, capacity, row_bytes)?,
-                RowBuffers::empty(ctx, layout, capacity, row_bytes)?,
+                RowBuffers::empty(ctx, layout, capacity, row_bytes, weighted)?,
+                RowBuffers::empty(ctx, layout, capacity, row_bytes, weighted)?,
             ];
             let source = match data {
                 Data::Host(host) => Source::Host(host),
@@ -201,10 +210,15 @@ impl<'a> DeviceRows<'a> {
                         "downhill.y",
                         bytemuck::cast_slice(&host.y()[begin..end]),
                     )?;
-                    RowBuffers::with(ctx, layout, x, y)?
+                    let w = match host.weights() {
+                        Some(w) => upload(ctx, "downhill.w", bytemuck::cast_slice(&w[begin..end]))?,
+                        None => ctx.buffer("downhill.w", 16, STORAGE, false)?,
+                    };
+                    RowBuffers::with(ctx, layout, x, y, w)?
                 }
                 Data::Synthetic(_) => {
-                    RowBuffers::empty(ctx, layout, range.end - range.start, row_bytes)?
+                    let rows = range.end - range.start;
+                    RowBuffers::empty(ctx, layout, rows, row_bytes, false)?
                 }
             };
             shard.assign(ctx, range.clone(), index as u32);
@@ -258,6 +272,10 @@ impl Stream<'_> {
                     0,
                     bytemuck::cast_slice(&host.y()[begin..end]),
                 );
+                if let Some(w) = host.weights() {
+                    let w = bytemuck::cast_slice(&w[begin..end]);
+                    ctx.queue().write_buffer(&self.slots[slot].w, 0, w);
+                }
             }
             Source::Synthetic(synthetic) => {
                 let (generator, targets) = &**synthetic;

@@ -8,15 +8,20 @@ use std::sync::Arc;
 
 use super::GpuContext;
 use super::kernels::{
-    GeneratorKernels, GeneratorUniform, Kernels, ShaderConstants, StepUniform, Tuning, grid,
+    GeneratorKernels, GeneratorUniform, Kernels, SetupUniform, ShaderConstants, StepUniform,
+    Tuning, grid,
 };
 use super::rows::{
     DeviceRows, Plan, RowBuffers, STORAGE, bind_group, read_buffer, uniform_buffer, upload,
 };
-use crate::backend::reference::check_params_shape;
-use crate::backend::{Backend, Batch, Data, RunOutcome, Session, Step};
+use crate::backend::reference::{balanced, check_params_shape, check_state_len};
+use crate::backend::{
+    Backend, Batch, ClassWeights, Configured, Data, Evaluation, RowSet, RunOutcome, Session, Setup,
+    Step,
+};
 use crate::error::{Error, Result};
 use crate::model::{Gradient, Objective, Params};
+use crate::optim::Standardization;
 
 /// Steps recorded per submission (and step records in the uniform buffer).
 const STEPS_PER_SUBMIT: usize = 256;
@@ -91,11 +96,20 @@ pub struct GpuSession<'a> {
     objective: Objective,
     rows: usize,
     features: usize,
-    kernels: Kernels,
+    kernels: Arc<Kernels>,
     device_rows: DeviceRows<'a>,
     /// The rows of each shard, or of each chunk when streamed.
     ranges: Vec<Range<u32>>,
+    /// Raw-space parameters, (d + 1)·k: what every gradient pass reads.
     params: wgpu::Buffer,
+    /// The optimizer's parameters (standardized space when standardizing) and state.
+    theta: wgpu::Buffer,
+    state: wgpu::Buffer,
+    /// μ (d) then s = 1/σ (d), when standardizing.
+    moments: wgpu::Buffer,
+    setup_buffer: wgpu::Buffer,
+    /// One weight per class slot (max(k, 2)); ones without class weights.
+    class_weights: wgpu::Buffer,
     grad: wgpu::Buffer,
     partials: wgpu::Buffer,
     status: wgpu::Buffer,
@@ -105,6 +119,10 @@ pub struct GpuSession<'a> {
     gradient_bind: wgpu::BindGroup,
     reduce_bind: wgpu::BindGroup,
     update_bind: wgpu::BindGroup,
+    /// What the session was configured with, and what it derived.
+    setup: Setup,
+    standardization: Option<Standardization>,
+    weighted: bool,
     /// Bytes between step records (the device's uniform offset alignment).
     step_stride: u64,
     /// Workgroups per shard the partials buffer has room for.
@@ -147,17 +165,26 @@ impl<'a> GpuSession<'a> {
             tuning,
             limits.max_compute_workgroup_storage_size,
         )?;
-        let kernels = Kernels::new(ctx, constants)?;
+        let kernels = Kernels::shared(ctx, constants)?;
         let p = u64::from(constants.p);
+        let weighted = matches!(&data, Data::Host(h) if h.weights().is_some());
         let device_rows = DeviceRows::new(ctx, &constants, &kernels.layouts.shard, &plan, data)?;
 
-        let param_bytes = 4 * (p - 1);
-        let params = ctx.buffer(
-            "downhill.params",
-            param_bytes,
-            STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+        let n = (features as u64 + 1) * u64::from(constants.k);
+        let read_write = STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
+        let params = ctx.buffer("downhill.params", 4 * n, read_write, false)?;
+        let theta = ctx.buffer("downhill.theta", 4 * n, read_write, false)?;
+        let state = ctx.buffer("downhill.state", 8 * n, read_write, false)?;
+        let moments = ctx.buffer("downhill.moments", 8 * features as u64, read_write, false)?;
+        let setup_buffer = ctx.buffer(
+            "downhill.setup",
+            size_of::<SetupUniform>() as u64,
+            wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             false,
         )?;
+        let class_slots = u64::from(constants.k.max(2));
+        let class_weights =
+            ctx.buffer("downhill.class_weights", 4 * class_slots, read_write, false)?;
         let grad = ctx.buffer(
             "downhill.grad",
             4 * p,
@@ -170,7 +197,9 @@ impl<'a> GpuSession<'a> {
             STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
             false,
         )?;
-        let partial_bytes = 4 * p * shard_count as u64;
+        // The moments pass writes 2d + max(k, 2) + 1 numbers per workgroup, the others P.
+        let per_group = p.max(2 * features as u64 + class_slots + 1);
+        let partial_bytes = 4 * per_group * shard_count as u64;
         let max_groups =
             (ctx.storage_binding_limit() / partial_bytes).min(u64::from(tuning.max_groups)) as u32;
         if max_groups == 0 {
@@ -185,7 +214,7 @@ impl<'a> GpuSession<'a> {
         let partials = ctx.buffer(
             "downhill.partials",
             partial_bytes * u64::from(max_groups),
-            STORAGE,
+            STORAGE | wgpu::BufferUsages::COPY_SRC,
             false,
         )?;
         let step_stride = (size_of::<StepUniform>() as u64)
@@ -198,7 +227,7 @@ impl<'a> GpuSession<'a> {
         )?;
         let staging = ctx.buffer(
             "downhill.staging",
-            4 * p,
+            (4 * p).max(8 * n).max(8 * features as u64),
             wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             false,
         )?;
@@ -218,7 +247,7 @@ impl<'a> GpuSession<'a> {
             ctx,
             "downhill.gradient",
             &kernels.layouts.gradient,
-            &[&params, &partials],
+            &[&params, &partials, &setup_buffer, &class_weights],
         );
         let reduce_bind = bind_group(
             ctx,
@@ -230,7 +259,15 @@ impl<'a> GpuSession<'a> {
             ctx,
             "downhill.update",
             &kernels.layouts.update,
-            &[&params, &grad, &status],
+            &[
+                &params,
+                &grad,
+                &status,
+                &theta,
+                &state,
+                &moments,
+                &setup_buffer,
+            ],
         );
 
         let session = GpuSession {
@@ -242,6 +279,11 @@ impl<'a> GpuSession<'a> {
             device_rows,
             ranges: plan.ranges,
             params,
+            theta,
+            state,
+            moments,
+            setup_buffer,
+            class_weights,
             grad,
             partials,
             status,
@@ -251,11 +293,15 @@ impl<'a> GpuSession<'a> {
             gradient_bind,
             reduce_bind,
             update_bind,
+            setup: Setup::default(),
+            standardization: None,
+            weighted,
             step_stride,
             max_groups,
             records: Vec::new(),
         };
-        session.write_params(&Params::zeros(features, objective.outputs()));
+        session.write_setup(&[1.0; 2]);
+        session.write_raw(&vec![0.0; n as usize]);
         ctx.check()?;
         Ok(session)
     }
@@ -281,10 +327,36 @@ impl<'a> GpuSession<'a> {
         self.kernels.constants
     }
 
-    fn write_params(&self, params: &Params) {
-        self.ctx
-            .queue()
-            .write_buffer(&self.params, 0, bytemuck::cast_slice(&params.to_flat_f32()));
+    /// Sets the parameters from raw-space values (W row-major, then b): `params` as they
+    /// are, `theta` in the optimizer's space.
+    fn write_raw(&self, raw: &[f64]) {
+        let k = self.objective.outputs();
+        let theta = match &self.standardization {
+            Some(s) => s.from_raw(raw, k),
+            None => raw.to_vec(),
+        };
+        let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+        let queue = self.ctx.queue();
+        queue.write_buffer(&self.params, 0, bytemuck::cast_slice(&f32s(raw)));
+        queue.write_buffer(&self.theta, 0, bytemuck::cast_slice(&f32s(&theta)));
+    }
+
+    /// Writes the setup uniform and the class weights (one per class slot).
+    fn write_setup(&self, class_weights: &[f64]) {
+        let uniform = SetupUniform::new(&self.setup, self.weighted);
+        let queue = self.ctx.queue();
+        queue.write_buffer(&self.setup_buffer, 0, bytemuck::bytes_of(&uniform));
+        let slots = self.kernels.constants.k.max(2) as usize;
+        let weights: Vec<f32> = (0..slots)
+            .map(|c| class_weights.get(c).copied().unwrap_or(1.0) as f32)
+            .collect();
+        queue.write_buffer(&self.class_weights, 0, bytemuck::cast_slice(&weights));
+    }
+
+    /// The step uniform of `step` (the `index`-th of a run) over `rows`.
+    fn step_uniform(&self, step: &Step, index: u32, rows: RowSet) -> StepUniform {
+        let groups = self.groups_for(&step.batch);
+        StepUniform::new(step, index, groups, rows, &self.setup.rule)
     }
 
     fn full_batch(&self) -> Batch {
@@ -352,33 +424,20 @@ impl<'a> GpuSession<'a> {
     /// chunk's partial gradient in a submission of its own, so that the host fills one slot
     /// while the device computes on the other. Returns the encoder for what follows.
     fn stream_gradient(&mut self, groups: u32) -> Result<wgpu::CommandEncoder> {
-        let DeviceRows::Streamed(stream) = &mut self.device_rows else {
-            unreachable!("stream_gradient on resident rows");
-        };
-        let ctx = self.ctx;
-        let d = self.features;
-        for index in 0..stream.chunks.len() {
-            let mut encoder =
-                ctx.device()
-                    .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                        label: Some("downhill.chunk"),
-                    });
-            let slot = stream.fill(ctx, d, index, &mut encoder)?;
-            {
-                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some("downhill.chunk"),
-                    timestamp_writes: None,
-                });
-                let offset = [0u32];
-                pass.set_pipeline(&self.kernels.gradient);
-                pass.set_bind_group(0, &self.step_bind, &offset);
-                pass.set_bind_group(2, &self.gradient_bind, &[]);
-                pass.set_bind_group(1, &stream.slots[slot].bind, &[]);
-                pass.dispatch_workgroups(groups, self.kernels.constants.class_tiles(), 1);
-            }
-            let submission = ctx.queue().submit([encoder.finish()]);
-            stream.submitted(slot, submission);
-        }
+        let (kernels, step_bind, gradient_bind) =
+            (&self.kernels, &self.step_bind, &self.gradient_bind);
+        pass_over_rows(
+            self.ctx,
+            &mut self.device_rows,
+            self.features,
+            &mut |pass, rows| {
+                pass.set_pipeline(&kernels.gradient);
+                pass.set_bind_group(0, step_bind, &[0]);
+                pass.set_bind_group(1, &rows.bind, &[]);
+                pass.set_bind_group(2, gradient_bind, &[]);
+                pass.dispatch_workgroups(groups, kernels.constants.class_tiles(), 1);
+            },
+        )?;
         Ok(self.encoder("downhill.finish"))
     }
 
@@ -414,19 +473,66 @@ impl<'a> GpuSession<'a> {
         self.ctx.queue().write_buffer(&self.steps, 0, &self.records);
     }
 
-    /// Evaluates J and ∇J over all rows into `grad` and reads back `entries` of it
-    /// starting at `first`.
-    fn evaluate(&mut self, first: u32, entries: u32) -> Result<Vec<f32>> {
-        let batch = self.full_batch();
-        let step = Step {
-            epoch: 0,
-            batch,
-            lr: 0.0,
-        };
-        let groups = self.groups_for(&batch);
-        self.write_records(&[StepUniform::new(&step, 0, groups)]);
-        let encoder = self.one_step(groups, false)?;
+    /// Evaluates J, ∇J and the metric sums over `rows` into `grad` and reads back
+    /// `entries` of it starting at `first`.
+    fn evaluate_rows(&mut self, rows: RowSet, first: u32, entries: u32) -> Result<Vec<f32>> {
+        let step = self.evaluation_step();
+        let uniform = self.step_uniform(&step, 0, rows);
+        self.write_records(&[uniform]);
+        let encoder = self.one_step(uniform.groups, false)?;
         self.read_back(encoder, &self.grad, first, entries)
+    }
+
+    /// A step over every row with learning rate 0: what evaluations record.
+    fn evaluation_step(&self) -> Step {
+        Step {
+            epoch: 0,
+            t: 1,
+            batch: self.full_batch(),
+            lr: 0.0,
+        }
+    }
+
+    /// Per-feature sums of (x − center) and (x − center)², label counts and the row count
+    /// over the training rows, added over every workgroup and shard in f64.
+    fn column_moments(&mut self, center: &[f64]) -> Result<Vec<f64>> {
+        let d = self.features;
+        let slots = self.kernels.constants.k.max(2) as usize;
+        let m = 2 * d + slots + 1;
+        let center_f32: Vec<f32> = center.iter().map(|&c| c as f32).collect();
+        let center_buffer = upload(
+            self.ctx,
+            "downhill.center",
+            bytemuck::cast_slice(&center_f32),
+        )?;
+        let step = self.evaluation_step();
+        let groups = self.max_groups;
+        let mut uniform = StepUniform::new(&step, 0, groups, RowSet::Training, &self.setup.rule);
+        uniform.groups = groups;
+        self.write_records(&[uniform]);
+        let own = bind_group(
+            self.ctx,
+            "downhill.moments",
+            &self.kernels.layouts.moments,
+            &[&self.partials, &self.setup_buffer, &center_buffer],
+        );
+        let (kernels, step_bind) = (&self.kernels, &self.step_bind);
+        pass_over_rows(self.ctx, &mut self.device_rows, d, &mut |pass, rows| {
+            pass.set_pipeline(&kernels.moments);
+            pass.set_bind_group(0, step_bind, &[0]);
+            pass.set_bind_group(1, &rows.bind, &[]);
+            pass.set_bind_group(2, &own, &[]);
+            pass.dispatch_workgroups(groups, 1, 1);
+        })?;
+        let count = self.ranges.len() * groups as usize * m;
+        let values = read_buffer(self.ctx, &self.partials, 4 * count as u64)?;
+        let mut total = vec![0.0; m];
+        for partial in values.chunks_exact(m) {
+            for (t, &v) in total.iter_mut().zip(partial) {
+                *t += f64::from(v);
+            }
+        }
+        Ok(total)
     }
 
     fn encoder(&self, label: &str) -> wgpu::CommandEncoder {
@@ -567,10 +673,11 @@ impl<'a> GpuSession<'a> {
         );
         let step = Step {
             epoch: 0,
+            t: 1,
             batch,
             lr: 0.0,
         };
-        self.write_records(&[StepUniform::new(&step, 0, 1)]);
+        self.write_records(&[StepUniform::new(&step, 0, 1, RowSet::All, &self.setup.rule)]);
         let shard = match &self.device_rows {
             DeviceRows::Resident(shards) if shards.len() == 1 => &shards[0],
             _ => {
@@ -637,12 +744,18 @@ impl Session for GpuSession<'_> {
 
     fn set_params(&mut self, params: &Params) -> Result<()> {
         check_params_shape(params, self.features, self.objective.outputs())?;
-        self.write_params(params);
+        let raw: Vec<f64> = params
+            .weights()
+            .iter()
+            .chain(params.bias())
+            .copied()
+            .collect();
+        self.write_raw(&raw);
         self.ctx.check()
     }
 
     fn params(&mut self) -> Result<Params> {
-        let count = self.kernels.constants.p - 1;
+        let count = (self.features as u32 + 1) * self.kernels.constants.k;
         let encoder = self.encoder("downhill.params");
         let values = self.read_back(encoder, &self.params, 0, count)?;
         Ok(Params::from_flat(
@@ -653,13 +766,104 @@ impl Session for GpuSession<'_> {
     }
 
     fn gradient(&mut self) -> Result<Gradient> {
-        let values = self.evaluate(0, self.kernels.constants.p)?;
+        let values = self.evaluate_rows(RowSet::All, 0, self.kernels.constants.p)?;
         Ok(self.gradient_from(&values))
     }
 
     fn loss(&mut self) -> Result<f64> {
-        let values = self.evaluate(self.kernels.constants.p - 1, 1)?;
-        Ok(f64::from(values[0]))
+        Ok(self.evaluate(RowSet::All)?.loss)
+    }
+
+    fn configure(&mut self, setup: &Setup) -> Result<Configured> {
+        setup.rule.validate()?;
+        let params = self.params()?;
+        let raw: Vec<f64> = params
+            .weights()
+            .iter()
+            .chain(params.bias())
+            .copied()
+            .collect();
+        let (d, k) = (self.features, self.objective.outputs());
+        self.setup = setup.clone();
+        self.standardization = None;
+        self.write_setup(&[1.0; 2]);
+        // The training rows' feature sums and label counts (center 0), then, when
+        // standardizing, their squared deviations from the means.
+        let first = self.column_moments(&vec![0.0; d])?;
+        let slots = k.max(2);
+        let counts = &first[2 * d..2 * d + slots];
+        let training = first[2 * d + slots];
+        if training == 0.0 {
+            let fraction = setup.split.map_or(0.0, |s| s.fraction);
+            return Err(Error::option(
+                "validation fraction",
+                fraction,
+                "leaves no training rows",
+            ));
+        }
+        if setup.standardize {
+            let mean: Vec<f64> = first[..d].iter().map(|s| s / training).collect();
+            let second = self.column_moments(&mean)?;
+            let variance: Vec<f64> = second[d..2 * d].iter().map(|s| s / training).collect();
+            let st = Standardization::from_moments(mean, &variance);
+            let values: Vec<f32> = st.mean.iter().chain(&st.scale).map(|&v| v as f32).collect();
+            self.ctx
+                .queue()
+                .write_buffer(&self.moments, 0, bytemuck::cast_slice(&values));
+            self.standardization = Some(st);
+        }
+        let class_weights = match &setup.class_weights {
+            None => None,
+            Some(ClassWeights::Given(w)) => Some(w.clone()),
+            Some(ClassWeights::Balanced) => Some(balanced(counts)),
+        };
+        self.write_setup(class_weights.as_deref().unwrap_or(&[]));
+        self.write_raw(&raw);
+        let state = vec![0.0f32; 2 * raw.len()];
+        self.ctx
+            .queue()
+            .write_buffer(&self.state, 0, bytemuck::cast_slice(&state));
+        self.ctx.check()?;
+        Ok(Configured {
+            standardization: self.standardization.clone(),
+            class_weights,
+            training_rows: training as u64,
+            held_out_rows: self.rows as u64 - training as u64,
+        })
+    }
+
+    fn evaluate(&mut self, rows: RowSet) -> Result<Evaluation> {
+        let p_loss = (self.features as u32 + 1) * self.kernels.constants.k;
+        let v = self.evaluate_rows(rows, p_loss, 5)?;
+        let weight = f64::from(v[1]);
+        let sums = [
+            f64::from(v[0]) * weight,
+            weight,
+            f64::from(v[2]),
+            f64::from(v[3]),
+            f64::from(v[4]),
+        ];
+        Ok(Evaluation::from_sums(self.objective.model(), sums))
+    }
+
+    fn optimizer_state(&mut self) -> Result<Vec<f64>> {
+        let n = (self.features as u32 + 1) * self.kernels.constants.k;
+        let len = self.setup.rule.optimizer.state_len() as u32 * n;
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let values = self.read_back(self.encoder("downhill.state"), &self.state, 0, len)?;
+        Ok(values.iter().map(|&v| f64::from(v)).collect())
+    }
+
+    fn set_optimizer_state(&mut self, state: &[f64]) -> Result<()> {
+        let n = (self.features + 1) * self.objective.outputs();
+        check_state_len(state.len(), self.setup.rule.optimizer.state_len() * n)?;
+        let values: Vec<f32> = state.iter().map(|&v| v as f32).collect();
+        self.ctx
+            .queue()
+            .write_buffer(&self.state, 0, bytemuck::cast_slice(&values));
+        self.ctx.check()
     }
 
     fn run(&mut self, steps: &[Step]) -> Result<RunOutcome> {
@@ -691,10 +895,10 @@ impl GpuSession<'_> {
             uniforms.clear();
             groups.clear();
             for (i, step) in chunk.iter().enumerate() {
-                let g = self.groups_for(&step.batch);
                 let index = (chunk_index * STEPS_PER_SUBMIT + i) as u32;
-                uniforms.push(StepUniform::new(step, index, g));
-                groups.push(g);
+                let uniform = self.step_uniform(step, index, RowSet::Training);
+                groups.push(uniform.groups);
+                uniforms.push(uniform);
             }
             self.write_records(&uniforms);
             let DeviceRows::Resident(shards) = &self.device_rows else {
@@ -728,8 +932,9 @@ impl GpuSession<'_> {
                      --max-device-bytes, or --backend cpu",
                 ));
             }
-            let groups = self.groups_for(&step.batch);
-            self.write_records(&[StepUniform::new(step, index as u32, groups)]);
+            let uniform = self.step_uniform(step, index as u32, RowSet::Training);
+            let groups = uniform.groups;
+            self.write_records(&[uniform]);
             let encoder = self.one_step(groups, true)?;
             self.ctx.queue().submit([encoder.finish()]);
         }
@@ -793,4 +998,49 @@ pub fn convert_i64_on_device(gpu: &Gpu, values: &[i64]) -> Result<Vec<f32>> {
 /// Rows two ranges share.
 fn overlap(a: &Range<u32>, b: Range<u32>) -> u32 {
     a.end.min(b.end).saturating_sub(a.start.max(b.start))
+}
+
+/// Records `record` over every run of rows: all resident shards in one submission, or
+/// each streamed chunk in a submission of its own as it passes through its slot (the host
+/// fills one slot while the device computes on the other).
+fn pass_over_rows(
+    ctx: &GpuContext,
+    rows: &mut DeviceRows<'_>,
+    d: usize,
+    record: &mut dyn FnMut(&mut wgpu::ComputePass<'_>, &RowBuffers),
+) -> Result<()> {
+    let label = Some("downhill.rows");
+    let descriptor = wgpu::ComputePassDescriptor {
+        label,
+        timestamp_writes: None,
+    };
+    match rows {
+        DeviceRows::Resident(shards) => {
+            let mut encoder = ctx
+                .device()
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label });
+            {
+                let mut pass = encoder.begin_compute_pass(&descriptor);
+                for shard in shards.iter() {
+                    record(&mut pass, shard);
+                }
+            }
+            ctx.queue().submit([encoder.finish()]);
+        }
+        DeviceRows::Streamed(stream) => {
+            for index in 0..stream.chunks.len() {
+                let mut encoder = ctx
+                    .device()
+                    .create_command_encoder(&wgpu::CommandEncoderDescriptor { label });
+                let slot = stream.fill(ctx, d, index, &mut encoder)?;
+                {
+                    let mut pass = encoder.begin_compute_pass(&descriptor);
+                    record(&mut pass, &stream.slots[slot]);
+                }
+                let submission = ctx.queue().submit([encoder.finish()]);
+                stream.submitted(slot, submission);
+            }
+        }
+    }
+    Ok(())
 }
