@@ -441,7 +441,7 @@ impl Trainer {
     /// The steps of one epoch over `rows` rows; `t` is the number of steps before it.
     pub fn epoch_steps_from(&self, epoch: u64, rows: usize, t: u64) -> Vec<Step> {
         let n = rows as u32;
-        let lr = self.epoch_rate(epoch) as f32;
+        let lr = self.epoch_rate(epoch);
         let batches: Vec<Batch> = match self.batch_size {
             Some(b) if b < rows => {
                 let order = Some(Permutation::for_epoch(self.seed, epoch, n));

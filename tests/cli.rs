@@ -537,3 +537,159 @@ fn without_an_adapter_gpu_fails_clearly_and_auto_uses_the_cpu() {
         "{stderr}"
     );
 }
+
+#[test]
+fn training_options_reach_the_json() {
+    let out = downhill(&[
+        "fit",
+        "--model",
+        "logistic",
+        "--rows",
+        "3000",
+        "--features",
+        "5",
+        "--epochs",
+        "300",
+        "--lr",
+        "0.05",
+        "--optimizer",
+        "adam",
+        "--standardize",
+        "--validation-fraction",
+        "0.2",
+        "--patience",
+        "3",
+        "--class-weight",
+        "balanced",
+        "--l2",
+        "0.001",
+        "--lr-schedule",
+        "cosine",
+        "--backend",
+        "reference",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["optimizer"], "adam");
+    let stop = v["stop_reason"].as_str().unwrap();
+    assert!(stop == "no_improvement" || stop == "epochs", "{v}");
+    let held_out = v["held_out_rows"].as_u64().unwrap();
+    assert!((450..750).contains(&held_out), "{held_out}");
+    assert_eq!(
+        v["val_history"].as_array().unwrap().len(),
+        v["history"].as_array().unwrap().len()
+    );
+    assert!(v["metrics"]["val_accuracy"].as_f64().unwrap() > 0.6, "{v}");
+    assert_eq!(v["standardization"]["mean"].as_array().unwrap().len(), 5);
+    assert_eq!(v["class_weights"].as_array().unwrap().len(), 2);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("val_loss") && stderr.contains("accuracy"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn weight_columns_and_option_mistakes() {
+    let dir = scratch("weights");
+    // Row weights of 2 count the row twice: the same fit as the repeated file.
+    let weighted = write(&dir, "w.csv", "x,y,w\n0,1,2\n1,3,1\n2,4,0\n3,7,1\n");
+    let repeated = write(&dir, "r.csv", "x,y\n0,1\n0,1\n1,3\n3,7\n");
+    let fit = |path: &str, extra: &[&str]| {
+        let mut args = vec![
+            "fit",
+            "--model",
+            "linear",
+            "--data",
+            path,
+            "--target",
+            "y",
+            "--epochs",
+            "500",
+            "--lr",
+            "0.05",
+            "--backend",
+            "reference",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let out = downhill(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let a = fit(&weighted, &["--weight-column", "w"]);
+    let b = fit(&repeated, &[]);
+    assert_eq!(a["features"], 1);
+    assert!((a["weights"][0].as_f64().unwrap() - b["weights"][0].as_f64().unwrap()).abs() < 1e-9);
+    let negative = write(&dir, "n.csv", "x,y,w\n0,1,-2\n");
+    let e = fit_csv(&negative, "y", &["--weight-column", "w"]);
+    assert!(
+        e.contains("n.csv, line 2, column 3 (w): negative sample weight: \"-2\""),
+        "{e}"
+    );
+    let data = write(&dir, "d.csv", "a,y\n1,0\n2,1\n");
+    for (extra, expected) in [
+        (
+            vec!["--optimizer", "adam", "--momentum", "0.9"],
+            "invalid momentum 0.9: applies to --optimizer momentum or nesterov, not adam",
+        ),
+        (
+            vec!["--l2", "-1"],
+            "invalid l2 -1: must be a finite number ≥ 0",
+        ),
+        (
+            vec!["--validation-fraction", "1.5"],
+            "invalid validation fraction 1.5: must be in (0, 1)",
+        ),
+        (
+            vec!["--beta1", "0.5"],
+            "invalid beta1 0.5: applies to --optimizer adam, not sgd",
+        ),
+        (
+            vec!["--class-weight", "even"],
+            "invalid class weight even: expected balanced",
+        ),
+    ] {
+        let e = fit_csv(&data, "y", &extra);
+        assert!(e.contains(expected), "{extra:?}: {e}");
+    }
+    let lin = fails(&[
+        "fit",
+        "--model",
+        "linear",
+        "--data",
+        &data,
+        "--target",
+        "y",
+        "--class-weight",
+        "balanced",
+        "--backend",
+        "reference",
+    ]);
+    assert!(lin.contains("class weights"), "{lin}");
+    let out = downhill(&[
+        "fit",
+        "--model",
+        "linear",
+        "--data",
+        &data,
+        "--target",
+        "y",
+        "--lr-schedule",
+        "step:0:1",
+    ]);
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && e.contains("EVERY must be a whole number of epochs ≥ 1"),
+        "{e}"
+    );
+}

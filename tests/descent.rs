@@ -3,49 +3,14 @@
 
 mod common;
 
-use common::{assert_close, gpu, problem, random_params};
+use common::{assert_close, gpu, least_squares, problem, random_params};
 use downhill::backend::reference::Reference;
 use downhill::backend::{Backend, Batch, Data, RunOutcome, Session, Step};
 use downhill::gpu::GpuOptions;
-use downhill::{Dataset, Error, Objective, Params, Trainer};
+use downhill::{Error, Objective, Params, Trainer};
 
 fn flat(p: &Params) -> Vec<f64> {
     p.weights().iter().chain(p.bias()).copied().collect()
-}
-
-/// Least squares by the normal equations [XᵀX Xᵀ1; 1ᵀX n] θ = [Xᵀy; 1ᵀy], in f64.
-fn least_squares(data: &Dataset) -> Vec<f64> {
-    let d = data.features();
-    let m = d + 1;
-    let mut a = vec![vec![0.0f64; m + 1]; m];
-    for i in 0..data.rows() {
-        let mut row: Vec<f64> = data.row(i).iter().map(|&v| f64::from(v)).collect();
-        row.push(1.0);
-        let y = f64::from(data.y()[i]);
-        for r in 0..m {
-            for c in 0..m {
-                a[r][c] += row[r] * row[c];
-            }
-            a[r][m] += row[r] * y;
-        }
-    }
-    // Gauss–Jordan elimination with partial pivoting.
-    for col in 0..m {
-        let pivot = (col..m)
-            .max_by(|&i, &j| a[i][col].abs().total_cmp(&a[j][col].abs()))
-            .unwrap();
-        a.swap(col, pivot);
-        let pivot_row = a[col].clone();
-        for (r, row) in a.iter_mut().enumerate() {
-            if r != col {
-                let f = row[col] / pivot_row[col];
-                for (v, p) in row.iter_mut().zip(&pivot_row).skip(col) {
-                    *v -= f * p;
-                }
-            }
-        }
-    }
-    (0..m).map(|r| a[r][m] / a[r][r]).collect()
 }
 
 #[test]

@@ -255,14 +255,9 @@ impl Session for CpuSession<'_> {
             }
             next.copy_from_slice(&self.theta);
             state.copy_from_slice(&self.state);
-            self.setup.rule.apply(
-                &mut next,
-                &grad,
-                &mut state,
-                d * k,
-                step.t,
-                f64::from(step.lr),
-            );
+            self.setup
+                .rule
+                .apply(&mut next, &grad, &mut state, d * k, step.t, step.lr);
             if grad.iter().chain(&next).any(|v| !v.is_finite()) {
                 return Ok(RunOutcome::Diverged { step: s });
             }

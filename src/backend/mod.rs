@@ -77,7 +77,7 @@ pub struct Step {
     /// The step's number in the fit, from 1 (Adam's bias corrections use it).
     pub t: u64,
     pub batch: Batch,
-    pub lr: f32,
+    pub lr: f64,
 }
 
 /// Which rows a pass uses, when part of them are held out for validation.

@@ -215,14 +215,9 @@ impl Session for ReferenceSession<'_> {
             }
             let mut next = self.theta.clone();
             let mut state = self.state.clone();
-            self.setup.rule.apply(
-                &mut next,
-                &grad,
-                &mut state,
-                d * k,
-                step.t,
-                f64::from(step.lr),
-            );
+            self.setup
+                .rule
+                .apply(&mut next, &grad, &mut state, d * k, step.t, step.lr);
             let loss = metrics[0] / metrics[1].max(f64::MIN_POSITIVE);
             if !loss.is_finite() || grad.iter().chain(&next).any(|v| !v.is_finite()) {
                 return Ok(RunOutcome::Diverged { step: s });

@@ -99,7 +99,7 @@ impl StepUniform {
         });
         let (adam_step, adam_root) = match rule.optimizer {
             Optimizer::Adam { beta1, beta2, .. } => {
-                adam_corrections(beta1, beta2, step.t.max(1), f64::from(step.lr))
+                adam_corrections(beta1, beta2, step.t.max(1), step.lr)
             }
             _ => (0.0, 1.0),
         };
@@ -110,7 +110,7 @@ impl StepUniform {
             perm_mask: perm.mask,
             perm_shift: perm.shift,
             perm_n: perm.n,
-            lr: step.lr,
+            lr: step.lr as f32,
             rows: rows.code(),
             key: perm.keys,
             index,

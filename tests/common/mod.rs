@@ -5,6 +5,7 @@ use std::sync::OnceLock;
 
 use downhill::backend::Backend;
 use downhill::backend::cpu::Cpu;
+use downhill::backend::reference::Reference;
 use downhill::gpu::kernels::Tuning;
 use downhill::gpu::{Gpu, GpuContext, GpuOptions};
 use downhill::rng::cell_hash;
@@ -52,6 +53,13 @@ pub fn fast_backends() -> Vec<(String, Box<dyn Backend>)> {
     for (name, gpu) in gpu_tunings() {
         all.push((format!("gpu, {name}"), Box::new(gpu)));
     }
+    all
+}
+
+/// The reference, then [`fast_backends`].
+pub fn all_backends() -> Vec<(String, Box<dyn Backend>)> {
+    let mut all: Vec<(String, Box<dyn Backend>)> = vec![("reference".into(), Box::new(Reference))];
+    all.extend(fast_backends());
     all
 }
 
@@ -105,4 +113,39 @@ pub fn assert_gradients_close(what: &str, a: &Gradient, b: &Gradient, tol: f64) 
             "{what}: gradient entry {i}: {p} vs {q} (scale {scale})"
         );
     }
+}
+
+/// Least squares by the normal equations [XᵀX Xᵀ1; 1ᵀX n] θ = [Xᵀy; 1ᵀy], in f64.
+pub fn least_squares(data: &Dataset) -> Vec<f64> {
+    let d = data.features();
+    let m = d + 1;
+    let mut a = vec![vec![0.0f64; m + 1]; m];
+    for i in 0..data.rows() {
+        let mut row: Vec<f64> = data.row(i).iter().map(|&v| f64::from(v)).collect();
+        row.push(1.0);
+        let y = f64::from(data.y()[i]);
+        for r in 0..m {
+            for c in 0..m {
+                a[r][c] += row[r] * row[c];
+            }
+            a[r][m] += row[r] * y;
+        }
+    }
+    // Gauss–Jordan elimination with partial pivoting.
+    for col in 0..m {
+        let pivot = (col..m)
+            .max_by(|&i, &j| a[i][col].abs().total_cmp(&a[j][col].abs()))
+            .unwrap();
+        a.swap(col, pivot);
+        let pivot_row = a[col].clone();
+        for (r, row) in a.iter_mut().enumerate() {
+            if r != col {
+                let f = row[col] / pivot_row[col];
+                for (v, p) in row.iter_mut().zip(&pivot_row).skip(col) {
+                    *v -= f * p;
+                }
+            }
+        }
+    }
+    (0..m).map(|r| a[r][m] / a[r][r]).collect()
 }
