@@ -12,6 +12,7 @@ const MODEL_SOFTMAX: u32 = 2u;
 const LOSS_MSE: u32 = 0u;
 const LOSS_BCE: u32 = 1u;
 const LOSS_CE: u32 = 2u;
+const LOSS_CUSTOM: u32 = 3u; // `custom_loss` is generated from the user's expression
 const NO_ROW: u32 = 0xffffffffu;
 
 // One descent step (or one evaluation): which rows, in which order, and the learning rate.
@@ -121,6 +122,9 @@ fn softplus(z: f32) -> f32 {
 
 // Loss and delta = d loss / dz for one output (linear, logistic). Twin of src/math.rs.
 fn loss_delta_1(z: f32, y: f32) -> vec2<f32> {
+    if (LOSS == LOSS_CUSTOM) {
+        return custom_loss(z, y);
+    }
     if (MODEL == MODEL_LINEAR) {
         let r = z - y;
         return vec2<f32>(r * r, 2.0 * r);
@@ -132,6 +136,21 @@ fn loss_delta_1(z: f32, y: f32) -> vec2<f32> {
     let s = sigmoid(z);
     let r = s - y;
     return vec2<f32>(r * r, 2.0 * r * s * (1.0 - s));
+}
+
+// x^n for an integer n, by squaring (the generated custom losses use it).
+fn powi(x: f32, n: i32) -> f32 {
+    var result = 1.0;
+    var base = x;
+    var e = abs(n);
+    while (e > 0) {
+        if ((e & 1) == 1) {
+            result *= base;
+        }
+        base *= base;
+        e >>= 1u;
+    }
+    return select(result, 1.0 / result, n < 0);
 }
 
 // Softmax cross-entropy pieces, given m = max_c z_c and s = sum_c exp(z_c - m).

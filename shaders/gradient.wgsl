@@ -108,12 +108,30 @@ fn row_delta(r: u32, local: u32, bias: ptr<function, array<f32, K>>, sums: ptr<f
             s += exp(z[c] - m);
         }
         let yc = u32(label);
-        for (var c = 0u; c < K; c++) {
-            let d = weight * softmax_delta(z[c], m, s, c == yc);
-            deltas[r * K + c] = d;
-            (*bias)[c] += d;
+        if (LOSS == LOSS_CUSTOM) {
+            // Sum of the class terms; the softmax Jacobian turns their dl/dp into delta.
+            var g: array<f32, K>;
+            var gp = 0.0;
+            for (var c = 0u; c < K; c++) {
+                let p = exp(z[c] - m) / s;
+                let lg = custom_loss(p, select(0.0, 1.0, c == yc));
+                loss += lg.x;
+                g[c] = lg.y;
+                gp += lg.y * p;
+            }
+            for (var c = 0u; c < K; c++) {
+                let d = weight * exp(z[c] - m) / s * (g[c] - gp);
+                deltas[r * K + c] = d;
+                (*bias)[c] += d;
+            }
+        } else {
+            for (var c = 0u; c < K; c++) {
+                let d = weight * softmax_delta(z[c], m, s, c == yc);
+                deltas[r * K + c] = d;
+                (*bias)[c] += d;
+            }
+            loss = softmax_loss(m, s, z[min(yc, K - 1u)]);
         }
-        loss = softmax_loss(m, s, z[min(yc, K - 1u)]);
         correct = select(0.0, 1.0, best == yc);
     } else {
         let ld = loss_delta_1(z[0], label);

@@ -29,8 +29,10 @@
 //! # Ok::<(), downhill::Error>(())
 //! ```
 
+pub mod autodiff;
 pub mod backend;
 pub mod bench;
+pub mod custom;
 pub mod data;
 pub mod error;
 pub mod gpu;

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use downhill::backend::ClassWeights;
 use downhill::backend::{self, BackendKind, Data};
+use downhill::custom::{CustomLoss, LossKind};
 use downhill::optim::Schedule;
 use downhill::optim::UpdateRule;
 use downhill::train::{LogEntry, OptimizerKind, StopReason};
@@ -80,8 +81,13 @@ struct ModelArgs {
     #[arg(long, value_parser = parse::<Model>)]
     model: Model,
     /// mse, bce or ce. Default: linear → mse, logistic → bce, softmax → ce.
-    #[arg(long, value_parser = parse::<Loss>)]
+    #[arg(long, value_parser = parse::<Loss>, conflicts_with = "loss_expr")]
     loss: Option<Loss>,
+    /// A custom per-row loss, compiled to the kernels: of z and y (linear, logistic), or a
+    /// per-class term of p = softmax(z) and t = [class = label] (softmax). Numbers,
+    /// + - * / ^, exp ln sqrt tanh sigmoid relu abs. E.g. "sqrt(1 + (z - y)^2) - 1".
+    #[arg(long, allow_hyphen_values = true)]
+    loss_expr: Option<String>,
     /// Softmax classes k. Default: from the parameter file, else max label + 1
     /// (3 for synthetic data).
     #[arg(long)]
@@ -243,6 +249,20 @@ struct GradArgs {
     weights: PathBuf,
 }
 
+impl ModelArgs {
+    /// --loss, or the compiled --loss-expr.
+    fn loss(&self) -> Result<Option<Loss>, Error> {
+        let Some(expr) = &self.loss_expr else {
+            return Ok(self.loss);
+        };
+        let kind = match self.model {
+            Model::Softmax => LossKind::Class,
+            _ => LossKind::Output,
+        };
+        Ok(Some(CustomLoss::parse(expr, kind)?.register()))
+    }
+}
+
 fn parse<T: std::str::FromStr<Err = Error>>(s: &str) -> Result<T, String> {
     s.parse().map_err(|e: Error| e.to_string())
 }
@@ -296,11 +316,11 @@ fn fit(args: FitArgs) -> Result<(), Error> {
         (Some(path), Some(target), _, _) => {
             dataset =
                 Dataset::read_csv_weighted(path, target, args.training.weight_column.as_deref())?;
-            let objective = dataset.objective(m.model, m.loss, classes)?;
+            let objective = dataset.objective(m.model, m.loss()?, classes)?;
             (Data::Host(&dataset), objective, None)
         }
         (None, _, Some(rows), Some(features)) => {
-            let objective = Objective::new(m.model, m.loss, classes.unwrap_or(3))?;
+            let objective = Objective::new(m.model, m.loss()?, classes.unwrap_or(3))?;
             let synthetic = Synthetic::new(rows, features, objective, args.seed)?;
             (Data::Synthetic(synthetic), objective, Some(synthetic))
         }
@@ -534,7 +554,7 @@ fn grad(args: GradArgs) -> Result<(), Error> {
     let m = &args.model;
     let classes = classes_hint(m, Some(&args.weights))?;
     let dataset = Dataset::read_csv(&args.data, &args.target)?;
-    let objective = dataset.objective(m.model, m.loss, classes)?;
+    let objective = dataset.objective(m.model, m.loss()?, classes)?;
     let params = params_file::read(
         &args.weights,
         m.model,

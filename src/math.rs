@@ -28,6 +28,9 @@ pub fn softplus(z: f64) -> f64 {
 /// - logistic, bce: ℓ = −[y log ŷ + (1 − y) log(1 − ŷ)] = softplus(z) − y z, δ = ŷ − y
 /// - softmax, ce: ℓ = logsumexp(z) − z_y, δ_c = softmax(z)_c − [c = y]
 pub fn row_loss_and_delta(objective: &Objective, z: &[f64], y: f64, delta: &mut [f64]) -> f64 {
+    if let Loss::Custom(id) = objective.loss() {
+        return custom_loss_and_delta(&crate::custom::CustomLoss::lookup(id), z, y, delta);
+    }
     match (objective.model(), objective.loss()) {
         (Model::Linear, _) => {
             let r = z[0] - y;
@@ -45,7 +48,7 @@ pub fn row_loss_and_delta(objective: &Objective, z: &[f64], y: f64, delta: &mut 
             r * r
         }
         (Model::Softmax, _) => {
-            let m = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let m = max(z);
             let mut sum = 0.0;
             for (d, &zc) in delta.iter_mut().zip(z) {
                 *d = (zc - m).exp();
@@ -58,6 +61,40 @@ pub fn row_loss_and_delta(objective: &Objective, z: &[f64], y: f64, delta: &mut 
             m + sum.ln() - z[label]
         }
     }
+}
+
+fn max(z: &[f64]) -> f64 {
+    z.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+}
+
+/// A custom loss: ℓ(z, y) for one output; for softmax Σ_c ℓ_c(p_c, t_c) with p = softmax(z),
+/// t the one-hot label, and δ_c = p_c (g_c − Σ_j g_j p_j), g_j = ∂ℓ_j/∂p_j.
+fn custom_loss_and_delta(
+    loss: &crate::custom::CustomLoss,
+    z: &[f64],
+    y: f64,
+    delta: &mut [f64],
+) -> f64 {
+    if z.len() == 1 {
+        let (l, d) = loss.eval(z[0], y);
+        delta[0] = d;
+        return l;
+    }
+    let m = max(z);
+    let sum: f64 = z.iter().map(|&zc| (zc - m).exp()).sum();
+    let mut total = 0.0;
+    let mut weighted = 0.0;
+    for (c, (d, &zc)) in delta.iter_mut().zip(z).enumerate() {
+        let p = (zc - m).exp() / sum;
+        let (l, g) = loss.eval(p, if c == y as usize { 1.0 } else { 0.0 });
+        total += l;
+        *d = g;
+        weighted += g * p;
+    }
+    for (d, &zc) in delta.iter_mut().zip(z) {
+        *d = (zc - m).exp() / sum * (*d - weighted);
+    }
+    total
 }
 
 #[cfg(test)]

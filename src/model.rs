@@ -20,7 +20,7 @@ pub enum Model {
 }
 
 /// The cost J, always a mean over the rows of the batch.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Loss {
     /// J = (1/n) Σ (ŷ − y)².
@@ -29,6 +29,15 @@ pub enum Loss {
     Bce,
     /// J = −(1/n) Σ log softmax(Z)ᵢ,yᵢ.
     Ce,
+    /// A loss registered with [`crate::custom::CustomLoss::register`].
+    #[serde(skip)]
+    Custom(u32),
+}
+
+impl Serialize for Loss {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
 }
 
 impl Model {
@@ -54,20 +63,25 @@ impl Model {
     /// The losses this model supports, as the user would type them.
     pub fn supported_losses(self) -> &'static str {
         match self {
-            Model::Linear => "mse",
-            Model::Logistic => "mse or bce",
-            Model::Softmax => "ce",
+            Model::Linear => "mse, or a --loss-expr of z and y",
+            Model::Logistic => "mse or bce, or a --loss-expr of z and y",
+            Model::Softmax => "ce, or a --loss-expr of p and t",
         }
     }
 
     fn supports(self, loss: Loss) -> bool {
-        matches!(
-            (self, loss),
-            (Model::Linear, Loss::Mse)
-                | (Model::Logistic, Loss::Mse)
-                | (Model::Logistic, Loss::Bce)
-                | (Model::Softmax, Loss::Ce)
-        )
+        use crate::custom::{CustomLoss, LossKind};
+        match (self, loss) {
+            (Model::Softmax, Loss::Custom(id)) => CustomLoss::lookup(id).kind() == LossKind::Class,
+            (_, Loss::Custom(id)) => CustomLoss::lookup(id).kind() == LossKind::Output,
+            _ => matches!(
+                (self, loss),
+                (Model::Linear, Loss::Mse)
+                    | (Model::Logistic, Loss::Mse)
+                    | (Model::Logistic, Loss::Bce)
+                    | (Model::Softmax, Loss::Ce)
+            ),
+        }
     }
 }
 
@@ -77,6 +91,7 @@ impl Loss {
             Loss::Mse => "mse",
             Loss::Bce => "bce",
             Loss::Ce => "ce",
+            Loss::Custom(_) => "custom",
         }
     }
 }
@@ -89,7 +104,14 @@ impl fmt::Display for Model {
 
 impl fmt::Display for Loss {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        match self {
+            Loss::Custom(id) => write!(
+                f,
+                "custom:{}",
+                crate::custom::CustomLoss::lookup(*id).name()
+            ),
+            _ => f.write_str(self.name()),
+        }
     }
 }
 

@@ -10,14 +10,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::model::{Loss, Model, Objective, Params};
+use crate::model::{Model, Objective, Params};
 
 #[derive(Serialize, Deserialize)]
 struct ParamsFile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     model: Option<Model>,
+    /// Written for the reader's sake; ignored when read (a parameter file fits any loss).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    loss_fn: Option<Loss>,
+    loss_fn: Option<Value>,
     weights: Value,
     bias: Value,
 }

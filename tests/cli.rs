@@ -693,3 +693,60 @@ fn weight_columns_and_option_mistakes() {
         "{e}"
     );
 }
+
+#[test]
+fn loss_expressions_compile_or_say_where_they_fail() {
+    let out = downhill(&[
+        "fit",
+        "--model",
+        "linear",
+        "--rows",
+        "500",
+        "--features",
+        "3",
+        "--epochs",
+        "200",
+        "--lr",
+        "0.5",
+        "--loss-expr",
+        "sqrt(1 + (z - y)^2) - 1",
+        "--backend",
+        "reference",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["loss_fn"], "custom:sqrt(1 + (z - y)^2) - 1");
+    assert!(
+        v["relative_distance_to_truth"].as_f64().unwrap() < 0.05,
+        "{v}"
+    );
+    let e = fails(&[
+        "fit",
+        "--model",
+        "softmax",
+        "--rows",
+        "50",
+        "--features",
+        "2",
+        "--loss-expr",
+        "-t * ln(q)",
+    ]);
+    assert!(e.contains("invalid --loss-expr -t * ln(q): column 9: unknown name \"q\"; the variables are p and t"), "{e}");
+    let e = fails(&[
+        "fit",
+        "--model",
+        "linear",
+        "--rows",
+        "50",
+        "--features",
+        "2",
+        "--loss-expr",
+        "(z - y",
+    ]);
+    assert!(e.contains("column 7: expected ')'"), "{e}");
+}

@@ -716,6 +716,21 @@ fn axpy<const FMA: bool>(a: f32, x: &[f32], acc: &mut [f32]) {
 /// f32, with a branch-free exponential so that single-output models vectorize across rows.
 #[inline(always)]
 fn row_deltas(objective: &Objective, z: &mut [f32], y: &[f32], loss: &mut [f32], with_loss: bool) {
+    if let Loss::Custom(_) = objective.loss() {
+        // The graph is interpreted per row, in f64, as the reference does.
+        let k = objective.outputs();
+        let (mut z64, mut delta) = (vec![0.0; k], vec![0.0; k]);
+        for ((zr, &yr), l) in z.chunks_exact_mut(k).zip(y).zip(loss.iter_mut()) {
+            for (a, &b) in z64.iter_mut().zip(zr.iter()) {
+                *a = f64::from(b);
+            }
+            *l = crate::math::row_loss_and_delta(objective, &z64, f64::from(yr), &mut delta) as f32;
+            for (a, &b) in zr.iter_mut().zip(&delta) {
+                *a = b as f32;
+            }
+        }
+        return;
+    }
     match (objective.model(), objective.loss()) {
         (Model::Linear, _) => {
             for ((zr, &yr), l) in z.iter_mut().zip(y).zip(loss.iter_mut()) {

@@ -186,6 +186,8 @@ pub struct ShaderConstants {
     pub p: u32,
     pub model: u32,
     pub loss: u32,
+    /// 1 + the id of the custom loss whose WGSL the shaders carry; 0 for none.
+    pub custom: u32,
     pub shards: u32,
     /// Invocations per workgroup.
     pub wg: u32,
@@ -260,6 +262,11 @@ impl ShaderConstants {
                 Loss::Mse => 0,
                 Loss::Bce => 1,
                 Loss::Ce => 2,
+                Loss::Custom(_) => 3,
+            },
+            custom: match objective.loss() {
+                Loss::Custom(id) => id + 1,
+                _ => 0,
             },
             shards: shards as u32,
             wg,
@@ -323,6 +330,11 @@ impl ShaderConstants {
         text.push_str(COMMON);
         text.push('\n');
         text.push_str(kernel);
+        text.push('\n');
+        match self.custom {
+            0 => text.push_str(crate::custom::WGSL_STUB),
+            id => text.push_str(&crate::custom::CustomLoss::lookup(id - 1).wgsl()),
+        }
         text
     }
 

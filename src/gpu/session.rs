@@ -643,6 +643,11 @@ impl<'a> GpuSession<'a> {
     /// J and ∇J over all rows through the unfused kernels (forward, δ, Xᵀδ): the device's
     /// own oracle for the fused kernel. Needs X in one shard.
     pub fn gradient_unfused(&mut self) -> Result<Gradient> {
+        if let crate::model::Loss::Custom(_) = self.objective.loss() {
+            return Err(Error::gpu(
+                "the unfused kernels know the built-in losses only",
+            ));
+        }
         let c = self.kernels.constants;
         let ctx = self.ctx;
         let batch = self.full_batch();
