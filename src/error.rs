@@ -87,6 +87,10 @@ pub enum Error {
     #[error("{path}: {message}")]
     ParamsFile { path: PathBuf, message: String },
 
+    /// A data file that is not what its format says (.npy, Parquet).
+    #[error("{path}: {message}")]
+    Format { path: PathBuf, message: String },
+
     #[error("no GPU adapter: {reason}")]
     NoAdapter { reason: String },
 

@@ -36,6 +36,7 @@ pub mod custom;
 pub mod data;
 pub mod error;
 pub mod gpu;
+pub mod input;
 pub mod math;
 pub mod model;
 pub mod optim;

@@ -1,0 +1,296 @@
+//! NumPy `.npy` files: X as a 2-D array of float32 or float64 (integers accepted too), with
+//! the labels either a separate 1-D array (`--target y.npy`) or one of X's columns
+//! (`--target-index J`). Columns are named x0, x1, …; values are converted to f32 as they
+//! are read, a megabyte at a time, so no f64 copy of X is held.
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use super::{Columns, Layout, Target, cell_problem};
+use crate::data::{Dataset, Origin};
+use crate::error::{Error, Result};
+
+/// The element types read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Dtype {
+    F4,
+    F8,
+    I4,
+    I8,
+    U1,
+}
+
+impl Dtype {
+    fn size(self) -> usize {
+        match self {
+            Dtype::F4 | Dtype::I4 => 4,
+            Dtype::F8 | Dtype::I8 => 8,
+            Dtype::U1 => 1,
+        }
+    }
+
+    fn decode(self, b: &[u8]) -> f32 {
+        match self {
+            Dtype::F4 => f32::from_le_bytes(b.try_into().expect("4 bytes")),
+            Dtype::F8 => f64::from_le_bytes(b.try_into().expect("8 bytes")) as f32,
+            Dtype::I4 => i32::from_le_bytes(b.try_into().expect("4 bytes")) as f32,
+            Dtype::I8 => i64::from_le_bytes(b.try_into().expect("8 bytes")) as f32,
+            Dtype::U1 => f32::from(b[0]),
+        }
+    }
+}
+
+/// An open array: its element type, shape, order, and a reader at its first element.
+struct Array {
+    dtype: Dtype,
+    shape: Vec<usize>,
+    fortran: bool,
+    data: BufReader<File>,
+}
+
+fn fail(path: &Path, message: impl Into<String>) -> Error {
+    Error::Format {
+        path: path.into(),
+        message: message.into(),
+    }
+}
+
+fn open(path: &Path) -> Result<Array> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut data = BufReader::with_capacity(1 << 20, file);
+    let mut magic = [0u8; 8];
+    data.read_exact(&mut magic)
+        .map_err(|_| fail(path, "not a .npy file (too short)"))?;
+    if &magic[..6] != b"\x93NUMPY" {
+        return Err(fail(path, "not a .npy file (no \\x93NUMPY magic)"));
+    }
+    let header_len = match magic[6] {
+        1 => {
+            let mut b = [0u8; 2];
+            data.read_exact(&mut b).map_err(|e| Error::io(path, e))?;
+            usize::from(u16::from_le_bytes(b))
+        }
+        2 | 3 => {
+            let mut b = [0u8; 4];
+            data.read_exact(&mut b).map_err(|e| Error::io(path, e))?;
+            u32::from_le_bytes(b) as usize
+        }
+        v => {
+            return Err(fail(
+                path,
+                format!(".npy format version {v} is not supported"),
+            ));
+        }
+    };
+    let mut header = vec![0u8; header_len];
+    data.read_exact(&mut header)
+        .map_err(|e| Error::io(path, e))?;
+    let header = String::from_utf8_lossy(&header);
+    let field = |key: &str| -> Result<String> {
+        let at = header
+            .find(&format!("'{key}'"))
+            .ok_or_else(|| fail(path, format!("the header has no '{key}': {header}")))?;
+        let rest = header[at + key.len() + 2..]
+            .trim_start()
+            .trim_start_matches(':')
+            .trim_start();
+        let end = if rest.starts_with('(') {
+            rest.find(')').map(|i| i + 1)
+        } else {
+            rest.find([',', '}'])
+        };
+        Ok(rest[..end.unwrap_or(rest.len())].trim().to_string())
+    };
+    let descr = field("descr")?;
+    let dtype = match descr.trim_matches(['\'', '"']) {
+        "<f4" => Dtype::F4,
+        "<f8" => Dtype::F8,
+        "<i4" => Dtype::I4,
+        "<i8" => Dtype::I8,
+        "|u1" | "<u1" | "|b1" => Dtype::U1,
+        other => {
+            return Err(fail(
+                path,
+                format!(
+                    "element type {other} is not supported; use float32 or float64 (little-endian)"
+                ),
+            ));
+        }
+    };
+    let fortran = field("fortran_order")? == "True";
+    let shape: Vec<usize> = field("shape")?
+        .trim_matches(['(', ')'])
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse()
+                .map_err(|_| fail(path, format!("bad shape entry {s:?}")))
+        })
+        .collect::<Result<_>>()?;
+    Ok(Array {
+        dtype,
+        shape,
+        fortran,
+        data,
+    })
+}
+
+impl Array {
+    /// Every element, as f32, in file order.
+    fn values(mut self, path: &Path) -> Result<Vec<f32>> {
+        let count: usize = self.shape.iter().product();
+        let size = self.dtype.size();
+        let mut out = Vec::with_capacity(count);
+        let mut buf = vec![0u8; (1 << 20) / size * size];
+        while out.len() < count {
+            let want = ((count - out.len()) * size).min(buf.len());
+            self.data.read_exact(&mut buf[..want]).map_err(|_| {
+                fail(
+                    path,
+                    format!(
+                        "the file ends before its {count} elements of shape {:?}",
+                        self.shape
+                    ),
+                )
+            })?;
+            out.extend(buf[..want].chunks_exact(size).map(|b| self.dtype.decode(b)));
+        }
+        Ok(out)
+    }
+}
+
+/// Reads X (2-D) and the labels `spec` names.
+pub fn read(path: &Path, spec: &Columns) -> Result<Dataset> {
+    let array = open(path)?;
+    let (rows, columns) = match array.shape.as_slice() {
+        [r, c] => (*r, *c),
+        [r] => (*r, 1),
+        other => {
+            return Err(fail(
+                path,
+                format!("X must be 2-D (rows, features); its shape is {other:?}"),
+            ));
+        }
+    };
+    if rows == 0 {
+        return Err(Error::HeaderOnly { path: path.into() });
+    }
+    let fortran = array.fortran;
+    let mut values = array.values(path)?;
+    if fortran && columns > 1 {
+        // Column-major on disk: make it row-major.
+        let mut rowwise = vec![0.0; values.len()];
+        for (i, v) in values.iter().enumerate() {
+            rowwise[(i % rows) * columns + i / rows] = *v;
+        }
+        values = rowwise;
+    }
+    let header: Vec<String> = (0..columns).map(|j| format!("x{j}")).collect();
+    let target = match &spec.target {
+        Target::Column(name) if name.ends_with(".npy") => Target::File(PathBuf::from(name)),
+        Target::Column(name) if !header.contains(name) => {
+            return Err(Error::option(
+                "target",
+                name,
+                "a .npy array has no named columns: give --target y.npy (a 1-D array) or --target-index J",
+            ));
+        }
+        other => other.clone(),
+    };
+    let layout = Layout::new(
+        path,
+        &header,
+        &Columns {
+            target: target.clone(),
+            ..spec.clone()
+        },
+    )?;
+    let labels = match &target {
+        Target::File(y_path) => {
+            let y = open(y_path)?;
+            if y.shape.iter().product::<usize>() != rows || y.shape.len() > 2 {
+                return Err(fail(
+                    y_path,
+                    format!("labels of shape {:?} do not match X's {rows} rows", y.shape),
+                ));
+            }
+            Some(y.values(y_path)?)
+        }
+        _ => None,
+    };
+    let d = layout.features.len();
+    let mut x = Vec::with_capacity(rows * d);
+    let mut y = Vec::with_capacity(rows);
+    let mut weights = Vec::with_capacity(if layout.weights.is_some() { rows } else { 0 });
+    for (i, row) in values.chunks_exact(columns).enumerate() {
+        for (&c, name) in layout.features.iter().zip(layout.names(&header)) {
+            if let Some(problem) = cell_problem(row[c]) {
+                return Err(fail(
+                    path,
+                    format!("row {i}, column {c} ({name}): {problem}: {}", row[c]),
+                ));
+            }
+            x.push(row[c]);
+        }
+        let label = match (&labels, layout.target) {
+            (Some(l), _) => l[i],
+            (None, Some(t)) => row[t],
+            (None, None) => 0.0,
+        };
+        if let Some(problem) = cell_problem(label) {
+            return Err(fail(path, format!("row {i}: label {problem}: {label}")));
+        }
+        y.push(label);
+        if let Some(w) = layout.weights {
+            if !(row[w].is_finite() && row[w] >= 0.0) {
+                return Err(fail(
+                    path,
+                    format!(
+                        "row {i}: sample weight must be finite and ≥ 0, not {}",
+                        row[w]
+                    ),
+                ));
+            }
+            weights.push(row[w]);
+        }
+    }
+    let origin = match &target {
+        Target::File(y_path) => Origin::Table {
+            path: y_path.clone(),
+            target: "label".into(),
+        },
+        _ => layout.origin(path, &header),
+    };
+    let weights = layout.weights.map(|_| weights);
+    Ok(Dataset::assemble(
+        x,
+        y,
+        d,
+        weights,
+        layout.names(&header),
+        origin,
+    ))
+}
+
+/// Writes a 2-D (or, with one column, 1-D) float32 array: for tests and for exporting.
+pub fn write(path: &Path, values: &[f32], columns: usize, one_dimensional: bool) -> Result<()> {
+    let rows = values.len() / columns.max(1);
+    let shape = if one_dimensional {
+        format!("({rows},)")
+    } else {
+        format!("({rows}, {columns})")
+    };
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}");
+    // Magic, version and length take 10 bytes; pad the header so the data start 64-aligned.
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend((header.len() as u16).to_le_bytes());
+    bytes.extend(header.as_bytes());
+    bytes.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+    std::fs::write(path, bytes).map_err(|e| Error::io(path, e))
+}
