@@ -265,3 +265,39 @@ impl Dataset {
         Ok(objective)
     }
 }
+
+#[cfg(feature = "ndarray")]
+mod arrays {
+    use ndarray::{ArrayView1, ArrayView2};
+
+    use super::Dataset;
+    use crate::error::Result;
+
+    impl Dataset {
+        /// From X (rows × features, any memory order) and y; values are copied in row
+        /// order and must be finite.
+        pub fn from_arrays(x: ArrayView2<'_, f32>, y: ArrayView1<'_, f32>) -> Result<Self> {
+            Self::new(x.iter().copied().collect(), y.to_vec(), x.ncols())
+        }
+
+        /// [`Dataset::from_arrays`] from f64 arrays, rounded to f32.
+        pub fn from_arrays_f64(x: ArrayView2<'_, f64>, y: ArrayView1<'_, f64>) -> Result<Self> {
+            Self::new(
+                x.iter().map(|&v| v as f32).collect(),
+                y.iter().map(|&v| v as f32).collect(),
+                x.ncols(),
+            )
+        }
+
+        /// X as a rows × features view.
+        pub fn x_array(&self) -> ArrayView2<'_, f32> {
+            ArrayView2::from_shape((self.rows(), self.features()), self.x())
+                .expect("x holds rows × features values")
+        }
+
+        /// y as a view.
+        pub fn y_array(&self) -> ArrayView1<'_, f32> {
+            ArrayView1::from(self.y())
+        }
+    }
+}

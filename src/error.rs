@@ -87,6 +87,17 @@ pub enum Error {
     #[error("{path}: {message}")]
     ParamsFile { path: PathBuf, message: String },
 
+    /// A fit stopped by an [`crate::train::Interrupt`] (Ctrl-C in the CLI).
+    #[error("interrupted after step {step}; {}", match saved {
+        Some(path) => format!("the last parameters were written to {}", path.display()),
+        None => "no --out was given, so the parameters were not saved".to_string(),
+    })]
+    Interrupted { step: u64, saved: Option<PathBuf> },
+
+    /// A picture (loss plot, animation) that could not be drawn or written.
+    #[error("{path}: could not draw the picture: {message}")]
+    Picture { path: PathBuf, message: String },
+
     /// A data file that is not what its format says (.npy, Parquet).
     #[error("{path}: {message}")]
     Format { path: PathBuf, message: String },

@@ -21,6 +21,19 @@ pub fn softplus(z: f64) -> f64 {
     z.max(0.0) + (-z.abs()).exp().ln_1p()
 }
 
+/// z = x·W + b in f64 for one row; `params` holds W (d×k, row-major) then b.
+pub fn logits(x: &[f32], params: &[f64], z: &mut [f64]) {
+    let k = z.len();
+    let (w, b) = params.split_at(x.len() * k);
+    for (c, zc) in z.iter_mut().enumerate() {
+        *zc = b[c]
+            + x.iter()
+                .enumerate()
+                .map(|(j, &xj)| f64::from(xj) * w[j * k + c])
+                .sum::<f64>();
+    }
+}
+
 /// ℓ(z, y) for one row, writing δ = ∂ℓ/∂z into `delta` (k entries).
 ///
 /// - linear, mse: ℓ = (z − y)², δ = 2(z − y)

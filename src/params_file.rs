@@ -87,7 +87,7 @@ pub fn read(path: &Path, model: Model, features: usize, classes: Option<usize>) 
     parse(&text, path, model, features, classes)
 }
 
-fn parse(
+pub(crate) fn parse(
     text: &str,
     path: &Path,
     model: Model,
@@ -98,14 +98,7 @@ fn parse(
         path: path.into(),
         message,
     };
-    let file: ParamsFile = serde_json::from_str(text).map_err(|e| {
-        fail(format!(
-            "line {}, column {}: {}",
-            e.line(),
-            e.column(),
-            strip_position(&e.to_string())
-        ))
-    })?;
+    let file: ParamsFile = serde_json::from_str(text).map_err(|e| json_error(path, &e))?;
     if let Some(found) = file.model
         && found != model
     {
@@ -182,6 +175,19 @@ fn parse(
     }
 }
 
+/// A JSON syntax error in `path`, leading with its line and column.
+pub(crate) fn json_error(path: &Path, e: &serde_json::Error) -> Error {
+    Error::ParamsFile {
+        path: path.into(),
+        message: format!(
+            "line {}, column {}: {}",
+            e.line(),
+            e.column(),
+            strip_position(&e.to_string())
+        ),
+    }
+}
+
 /// serde_json appends " at line L column C"; the message already leads with them.
 fn strip_position(message: &str) -> &str {
     message.rsplit_once(" at line ").map_or(message, |(m, _)| m)
@@ -191,15 +197,7 @@ fn strip_position(message: &str) -> &str {
 /// labels are read.
 pub fn softmax_classes(path: &Path) -> Result<Option<usize>> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let value: Value = serde_json::from_str(&text).map_err(|e| Error::ParamsFile {
-        path: path.into(),
-        message: format!(
-            "line {}, column {}: {}",
-            e.line(),
-            e.column(),
-            strip_position(&e.to_string())
-        ),
-    })?;
+    let value: Value = serde_json::from_str(&text).map_err(|e| json_error(path, &e))?;
     Ok(value.get("bias").and_then(Value::as_array).map(Vec::len))
 }
 

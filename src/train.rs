@@ -1,6 +1,8 @@
 //! The descent loop, shared by every backend: which steps to take at which learning rate,
 //! when to evaluate and log, when to stop, and what to do when the loss stops being finite.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use crate::backend::{
@@ -62,6 +64,56 @@ pub struct Trainer {
     validation_fraction: Option<f64>,
     standardize: bool,
     class_weights: Option<ClassWeights>,
+    interrupt: Option<Interrupt>,
+}
+
+/// A flag another thread (a Ctrl-C handler) sets to stop a fit after its current step.
+#[derive(Clone, Debug, Default)]
+pub struct Interrupt(Arc<AtomicBool>);
+
+impl Interrupt {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Asks the fit to stop. Safe from any thread, or a signal handler's thread.
+    pub fn raise(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_raised(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+impl PartialEq for Interrupt {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+/// What a fit reports while it runs. Every method does nothing unless overridden.
+pub trait Observer {
+    /// After each batch of steps the session ran: `epoch` epochs are complete.
+    fn progress(&mut self, _epoch: u64) {}
+
+    /// At each logged epoch, with the parameters then when [`Observer::wants_params`].
+    fn logged(&mut self, _entry: &LogEntry, _params: Option<&Params>) {}
+
+    /// Whether [`Observer::logged`] needs the parameters (reading them costs a copy from
+    /// the device).
+    fn wants_params(&self) -> bool {
+        false
+    }
+}
+
+/// A closure called at each logged epoch.
+struct LogCallback<'f>(&'f mut dyn FnMut(&LogEntry));
+
+impl Observer for LogCallback<'_> {
+    fn logged(&mut self, entry: &LogEntry, _params: Option<&Params>) {
+        (self.0)(entry)
+    }
 }
 
 impl Default for Trainer {
@@ -86,6 +138,7 @@ impl Default for Trainer {
             validation_fraction: None,
             standardize: false,
             class_weights: None,
+            interrupt: None,
         }
     }
 }
@@ -99,6 +152,9 @@ pub enum StopReason {
     /// did not improve by more than `tol` for `patience` epochs in a row; the best was at
     /// `best_epoch`.
     NoImprovement { best_epoch: u64 },
+    /// An [`Interrupt`] was raised; it stopped after global step `step` (the parameters are
+    /// those after that step).
+    Interrupted { step: u64 },
 }
 
 impl StopReason {
@@ -108,6 +164,7 @@ impl StopReason {
             StopReason::NoImprovement { best_epoch } => {
                 format!("no improvement beyond the tolerance; best at epoch {best_epoch}")
             }
+            StopReason::Interrupted { step } => format!("interrupted after step {step}"),
         }
     }
 }
@@ -120,6 +177,29 @@ pub struct LogEntry {
     pub training: Evaluation,
     /// On the held-out rows, when there are any.
     pub validation: Option<Evaluation>,
+}
+
+impl std::fmt::Display for LogEntry {
+    /// `loss 0.123456, accuracy 0.9000, val_loss …`: losses and metrics, held-out ones
+    /// prefixed `val_`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "loss {:.6}", self.training.loss)?;
+        let metrics = |f: &mut std::fmt::Formatter<'_>, prefix: &str, v: &Evaluation| {
+            if let Some(a) = v.accuracy {
+                write!(f, ", {prefix}accuracy {a:.4}")?;
+            }
+            if let Some(r2) = v.r2 {
+                write!(f, ", {prefix}r2 {r2:.4}")?;
+            }
+            Ok(())
+        };
+        metrics(f, "", &self.training)?;
+        if let Some(v) = &self.validation {
+            write!(f, ", val_loss {:.6}", v.loss)?;
+            metrics(f, "val_", v)?;
+        }
+        Ok(())
+    }
 }
 
 /// The outcome of a fit.
@@ -275,6 +355,13 @@ impl Trainer {
     /// Weight each row's loss by its class (logistic with bce, softmax). Default: none.
     pub fn class_weights(mut self, weights: ClassWeights) -> Self {
         self.class_weights = Some(weights);
+        self
+    }
+
+    /// Stop after the current step when `interrupt` is raised. The session then runs at
+    /// most one epoch of steps per submission, so that the flag is seen promptly.
+    pub fn interrupt(mut self, interrupt: Interrupt) -> Self {
+        self.interrupt = Some(interrupt);
         self
     }
 
@@ -500,6 +587,11 @@ impl Trainer {
         session: &mut dyn Session,
         observe: &mut dyn FnMut(&LogEntry),
     ) -> Result<Fit> {
+        self.fit_with(session, &mut LogCallback(observe))
+    }
+
+    /// [`Trainer::fit`], reporting to `observer` as it goes.
+    pub fn fit_with(&self, session: &mut dyn Session, observer: &mut dyn Observer) -> Result<Fit> {
         self.validate_for(&session.objective())?;
         let configured = session.configure(&self.setup())?;
         if self.validation_fraction.is_some() && configured.held_out_rows == 0 {
@@ -527,11 +619,27 @@ impl Trainer {
                 validation,
             })
         };
+        let mut log = Vec::new();
+        fn record(
+            session: &mut dyn Session,
+            observer: &mut dyn Observer,
+            log: &mut Vec<LogEntry>,
+            entry: LogEntry,
+        ) -> Result<()> {
+            let params = if observer.wants_params() {
+                Some(session.params()?)
+            } else {
+                None
+            };
+            log::info!("epoch {}: {entry}", entry.epoch);
+            observer.logged(&entry, params.as_ref());
+            log.push(entry);
+            Ok(())
+        }
         let monitored = |e: &LogEntry| e.validation.map_or(e.training.loss, |v| v.loss);
         let stopping = self.stopping();
         let mut entry = evaluate(session, 0)?;
-        let mut log = vec![entry];
-        observe(&entry);
+        record(session, observer, &mut log, entry)?;
         let mut best = (monitored(&entry), 0u64, None::<Params>);
         let mut waited = 0;
         let mut stop = StopReason::Epochs;
@@ -544,18 +652,32 @@ impl Trainer {
         } else {
             self.log_every
         };
-        while epoch < self.epochs {
+        let interrupt = self.interrupt.as_ref();
+        'epochs: while epoch < self.epochs {
             let chunk_end = (epoch + check_every).min(self.epochs);
             for e in epoch..chunk_end {
                 let epoch_steps = self.epoch_steps_from(e, session.rows(), t);
-                t += epoch_steps.len() as u64;
-                steps.extend(epoch_steps);
-                // Bound the host memory of long runs of small batches.
-                if steps.len() >= MAX_PENDING_STEPS || e + 1 == chunk_end {
+                for step in epoch_steps {
+                    steps.push(step);
+                    // Bound the host memory of long runs of small batches; when an
+                    // interrupt may come, hand over one epoch at a time.
+                    let epoch_done = step.batch.start + step.batch.len >= session.rows() as u32;
+                    let flush = steps.len() >= MAX_PENDING_STEPS
+                        || (epoch_done && (interrupt.is_some() || e + 1 == chunk_end));
+                    if !flush {
+                        continue;
+                    }
                     if let RunOutcome::Diverged { step } = session.run(&steps)? {
                         return Err(self.diverged(steps[step].epoch + 1, session));
                     }
+                    t += steps.len() as u64;
                     steps.clear();
+                    observer.progress(if epoch_done { e + 1 } else { e });
+                    if interrupt.is_some_and(Interrupt::is_raised) {
+                        stop = StopReason::Interrupted { step: t };
+                        epoch = if epoch_done { e + 1 } else { e };
+                        break 'epochs;
+                    }
                 }
             }
             epoch = chunk_end;
@@ -564,8 +686,7 @@ impl Trainer {
                 return Err(self.diverged(epoch, session));
             }
             if epoch % self.log_every == 0 || epoch == self.epochs {
-                log.push(entry);
-                observe(&entry);
+                record(session, observer, &mut log, entry)?;
             }
             if let Some((tol, patience)) = stopping {
                 let value = monitored(&entry);
@@ -582,16 +703,23 @@ impl Trainer {
                     if waited >= patience {
                         stop = StopReason::NoImprovement { best_epoch: best.1 };
                         if log.last().is_none_or(|l| l.epoch != epoch) {
-                            log.push(entry);
-                            observe(&entry);
+                            record(session, observer, &mut log, entry)?;
                         }
                         break;
                     }
                 }
             }
         }
-        // Held-out rows choose the parameters: the best seen (epoch 0's when none improved).
-        if held_out && best.1 != epoch {
+        if let StopReason::Interrupted { .. } = stop {
+            // The parameters after the last step, however far into an epoch it was.
+            entry = evaluate(session, epoch)?;
+            if !entry.training.loss.is_finite() {
+                return Err(self.diverged(epoch, session));
+            }
+            record(session, observer, &mut log, entry)?;
+        } else if held_out && best.1 != epoch {
+            // Held-out rows choose the parameters: the best seen (epoch 0's when none
+            // improved).
             let params = match best.2.take() {
                 Some(p) => p,
                 None => self.init.clone().unwrap_or_else(|| {

@@ -2,41 +2,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use common::cli::{downhill, fails, scratch, write};
+
+use std::process::Command;
 
 use serde_json::Value;
-
-fn downhill(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_downhill"))
-        .args(args)
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
-        .output()
-        .expect("run downhill")
-}
-
-/// A scratch directory for one test.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("downhill-cli-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> String {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path.display().to_string()
-}
-
-/// Runs a command expected to fail; returns its stderr, asserting exit code 1 and no panic.
-fn fails(args: &[&str]) -> String {
-    let out = downhill(args);
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
-    assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
-    assert!(out.stdout.is_empty(), "{args:?} printed a result");
-    stderr
-}
 
 fn fit_csv(path: &str, target: &str, extra: &[&str]) -> String {
     let mut args = vec![
@@ -330,7 +300,9 @@ fn option_mistakes_are_refused_before_any_work() {
     assert!(fit_csv(&data, "y", &["--batch-size", "0"]).contains("invalid batch size 0"));
     let e = fails(&["fit", "--model", "linear"]);
     assert!(
-        e.contains("give --data FILE.csv --target COL, or --rows N --features D"),
+        e.contains(
+            "give --data FILE (.csv, .npy, .parquet) with --target COL, or --rows N --features D"
+        ),
         "{e}"
     );
 }
@@ -451,6 +423,7 @@ fn gpu_backend_runs_the_main_job_shape() {
     }
     let run = |backend: &str| {
         let out = downhill(&[
+            "-v",
             "fit",
             "--model",
             "logistic",
@@ -493,6 +466,7 @@ fn without_an_adapter_gpu_fails_clearly_and_auto_uses_the_cpu() {
     let run = |backend: &str, var: &str, value: &str| {
         Command::new(env!("CARGO_BIN_EXE_downhill"))
             .args([
+                "-v",
                 "fit",
                 "--model",
                 "linear",
@@ -541,6 +515,7 @@ fn without_an_adapter_gpu_fails_clearly_and_auto_uses_the_cpu() {
 #[test]
 fn training_options_reach_the_json() {
     let out = downhill(&[
+        "-v",
         "fit",
         "--model",
         "logistic",

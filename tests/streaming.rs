@@ -57,6 +57,21 @@ fn streamed_host_rows_equal_resident_rows_bit_for_bit() {
             b.gradient().unwrap(),
             "{tuning}: gradient"
         );
+        // Predictions, chunk by chunk and shard by shard, are the same numbers, and the
+        // reference's within f32 rounding.
+        let (za, zb) = (a.predict().unwrap(), b.predict().unwrap());
+        assert_eq!(za, zb, "{tuning}: predictions");
+        assert_eq!(za.len(), 20_000 * 3);
+        let mut oracle = downhill::backend::reference::Reference
+            .open(Data::Host(&data), objective)
+            .unwrap();
+        oracle.set_params(&pa).unwrap();
+        assert_close(
+            &format!("{tuning}: z"),
+            &za,
+            &oracle.predict().unwrap(),
+            1e-5,
+        );
         // And the default resident layout (one shard) agrees within f32 rounding.
         let mut c = gpu.session(Data::Host(&data), objective).unwrap();
         let pc = run_descent(&mut c, &trainer, 5);

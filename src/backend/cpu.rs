@@ -244,6 +244,21 @@ impl Session for CpuSession<'_> {
         Ok(self.evaluate(RowSet::All)?.loss)
     }
 
+    fn predict(&mut self) -> Result<Vec<f64>> {
+        let raw = self.raw();
+        let k = self.objective.outputs();
+        let data = &self.data;
+        let mut z = vec![0.0; data.rows() * k];
+        z.par_chunks_mut(k * 4096)
+            .enumerate()
+            .for_each(|(chunk, zs)| {
+                for (i, zi) in zs.chunks_mut(k).enumerate() {
+                    crate::math::logits(data.row(chunk * 4096 + i), &raw, zi);
+                }
+            });
+        Ok(z)
+    }
+
     fn run(&mut self, steps: &[Step]) -> Result<RunOutcome> {
         let (d, k) = (self.data.features(), self.objective.outputs());
         let mut next = self.theta.clone();

@@ -232,6 +232,10 @@ pub trait Session {
     /// J at the current parameters, over all rows.
     fn loss(&mut self) -> Result<f64>;
 
+    /// z = xW + b of every row at the current parameters: n rows of k values, row-major.
+    /// See [`crate::predict::Predictions`] for the activations.
+    fn predict(&mut self) -> Result<Vec<f64>>;
+
     /// Applies the steps in order, stopping before the first one whose batch loss,
     /// gradient or updated parameters are not all finite. Training passes skip held-out
     /// rows.

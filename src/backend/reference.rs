@@ -87,7 +87,6 @@ impl ReferenceSession<'_> {
     fn sums(&self, batch: &Batch, rows: RowSet) -> Sums {
         let (d, k) = (self.data.features(), self.objective.outputs());
         let raw = self.raw();
-        let (w, b) = raw.split_at(d * k);
         let mut grad = vec![0.0; (d + 1) * k];
         let mut metrics = [0.0; 5];
         let mut z = vec![0.0; k];
@@ -99,9 +98,7 @@ impl ReferenceSession<'_> {
                 continue;
             }
             let x = self.data.row(i);
-            for (c, zc) in z.iter_mut().enumerate() {
-                *zc = b[c] + (0..d).map(|j| f64::from(x[j]) * w[j * k + c]).sum::<f64>();
-            }
+            crate::math::logits(x, &raw, &mut z);
             let y = f64::from(self.data.y()[i]);
             let loss = row_loss_and_delta(&self.objective, &z, y, &mut delta);
             for (j, &xj) in x.iter().enumerate() {
@@ -204,6 +201,16 @@ impl Session for ReferenceSession<'_> {
 
     fn loss(&mut self) -> Result<f64> {
         Ok(self.evaluate(RowSet::All)?.loss)
+    }
+
+    fn predict(&mut self) -> Result<Vec<f64>> {
+        let raw = self.raw();
+        let k = self.objective.outputs();
+        let mut z = vec![0.0; self.data.rows() * k];
+        for (i, zi) in z.chunks_mut(k).enumerate() {
+            crate::math::logits(self.data.row(i), &raw, zi);
+        }
+        Ok(z)
     }
 
     fn run(&mut self, steps: &[Step]) -> Result<RunOutcome> {

@@ -61,6 +61,7 @@ const UPDATE: &str = include_str!("../../shaders/update.wgsl");
 const FORWARD: &str = include_str!("../../shaders/forward.wgsl");
 const DELTA: &str = include_str!("../../shaders/delta.wgsl");
 const XT_DELTA: &str = include_str!("../../shaders/xt_delta.wgsl");
+const PREDICT: &str = include_str!("../../shaders/predict.wgsl");
 const STREAM_READ: &str = include_str!("../../shaders/stream_read.wgsl");
 const GENERATE: &str = include_str!("../../shaders/generate.wgsl");
 const MOMENTS: &str = include_str!("../../shaders/moments.wgsl");
@@ -379,6 +380,7 @@ impl ShaderConstants {
             ("forward", FORWARD),
             ("delta", DELTA),
             ("xt_delta", XT_DELTA),
+            ("predict", PREDICT),
             ("stream_read", STREAM_READ),
             ("generate", GENERATE),
             ("moments", MOMENTS),
@@ -461,6 +463,8 @@ pub struct Layouts {
     pub xt_delta: wgpu::BindGroupLayout,
     /// stream_read: a shard of X (read), partials (write).
     pub stream_read: wgpu::BindGroupLayout,
+    /// predict: params (read), z (write).
+    pub predict: wgpu::BindGroupLayout,
 }
 
 /// The compiled pipelines of one problem.
@@ -473,6 +477,8 @@ pub struct Kernels {
     pub forward: wgpu::ComputePipeline,
     pub delta: wgpu::ComputePipeline,
     pub xt_delta: wgpu::ComputePipeline,
+    /// z = xW + b of each row of a shard (predictions).
+    pub predict: wgpu::ComputePipeline,
     /// The memory floor: one streaming read of X (benchmarks only).
     pub stream_read: wgpu::ComputePipeline,
     /// Column sums and label counts (standardization, balanced class weights).
@@ -511,6 +517,7 @@ impl Kernels {
             delta: bind_group_layout(device, "downhill.delta", &[RO, RO, RW, RW]),
             xt_delta: bind_group_layout(device, "downhill.xt_delta", &[RO, RO, RW]),
             stream_read: bind_group_layout(device, "downhill.stream_read", &[RO, RW]),
+            predict: bind_group_layout(device, "downhill.predict", &[RO, RW]),
         };
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let build = |name: &str, text: &str, entry: &str, groups: &[&wgpu::BindGroupLayout]| {
@@ -543,6 +550,12 @@ impl Kernels {
             "xt_delta",
             &[step, shard, &layouts.xt_delta],
         );
+        let predict = build(
+            "predict",
+            PREDICT,
+            "predict_rows",
+            &[shard, &layouts.predict],
+        );
         let stream_read = build(
             "stream_read",
             STREAM_READ,
@@ -568,6 +581,7 @@ impl Kernels {
             forward,
             delta,
             xt_delta,
+            predict,
             stream_read,
             moments,
         })

@@ -220,19 +220,23 @@ pub fn read(path: &Path, spec: &Columns) -> Result<Dataset> {
         }
         _ => None,
     };
+    // X is compacted in place over the file's values: row i's features land at i·d, never
+    // past the start of row i + 1, so one copy of the array is held, not two.
     let d = layout.features.len();
-    let mut x = Vec::with_capacity(rows * d);
+    let names = layout.names(&header);
     let mut y = Vec::with_capacity(rows);
     let mut weights = Vec::with_capacity(if layout.weights.is_some() { rows } else { 0 });
-    for (i, row) in values.chunks_exact(columns).enumerate() {
-        for (&c, name) in layout.features.iter().zip(layout.names(&header)) {
+    let mut row = vec![0.0f32; columns];
+    for i in 0..rows {
+        row.copy_from_slice(&values[i * columns..(i + 1) * columns]);
+        for (slot, (&c, name)) in layout.features.iter().zip(&names).enumerate() {
             if let Some(problem) = cell_problem(row[c]) {
                 return Err(fail(
                     path,
                     format!("row {i}, column {c} ({name}): {problem}: {}", row[c]),
                 ));
             }
-            x.push(row[c]);
+            values[i * d + slot] = row[c];
         }
         let label = match (&labels, layout.target) {
             (Some(l), _) => l[i],
@@ -256,6 +260,9 @@ pub fn read(path: &Path, spec: &Columns) -> Result<Dataset> {
             weights.push(row[w]);
         }
     }
+    values.truncate(rows * d);
+    values.shrink_to_fit();
+    let x = values;
     let origin = match &target {
         Target::File(y_path) => Origin::Table {
             path: y_path.clone(),

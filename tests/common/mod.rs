@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: the shared GPU, random problems, comparisons.
 #![allow(dead_code)]
 
+pub mod cli;
+
 use std::sync::OnceLock;
 
 use downhill::backend::Backend;

@@ -1,0 +1,149 @@
+//! `downhill bench` and `downhill devices`.
+
+use clap::Args;
+
+use downhill::Error;
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Problem shapes, ROWSxFEATURES, comma separated.
+    #[arg(long, default_value = "2000000x64,200000x512", value_delimiter = ',', value_parser = parse_shape)]
+    shapes: Vec<(usize, usize)>,
+    /// Mini-batch sizes (on the first shape).
+    #[arg(long, default_value = "1024,65536", value_delimiter = ',')]
+    batch_sizes: Vec<usize>,
+    /// Timed full-batch epochs per backend and shape (mini-batch: a third of them).
+    #[arg(long, default_value_t = 9)]
+    reps: usize,
+    /// Backends to measure: cpu, gpu (any adapter wgpu selects, software ones included).
+    #[arg(long, default_value = "cpu,gpu", value_delimiter = ',')]
+    backends: Vec<String>,
+    /// Skip the numpy baseline (otherwise run with DOWNHILL_PYTHON or python3, if it has numpy).
+    #[arg(long)]
+    no_numpy: bool,
+    /// Print the measurements as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_shape(s: &str) -> Result<(usize, usize), String> {
+    let (rows, features) = s
+        .split_once('x')
+        .ok_or_else(|| format!("shape {s:?}: expected ROWSxFEATURES, e.g. 2000000x64"))?;
+    let number = |t: &str| {
+        t.parse::<usize>()
+            .ok()
+            .filter(|&v| v > 0)
+            .ok_or_else(|| format!("shape {s:?}: {t:?} is not a positive integer"))
+    };
+    Ok((number(rows)?, number(features)?))
+}
+
+pub fn devices() -> Result<(), Error> {
+    let adapters = downhill::gpu::adapters();
+    if adapters.is_empty() {
+        println!(
+            "no GPU adapters found (on Debian, apt-get install mesa-vulkan-drivers libvulkan1 \
+             gives a software one)"
+        );
+    }
+    for (i, a) in adapters.iter().enumerate() {
+        println!("[{i}] {a}");
+    }
+    Ok(())
+}
+
+pub fn bench(args: BenchArgs) -> Result<(), Error> {
+    use downhill::bench::{self, BenchOptions, Measurement};
+    for b in &args.backends {
+        if b != "cpu" && b != "gpu" {
+            return Err(Error::option("backend", b, "bench measures cpu and gpu"));
+        }
+    }
+    if args.reps == 0 {
+        return Err(Error::option("reps", 0, "must be at least 1"));
+    }
+    let gpu = if args.backends.iter().any(|b| b == "gpu") {
+        match downhill::gpu::Gpu::open() {
+            Ok(gpu) => Some(gpu),
+            Err(e) => {
+                eprintln!("no GPU measurements: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let python = if args.no_numpy {
+        None
+    } else {
+        bench::find_python()
+    };
+    if !args.no_numpy && python.is_none() {
+        eprintln!("no numpy baseline: set DOWNHILL_PYTHON to a Python with numpy");
+    }
+    let options = BenchOptions {
+        shapes: args.shapes.clone(),
+        batch_sizes: args.batch_sizes.clone(),
+        reps: args.reps,
+        cpu: args.backends.iter().any(|b| b == "cpu"),
+        gpu,
+        python,
+    };
+    let mut seen = Vec::new();
+    let all = bench::run(&options, &mut |m: &Measurement| {
+        eprintln!("{}", bench_line(m, &seen));
+        seen.push(m.clone());
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&all).expect("numbers"));
+    } else {
+        println!(
+            "{:<7} {:>14} {:>9} {:>11} {:>8} {:>11} {:>9} {:>9}",
+            "backend", "shape", "mode", "s/epoch", "GB/s", "floor s", "/floor", "/numpy"
+        );
+        for m in &all {
+            println!("{}", bench_line(m, &all));
+        }
+        let devices: Vec<String> = all
+            .iter()
+            .map(|m| format!("{}: {}", m.backend, m.device))
+            .collect();
+        let mut devices = devices;
+        devices.dedup();
+        for d in devices {
+            println!("  {d}");
+        }
+        println!(
+            "  medians of the timed epochs; the floor is one streaming read of the same bytes on the same device"
+        );
+    }
+    Ok(())
+}
+
+/// One table line; the numpy ratio uses numpy's line for the shape when it came earlier.
+fn bench_line(
+    m: &downhill::bench::Measurement,
+    earlier: &[downhill::bench::Measurement],
+) -> String {
+    let numpy = earlier
+        .iter()
+        .chain(std::iter::once(m))
+        .find(|o| o.backend == "numpy" && o.rows == m.rows && o.features == m.features)
+        .map(|o| o.epoch());
+    let floor = m.floor();
+    format!(
+        "{:<7} {:>14} {:>9} {:>11.4} {:>8.2} {:>11} {:>9} {:>9}",
+        m.backend,
+        format!("{}x{}", m.rows, m.features),
+        m.mode,
+        m.epoch(),
+        m.gigabytes_per_second(),
+        floor.map_or("-".into(), |f| format!("{f:.4}")),
+        floor.map_or("-".into(), |f| format!("{:.2}", m.epoch() / f)),
+        match numpy {
+            Some(n) if m.backend != "numpy" && m.mode == "full" => format!("{:.2}", m.epoch() / n),
+            _ => "-".into(),
+        },
+    )
+}

@@ -1,0 +1,490 @@
+//! `downhill fit`: options, the run, and the report.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use serde_json::{Value, json};
+
+use downhill::backend::{self, ClassWeights, Data};
+use downhill::input::{self, Target};
+use downhill::optim::{Schedule, UpdateRule};
+use downhill::train::{Interrupt, LogEntry, OptimizerKind, StopReason};
+use downhill::{
+    Dataset, Error, Fit, Model, Objective, Params, SavedModel, Synthetic, Trainer, params_file,
+    plot,
+};
+
+use super::args::{ModelArgs, TargetArgs, columns, parse, target_name};
+use super::progress::{FitProgress, stop_on_ctrl_c};
+
+#[derive(Args)]
+pub struct FitArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Data file: .csv (with a header row), .npy (X as a 2-D array) or .parquet.
+    #[arg(long, conflicts_with = "rows")]
+    data: Option<PathBuf>,
+    #[command(flatten)]
+    target: TargetArgs,
+    /// With --data: the feature columns, comma separated (default: every column but the
+    /// target and the weights). With --rows: the number of synthetic features.
+    #[arg(long)]
+    features: Option<String>,
+    /// Rows of a synthetic problem (instead of --data).
+    #[arg(long, requires = "features")]
+    rows: Option<usize>,
+    /// Learning rate η.
+    #[arg(long, default_value_t = 0.1, allow_negative_numbers = true)]
+    lr: f64,
+    /// Passes over the data.
+    #[arg(long, default_value_t = 100)]
+    epochs: u64,
+    /// Rows per step. Default: all rows (full batch).
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Seed of the synthetic data and of the mini-batch order.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Starting parameters (a parameter file). Default: zeros.
+    #[arg(long)]
+    init: Option<PathBuf>,
+    /// Write the model here: the parameters, feature names, target and standardization.
+    /// Written on Ctrl-C too, with the last parameters.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Draw the loss against the epoch into this PNG.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// Animate the fitted line or sigmoid over the logged epochs into this GIF
+    /// (one-feature linear and logistic problems).
+    #[arg(long)]
+    animate: Option<PathBuf>,
+    /// Evaluate and log the loss every N epochs.
+    #[arg(long, default_value_t = 10)]
+    log_every: u64,
+    /// Most bytes of rows (X and y) to hold in GPU memory; more stream through it each
+    /// epoch. Default: all the device allows.
+    #[arg(long)]
+    max_device_bytes: Option<u64>,
+    #[command(flatten)]
+    training: TrainingArgs,
+}
+
+/// How gradients become steps, and when to stop (issue-4 options).
+#[derive(Args)]
+pub struct TrainingArgs {
+    /// sgd, momentum, nesterov or adam (PyTorch's update rules).
+    #[arg(long, default_value = "sgd", value_parser = parse::<OptimizerKind>)]
+    optimizer: OptimizerKind,
+    /// μ of momentum and nesterov. Default 0.9.
+    #[arg(long)]
+    momentum: Option<f64>,
+    /// Adam's β₁. Default 0.9.
+    #[arg(long)]
+    beta1: Option<f64>,
+    /// Adam's β₂. Default 0.999.
+    #[arg(long)]
+    beta2: Option<f64>,
+    /// Adam's ε (outside the square root). Default 1e-8.
+    #[arg(long)]
+    eps: Option<f64>,
+    /// λ₂ of the penalty (λ₂/2)‖W‖² (scikit-learn's C: λ₂ = 1/(C·n)).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    l2: f64,
+    /// λ₁ of the penalty λ₁‖W‖₁ (soft-threshold after each step; with --l2, elastic net).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    l1: f64,
+    /// constant, step:EVERY:GAMMA, exp:GAMMA, cosine or invscaling:POWER (per epoch).
+    #[arg(long, default_value = "constant", value_parser = parse::<Schedule>)]
+    lr_schedule: Schedule,
+    /// Epochs of linear learning-rate warmup.
+    #[arg(long, default_value_t = 0)]
+    warmup: u64,
+    /// Stop when the loss has not improved by more than this for --patience epochs.
+    #[arg(long, allow_negative_numbers = true)]
+    tol: Option<f64>,
+    /// Epochs without improvement before stopping (default 5 when stopping early).
+    #[arg(long)]
+    patience: Option<u64>,
+    /// Hold out this seeded fraction of rows; stop on their loss and keep the best
+    /// parameters.
+    #[arg(long, allow_negative_numbers = true)]
+    validation_fraction: Option<f64>,
+    /// Standardize features for the descent (reported parameters stay on the raw scale).
+    #[arg(long)]
+    standardize: bool,
+    /// `balanced`: weight each class by n / (classes · n_class).
+    #[arg(long)]
+    class_weight: Option<String>,
+    /// A CSV column of per-row sample weights (not a feature).
+    #[arg(long, requires = "data")]
+    weight_column: Option<String>,
+}
+
+impl TrainingArgs {
+    pub fn apply(&self, mut t: Trainer) -> Result<Trainer, Error> {
+        t = t
+            .optimizer(self.optimizer)
+            .l2(self.l2)
+            .l1(self.l1)
+            .schedule(self.lr_schedule)
+            .warmup(self.warmup)
+            .standardize(self.standardize);
+        let options = [
+            (
+                self.momentum,
+                Trainer::momentum as fn(Trainer, f64) -> Trainer,
+            ),
+            (self.beta1, Trainer::beta1),
+            (self.beta2, Trainer::beta2),
+            (self.eps, Trainer::eps),
+            (self.tol, Trainer::tol),
+            (self.validation_fraction, Trainer::validation_fraction),
+        ];
+        for (value, set) in options {
+            if let Some(v) = value {
+                t = set(t, v);
+            }
+        }
+        if let Some(p) = self.patience {
+            t = t.patience(p);
+        }
+        match self.class_weight.as_deref() {
+            None => {}
+            Some("balanced") => t = t.class_weights(ClassWeights::Balanced),
+            Some(other) => return Err(Error::option("class weight", other, "expected balanced")),
+        }
+        t.validate()?;
+        Ok(t)
+    }
+}
+
+/// The rows to fit: a file read into memory, or a synthetic problem.
+enum Source {
+    File { dataset: Dataset, target: Target },
+    Synthetic(Synthetic),
+}
+
+impl FitArgs {
+    fn source(&self) -> Result<(Source, Objective), Error> {
+        let m = &self.model;
+        let classes = m.classes_hint(self.init.as_deref())?;
+        match (&self.data, self.rows) {
+            (Some(path), _) => {
+                let target = self.target.required(path)?;
+                let spec = columns(
+                    target.clone(),
+                    self.features.as_deref(),
+                    self.training.weight_column.as_deref(),
+                )?;
+                let started = std::time::Instant::now();
+                let dataset = input::read(path, &spec)?;
+                log::info!(
+                    "read {} rows × {} features from {} in {:.2} s",
+                    dataset.rows(),
+                    dataset.features(),
+                    path.display(),
+                    started.elapsed().as_secs_f64()
+                );
+                let objective = dataset.objective(m.model, m.loss()?, classes)?;
+                Ok((Source::File { dataset, target }, objective))
+            }
+            (None, Some(rows)) => {
+                if self.target.target_or(None).is_some() || self.training.weight_column.is_some() {
+                    return Err(Error::option(
+                        "target",
+                        "(synthetic data)",
+                        "--target, --target-index and --weight-column choose columns of --data",
+                    ));
+                }
+                let text = self.features.as_deref().unwrap_or("");
+                let features = text.parse::<usize>().map_err(|_| {
+                    Error::option(
+                        "features",
+                        text,
+                        "with --rows, --features is the number of synthetic features",
+                    )
+                })?;
+                let objective = Objective::new(m.model, m.loss()?, classes.unwrap_or(3))?;
+                let synthetic = Synthetic::new(rows, features, objective, self.seed)?;
+                Ok((Source::Synthetic(synthetic), objective))
+            }
+            (None, None) => Err(Error::option(
+                "data",
+                "(none)",
+                "give --data FILE (.csv, .npy, .parquet) with --target COL, or --rows N \
+                 --features D for a synthetic problem",
+            )),
+        }
+    }
+
+    fn trainer(&self, interrupt: Interrupt) -> Result<Trainer, Error> {
+        let mut trainer = Trainer::new()
+            .lr(self.lr)
+            .epochs(self.epochs)
+            .seed(self.seed)
+            .log_every(self.log_every)
+            .interrupt(interrupt);
+        if let Some(b) = self.batch_size {
+            trainer = trainer.batch_size(b);
+        }
+        self.training.apply(trainer)
+    }
+
+    /// Refuses an animation the data cannot make, before any work is done.
+    fn check_animation(&self, objective: &Objective, features: usize) -> Result<(), Error> {
+        let Some(path) = &self.animate else {
+            return Ok(());
+        };
+        let problem = if objective.model() == Model::Softmax {
+            Some("the animation draws linear and logistic models (a line or a sigmoid)".into())
+        } else if features != 1 {
+            Some(format!(
+                "the animation draws one-feature problems; this one has {features} features"
+            ))
+        } else {
+            None
+        };
+        match problem {
+            Some(message) => Err(Error::option("animate", path.display(), message)),
+            None => Ok(()),
+        }
+    }
+}
+
+pub fn fit(args: FitArgs, quiet: bool) -> Result<(), Error> {
+    let interrupt = Interrupt::new();
+    let mut trainer = args.trainer(interrupt.clone())?;
+    let (source, objective) = args.source()?;
+    let m = &args.model;
+    let data = match &source {
+        Source::File { dataset, .. } => Data::Host(dataset),
+        Source::Synthetic(s) => Data::Synthetic(*s),
+    };
+    let (rows, features) = (data.rows(), data.features());
+    args.check_animation(&objective, features)?;
+    if let Some(path) = &args.init {
+        trainer = trainer.init(params_file::read(
+            path,
+            m.model,
+            features,
+            Some(objective.outputs()),
+        )?);
+    }
+    let gpu_options = downhill::gpu::GpuOptions {
+        max_device_bytes: args.max_device_bytes,
+        ..Default::default()
+    };
+    let selected = backend::select(m.backend.backend, gpu_options)?;
+    log::info!("backend: {}", selected.reason);
+    let mut session = selected.backend.open(data.clone(), objective)?;
+    let device = session.describe();
+    log::info!("{objective} on {rows} rows × {features} features");
+
+    stop_on_ctrl_c(&interrupt);
+    let mut progress = FitProgress::new(args.epochs, rows, quiet, args.animate.is_some());
+    let result = trainer.fit_with(session.as_mut(), &mut progress);
+    progress.finish();
+    let saved = |params: &Params, fit: Option<&Fit>| -> SavedModel {
+        let mut model = SavedModel::new(&objective, params.clone());
+        if let Source::File { dataset, target } = &source {
+            model.features = Some(dataset.feature_names().to_vec());
+            model.target = target_name(target);
+        }
+        model.standardization = fit.and_then(|f| f.configured.standardization.clone());
+        model
+    };
+    let fit = match result {
+        Ok(fit) => fit,
+        Err(Error::Diverged {
+            epoch,
+            lr,
+            last_finite,
+        }) => {
+            if let Some(out) = &args.out {
+                saved(&last_finite, None).save(out)?;
+                log::warn!("wrote the last finite parameters to {}", out.display());
+            }
+            return Err(Error::Diverged {
+                epoch,
+                lr,
+                last_finite,
+            });
+        }
+        Err(e) => return Err(e),
+    };
+    if let Some(out) = &args.out {
+        saved(&fit.params, Some(&fit)).save(out)?;
+    }
+    if let Some(path) = &args.plot {
+        plot::loss_plot(path, &objective, &fit.log)?;
+    }
+    if let (Some(path), Some(frames)) = (&args.animate, &progress.frames) {
+        let host = data.to_host();
+        plot::fit_animation(path, objective.model(), host.x(), host.y(), frames)?;
+    }
+    let truth = match &source {
+        Source::Synthetic(s) => Some(s.true_params()),
+        Source::File { .. } => None,
+    };
+    let report = FitReport {
+        objective,
+        rule: trainer.update_rule(),
+        backend: selected.backend.name(),
+        device: &device,
+        rows,
+        features,
+        fit: &fit,
+        truth: truth.as_ref(),
+    };
+    if m.backend.json {
+        println!("{}", report.json());
+    } else {
+        print!("{}", report.text());
+    }
+    match fit.stop {
+        StopReason::Interrupted { step } => Err(Error::Interrupted {
+            step,
+            saved: args.out.clone(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+struct FitReport<'a> {
+    objective: Objective,
+    rule: UpdateRule,
+    backend: &'static str,
+    device: &'a str,
+    rows: usize,
+    features: usize,
+    fit: &'a Fit,
+    truth: Option<&'a Params>,
+}
+
+impl FitReport<'_> {
+    fn json(&self) -> Value {
+        let (weights, bias) = params_file::json_parts(self.objective.model(), &self.fit.params);
+        let mut out = json!({
+            "model": self.objective.model(),
+            "loss_fn": self.objective.loss(),
+            "backend": self.backend,
+            "device": self.device,
+            "rows": self.rows,
+            "features": self.features,
+            "classes": self.objective.outputs(),
+            "weights": weights,
+            "bias": bias,
+            "loss": self.fit.loss,
+            "history": self.fit.history,
+            "history_epochs": self.fit.history_epochs,
+            "epochs": self.fit.epochs,
+            "train_seconds": self.fit.train_seconds,
+            "optimizer": self.rule.optimizer.name(),
+            "stop_reason": match self.fit.stop {
+                StopReason::Epochs => "epochs",
+                StopReason::NoImprovement { .. } => "no_improvement",
+                StopReason::Interrupted { .. } => "interrupted",
+            },
+            "stopped_epoch": self.fit.epochs,
+            "metrics": entry_json(&self.fit.last),
+            "metrics_history": self.fit.log.iter().map(entry_json).collect::<Vec<_>>(),
+            "training_rows": self.fit.configured.training_rows,
+            "held_out_rows": self.fit.configured.held_out_rows,
+        });
+        if let StopReason::NoImprovement { best_epoch } = self.fit.stop {
+            out["best_epoch"] = json!(best_epoch);
+        }
+        let column = |f: &dyn Fn(&LogEntry) -> Option<f64>| -> Value {
+            self.fit
+                .log
+                .iter()
+                .map(|e| json!(f(e)))
+                .collect::<Vec<_>>()
+                .into()
+        };
+        if self.fit.last.validation.is_some() {
+            out["val_history"] = column(&|e| e.validation.map(|v| v.loss));
+        }
+        match self.objective.model() {
+            Model::Linear => out["r2_history"] = column(&|e| e.training.r2),
+            _ => out["accuracy_history"] = column(&|e| e.training.accuracy),
+        }
+        if let Some(st) = &self.fit.configured.standardization {
+            out["standardization"] = json!({"mean": st.mean, "scale": st.scale});
+        }
+        if let Some(cw) = &self.fit.configured.class_weights {
+            out["class_weights"] = json!(cw);
+        }
+        if let Some(truth) = self.truth {
+            let distance = self.fit.params.distance(truth);
+            out["distance_to_truth"] = json!(distance);
+            out["relative_distance_to_truth"] = json!(distance / truth.norm());
+        }
+        out
+    }
+
+    fn text(&self) -> String {
+        let f = self.fit;
+        let mut s = format!(
+            "{} on {} rows × {} features\nbackend: {}\nepochs: {} ({}), {}, descent loop: {:.3} s\n",
+            self.objective,
+            self.rows,
+            self.features,
+            self.device,
+            f.epochs,
+            f.stop.describe(),
+            f.last,
+            f.train_seconds
+        );
+        s += &format!("weights: {}\n", preview(f.params.weights()));
+        s += &format!("bias: {}\n", preview(f.params.bias()));
+        if let Some(truth) = self.truth {
+            let distance = f.params.distance(truth);
+            s += &format!(
+                "distance to the true parameters: {distance:.6} ({:.3}% of their norm)\n",
+                100.0 * distance / truth.norm()
+            );
+        }
+        s
+    }
+}
+
+/// `loss 0.123456, accuracy 0.9000, val_loss …` for the progress lines and the summary.
+/// One logged epoch as JSON: loss and metrics, on training and held-out rows.
+fn entry_json(e: &LogEntry) -> Value {
+    let mut v = json!({"epoch": e.epoch, "loss": e.training.loss});
+    let mut put = |prefix: &str, ev: &downhill::backend::Evaluation| {
+        if let Some(a) = ev.accuracy {
+            v[format!("{prefix}accuracy")] = json!(a);
+        }
+        if let Some(r2) = ev.r2 {
+            v[format!("{prefix}r2")] = json!(r2);
+        }
+    };
+    put("", &e.training);
+    if let Some(val) = &e.validation {
+        put("val_", val);
+        v["val_loss"] = json!(val.loss);
+    }
+    v
+}
+
+/// Up to 12 numbers, then how many more there are.
+fn preview(values: &[f64]) -> String {
+    const SHOWN: usize = 12;
+    let shown: Vec<String> = values
+        .iter()
+        .take(SHOWN)
+        .map(|v| format!("{v:.6}"))
+        .collect();
+    let more = values.len().saturating_sub(SHOWN);
+    if more == 0 {
+        format!("[{}]", shown.join(", "))
+    } else {
+        format!(
+            "[{}, … {more} more (see --json or --out)]",
+            shown.join(", ")
+        )
+    }
+}

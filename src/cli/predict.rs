@@ -1,0 +1,245 @@
+//! `downhill predict`, `downhill score` and `downhill grad`: a model (or parameters) and a
+//! data file in, numbers out.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use serde_json::json;
+
+use downhill::backend::{self, Data, RowSet};
+use downhill::input::{self, Target};
+use downhill::{Dataset, Error, Model, Params, Predictions, SavedModel, Trainer, params_file};
+
+use super::args::{BackendArgs, ModelArgs, TargetArgs, columns};
+
+#[derive(Args)]
+pub struct PredictArgs {
+    /// A model file written by `fit --out`.
+    #[arg(long)]
+    model_file: PathBuf,
+    /// Rows to predict: .csv, .npy or .parquet, with the model's feature columns.
+    #[arg(long)]
+    data: PathBuf,
+    /// Also write probabilities: P(y = 1) (logistic), one column per class (softmax).
+    #[arg(long)]
+    proba: bool,
+    /// Write the predictions (CSV) here instead of stdout.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    backend: BackendArgs,
+}
+
+#[derive(Args)]
+pub struct ScoreArgs {
+    /// A model file written by `fit --out`.
+    #[arg(long)]
+    model_file: PathBuf,
+    /// Labelled rows: .csv, .npy or .parquet.
+    #[arg(long)]
+    data: PathBuf,
+    /// Default: the target the model was fitted to.
+    #[command(flatten)]
+    target: TargetArgs,
+    #[command(flatten)]
+    backend: BackendArgs,
+}
+
+#[derive(Args)]
+pub struct GradArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Data file: .csv, .npy or .parquet.
+    #[arg(long)]
+    data: PathBuf,
+    #[command(flatten)]
+    target: TargetArgs,
+    /// The feature columns, comma separated (default: every column but the target).
+    #[arg(long)]
+    features: Option<String>,
+    /// The parameters (a parameter file).
+    #[arg(long)]
+    weights: PathBuf,
+}
+
+/// Reads the model's feature columns (and `target`) of `data`, checking the count.
+fn read_for(
+    model: &SavedModel,
+    path: &Path,
+    data: &Path,
+    target: Target,
+) -> Result<Dataset, Error> {
+    let dataset = input::read(data, &model.columns(target))?;
+    if dataset.features() != model.params.features() {
+        return Err(Error::Shape {
+            what: format!("{} (for the model in {})", data.display(), path.display()),
+            expected: format!("{} feature columns", model.params.features()),
+            found: format!(
+                "{} ({})",
+                dataset.features(),
+                dataset.feature_names().join(", ")
+            ),
+        });
+    }
+    Ok(dataset)
+}
+
+pub fn predict(args: PredictArgs) -> Result<(), Error> {
+    let model = SavedModel::load(&args.model_file)?;
+    let dataset = read_for(&model, &args.model_file, &args.data, Target::None)?;
+    let objective = model.prediction_objective()?;
+    let selected = backend::select(args.backend.backend, Default::default())?;
+    log::info!("backend: {}", selected.reason);
+    let mut session = selected.backend.open(Data::Host(&dataset), objective)?;
+    let predictions = Predictions::of(session.as_mut(), &model.params)?;
+    let text = predictions_csv(&predictions, args.proba);
+    match &args.out {
+        Some(out) => {
+            params_file::write_atomically(out, text.trim_end().as_bytes())?;
+            log::info!(
+                "wrote {} predictions to {}",
+                predictions.rows(),
+                out.display()
+            );
+        }
+        None => print!("{text}"),
+    }
+    Ok(())
+}
+
+/// One line per row: the value (linear) or the class, then the probabilities if asked.
+fn predictions_csv(p: &Predictions, proba: bool) -> String {
+    let mut out = String::new();
+    let k = p.outputs();
+    match (p.model(), proba) {
+        (Model::Linear, _) => out.push_str("prediction\n"),
+        (_, false) => out.push_str("class\n"),
+        (Model::Logistic, true) => out.push_str("class,probability\n"),
+        (Model::Softmax, true) => {
+            out.push_str("class");
+            for c in 0..k {
+                let _ = write!(out, ",p{c}");
+            }
+            out.push('\n');
+        }
+    }
+    match p.classes() {
+        None => {
+            for v in p.values() {
+                let _ = writeln!(out, "{v}");
+            }
+        }
+        Some(classes) => {
+            let probabilities = p.probabilities();
+            let columns = p.probability_columns();
+            for (i, class) in classes.iter().enumerate() {
+                let _ = write!(out, "{class}");
+                if proba {
+                    let row = &probabilities[i * columns..(i + 1) * columns];
+                    // Logistic: P(y = 1) only; softmax: every class.
+                    let shown = if p.model() == Model::Logistic {
+                        &row[1..]
+                    } else {
+                        row
+                    };
+                    for v in shown {
+                        let _ = write!(out, ",{v}");
+                    }
+                }
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+pub fn score(args: ScoreArgs) -> Result<(), Error> {
+    let model = SavedModel::load(&args.model_file)?;
+    let target = args
+        .target
+        .target_or(model.target.clone().map(Target::Column))
+        .ok_or_else(|| {
+            Error::option(
+                "target",
+                "(none)",
+                format!(
+                    "{} names no target column: give --target COLUMN (or --target-index J)",
+                    args.model_file.display()
+                ),
+            )
+        })?;
+    let dataset = read_for(&model, &args.model_file, &args.data, target)?;
+    let objective = model.objective()?;
+    dataset.check_labels(&objective)?;
+    let selected = backend::select(args.backend.backend, Default::default())?;
+    log::info!("backend: {}", selected.reason);
+    let mut session = selected.backend.open(Data::Host(&dataset), objective)?;
+    session.configure(&Trainer::new().setup())?;
+    session.set_params(&model.params)?;
+    let e = session.evaluate(RowSet::All)?;
+    if args.backend.json {
+        let mut out = json!({"rows": dataset.rows(), "loss_fn": model.loss_fn, "loss": e.loss});
+        if let Some(a) = e.accuracy {
+            out["accuracy"] = json!(a);
+        }
+        if let Some(r2) = e.r2 {
+            out["r2"] = json!(r2);
+        }
+        println!("{out}");
+    } else {
+        println!(
+            "rows: {}\nloss ({}): {}",
+            dataset.rows(),
+            model.loss_fn,
+            e.loss
+        );
+        if let Some(a) = e.accuracy {
+            println!("accuracy: {a}");
+        }
+        if let Some(r2) = e.r2 {
+            println!("r2: {r2}");
+        }
+    }
+    Ok(())
+}
+
+pub fn grad(args: GradArgs) -> Result<(), Error> {
+    let m = &args.model;
+    let classes = m.classes_hint(Some(&args.weights))?;
+    let spec = columns(
+        args.target.required(&args.data)?,
+        args.features.as_deref(),
+        None,
+    )?;
+    let dataset = input::read(&args.data, &spec)?;
+    let objective = dataset.objective(m.model, m.loss()?, classes)?;
+    let params = params_file::read(
+        &args.weights,
+        m.model,
+        dataset.features(),
+        Some(objective.outputs()),
+    )?;
+    let selected = backend::select(m.backend.backend, Default::default())?;
+    log::info!("backend: {}", selected.reason);
+    let grad = downhill::gradient(
+        selected.backend.as_ref(),
+        &dataset,
+        objective,
+        Some(&params),
+    )?;
+    let as_params = Params::new(
+        dataset.features(),
+        objective.outputs(),
+        grad.weights,
+        grad.bias,
+    )?;
+    let (grad_w, grad_b) = params_file::json_parts(m.model, &as_params);
+    let out = json!({"loss": grad.loss, "grad_w": grad_w, "grad_b": grad_b});
+    if m.backend.json {
+        println!("{out}");
+    } else {
+        println!("loss: {}\ngrad_w: {grad_w}\ngrad_b: {grad_b}", grad.loss);
+    }
+    Ok(())
+}

@@ -1,0 +1,42 @@
+//! Running the `downhill` binary from tests.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn downhill(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_downhill"))
+        .args(args)
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .output()
+        .expect("run downhill")
+}
+
+/// A scratch directory for one test.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("downhill-cli-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+pub fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+/// Runs a command expected to fail; returns its stderr, asserting exit code 1 and no panic.
+pub fn fails(args: &[&str]) -> String {
+    let out = downhill(args);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
+    assert!(out.stdout.is_empty(), "{args:?} printed a result");
+    stderr
+}
+
+/// `fit --model MODEL --data DATA EXTRA…`, expected to fail: its stderr.
+pub fn fit_fails(model: &str, data: &str, extra: &[&str]) -> String {
+    let mut args = vec!["fit", "--model", model, "--data", data];
+    args.extend_from_slice(extra);
+    fails(&args)
+}
