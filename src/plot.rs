@@ -42,12 +42,20 @@ fn picture_error(path: &Path, e: impl std::fmt::Display) -> Error {
     }
 }
 
-/// One line of the loss plot.
-struct Curve {
-    label: &'static str,
-    color: RGBColor,
-    points: Vec<(f64, f64)>,
+/// One line of a plot.
+pub struct Curve {
+    pub label: String,
+    pub color: RGBColor,
+    pub points: Vec<(f64, f64)>,
 }
+
+/// The colours curves are drawn in, in order (matplotlib's first four).
+pub const PALETTE: [RGBColor; 4] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+];
 
 /// Draws the training loss (and the validation loss, when rows were held out) of each
 /// logged epoch as a PNG. The loss axis is logarithmic when the losses are positive and
@@ -55,8 +63,8 @@ struct Curve {
 pub fn loss_plot(path: &Path, objective: &Objective, log: &[LogEntry]) -> Result<()> {
     register_font();
     let mut curves = vec![Curve {
-        label: "training",
-        color: RGBColor(31, 119, 180),
+        label: "training".into(),
+        color: PALETTE[0],
         points: log
             .iter()
             .map(|e| (e.epoch as f64, e.training.loss))
@@ -68,8 +76,8 @@ pub fn loss_plot(path: &Path, objective: &Objective, log: &[LogEntry]) -> Result
         .collect();
     if !validation.is_empty() {
         curves.push(Curve {
-            label: "validation",
-            color: RGBColor(255, 127, 14),
+            label: "validation".into(),
+            color: PALETTE[1],
             points: validation,
         });
     }
@@ -119,7 +127,18 @@ pub fn loss_plot(path: &Path, objective: &Objective, log: &[LogEntry]) -> Result
             },
         )
     };
-    draw_curves(&root, &caption, epochs, range, &axis, &curves).map_err(|e| picture_error(path, e))
+    // Losses fall: the upper right corner is free.
+    let legend = SeriesLabelPosition::UpperRight;
+    draw_curves(
+        &root,
+        &caption,
+        (epochs, "epoch"),
+        range,
+        &axis,
+        &curves,
+        legend,
+    )
+    .map_err(|e| picture_error(path, e))
 }
 
 /// The loss axis: its name, and whether positions are log10 of the loss.
@@ -146,13 +165,44 @@ fn round_significant(v: f64, digits: i32) -> f64 {
     (v * scale).round() / scale
 }
 
+/// Draws `curves` (with their labels in a legend) on linear axes as a PNG of
+/// [`LOSS_PLOT_SIZE`]: for the teaching notes' function plots.
+pub fn curve_plot(path: &Path, caption: &str, axes: (&str, &str), curves: &[Curve]) -> Result<()> {
+    register_font();
+    let points = || curves.iter().flat_map(|c| c.points.iter().copied());
+    let span = |values: &mut dyn Iterator<Item = f64>| {
+        let (lo, hi) = values
+            .filter(|v| v.is_finite())
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+                (a.min(v), b.max(v))
+            });
+        let pad = ((hi - lo) * 0.05).max(1e-9);
+        (lo.is_finite() && hi.is_finite()).then_some((lo - pad)..(hi + pad))
+    };
+    let (Some(xs), Some(ys)) = (
+        span(&mut points().map(|p| p.0)),
+        span(&mut points().map(|p| p.1)),
+    ) else {
+        return Err(picture_error(path, "no finite point to draw"));
+    };
+    let root = BitMapBackend::new(path, LOSS_PLOT_SIZE).into_drawing_area();
+    let axis = Axis {
+        name: axes.1.to_string(),
+        logarithmic: false,
+    };
+    let legend = SeriesLabelPosition::UpperMiddle;
+    draw_curves(&root, caption, (xs, axes.0), ys, &axis, curves, legend)
+        .map_err(|e| picture_error(path, e))
+}
+
 fn draw_curves(
     root: &DrawingArea<BitMapBackend<'_>, Shift>,
     caption: &str,
-    epochs: Range<f64>,
+    (epochs, x_name): (Range<f64>, &str),
     losses: Range<f64>,
     axis: &Axis,
     curves: &[Curve],
+    legend: SeriesLabelPosition,
 ) -> std::result::Result<(), Box<dyn std::error::Error>> {
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(root)
@@ -163,9 +213,9 @@ fn draw_curves(
         .build_cartesian_2d(epochs, losses)?;
     chart
         .configure_mesh()
-        .x_desc("epoch")
+        .x_desc(x_name)
         .y_desc(&axis.name)
-        .x_label_formatter(&|v| format!("{v:.0}"))
+        .x_label_formatter(&|v| short_number(*v))
         .label_style(("sans-serif", 15))
         .axis_desc_style(("sans-serif", 17))
         .y_labels(12)
@@ -178,7 +228,7 @@ fn draw_curves(
                 curve.points.iter().copied(),
                 color.stroke_width(2),
             ))?
-            .label(curve.label)
+            .label(curve.label.as_str())
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 24, y)], color.stroke_width(3)));
         if curve.points.len() <= 60 {
             chart.draw_series(
@@ -191,6 +241,7 @@ fn draw_curves(
     }
     chart
         .configure_series_labels()
+        .position(legend)
         .label_font(("sans-serif", 16))
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)

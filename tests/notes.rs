@@ -23,6 +23,18 @@ fn derivative_of_3x2_minus_4x_plus_5_at_3() {
     assert_eq!(value, 20.0);
     assert!((difference - 14.0003).abs() < 1e-6, "{difference}");
     assert_eq!(slope, 14.0);
+    // The notes' samples: f(−5) = 100 first, f(4.75) = 53.6875 last, 40 of them.
+    let samples = derivative::samples();
+    assert_eq!(samples.len(), 40);
+    assert_eq!((samples[0], samples[39]), ((-5.0, 100.0), (4.75, 53.6875)));
+    let path = std::env::temp_dir().join(format!("downhill-notes-{}.png", std::process::id()));
+    derivative::plot(&path).unwrap();
+    let image = image::open(&path).expect("the plot decodes");
+    assert_eq!(
+        (image.width(), image.height()),
+        downhill::plot::LOSS_PLOT_SIZE
+    );
+    std::fs::remove_file(&path).unwrap();
 }
 
 #[test]
