@@ -87,6 +87,14 @@ pub enum Error {
     #[error("{path}: {message}")]
     ParamsFile { path: PathBuf, message: String },
 
+    /// A checkpoint file that cannot be used.
+    #[error("{path}: {message}")]
+    Checkpoint { path: PathBuf, message: String },
+
+    /// `--resume` with a checkpoint of another fit.
+    #[error("cannot resume: {message}")]
+    ResumeMismatch { message: String },
+
     /// A fit stopped by an [`crate::train::Interrupt`] (Ctrl-C in the CLI).
     #[error("interrupted after step {step}; {}", match saved {
         Some(path) => format!("the last parameters were written to {}", path.display()),

@@ -32,6 +32,7 @@
 pub mod autodiff;
 pub mod backend;
 pub mod bench;
+pub mod checkpoint;
 pub mod custom;
 pub mod data;
 pub mod error;

@@ -329,6 +329,17 @@ impl Params {
     }
 
     /// The inverse of [`Params::to_flat_f32`].
+    /// From W (row-major) then b, in f64.
+    pub fn from_flat_f64(features: usize, outputs: usize, flat: &[f64]) -> Self {
+        let split = features * outputs;
+        Params {
+            features,
+            outputs,
+            weights: flat[..split].to_vec(),
+            bias: flat[split..].to_vec(),
+        }
+    }
+
     pub fn from_flat(features: usize, outputs: usize, flat: &[f32]) -> Self {
         assert_eq!(
             flat.len(),

@@ -8,6 +8,7 @@ use std::time::Instant;
 use crate::backend::{
     Batch, ClassWeights, Configured, Evaluation, RowSet, RunOutcome, Session, Setup, Split, Step,
 };
+use crate::checkpoint::{Best, Checkpoint, Checkpointing, RngState};
 use crate::error::{Error, Result};
 use crate::model::{Loss, Model, Objective, Params};
 use crate::optim::{Optimizer, Regularization, Schedule, UpdateRule};
@@ -65,6 +66,9 @@ pub struct Trainer {
     standardize: bool,
     class_weights: Option<ClassWeights>,
     interrupt: Option<Interrupt>,
+    checkpointing: Option<Checkpointing>,
+    resume: Option<Box<Checkpoint>>,
+    data_id: Option<String>,
 }
 
 /// A flag another thread (a Ctrl-C handler) sets to stop a fit after its current step.
@@ -107,6 +111,23 @@ pub trait Observer {
     }
 }
 
+/// Where the descent loop is: what a checkpoint records.
+struct LoopState {
+    /// Epochs completed.
+    epoch: u64,
+    /// Steps of epoch `epoch` taken (after an interrupt mid-epoch).
+    step_in_epoch: u64,
+    /// Steps taken in all.
+    t: u64,
+    log: Vec<LogEntry>,
+    /// The best monitored loss, its epoch and (with held-out rows) its parameters.
+    best: (f64, u64, Option<Params>),
+    /// Evaluations without improvement.
+    waited: u64,
+    /// Whether epoch `epoch`'s evaluation is done.
+    evaluated: bool,
+}
+
 /// A closure called at each logged epoch.
 struct LogCallback<'f>(&'f mut dyn FnMut(&LogEntry));
 
@@ -139,6 +160,9 @@ impl Default for Trainer {
             standardize: false,
             class_weights: None,
             interrupt: None,
+            checkpointing: None,
+            resume: None,
+            data_id: None,
         }
     }
 }
@@ -170,7 +194,7 @@ impl StopReason {
 }
 
 /// The losses and metrics at one logged epoch.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LogEntry {
     pub epoch: u64,
     /// On the training rows.
@@ -365,6 +389,60 @@ impl Trainer {
         self
     }
 
+    /// Write a checkpoint to `path` every `every` epochs (atomically; each replaces the
+    /// last), and when an interrupt stops the fit. Default: none.
+    pub fn checkpoint(mut self, path: impl Into<std::path::PathBuf>, every: u64) -> Self {
+        self.checkpointing = Some(Checkpointing {
+            path: path.into(),
+            every,
+        });
+        self
+    }
+
+    /// Continue from `checkpoint` instead of starting: the fit ends with the same bits as
+    /// the one that wrote it would have. The options must be the same (checked); `init`
+    /// is ignored.
+    pub fn resume(mut self, checkpoint: Checkpoint) -> Self {
+        self.resume = Some(Box::new(checkpoint));
+        self
+    }
+
+    /// A fingerprint of the rows ([`crate::Data::fingerprint`]), written into checkpoints
+    /// and compared on resume. Default: none (rows and features are still compared).
+    pub fn data_id(mut self, fingerprint: impl Into<String>) -> Self {
+        self.data_id = Some(fingerprint.into());
+        self
+    }
+
+    /// The options a resumed fit must share with the one that wrote its checkpoint: all
+    /// but the starting point, the interrupt and the checkpoint settings.
+    fn options_fingerprint(&self) -> String {
+        format!(
+            "lr {:?}, epochs {}, batch_size {:?}, seed {}, log_every {}, optimizer {:?}, \
+             momentum {:?}, beta1 {:?}, beta2 {:?}, eps {:?}, regularization {:?}, \
+             schedule {:?}, warmup {}, tol {:?}, patience {:?}, validation_fraction {:?}, \
+             standardize {}, class_weights {:?}",
+            self.lr,
+            self.epochs,
+            self.batch_size,
+            self.seed,
+            self.log_every,
+            self.optimizer,
+            self.momentum,
+            self.beta1,
+            self.beta2,
+            self.eps,
+            self.regularization,
+            self.schedule,
+            self.warmup,
+            self.tol,
+            self.patience,
+            self.validation_fraction,
+            self.standardize,
+            self.class_weights
+        )
+    }
+
     pub fn learning_rate(&self) -> f64 {
         self.lr
     }
@@ -410,6 +488,15 @@ impl Trainer {
 
     /// Checks the options on their own, before any work starts.
     pub fn validate(&self) -> Result<()> {
+        if let Some(c) = &self.checkpointing
+            && c.every == 0
+        {
+            return Err(Error::option(
+                "checkpoint every",
+                0,
+                "must be at least 1 epoch",
+            ));
+        }
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return Err(Error::option(
                 "learning rate",
@@ -592,7 +679,8 @@ impl Trainer {
 
     /// [`Trainer::fit`], reporting to `observer` as it goes.
     pub fn fit_with(&self, session: &mut dyn Session, observer: &mut dyn Observer) -> Result<Fit> {
-        self.validate_for(&session.objective())?;
+        let objective = session.objective();
+        self.validate_for(&objective)?;
         let configured = session.configure(&self.setup())?;
         if self.validation_fraction.is_some() && configured.held_out_rows == 0 {
             return Err(Error::option(
@@ -600,9 +688,6 @@ impl Trainer {
                 self.validation_fraction.unwrap_or(0.0),
                 format!("holds out no row of {}", session.rows()),
             ));
-        }
-        if let Some(init) = &self.init {
-            session.set_params(init)?;
         }
         let start = Instant::now();
         let held_out = self.validation_fraction.is_some();
@@ -619,7 +704,6 @@ impl Trainer {
                 validation,
             })
         };
-        let mut log = Vec::new();
         fn record(
             session: &mut dyn Session,
             observer: &mut dyn Observer,
@@ -638,98 +722,175 @@ impl Trainer {
         }
         let monitored = |e: &LogEntry| e.validation.map_or(e.training.loss, |v| v.loss);
         let stopping = self.stopping();
-        let mut entry = evaluate(session, 0)?;
-        record(session, observer, &mut log, entry)?;
-        let mut best = (monitored(&entry), 0u64, None::<Params>);
-        let mut waited = 0;
-        let mut stop = StopReason::Epochs;
-        let mut epoch = 0;
-        let mut t = 0;
-        let mut steps = Vec::new();
-        // Evaluate every epoch when stopping early, else every log_every epochs.
+        // Evaluate every epoch when stopping early, else every log_every epochs, and at
+        // every checkpoint.
         let check_every = if stopping.is_some() {
             1
         } else {
             self.log_every
         };
+        let checkpoint_every = self.checkpointing.as_ref().map(|c| c.every);
+        let chunk_end = |epoch: u64| {
+            let next = |every: u64| (epoch / every + 1) * every;
+            let end =
+                checkpoint_every.map_or(next(check_every), |c| next(c).min(next(check_every)));
+            end.min(self.epochs)
+        };
+        let mut state = match &self.resume {
+            Some(ck) => {
+                ck.check_matches(
+                    &objective,
+                    session.rows(),
+                    session.features(),
+                    self.data_id.as_deref(),
+                    &self.options_fingerprint(),
+                )?;
+                session.restore(&ck.snapshot)?;
+                let params = ck.best.params.as_deref().map(|flat| {
+                    Params::from_flat_f64(session.features(), objective.outputs(), flat)
+                });
+                log::info!("resuming at epoch {} (step {})", ck.epoch, ck.rng.step);
+                LoopState {
+                    epoch: ck.epoch,
+                    step_in_epoch: ck.step_in_epoch,
+                    t: ck.rng.step,
+                    log: ck.log.clone(),
+                    best: (ck.best.value, ck.best.epoch, params),
+                    waited: ck.waited,
+                    evaluated: ck.evaluated,
+                }
+            }
+            None => {
+                if let Some(init) = &self.init {
+                    session.set_params(init)?;
+                }
+                let entry = evaluate(session, 0)?;
+                let mut log = Vec::new();
+                record(session, observer, &mut log, entry)?;
+                LoopState {
+                    epoch: 0,
+                    step_in_epoch: 0,
+                    t: 0,
+                    log,
+                    best: (monitored(&entry), 0, None),
+                    waited: 0,
+                    evaluated: true,
+                }
+            }
+        };
+        let mut entry = *state
+            .log
+            .last()
+            .expect("a fresh fit logs epoch 0; a checkpoint's log is checked");
+        let mut stop = StopReason::Epochs;
+        let mut steps = Vec::new();
         let interrupt = self.interrupt.as_ref();
-        'epochs: while epoch < self.epochs {
-            let chunk_end = (epoch + check_every).min(self.epochs);
-            for e in epoch..chunk_end {
-                let epoch_steps = self.epoch_steps_from(e, session.rows(), t);
-                for step in epoch_steps {
+        'descent: loop {
+            // The evaluation that ends a chunk of epochs: log, stop early, checkpoint.
+            if !state.evaluated && state.step_in_epoch == 0 {
+                let epoch = state.epoch;
+                entry = evaluate(session, epoch)?;
+                if !entry.training.loss.is_finite() {
+                    return Err(self.diverged(epoch, session));
+                }
+                if epoch % self.log_every == 0 || epoch == self.epochs {
+                    record(session, observer, &mut state.log, entry)?;
+                }
+                state.evaluated = true;
+                if let Some((tol, patience)) = stopping {
+                    let value = monitored(&entry);
+                    if value < state.best.0 - tol {
+                        let params = if held_out {
+                            Some(session.params()?)
+                        } else {
+                            None
+                        };
+                        state.best = (value, epoch, params);
+                        state.waited = 0;
+                    } else {
+                        state.waited += 1;
+                        if state.waited >= patience {
+                            stop = StopReason::NoImprovement {
+                                best_epoch: state.best.1,
+                            };
+                            if state.log.last().is_none_or(|l| l.epoch != epoch) {
+                                record(session, observer, &mut state.log, entry)?;
+                            }
+                            break;
+                        }
+                    }
+                }
+                if checkpoint_every.is_some_and(|c| epoch % c == 0) && epoch < self.epochs {
+                    self.write_checkpoint(session, &state)?;
+                }
+            }
+            if state.epoch >= self.epochs {
+                break;
+            }
+            let end = chunk_end(state.epoch);
+            for e in state.epoch..end {
+                // After an interrupt mid-epoch, the epoch's first steps are done already.
+                let skip = std::mem::take(&mut state.step_in_epoch);
+                let mut epoch_steps = self.epoch_steps_from(e, session.rows(), state.t - skip);
+                epoch_steps.drain(..skip as usize);
+                let count = epoch_steps.len();
+                for (i, step) in epoch_steps.into_iter().enumerate() {
                     steps.push(step);
+                    let epoch_done = i + 1 == count;
                     // Bound the host memory of long runs of small batches; when an
                     // interrupt may come, hand over one epoch at a time.
-                    let epoch_done = step.batch.start + step.batch.len >= session.rows() as u32;
                     let flush = steps.len() >= MAX_PENDING_STEPS
-                        || (epoch_done && (interrupt.is_some() || e + 1 == chunk_end));
+                        || (epoch_done && (interrupt.is_some() || e + 1 == end));
                     if !flush {
                         continue;
                     }
                     if let RunOutcome::Diverged { step } = session.run(&steps)? {
                         return Err(self.diverged(steps[step].epoch + 1, session));
                     }
-                    t += steps.len() as u64;
+                    state.t += steps.len() as u64;
                     steps.clear();
-                    observer.progress(if epoch_done { e + 1 } else { e });
-                    if interrupt.is_some_and(Interrupt::is_raised) {
-                        stop = StopReason::Interrupted { step: t };
-                        epoch = if epoch_done { e + 1 } else { e };
-                        break 'epochs;
-                    }
-                }
-            }
-            epoch = chunk_end;
-            entry = evaluate(session, epoch)?;
-            if !entry.training.loss.is_finite() {
-                return Err(self.diverged(epoch, session));
-            }
-            if epoch % self.log_every == 0 || epoch == self.epochs {
-                record(session, observer, &mut log, entry)?;
-            }
-            if let Some((tol, patience)) = stopping {
-                let value = monitored(&entry);
-                if value < best.0 - tol {
-                    let params = if held_out {
-                        Some(session.params()?)
+                    let (epoch, in_epoch) = if epoch_done {
+                        (e + 1, 0)
                     } else {
-                        None
+                        (e, skip + i as u64 + 1)
                     };
-                    best = (value, epoch, params);
-                    waited = 0;
-                } else {
-                    waited += 1;
-                    if waited >= patience {
-                        stop = StopReason::NoImprovement { best_epoch: best.1 };
-                        if log.last().is_none_or(|l| l.epoch != epoch) {
-                            record(session, observer, &mut log, entry)?;
+                    observer.progress(epoch);
+                    if interrupt.is_some_and(Interrupt::is_raised) {
+                        stop = StopReason::Interrupted { step: state.t };
+                        state.epoch = epoch;
+                        state.step_in_epoch = in_epoch;
+                        state.evaluated = in_epoch != 0 || epoch != end;
+                        if self.checkpointing.is_some() {
+                            self.write_checkpoint(session, &state)?;
                         }
-                        break;
+                        break 'descent;
                     }
                 }
             }
+            state.epoch = end;
+            state.evaluated = false;
         }
         if let StopReason::Interrupted { .. } = stop {
             // The parameters after the last step, however far into an epoch it was.
-            entry = evaluate(session, epoch)?;
+            entry = evaluate(session, state.epoch)?;
             if !entry.training.loss.is_finite() {
-                return Err(self.diverged(epoch, session));
+                return Err(self.diverged(state.epoch, session));
             }
-            record(session, observer, &mut log, entry)?;
-        } else if held_out && best.1 != epoch {
+            record(session, observer, &mut state.log, entry)?;
+        } else if held_out && state.best.1 != state.epoch {
             // Held-out rows choose the parameters: the best seen (epoch 0's when none
             // improved).
-            let params = match best.2.take() {
+            let params = match state.best.2.take() {
                 Some(p) => p,
                 None => self.init.clone().unwrap_or_else(|| {
                     Params::zeros(session.features(), session.objective().outputs())
                 }),
             };
             session.set_params(&params)?;
-            entry = evaluate(session, epoch)?;
+            entry = evaluate(session, state.epoch)?;
         }
         let train_seconds = start.elapsed().as_secs_f64();
+        let log = state.log;
         Ok(Fit {
             params: session.params()?,
             loss: entry.training.loss,
@@ -737,11 +898,56 @@ impl Trainer {
             history_epochs: log.iter().map(|e| e.epoch).collect(),
             log,
             last: entry,
-            epochs: epoch,
+            epochs: state.epoch,
             stop,
             configured,
             train_seconds,
         })
+    }
+
+    /// Writes the fit's state to the checkpoint file.
+    fn write_checkpoint(&self, session: &mut dyn Session, state: &LoopState) -> Result<()> {
+        let Some(to) = &self.checkpointing else {
+            return Ok(());
+        };
+        let objective = session.objective();
+        let checkpoint = Checkpoint {
+            format: Checkpoint::format(),
+            model: objective.model(),
+            loss_fn: objective.loss().to_string(),
+            outputs: objective.outputs(),
+            rows: session.rows(),
+            features: session.features(),
+            data: self.data_id.clone(),
+            options: self.options_fingerprint(),
+            epoch: state.epoch,
+            step_in_epoch: state.step_in_epoch,
+            evaluated: state.evaluated,
+            rng: RngState {
+                seed: self.seed,
+                epoch: state.epoch,
+                step: state.t,
+            },
+            snapshot: session.snapshot()?,
+            best: Best {
+                value: state.best.0,
+                epoch: state.best.1,
+                params: state
+                    .best
+                    .2
+                    .as_ref()
+                    .map(|p| p.weights().iter().chain(p.bias()).copied().collect()),
+            },
+            waited: state.waited,
+            log: state.log.clone(),
+        };
+        checkpoint.save(&to.path)?;
+        log::debug!(
+            "checkpoint at epoch {} written to {}",
+            state.epoch,
+            to.path.display()
+        );
+        Ok(())
     }
 
     fn diverged(&self, epoch: u64, session: &mut dyn Session) -> Error {

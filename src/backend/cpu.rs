@@ -8,9 +8,11 @@
 
 use std::borrow::Cow;
 
+use crate::backend::Snapshot;
+
 use rayon::prelude::*;
 
-use super::reference::{Reference, check_params_shape, check_state_len};
+use super::reference::{Reference, check_params_shape};
 use super::{
     Backend, Batch, Configured, Data, Evaluation, RowSet, RunOutcome, Session, Setup, Split, Step,
 };
@@ -312,13 +314,17 @@ impl Session for CpuSession<'_> {
         Ok(Evaluation::from_sums(self.objective.model(), metrics))
     }
 
-    fn optimizer_state(&mut self) -> Result<Vec<f64>> {
-        Ok(self.state.clone())
+    fn snapshot(&mut self) -> Result<Snapshot> {
+        Ok(Snapshot {
+            theta: self.theta.clone(),
+            state: self.state.clone(),
+            raw: self.raw(),
+        })
     }
 
-    fn set_optimizer_state(&mut self, state: &[f64]) -> Result<()> {
-        check_state_len(state.len(), self.state.len())?;
-        self.state = state.to_vec();
+    fn restore(&mut self, snapshot: &Snapshot) -> Result<()> {
+        snapshot.restore_into(&mut self.theta, &mut self.state)?;
+        self.refresh();
         Ok(())
     }
 }

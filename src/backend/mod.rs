@@ -45,6 +45,23 @@ impl<'a> Data<'a> {
         }
     }
 
+    /// A fingerprint of the rows, for checkpoints: of every value of X, y and the weights
+    /// (host rows), or of the generator's settings (synthetic rows).
+    pub fn fingerprint(&self) -> String {
+        use crate::checkpoint::fingerprint;
+        match self {
+            Data::Host(d) => {
+                let weights = d.weights().unwrap_or(&[]);
+                let values = d.x().iter().chain(d.y()).chain(weights);
+                fingerprint(values.map(|v| v.to_bits()))
+            }
+            Data::Synthetic(s) => {
+                let text = format!("{s:?}");
+                fingerprint(text.bytes().map(u32::from))
+            }
+        }
+    }
+
     /// Like [`Data::to_host`], keeping the borrow of host rows.
     pub fn into_host(self) -> Cow<'a, Dataset> {
         match self {
@@ -166,7 +183,7 @@ pub struct Configured {
 }
 
 /// The loss and the metrics of the current parameters on a set of rows.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Evaluation {
     /// The (weighted) mean loss.
     pub loss: f64,
@@ -249,11 +266,52 @@ pub trait Session {
     /// The loss and metrics of the current parameters on `rows`.
     fn evaluate(&mut self, rows: RowSet) -> Result<Evaluation>;
 
-    /// The optimizer's state (momentum's b, or Adam's m then v; empty for SGD), in the
-    /// parameters' layout and the optimizer's (possibly standardized) space.
-    fn optimizer_state(&mut self) -> Result<Vec<f64>>;
+    /// Everything the descent carries from step to step, exactly as the session holds it
+    /// (f32 values widened to f64 on the GPU): restoring it continues bit for bit.
+    fn snapshot(&mut self) -> Result<Snapshot>;
 
-    fn set_optimizer_state(&mut self, state: &[f64]) -> Result<()>;
+    /// Puts back a [`Session::snapshot`] of a session of the same problem and setup.
+    fn restore(&mut self, snapshot: &Snapshot) -> Result<()>;
+}
+
+/// The descent's state in a session: θ in the optimizer's space (standardized when
+/// standardizing), the optimizer's moments (none, one or two per parameter), and the
+/// raw-space parameters the rows see. W (d×k, row-major) then b in each.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Snapshot {
+    pub theta: Vec<f64>,
+    pub state: Vec<f64>,
+    pub raw: Vec<f64>,
+}
+
+impl Snapshot {
+    /// Copies θ and the optimizer state into a host session's own, after checking their
+    /// lengths (the raw parameters follow from θ there).
+    pub(crate) fn restore_into(&self, theta: &mut Vec<f64>, state: &mut Vec<f64>) -> Result<()> {
+        self.check(theta.len(), state.len())?;
+        theta.clone_from(&self.theta);
+        state.clone_from(&self.state);
+        Ok(())
+    }
+
+    /// Checks the lengths against a session's: `n` parameters, `state` moments.
+    pub(crate) fn check(&self, n: usize, state: usize) -> Result<()> {
+        let wrong = |what: &str, found: usize, expected: usize| crate::Error::Shape {
+            what: format!("snapshot {what}"),
+            expected: format!("{expected} numbers"),
+            found: found.to_string(),
+        };
+        if self.theta.len() != n {
+            return Err(wrong("θ", self.theta.len(), n));
+        }
+        if self.raw.len() != n {
+            return Err(wrong("parameters", self.raw.len(), n));
+        }
+        if self.state.len() != state {
+            return Err(wrong("optimizer state", self.state.len(), state));
+        }
+        Ok(())
+    }
 }
 
 /// A place to compute: opens sessions on data.

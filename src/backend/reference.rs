@@ -3,6 +3,8 @@
 
 use std::borrow::Cow;
 
+use crate::backend::Snapshot;
+
 use super::{
     Backend, Batch, ClassWeights, Configured, Data, Evaluation, RowSet, RunOutcome, Session, Setup,
     Split, Step,
@@ -299,13 +301,16 @@ impl Session for ReferenceSession<'_> {
         Ok(Evaluation::from_sums(self.objective.model(), metrics))
     }
 
-    fn optimizer_state(&mut self) -> Result<Vec<f64>> {
-        Ok(self.state.clone())
+    fn snapshot(&mut self) -> Result<Snapshot> {
+        Ok(Snapshot {
+            theta: self.theta.clone(),
+            state: self.state.clone(),
+            raw: self.raw(),
+        })
     }
 
-    fn set_optimizer_state(&mut self, state: &[f64]) -> Result<()> {
-        check_state_len(state.len(), self.state.len())?;
-        self.state = state.to_vec();
+    fn restore(&mut self, snapshot: &Snapshot) -> Result<()> {
+        snapshot.restore_into(&mut self.theta, &mut self.state)?;
         Ok(())
     }
 }
@@ -332,18 +337,6 @@ pub(crate) fn check_params_shape(params: &Params, features: usize, outputs: usiz
                 params.features(),
                 params.outputs()
             ),
-        });
-    }
-    Ok(())
-}
-
-/// An optimizer state given to a session must have the length its optimizer keeps.
-pub(crate) fn check_state_len(given: usize, expected: usize) -> Result<()> {
-    if given != expected {
-        return Err(Error::Shape {
-            what: "optimizer state".into(),
-            expected: format!("{expected} values"),
-            found: format!("{given} values"),
         });
     }
     Ok(())

@@ -52,6 +52,17 @@ pub struct FitArgs {
     /// Written on Ctrl-C too, with the last parameters.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Write a checkpoint (parameters, optimizer and random state, log) here every
+    /// --checkpoint-every epochs and on Ctrl-C, atomically.
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// Epochs between checkpoints.
+    #[arg(long, default_value_t = 10, requires = "checkpoint")]
+    checkpoint_every: u64,
+    /// Continue from a checkpoint of the same command line, to the same result as a fit
+    /// that never stopped.
+    #[arg(long, conflicts_with = "init")]
+    resume: Option<PathBuf>,
     /// Draw the loss against the epoch into this PNG.
     #[arg(long)]
     plot: Option<PathBuf>,
@@ -263,6 +274,15 @@ pub fn fit(args: FitArgs, quiet: bool) -> Result<(), Error> {
     };
     let (rows, features) = (data.rows(), data.features());
     args.check_animation(&objective, features)?;
+    if let Some(path) = &args.checkpoint {
+        trainer = trainer.checkpoint(path, args.checkpoint_every);
+    }
+    if let Some(path) = &args.resume {
+        trainer = trainer.resume(downhill::checkpoint::Checkpoint::load(path)?);
+    }
+    if args.checkpoint.is_some() || args.resume.is_some() {
+        trainer = trainer.data_id(data.fingerprint());
+    }
     if let Some(path) = &args.init {
         trainer = trainer.init(params_file::read(
             path,

@@ -14,10 +14,10 @@ use super::kernels::{
 use super::rows::{
     DeviceRows, Plan, RowBuffers, STORAGE, bind_group, read_buffer, uniform_buffer, upload,
 };
-use crate::backend::reference::{balanced, check_params_shape, check_state_len};
+use crate::backend::reference::{balanced, check_params_shape};
 use crate::backend::{
     Backend, Batch, ClassWeights, Configured, Data, Evaluation, RowSet, RunOutcome, Session, Setup,
-    Step,
+    Snapshot, Step,
 };
 use crate::error::{Error, Result};
 use crate::model::{Gradient, Objective, Params};
@@ -851,23 +851,37 @@ impl Session for GpuSession<'_> {
         Ok(Evaluation::from_sums(self.objective.model(), sums))
     }
 
-    fn optimizer_state(&mut self) -> Result<Vec<f64>> {
+    fn snapshot(&mut self) -> Result<Snapshot> {
         let n = (self.features as u32 + 1) * self.kernels.constants.k;
         let len = self.setup.rule.optimizer.state_len() as u32 * n;
-        if len == 0 {
-            return Ok(Vec::new());
-        }
-        let values = self.read_back(self.encoder("downhill.state"), &self.state, 0, len)?;
-        Ok(values.iter().map(|&v| f64::from(v)).collect())
+        let read = |buffer: &wgpu::Buffer, count: u32| -> Result<Vec<f64>> {
+            if count == 0 {
+                return Ok(Vec::new());
+            }
+            let values = self.read_back(self.encoder("downhill.snapshot"), buffer, 0, count)?;
+            Ok(values.iter().map(|&v| f64::from(v)).collect())
+        };
+        Ok(Snapshot {
+            theta: read(&self.theta, n)?,
+            state: read(&self.state, len)?,
+            raw: read(&self.params, n)?,
+        })
     }
 
-    fn set_optimizer_state(&mut self, state: &[f64]) -> Result<()> {
+    fn restore(&mut self, snapshot: &Snapshot) -> Result<()> {
         let n = (self.features + 1) * self.objective.outputs();
-        check_state_len(state.len(), self.setup.rule.optimizer.state_len() * n)?;
-        let values: Vec<f32> = state.iter().map(|&v| v as f32).collect();
-        self.ctx
-            .queue()
-            .write_buffer(&self.state, 0, bytemuck::cast_slice(&values));
+        snapshot.check(n, self.setup.rule.optimizer.state_len() * n)?;
+        let queue = self.ctx.queue();
+        for (buffer, values) in [
+            (&self.theta, &snapshot.theta),
+            (&self.state, &snapshot.state),
+            (&self.params, &snapshot.raw),
+        ] {
+            let values: Vec<f32> = values.iter().map(|&v| v as f32).collect();
+            if !values.is_empty() {
+                queue.write_buffer(buffer, 0, bytemuck::cast_slice(&values));
+            }
+        }
         self.ctx.check()
     }
 
