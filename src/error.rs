@@ -128,6 +128,30 @@ pub enum Error {
     },
 
     #[error(
+        "the GPU ran out of memory allocating {what} ({bytes} bytes): {message}. Try \
+         --max-device-bytes N to stream the rows through less memory, fewer rows, or \
+         --backend cpu"
+    )]
+    OutOfDeviceMemory {
+        what: String,
+        bytes: u64,
+        message: String,
+    },
+
+    #[error(
+        "the GPU device was lost ({message}): its driver reset or it went away. The data \
+         are fine; run again (with --resume from a checkpoint to keep the progress), or use \
+         --backend cpu"
+    )]
+    DeviceLost { message: String },
+
+    #[error(
+        "the GPU rejected a command ({message}); this is a bug in downhill, please report it \
+         with the command line. --backend cpu runs the same fit"
+    )]
+    GpuValidation { message: String },
+
+    #[error(
         "the loss became non-finite at epoch {epoch} (learning rate {lr}); \
          try a smaller --lr. The last finite parameters are kept"
     )]
@@ -143,6 +167,11 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// An out-of-memory on the device: what a fallback to streaming or the CPU can fix.
+    pub fn is_out_of_memory(&self) -> bool {
+        matches!(self, Error::OutOfDeviceMemory { .. })
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),

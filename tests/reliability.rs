@@ -296,3 +296,241 @@ fn a_killed_fit_resumes_to_the_same_bits() {
         }
     }
 }
+
+/// A device of its own, for tests that break it.
+fn own_gpu() -> Option<downhill::gpu::Gpu> {
+    common::gpu()?;
+    Some(downhill::gpu::Gpu::new(
+        downhill::gpu::GpuContext::open().unwrap(),
+    ))
+}
+
+#[test]
+fn out_of_memory_is_an_error_that_says_what_to_try() {
+    use downhill::gpu::InjectedFaults;
+    let Some(gpu) = own_gpu() else { return };
+    let objective = Objective::logistic();
+    let data = common::problem(20_000, 10, objective, 3);
+    gpu.context().inject(InjectedFaults {
+        out_of_memory_above: Some(100_000),
+    });
+    let e = match gpu.open(Data::Host(&data), objective) {
+        Ok(_) => panic!("no out-of-memory"),
+        Err(e) => e,
+    };
+    assert!(e.is_out_of_memory(), "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("ran out of memory allocating downhill.x")
+            && text.contains("--max-device-bytes")
+            && text.contains("--backend cpu"),
+        "{text}"
+    );
+}
+
+/// With auto, an out-of-memory while loading rows streams them instead, or uses the CPU;
+/// either way the fit is the one the CPU makes.
+#[test]
+fn auto_falls_back_to_streaming_then_to_the_cpu() {
+    use downhill::backend::Selected;
+    use downhill::gpu::InjectedFaults;
+    let Some(gpu) = own_gpu() else { return };
+    let objective = Objective::logistic();
+    let data = common::problem(20_000, 10, objective, 3);
+    let trainer = Trainer::new().epochs(5).lr(0.5);
+    let expected = fit_on(&downhill::backend::cpu::Cpu, &data, objective, &trainer);
+    // 20 000 rows × 48 bytes: about 1 MB resident. Allow 300 kB buffers: streaming fits.
+    for (limit, expect) in [(300_000, "streaming the rows"), (1_000, "using the CPU")] {
+        gpu.context().inject(InjectedFaults {
+            out_of_memory_above: Some(limit),
+        });
+        let selected = Selected::auto_gpu(gpu.clone()).with_fallbacks(&Data::Host(&data));
+        let (mut session, notices) = selected.open(Data::Host(&data), objective).unwrap();
+        assert!(
+            notices.last().is_some_and(|n| n.contains(expect)),
+            "{limit}: {notices:?}"
+        );
+        assert!(notices[0].contains("ran out of memory"), "{notices:?}");
+        if limit == 300_000 {
+            assert!(
+                session.describe().contains("streamed"),
+                "{}",
+                session.describe()
+            );
+        }
+        let fit = trainer.fit(session.as_mut()).unwrap();
+        common::assert_close(
+            expect,
+            fit.params.weights(),
+            expected.params.weights(),
+            1e-4,
+        );
+    }
+    // Without auto there is no fallback: the error comes back as it is.
+    let plain = downhill::backend::select(downhill::BackendKind::Cpu, Default::default())
+        .unwrap()
+        .with_fallbacks(&Data::Host(&data));
+    assert!(plain.open(Data::Host(&data), objective).is_ok());
+}
+
+/// A device lost mid-fit (destroyed, as a driver reset does) ends the fit with an error
+/// that says so; nothing panics.
+#[test]
+fn a_lost_device_is_an_error_not_a_panic() {
+    let Some(gpu) = own_gpu() else { return };
+    let objective = Objective::softmax(3).unwrap();
+    let data = common::problem(5_000, 6, objective, 9);
+    let mut session = gpu.open(Data::Host(&data), objective).unwrap();
+    let trainer = Trainer::new().epochs(3);
+    trainer.fit(session.as_mut()).unwrap();
+    gpu.context().lose_device();
+    let e = trainer.fit(session.as_mut()).unwrap_err().to_string();
+    assert!(
+        e.contains("device was lost") && e.contains("--resume"),
+        "{e}"
+    );
+    // And every later call says the same, without panicking.
+    let again = session.gradient().unwrap_err().to_string();
+    assert!(again.contains("device was lost"), "{again}");
+    let e = match gpu.open(Data::Host(&data), objective) {
+        Ok(_) => panic!("a session on a lost device"),
+        Err(e) => e.to_string(),
+    };
+    assert!(e.contains("device was lost"), "{e}");
+}
+
+/// A command the device rejects surfaces at the next check as an error naming it.
+#[test]
+fn a_rejected_command_is_an_error_at_the_next_check() {
+    let Some(gpu) = own_gpu() else { return };
+    let ctx = gpu.context();
+    // MAP_READ with STORAGE is not a valid combination.
+    let _bad = ctx.device().create_buffer(&wgpu::BufferDescriptor {
+        label: Some("invalid on purpose"),
+        size: 64,
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::STORAGE,
+        mapped_at_creation: false,
+    });
+    let e = ctx.check().unwrap_err().to_string();
+    assert!(
+        e.contains("rejected a command") && e.contains("invalid on purpose"),
+        "{e}"
+    );
+    assert!(ctx.check().is_ok(), "reported once");
+}
+
+/// Resident memory of this process, in bytes (Linux).
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+/// 100 fits in a row, each opening and dropping its session, leave resident memory where
+/// the first ten left it (within 24 MiB: allocator slack, not one session per fit).
+/// Resident memory is the whole process's, so the fits run in a process of their own, away
+/// from the tests that run beside this one.
+#[test]
+fn a_hundred_fits_keep_memory_flat() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "hundred_fits_in_a_process_of_their_own",
+        ])
+        .args(["--nocapture", "--test-threads=1"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    println!("{text}");
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("1 passed"),
+        "the measurement did not run: {text}"
+    );
+}
+
+#[test]
+#[ignore = "run by a_hundred_fits_keep_memory_flat, in a process of its own"]
+fn hundred_fits_in_a_process_of_their_own() {
+    if resident_bytes().is_none() {
+        println!("skipped: no /proc/self/statm on this system");
+        return;
+    }
+    let objective = Objective::logistic();
+    let data = common::problem(20_000, 16, objective, 4);
+    let trainer = Trainer::new().epochs(3).batch_size(4_000);
+    for (name, backend) in common::fast_backends() {
+        let fit = || fit_on(backend.as_ref(), &data, objective, &trainer);
+        let first = fit();
+        for _ in 0..9 {
+            fit();
+        }
+        let before = resident_bytes().unwrap();
+        for _ in 0..100 {
+            assert_eq!(fit().params, first.params, "{name}");
+        }
+        let after = resident_bytes().unwrap();
+        let grown = after.saturating_sub(before);
+        println!(
+            "{name}: resident {} MiB → {} MiB",
+            before >> 20,
+            after >> 20
+        );
+        // One session holds X (1.3 MB) and its buffers: 100 leaked ones would be > 130 MB.
+        assert!(
+            grown < 24 << 20,
+            "{name}: grew {} MiB over 100 fits",
+            grown >> 20
+        );
+    }
+}
+
+/// Several threads fitting different problems on one device at once each get the fit they
+/// get alone.
+#[test]
+fn threads_sharing_one_device_each_get_their_own_fit() {
+    let mut backends = common::fast_backends();
+    backends.retain(|(name, _)| name != "cpu");
+    if backends.is_empty() {
+        return;
+    }
+    let (_, gpu) = &backends[0];
+    let problems: Vec<(Objective, Dataset)> = (0..4)
+        .map(|i| {
+            let objective = if i % 2 == 0 {
+                Objective::logistic()
+            } else {
+                Objective::softmax(3).unwrap()
+            };
+            (
+                objective,
+                common::problem(3_000 + 500 * i, 5 + i, objective, i as u64),
+            )
+        })
+        .collect();
+    let trainer = Trainer::new().epochs(8).batch_size(700).lr(0.3);
+    let alone: Vec<Fit> = problems
+        .iter()
+        .map(|(o, d)| fit_on(gpu.as_ref(), d, *o, &trainer))
+        .collect();
+    let shared = gpu.as_ref();
+    let together: Vec<Fit> = std::thread::scope(|scope| {
+        let handles: Vec<_> = problems
+            .iter()
+            .map(|(o, d)| {
+                let trainer = &trainer;
+                scope.spawn(move || fit_on(shared, d, *o, trainer))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (i, (a, b)) in alone.iter().zip(&together).enumerate() {
+        assert_eq!(a.params, b.params, "problem {i}");
+        assert_eq!(bits(&a.history), bits(&b.history), "problem {i}");
+    }
+}

@@ -314,8 +314,9 @@ impl Snapshot {
     }
 }
 
-/// A place to compute: opens sessions on data.
-pub trait Backend {
+/// A place to compute: opens sessions on data. Shareable between threads: each thread
+/// opens its own sessions.
+pub trait Backend: Send + Sync {
     /// A short name: `gpu`, `cpu`, `reference`.
     fn name(&self) -> &'static str;
 
@@ -358,6 +359,83 @@ impl std::str::FromStr for BackendKind {
 pub struct Selected {
     pub backend: Box<dyn Backend>,
     pub reason: String,
+    /// The GPU `auto` chose: what an out-of-memory may fall back from.
+    auto_gpu: Option<crate::gpu::Gpu>,
+    /// Where to go when the backend runs out of memory loading the rows, in order, with
+    /// what to say.
+    fallbacks: Vec<(Box<dyn Backend>, String)>,
+}
+
+impl Selected {
+    /// The GPU as `auto` would take it: an out-of-memory while loading rows falls back
+    /// (see [`Selected::with_fallbacks`]).
+    pub fn auto_gpu(gpu: crate::gpu::Gpu) -> Self {
+        let reason = format!("gpu: {} (auto)", gpu.context().describe());
+        Selected {
+            backend: Box::new(gpu.clone()),
+            reason,
+            auto_gpu: Some(gpu),
+            fallbacks: Vec::new(),
+        }
+    }
+
+    fn plain(backend: Box<dyn Backend>, reason: impl Into<String>) -> Self {
+        Selected {
+            backend,
+            reason: reason.into(),
+            auto_gpu: None,
+            fallbacks: Vec::new(),
+        }
+    }
+
+    /// When `auto` chose a GPU: if loading `data` runs out of device memory, stream the
+    /// rows through a quarter of their bytes instead, and if that fails too, use the CPU.
+    pub fn with_fallbacks(mut self, data: &Data<'_>) -> Self {
+        let Some(gpu) = &self.auto_gpu else {
+            return self;
+        };
+        let row_bytes = 4 * (data.features() as u64 + 2);
+        let budget = (data.rows() as u64 * row_bytes / 4).max(row_bytes * 1024);
+        let streamed = gpu.with_options(crate::gpu::GpuOptions {
+            max_device_bytes: Some(budget),
+            ..gpu.options()
+        });
+        self.fallbacks = vec![
+            (
+                Box::new(streamed),
+                format!(
+                    "streaming the rows through {} MiB of it instead",
+                    budget >> 20
+                ),
+            ),
+            (Box::new(cpu::Cpu), "using the CPU instead".into()),
+        ];
+        self
+    }
+
+    /// Opens a session on the backend, or on the fallbacks in turn when it runs out of
+    /// device memory; the notices say what happened.
+    pub fn open<'s>(
+        &'s self,
+        data: Data<'s>,
+        objective: Objective,
+    ) -> Result<(Box<dyn Session + 's>, Vec<String>)> {
+        let mut notices = Vec::new();
+        let mut failure = match self.backend.open(data.clone(), objective) {
+            Ok(session) => return Ok((session, notices)),
+            Err(e) if e.is_out_of_memory() && !self.fallbacks.is_empty() => e,
+            Err(e) => return Err(e),
+        };
+        for (backend, what) in &self.fallbacks {
+            notices.push(format!("{failure}; {what}"));
+            failure = match backend.open(data.clone(), objective) {
+                Ok(session) => return Ok((session, notices)),
+                Err(e) if e.is_out_of_memory() => e,
+                Err(e) => return Err(e),
+            };
+        }
+        Err(failure)
+    }
 }
 
 /// Opens the backend `kind` names. `Auto` takes a hardware GPU when wgpu finds one (or
@@ -368,31 +446,19 @@ pub fn select(kind: BackendKind, gpu: crate::gpu::GpuOptions) -> Result<Selected
         BackendKind::Gpu => {
             let gpu = Gpu::open()?.with_options(gpu);
             let reason = format!("gpu: {}", gpu.context().describe());
-            Ok(Selected {
-                backend: Box::new(gpu),
-                reason,
-            })
+            Ok(Selected::plain(Box::new(gpu), reason))
         }
         BackendKind::Auto => match GpuContext::open_hardware()? {
-            Ok(ctx) => {
-                let reason = format!("gpu: {} (auto)", ctx.describe());
-                Ok(Selected {
-                    backend: Box::new(Gpu::new(ctx).with_options(gpu)),
-                    reason,
-                })
-            }
-            Err(why) => Ok(Selected {
-                backend: Box::new(cpu::Cpu),
-                reason: format!("cpu (auto: {why})"),
-            }),
+            Ok(ctx) => Ok(Selected::auto_gpu(Gpu::new(ctx).with_options(gpu))),
+            Err(why) => Ok(Selected::plain(
+                Box::new(cpu::Cpu),
+                format!("cpu (auto: {why})"),
+            )),
         },
-        BackendKind::Cpu => Ok(Selected {
-            backend: Box::new(cpu::Cpu),
-            reason: "cpu".into(),
-        }),
-        BackendKind::Reference => Ok(Selected {
-            backend: Box::new(reference::Reference),
-            reason: "reference (f64)".into(),
-        }),
+        BackendKind::Cpu => Ok(Selected::plain(Box::new(cpu::Cpu), "cpu")),
+        BackendKind::Reference => Ok(Selected::plain(
+            Box::new(reference::Reference),
+            "reference (f64)",
+        )),
     }
 }

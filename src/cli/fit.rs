@@ -295,9 +295,12 @@ pub fn fit(args: FitArgs, quiet: bool) -> Result<(), Error> {
         max_device_bytes: args.max_device_bytes,
         ..Default::default()
     };
-    let selected = backend::select(m.backend.backend, gpu_options)?;
+    let selected = backend::select(m.backend.backend, gpu_options)?.with_fallbacks(&data);
     log::info!("backend: {}", selected.reason);
-    let mut session = selected.backend.open(data.clone(), objective)?;
+    let (mut session, notices) = selected.open(data.clone(), objective)?;
+    for notice in notices {
+        log::warn!("{notice}");
+    }
     let device = session.describe();
     log::info!("{objective} on {rows} rows × {features} features");
 
@@ -350,7 +353,7 @@ pub fn fit(args: FitArgs, quiet: bool) -> Result<(), Error> {
     let report = FitReport {
         objective,
         rule: trainer.update_rule(),
-        backend: selected.backend.name(),
+        backend: device.split(' ').next().unwrap_or("?"),
         device: &device,
         rows,
         features,
@@ -374,7 +377,7 @@ pub fn fit(args: FitArgs, quiet: bool) -> Result<(), Error> {
 struct FitReport<'a> {
     objective: Objective,
     rule: UpdateRule,
-    backend: &'static str,
+    backend: &'a str,
     device: &'a str,
     rows: usize,
     features: usize,

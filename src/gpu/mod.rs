@@ -132,12 +132,28 @@ fn choose_adapter() -> Result<Option<wgpu::Adapter>> {
     Ok(adapters.into_iter().next())
 }
 
+/// An error the device raised outside an error scope, kept until the next check.
+#[derive(Clone, Debug)]
+enum Fault {
+    Lost(String),
+    OutOfMemory(String),
+    Validation(String),
+}
+
+/// Faults a test can make a device show, to check that each becomes a clear error.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InjectedFaults {
+    /// Buffers larger than this many bytes fail as out of device memory.
+    pub out_of_memory_above: Option<u64>,
+}
+
 /// An open device with the adapter's own limits, and the errors it has raised.
 pub struct GpuContext {
     device: wgpu::Device,
     queue: wgpu::Queue,
     info: wgpu::AdapterInfo,
-    faults: Arc<Mutex<Vec<String>>>,
+    faults: Arc<Mutex<Vec<Fault>>>,
+    injected: Mutex<InjectedFaults>,
     /// Pipelines by problem shape, so that sessions of the same shape build them once.
     kernels: Mutex<HashMap<kernels::ShaderConstants, Arc<kernels::Kernels>>>,
 }
@@ -191,14 +207,18 @@ impl GpuContext {
         let faults = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&faults);
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            let fault = match &e {
+                wgpu::Error::OutOfMemory { .. } => Fault::OutOfMemory(e.to_string()),
+                _ => Fault::Validation(e.to_string()),
+            };
             if let Ok(mut v) = sink.lock() {
-                v.push(e.to_string());
+                v.push(fault);
             }
         }));
         let sink = Arc::clone(&faults);
         device.set_device_lost_callback(move |reason, message| {
             if let Ok(mut v) = sink.lock() {
-                v.push(format!("device lost ({reason:?}): {message}"));
+                v.push(Fault::Lost(format!("{reason:?}: {message}")));
             }
         });
         GpuContext {
@@ -206,6 +226,7 @@ impl GpuContext {
             queue,
             info,
             faults,
+            injected: Mutex::new(InjectedFaults::default()),
             kernels: Mutex::new(HashMap::new()),
         }
     }
@@ -237,20 +258,62 @@ impl GpuContext {
         l.max_storage_buffer_binding_size.min(l.max_buffer_size)
     }
 
-    /// Returns the first error the device raised since the last check, if any.
+    /// Returns the errors the device raised since the last check, if any, as one error: a
+    /// lost device first, then an out-of-memory, then a rejected command.
     pub fn check(&self) -> Result<()> {
         let mut faults = self
             .faults
             .lock()
             .map_err(|_| Error::gpu("error log poisoned"))?;
-        if faults.is_empty() {
-            return Ok(());
+        // A lost device stays lost: that fault is reported by every check from then on.
+        let taken = std::mem::take(&mut *faults);
+        faults.extend(
+            taken
+                .iter()
+                .filter(|f| matches!(f, Fault::Lost(_)))
+                .cloned(),
+        );
+        let all = |pick: fn(&Fault) -> Option<&String>| {
+            let found: Vec<&str> = taken.iter().filter_map(pick).map(String::as_str).collect();
+            (!found.is_empty()).then(|| found.join("; "))
+        };
+        if let Some(message) = all(|f| match f {
+            Fault::Lost(m) => Some(m),
+            _ => None,
+        }) {
+            return Err(Error::DeviceLost { message });
         }
-        let message = faults.join("; ");
-        faults.clear();
-        Err(Error::gpu(format!(
-            "{message}. If the device ran out of memory, try fewer rows or --backend cpu"
-        )))
+        if let Some(message) = all(|f| match f {
+            Fault::OutOfMemory(m) => Some(m),
+            _ => None,
+        }) {
+            return Err(Error::OutOfDeviceMemory {
+                what: "a buffer".into(),
+                bytes: 0,
+                message,
+            });
+        }
+        if let Some(message) = all(|f| match f {
+            Fault::Validation(m) => Some(m),
+            _ => None,
+        }) {
+            return Err(Error::GpuValidation { message });
+        }
+        Ok(())
+    }
+
+    /// Makes the device show `faults` from now on (tests of fault handling).
+    pub fn inject(&self, faults: InjectedFaults) {
+        if let Ok(mut injected) = self.injected.lock() {
+            *injected = faults;
+        }
+    }
+
+    /// Destroys the device as a driver reset would (tests of fault handling): every later
+    /// operation reports it lost.
+    pub fn lose_device(&self) {
+        self.device.destroy();
+        let _ = self.device.poll(wgpu::PollType::Poll);
     }
 
     /// Creates a buffer after checking its size against the device's limits, turning an
@@ -272,6 +335,19 @@ impl GpuContext {
                 hint: "",
             });
         }
+        let out_of_memory = |message: String| Error::OutOfDeviceMemory {
+            what: label.to_string(),
+            bytes: size,
+            message,
+        };
+        let injected = self.injected.lock().map(|i| *i).unwrap_or_default();
+        if let Some(most) = injected.out_of_memory_above
+            && size > most
+        {
+            return Err(out_of_memory(format!(
+                "injected fault: no buffer above {most} bytes"
+            )));
+        }
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
@@ -280,10 +356,9 @@ impl GpuContext {
             mapped_at_creation,
         });
         if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(Error::gpu(format!(
-                "out of device memory allocating {label} ({size} bytes): {e}"
-            )));
+            return Err(out_of_memory(e.to_string()));
         }
+        self.check()?;
         Ok(buffer)
     }
 
@@ -333,7 +408,13 @@ impl GpuContext {
         self.check()?;
         match pollster::block_on(receiver.receive()) {
             Some(Ok(())) => {}
-            Some(Err(e)) => return Err(Error::gpu(format!("reading results back: {e}"))),
+            Some(Err(e)) => {
+                // A lost device fails every mapping: say that, when it is the cause (the
+                // device reports its loss while it is polled).
+                let _ = self.device.poll(wgpu::PollType::Poll);
+                self.check()?;
+                return Err(Error::gpu(format!("reading results back: {e}")));
+            }
             None => {
                 return Err(Error::gpu(
                     "reading results back: the device dropped the request",
