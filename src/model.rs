@@ -274,6 +274,13 @@ impl Params {
 
     /// From W (row-major d×k) and b (k).
     pub fn new(features: usize, outputs: usize, weights: Vec<f64>, bias: Vec<f64>) -> Result<Self> {
+        if features == 0 || outputs == 0 {
+            return Err(Error::Shape {
+                what: "parameters".into(),
+                expected: "at least one feature and one output".into(),
+                found: format!("{features} features and {outputs} outputs"),
+            });
+        }
         if weights.len() != features * outputs || bias.len() != outputs {
             return Err(Error::Shape {
                 what: "parameters".into(),
