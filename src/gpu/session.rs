@@ -922,6 +922,16 @@ impl GpuSession<'_> {
             .max()
             .unwrap_or(1);
         let bytes = 4 * k * most_rows.max(1);
+        let limit = ctx.storage_binding_limit();
+        if bytes > limit {
+            return Err(Error::TooLarge {
+                what: "the predictions of one shard".into(),
+                bytes,
+                limit_name: "max_storage_buffer_binding_size",
+                limit,
+                hint: "; predict with --backend cpu",
+            });
+        }
         let z = ctx.buffer(
             "downhill.predict.z",
             bytes,
