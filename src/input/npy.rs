@@ -58,6 +58,7 @@ fn fail(path: &Path, message: impl Into<String>) -> Error {
 
 fn open(path: &Path) -> Result<Array> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
     let mut data = BufReader::with_capacity(1 << 20, file);
     let mut magic = [0u8; 8];
     data.read_exact(&mut magic)
@@ -65,16 +66,16 @@ fn open(path: &Path) -> Result<Array> {
     if &magic[..6] != b"\x93NUMPY" {
         return Err(fail(path, "not a .npy file (no \\x93NUMPY magic)"));
     }
-    let header_len = match magic[6] {
+    let (header_len, prefix) = match magic[6] {
         1 => {
             let mut b = [0u8; 2];
             data.read_exact(&mut b).map_err(|e| Error::io(path, e))?;
-            usize::from(u16::from_le_bytes(b))
+            (usize::from(u16::from_le_bytes(b)), 10)
         }
         2 | 3 => {
             let mut b = [0u8; 4];
             data.read_exact(&mut b).map_err(|e| Error::io(path, e))?;
-            u32::from_le_bytes(b) as usize
+            (u32::from_le_bytes(b) as usize, 12)
         }
         v => {
             return Err(fail(
@@ -83,6 +84,15 @@ fn open(path: &Path) -> Result<Array> {
             ));
         }
     };
+    // Sizes come from the file: check them against its length before allocating.
+    let data_len = file_len
+        .checked_sub(prefix + header_len as u64)
+        .ok_or_else(|| {
+            fail(
+                path,
+                format!("the header claims {header_len} bytes; the file is shorter"),
+            )
+        })?;
     let mut header = vec![0u8; header_len];
     data.read_exact(&mut header)
         .map_err(|e| Error::io(path, e))?;
@@ -129,6 +139,19 @@ fn open(path: &Path) -> Result<Array> {
                 .map_err(|_| fail(path, format!("bad shape entry {s:?}")))
         })
         .collect::<Result<_>>()?;
+    let count = shape.iter().try_fold(1usize, |a, &b| a.checked_mul(b));
+    let fits = count
+        .and_then(|c| c.checked_mul(dtype.size()))
+        .is_some_and(|bytes| bytes as u64 <= data_len);
+    if !fits {
+        return Err(fail(
+            path,
+            format!(
+                "the file ends before its {} elements of shape {shape:?}",
+                count.map_or("too many".to_string(), |c| c.to_string())
+            ),
+        ));
+    }
     Ok(Array {
         dtype,
         shape,
