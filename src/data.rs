@@ -187,6 +187,20 @@ impl Dataset {
         &self.y
     }
 
+    /// Rows `rows` as a dataset of their own (weights and column names kept).
+    pub fn slice(&self, rows: std::ops::Range<usize>) -> Dataset {
+        let d = self.features;
+        Dataset {
+            rows: rows.len(),
+            features: d,
+            x: self.x[rows.start * d..rows.end * d].to_vec(),
+            y: self.y[rows.clone()].to_vec(),
+            weights: self.weights.as_ref().map(|w| w[rows.clone()].to_vec()),
+            feature_names: self.feature_names.clone(),
+            origin: self.origin.clone(),
+        }
+    }
+
     /// Row i of X.
     pub fn row(&self, i: usize) -> &[f32] {
         &self.x[i * self.features..(i + 1) * self.features]

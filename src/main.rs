@@ -57,9 +57,28 @@ fn main() -> ExitCode {
         unsafe { std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir()) };
     }
     let cli = Cli::parse();
-    cli::progress::init_logging(cli.verbose, cli.quiet);
+    // Under an MPI launcher, each process is one rank of a run; MPI stays initialized
+    // until `_universe` is dropped at the end of main.
+    #[cfg(feature = "mpi")]
+    let _universe = downhill::backend::mpi::init();
+    #[cfg(feature = "mpi")]
+    let processes = match &_universe {
+        Some(_) => {
+            use downhill::backend::parallel::Combine;
+            let (rank, size) = downhill::backend::mpi::Mpi.rank();
+            cli::Processes { rank, size }
+        }
+        None => cli::Processes::single(),
+    };
+    #[cfg(not(feature = "mpi"))]
+    let processes = cli::Processes::single();
+    cli::progress::init_logging(cli.verbose, cli.quiet || !processes.writes());
+    if processes.size > 1 && !matches!(cli.command, Command::Fit(_)) {
+        eprintln!("error: only fit runs across MPI processes; run the others as one process");
+        return ExitCode::FAILURE;
+    }
     let result = match cli.command {
-        Command::Fit(args) => cli::fit::fit(*args, cli.quiet),
+        Command::Fit(args) => cli::fit::fit(*args, cli.quiet, processes),
         Command::Predict(args) => cli::predict::predict(args),
         Command::Score(args) => cli::predict::score(args),
         Command::Grad(args) => cli::predict::grad(args),

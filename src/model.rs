@@ -336,6 +336,11 @@ impl Params {
     }
 
     /// The inverse of [`Params::to_flat_f32`].
+    /// W (row-major) then b, in one vector: the layout sessions keep.
+    pub fn flat(&self) -> Vec<f64> {
+        self.weights.iter().chain(&self.bias).copied().collect()
+    }
+
     /// From W (row-major) then b, in f64.
     pub fn from_flat_f64(features: usize, outputs: usize, flat: &[f64]) -> Self {
         let split = features * outputs;

@@ -129,14 +129,19 @@ impl Synthetic {
 
     /// Generates X and y on the CPU, rows in parallel (each row depends on its index alone).
     pub fn generate(&self) -> Dataset {
+        self.generate_rows(0..self.rows)
+    }
+
+    /// Rows `rows` of the problem (the same values as those rows of [`Synthetic::generate`]).
+    pub fn generate_rows(&self, rows: std::ops::Range<usize>) -> Dataset {
         let (d, k) = (self.features, self.objective.outputs());
         let w: Vec<i64> = (0..=d)
             .flat_map(|j| (0..k).map(move |c| (j, c)))
             .map(|(j, c)| i64::from(self.param_int(j as u32, c as u32)))
             .collect();
         let tables = quantile_tables();
-        let mut x = vec![0.0f32; self.rows * d];
-        let mut y = vec![0.0f32; self.rows];
+        let mut x = vec![0.0f32; rows.len() * d];
+        let mut y = vec![0.0f32; rows.len()];
         const BLOCK: usize = 1024;
         x.par_chunks_mut(BLOCK * d)
             .zip(y.par_chunks_mut(BLOCK))
@@ -145,7 +150,7 @@ impl Synthetic {
                 let mut a = vec![0i64; d];
                 let mut z = vec![0i64; k];
                 for (r, (row, label)) in xs.chunks_exact_mut(d).zip(ys.iter_mut()).enumerate() {
-                    let i = (block * BLOCK + r) as u32;
+                    let i = (rows.start + block * BLOCK + r) as u32;
                     for (j, (aj, xj)) in a.iter_mut().zip(row.iter_mut()).enumerate() {
                         *aj = i64::from(self.x_int(i, j as u32));
                         *xj = *aj as f32 / 256.0;

@@ -932,11 +932,7 @@ impl Trainer {
             best: Best {
                 value: state.best.0,
                 epoch: state.best.1,
-                params: state
-                    .best
-                    .2
-                    .as_ref()
-                    .map(|p| p.weights().iter().chain(p.bias()).copied().collect()),
+                params: state.best.2.as_ref().map(Params::flat),
             },
             waited: state.waited,
             log: state.log.clone(),

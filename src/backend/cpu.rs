@@ -12,9 +12,10 @@ use crate::backend::Snapshot;
 
 use rayon::prelude::*;
 
-use super::reference::{Reference, check_params_shape};
+use super::reference::{ReferenceSession, check_params_shape};
 use super::{
-    Backend, Batch, Configured, Data, Evaluation, RowSet, RunOutcome, Session, Setup, Split, Step,
+    Backend, Batch, Configured, Data, Evaluation, HostRows, PassSums, RowSet, RunOutcome, Session,
+    Setup, Split, Step,
 };
 use crate::data::Dataset;
 use crate::error::Result;
@@ -50,14 +51,20 @@ impl Backend for Cpu {
     }
 
     fn open<'a>(&'a self, data: Data<'a>, objective: Objective) -> Result<Box<dyn Session + 'a>> {
-        Ok(Box::new(CpuSession::new(data.into_host(), objective)))
+        Ok(Box::new(CpuSession::from_host(
+            data.into_host_rows(),
+            objective,
+        )))
     }
 }
 
 /// Data in host memory; the optimizer's parameters in f64, the raw-space ones the loop
 /// reads in f32.
 pub struct CpuSession<'a> {
+    /// Global rows `offset..offset + data.rows()` of a problem of `total` rows.
     data: Cow<'a, Dataset>,
+    offset: usize,
+    total: usize,
     objective: Objective,
     /// The optimizer's parameters (W row-major d×k, then b; standardized space when
     /// standardizing), its state, and what the session was configured with.
@@ -79,9 +86,23 @@ const METRICS: usize = 5;
 
 impl<'a> CpuSession<'a> {
     pub fn new(data: Cow<'a, Dataset>, objective: Objective) -> Self {
-        let (d, k) = (data.features(), objective.outputs());
+        let total = data.rows();
+        Self::from_host(
+            HostRows {
+                data,
+                offset: 0,
+                total,
+            },
+            objective,
+        )
+    }
+
+    pub(crate) fn from_host(rows: HostRows<'a>, objective: Objective) -> Self {
+        let (d, k) = (rows.data.features(), objective.outputs());
         CpuSession {
-            data,
+            data: rows.data,
+            offset: rows.offset,
+            total: rows.total,
             objective,
             theta: vec![0.0; (d + 1) * k],
             state: Vec::new(),
@@ -95,10 +116,11 @@ impl<'a> CpuSession<'a> {
 
     /// The raw-space parameters (W row-major, then b).
     fn raw(&self) -> Vec<f64> {
-        match &self.standardization {
-            Some(s) => s.to_raw(&self.theta, self.objective.outputs()),
-            None => self.theta.clone(),
-        }
+        super::raw_parameters(
+            &self.theta,
+            self.standardization.as_ref(),
+            self.objective.outputs(),
+        )
     }
 
     /// Rewrites the loop's f32 Wᵀ and b from θ.
@@ -131,6 +153,7 @@ impl<'a> CpuSession<'a> {
         }
         let pass = Pass {
             data: &self.data,
+            offset: self.offset,
             objective: self.objective,
             wt: &self.wt,
             with_metrics,
@@ -139,6 +162,7 @@ impl<'a> CpuSession<'a> {
                 class: self.class_weights.as_deref(),
                 split: self.setup.split,
                 rows,
+                offset: self.offset,
             },
         };
         self.partials[..chunks]
@@ -175,7 +199,7 @@ impl<'a> CpuSession<'a> {
     fn full_batch(&self) -> Batch {
         Batch {
             start: 0,
-            len: self.data.rows() as u32,
+            len: self.total as u32,
             order: None,
         }
     }
@@ -195,7 +219,7 @@ impl Session for CpuSession<'_> {
     }
 
     fn rows(&self) -> usize {
-        self.data.rows()
+        self.total
     }
 
     fn features(&self) -> usize {
@@ -205,12 +229,7 @@ impl Session for CpuSession<'_> {
     fn set_params(&mut self, params: &Params) -> Result<()> {
         let (d, k) = (self.data.features(), self.objective.outputs());
         check_params_shape(params, d, k)?;
-        let raw: Vec<f64> = params
-            .weights()
-            .iter()
-            .chain(params.bias())
-            .copied()
-            .collect();
+        let raw: Vec<f64> = params.flat();
         self.theta = match &self.standardization {
             Some(s) => s.from_raw(&raw, k),
             None => raw,
@@ -293,9 +312,12 @@ impl Session for CpuSession<'_> {
         let raw = self.raw();
         // The statistics of the training rows, as the reference computes them (f64, two
         // passes); they are computed once per fit.
-        let configured = Reference
-            .open(Data::Host(&self.data), self.objective)?
-            .configure(setup)?;
+        let rows = HostRows {
+            data: Cow::Borrowed(self.data.as_ref()),
+            offset: self.offset,
+            total: self.total,
+        };
+        let configured = ReferenceSession::new(rows, self.objective).configure(setup)?;
         let k = self.objective.outputs();
         self.setup = setup.clone();
         self.standardization = configured.standardization.clone();
@@ -314,12 +336,36 @@ impl Session for CpuSession<'_> {
         Ok(Evaluation::from_sums(self.objective.model(), metrics))
     }
 
-    fn snapshot(&mut self) -> Result<Snapshot> {
-        Ok(Snapshot {
-            theta: self.theta.clone(),
-            state: self.state.clone(),
-            raw: self.raw(),
+    fn pass_sums(&mut self, step: &Step, rows: RowSet) -> Result<PassSums> {
+        let (mean, metrics) = self.batch_gradient(&step.batch, rows, true);
+        let weight = metrics[1];
+        Ok(PassSums {
+            gradient: mean.iter().map(|g| g * weight).collect(),
+            metrics,
         })
+    }
+
+    fn column_sums(&mut self, center: &[f64]) -> Result<Vec<f64>> {
+        let rows = HostRows {
+            data: Cow::Borrowed(self.data.as_ref()),
+            offset: self.offset,
+            total: self.total,
+        };
+        let mut reference = ReferenceSession::new(rows, self.objective);
+        reference.configure(&Setup {
+            split: self.setup.split,
+            ..Setup::default()
+        })?;
+        reference.column_sums(center)
+    }
+
+    fn snapshot(&mut self) -> Result<Snapshot> {
+        Ok(Snapshot::of_host(
+            &self.theta,
+            &self.state,
+            self.standardization.as_ref(),
+            self.objective.outputs(),
+        ))
     }
 
     fn restore(&mut self, snapshot: &Snapshot) -> Result<()> {
@@ -337,6 +383,8 @@ struct Weighting<'p> {
     class: Option<&'p [f64]>,
     split: Option<Split>,
     rows: RowSet,
+    /// The global index of local row 0 (the split hashes global indices).
+    offset: usize,
 }
 
 impl Weighting<'_> {
@@ -349,7 +397,7 @@ impl Weighting<'_> {
 
     #[inline(always)]
     fn of(&self, row: usize, label: f32) -> f32 {
-        if !Split::contains(self.split.as_ref(), self.rows, row as u32) {
+        if !Split::contains(self.split.as_ref(), self.rows, (row + self.offset) as u32) {
             return 0.0;
         }
         let sample = self.sample.map_or(1.0, |w| w[row]);
@@ -362,7 +410,9 @@ impl Weighting<'_> {
 
 /// What one chunk needs to compute its partial.
 struct Pass<'p> {
+    /// Global rows `offset..offset + data.rows()`.
     data: &'p Dataset,
+    offset: usize,
     objective: Objective,
     wt: &'p [f32],
     with_metrics: bool,
@@ -421,22 +471,32 @@ impl Pass<'_> {
     ) {
         let d = self.data.features();
         let ahead = PREFETCH_BYTES.div_ceil(4 * d);
+        let window = self.offset..self.offset + self.data.rows();
         match batch.order {
             None => {
+                // In order, position p is row p: the positions within the window.
+                let start = (positions.start as usize).max(window.start);
+                let end = (positions.end as usize).min(window.end);
+                if start >= end {
+                    return;
+                }
                 let rows = InOrder {
-                    start: positions.start as usize,
-                    len: positions.len(),
+                    start: start - self.offset,
+                    len: end - start,
                     ahead,
                 };
                 self.tiles_for::<FMA, _>(rows, partial, scratch)
             }
             Some(_) => {
                 // Each position's row once (a permutation costs a few dozen integer
-                // operations), kept for the tile passes.
+                // operations), kept for the tile passes: the rows of the window, local.
                 scratch.rows.clear();
-                scratch
-                    .rows
-                    .extend(positions.map(|p| batch.row(p) as usize));
+                scratch.rows.extend(
+                    positions
+                        .map(|p| batch.row(p) as usize)
+                        .filter(|i| window.contains(i))
+                        .map(|i| i - self.offset),
+                );
                 let rows = std::mem::take(&mut scratch.rows);
                 self.tiles_for::<FMA, _>(Listed { rows: &rows, ahead }, partial, scratch);
                 scratch.rows = rows;

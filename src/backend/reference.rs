@@ -6,8 +6,8 @@ use std::borrow::Cow;
 use crate::backend::Snapshot;
 
 use super::{
-    Backend, Batch, ClassWeights, Configured, Data, Evaluation, RowSet, RunOutcome, Session, Setup,
-    Split, Step,
+    Backend, Batch, ClassWeights, Configured, Data, Evaluation, HostRows, PassSums, RowSet,
+    RunOutcome, Session, Setup, Split, Step,
 };
 use crate::data::Dataset;
 use crate::error::{Error, Result};
@@ -25,23 +25,19 @@ impl Backend for Reference {
     }
 
     fn open<'a>(&'a self, data: Data<'a>, objective: Objective) -> Result<Box<dyn Session + 'a>> {
-        let data = data.into_host();
-        let n = (data.features() + 1) * objective.outputs();
-        Ok(Box::new(ReferenceSession {
-            data,
+        Ok(Box::new(ReferenceSession::new(
+            data.into_host_rows(),
             objective,
-            theta: vec![0.0; n],
-            state: Vec::new(),
-            setup: Setup::default(),
-            standardization: None,
-            class_weights: None,
-        }))
+        )))
     }
 }
 
 /// Data and parameters held on the host, in f64.
 pub struct ReferenceSession<'a> {
+    /// Global rows `offset..offset + data.rows()` of a problem of `total` rows.
     data: Cow<'a, Dataset>,
+    offset: usize,
+    total: usize,
     objective: Objective,
     /// The optimizer's parameters: W (d×k, row-major) then b, in standardized space when
     /// standardizing.
@@ -59,19 +55,35 @@ struct Sums {
     metrics: [f64; 5],
 }
 
-impl ReferenceSession<'_> {
+impl<'a> ReferenceSession<'a> {
+    pub(crate) fn new(rows: HostRows<'a>, objective: Objective) -> Self {
+        let n = (rows.data.features() + 1) * objective.outputs();
+        ReferenceSession {
+            data: rows.data,
+            offset: rows.offset,
+            total: rows.total,
+            objective,
+            theta: vec![0.0; n],
+            state: Vec::new(),
+            setup: Setup::default(),
+            standardization: None,
+            class_weights: None,
+        }
+    }
+
     /// The raw-space parameters the rows see.
     fn raw(&self) -> Vec<f64> {
-        match &self.standardization {
-            Some(s) => s.to_raw(&self.theta, self.objective.outputs()),
-            None => self.theta.clone(),
-        }
+        super::raw_parameters(
+            &self.theta,
+            self.standardization.as_ref(),
+            self.objective.outputs(),
+        )
     }
 
     /// The weight of row i in a pass over `rows`: its sample weight times its class's
     /// weight, or 0 when the pass does not use it.
     pub(crate) fn row_weight(&self, i: usize, rows: RowSet) -> f64 {
-        if !Split::contains(self.setup.split.as_ref(), rows, i as u32) {
+        if !Split::contains(self.setup.split.as_ref(), rows, (i + self.offset) as u32) {
             return 0.0;
         }
         let sample = self.data.weights().map_or(1.0, |w| f64::from(w[i]));
@@ -93,8 +105,12 @@ impl ReferenceSession<'_> {
         let mut metrics = [0.0; 5];
         let mut z = vec![0.0; k];
         let mut delta = vec![0.0; k];
-        for p in batch.start..batch.start + batch.len {
-            let i = batch.row(p) as usize;
+        let host = HostRows {
+            data: Cow::Borrowed(self.data.as_ref()),
+            offset: self.offset,
+            total: self.total,
+        };
+        for i in host.local(batch, batch.start..batch.start + batch.len) {
             let weight = self.row_weight(i, rows);
             if weight == 0.0 {
                 continue;
@@ -133,7 +149,7 @@ impl ReferenceSession<'_> {
     fn full_batch(&self) -> Batch {
         Batch {
             start: 0,
-            len: self.data.rows() as u32,
+            len: self.total as u32,
             order: None,
         }
     }
@@ -163,7 +179,7 @@ impl Session for ReferenceSession<'_> {
     }
 
     fn rows(&self) -> usize {
-        self.data.rows()
+        self.total
     }
 
     fn features(&self) -> usize {
@@ -172,12 +188,7 @@ impl Session for ReferenceSession<'_> {
 
     fn set_params(&mut self, params: &Params) -> Result<()> {
         check_params_shape(params, self.data.features(), self.objective.outputs())?;
-        let raw: Vec<f64> = params
-            .weights()
-            .iter()
-            .chain(params.bias())
-            .copied()
-            .collect();
+        let raw: Vec<f64> = params.flat();
         self.theta = match &self.standardization {
             Some(s) => s.from_raw(&raw, self.objective.outputs()),
             None => raw,
@@ -244,8 +255,11 @@ impl Session for ReferenceSession<'_> {
         self.standardization = None;
         self.class_weights = None;
         let (d, k) = (self.data.features(), self.objective.outputs());
+        let offset = self.offset;
         let training: Vec<usize> = (0..self.data.rows())
-            .filter(|&i| Split::contains(setup.split.as_ref(), RowSet::Training, i as u32))
+            .filter(|&i| {
+                Split::contains(setup.split.as_ref(), RowSet::Training, (i + offset) as u32)
+            })
             .collect();
         let held_out = self.data.rows() as u64 - training.len() as u64;
         if training.is_empty() {
@@ -301,12 +315,43 @@ impl Session for ReferenceSession<'_> {
         Ok(Evaluation::from_sums(self.objective.model(), metrics))
     }
 
-    fn snapshot(&mut self) -> Result<Snapshot> {
-        Ok(Snapshot {
-            theta: self.theta.clone(),
-            state: self.state.clone(),
-            raw: self.raw(),
+    fn pass_sums(&mut self, step: &Step, rows: RowSet) -> Result<PassSums> {
+        let sums = self.sums(&step.batch, rows);
+        Ok(PassSums {
+            gradient: sums.grad,
+            metrics: sums.metrics,
         })
+    }
+
+    fn column_sums(&mut self, center: &[f64]) -> Result<Vec<f64>> {
+        let (d, slots) = (self.data.features(), self.objective.outputs().max(2));
+        let mut out = vec![0.0; 2 * d + slots + 1];
+        for i in 0..self.data.rows() {
+            if !Split::contains(
+                self.setup.split.as_ref(),
+                RowSet::Training,
+                (i + self.offset) as u32,
+            ) {
+                continue;
+            }
+            for (j, (&x, c)) in self.data.row(i).iter().zip(center).enumerate() {
+                let v = f64::from(x) - c;
+                out[j] += v;
+                out[d + j] += v * v;
+            }
+            out[2 * d + (self.data.y()[i] as usize).min(slots - 1)] += 1.0;
+            out[2 * d + slots] += 1.0;
+        }
+        Ok(out)
+    }
+
+    fn snapshot(&mut self) -> Result<Snapshot> {
+        Ok(Snapshot::of_host(
+            &self.theta,
+            &self.state,
+            self.standardization.as_ref(),
+            self.objective.outputs(),
+        ))
     }
 
     fn restore(&mut self, snapshot: &Snapshot) -> Result<()> {

@@ -73,6 +73,10 @@ pub struct FitArgs {
     /// Evaluate and log the loss every N epochs.
     #[arg(long, default_value_t = 10)]
     log_every: u64,
+    /// Split the rows across several devices: all, adapter indices as `downhill devices`
+    /// lists them (an index may repeat), and cpu, comma separated. Instead of --backend.
+    #[arg(long, conflicts_with = "backend")]
+    devices: Option<String>,
     /// Most bytes of rows (X and y) to hold in GPU memory; more stream through it each
     /// epoch. Default: all the device allows.
     #[arg(long)]
@@ -170,6 +174,28 @@ impl TrainingArgs {
     }
 }
 
+/// With several processes (MPI), `selected` becomes this rank's worker of a run across
+/// all of them.
+#[cfg(feature = "mpi")]
+fn across_processes(selected: backend::Selected, processes: super::Processes) -> backend::Selected {
+    use downhill::backend::mpi::Mpi;
+    use downhill::backend::parallel::Parallel;
+    if processes.size == 1 {
+        return selected;
+    }
+    let reason = format!(
+        "{}, rank {} of {}",
+        selected.reason, processes.rank, processes.size
+    );
+    let parallel = Parallel::new(vec![selected.backend]).across(Box::new(Mpi));
+    backend::Selected::plain(Box::new(parallel), reason)
+}
+
+#[cfg(not(feature = "mpi"))]
+fn across_processes(selected: backend::Selected, _: super::Processes) -> backend::Selected {
+    selected
+}
+
 /// The rows to fit: a file read into memory, or a synthetic problem.
 enum Source {
     File { dataset: Dataset, target: Target },
@@ -263,7 +289,7 @@ impl FitArgs {
     }
 }
 
-pub fn fit(args: FitArgs, quiet: bool) -> Result<(), Error> {
+pub fn fit(args: FitArgs, quiet: bool, processes: super::Processes) -> Result<(), Error> {
     let interrupt = Interrupt::new();
     let mut trainer = args.trainer(interrupt.clone())?;
     let (source, objective) = args.source()?;
@@ -274,7 +300,9 @@ pub fn fit(args: FitArgs, quiet: bool) -> Result<(), Error> {
     };
     let (rows, features) = (data.rows(), data.features());
     args.check_animation(&objective, features)?;
-    if let Some(path) = &args.checkpoint {
+    if let Some(path) = &args.checkpoint
+        && processes.writes()
+    {
         trainer = trainer.checkpoint(path, args.checkpoint_every);
     }
     if let Some(path) = &args.resume {
@@ -295,7 +323,11 @@ pub fn fit(args: FitArgs, quiet: bool) -> Result<(), Error> {
         max_device_bytes: args.max_device_bytes,
         ..Default::default()
     };
-    let selected = backend::select(m.backend.backend, gpu_options)?.with_fallbacks(&data);
+    let selected = match &args.devices {
+        Some(spec) => backend::select_devices(spec, gpu_options)?,
+        None => backend::select(m.backend.backend, gpu_options)?.with_fallbacks(&data),
+    };
+    let selected = across_processes(selected, processes);
     log::info!("backend: {}", selected.reason);
     let (mut session, notices) = selected.open(data.clone(), objective)?;
     for notice in notices {
@@ -304,8 +336,13 @@ pub fn fit(args: FitArgs, quiet: bool) -> Result<(), Error> {
     let device = session.describe();
     log::info!("{objective} on {rows} rows × {features} features");
 
-    stop_on_ctrl_c(&interrupt);
-    let mut progress = FitProgress::new(args.epochs, rows, quiet, args.animate.is_some());
+    // Across processes, every rank must stop at the same step: Ctrl-C ends them all.
+    if processes.size == 1 {
+        stop_on_ctrl_c(&interrupt);
+    }
+    let writes = processes.writes();
+    let mut progress =
+        FitProgress::new(args.epochs, rows, quiet || !writes, args.animate.is_some());
     let result = trainer.fit_with(session.as_mut(), &mut progress);
     progress.finish();
     let saved = |params: &Params, fit: Option<&Fit>| -> SavedModel {
@@ -324,7 +361,7 @@ pub fn fit(args: FitArgs, quiet: bool) -> Result<(), Error> {
             lr,
             last_finite,
         }) => {
-            if let Some(out) = &args.out {
+            if let Some(out) = args.out.as_ref().filter(|_| writes) {
                 saved(&last_finite, None).save(out)?;
                 log::warn!("wrote the last finite parameters to {}", out.display());
             }
@@ -336,6 +373,9 @@ pub fn fit(args: FitArgs, quiet: bool) -> Result<(), Error> {
         }
         Err(e) => return Err(e),
     };
+    if !writes {
+        return Ok(());
+    }
     if let Some(out) = &args.out {
         saved(&fit.params, Some(&fit)).save(out)?;
     }

@@ -5,3 +5,21 @@ pub mod bench;
 pub mod fit;
 pub mod predict;
 pub mod progress;
+
+/// This process's place among the processes of one run (MPI ranks), or the only one.
+#[derive(Clone, Copy, Debug)]
+pub struct Processes {
+    pub rank: usize,
+    pub size: usize,
+}
+
+impl Processes {
+    pub fn single() -> Self {
+        Processes { rank: 0, size: 1 }
+    }
+
+    /// Rank 0 writes the outputs and prints the report; the others compute.
+    pub fn writes(&self) -> bool {
+        self.rank == 0
+    }
+}

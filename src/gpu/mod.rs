@@ -172,6 +172,29 @@ impl GpuContext {
         }
     }
 
+    /// Opens adapter `index` in the order `downhill devices` lists them (wgpu's, honouring
+    /// WGPU_BACKEND). The same index may be opened more than once: each is a device of
+    /// its own.
+    pub fn open_nth(index: usize) -> Result<Self> {
+        let instance = instance();
+        let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+        match adapters.get(index) {
+            Some(adapter) => Self::from_adapter(adapter),
+            None => Err(Error::NoAdapter {
+                reason: format!(
+                    "there is no adapter {index}: wgpu sees {} (downhill devices lists them)",
+                    adapters.len()
+                ),
+            }),
+        }
+    }
+
+    /// How many adapters wgpu sees.
+    pub fn count() -> usize {
+        let instance = instance();
+        pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all())).len()
+    }
+
     /// Like [`GpuContext::open`], but only when the chosen adapter is a hardware GPU
     /// (or was named with WGPU_ADAPTER_NAME). `Ok(None)` otherwise, with the reason.
     pub fn open_hardware() -> Result<Result<Self, String>> {

@@ -101,12 +101,12 @@ impl Plan {
     /// Shards of at most `binding_limit` bytes when the data fit `budget`; else chunks
     /// such that two slots of them fit it.
     pub fn new(
-        rows: usize,
+        window: Range<usize>,
         row_bytes: u64,
         binding_limit: u64,
         budget: Option<u64>,
     ) -> Result<Self> {
-        let total = rows as u64 * (row_bytes + 4);
+        let total = window.len() as u64 * (row_bytes + 4);
         let streamed = budget.is_some_and(|b| total > b);
         // Each run's X within one binding (less 16 bytes: buffers are padded to whole
         // vec4s); streamed, two slots of X and y (4 bytes a row) within the budget too.
@@ -130,9 +130,10 @@ impl Plan {
                 hint: "",
             });
         }
-        let ranges = (0..rows)
+        let ranges = window
+            .clone()
             .step_by(run_rows as usize)
-            .map(|b| b as u32..(b + run_rows as usize).min(rows) as u32)
+            .map(|b| b as u32..(b + run_rows as usize).min(window.end) as u32)
             .collect();
         Ok(Plan { ranges, streamed })
     }
@@ -164,6 +165,19 @@ impl<'a> DeviceRows<'a> {
         data: crate::backend::Data<'a>,
     ) -> Result<Self> {
         use crate::backend::Data;
+        // A part's rows come from the whole problem at their global indices (the plan's
+        // ranges lie within the part).
+        let data = match data {
+            Data::Part { whole, .. } => *whole,
+            data => data,
+        };
+        if let Data::Part { .. } = data {
+            return Err(Error::option(
+                "rows",
+                "a part of a part",
+                "take parts of a whole problem",
+            ));
+        }
         let d = constants.d as usize;
         let row_bytes = 4 * u64::from(constants.dp);
         if plan.streamed {
@@ -188,6 +202,7 @@ impl<'a> DeviceRows<'a> {
                     ];
                     Source::Synthetic(Box::new((generator, targets)))
                 }
+                Data::Part { .. } => unreachable!("refused above"),
             };
             return Ok(DeviceRows::Streamed(Box::new(Stream {
                 chunks: plan.ranges.clone(),
@@ -220,6 +235,7 @@ impl<'a> DeviceRows<'a> {
                     let rows = range.end - range.start;
                     RowBuffers::empty(ctx, layout, rows, row_bytes, false)?
                 }
+                Data::Part { .. } => unreachable!("refused above"),
             };
             shard.assign(ctx, range.clone(), index as u32);
             shards.push(shard);

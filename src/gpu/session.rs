@@ -16,8 +16,8 @@ use super::rows::{
 };
 use crate::backend::reference::{balanced, check_params_shape};
 use crate::backend::{
-    Backend, Batch, ClassWeights, Configured, Data, Evaluation, RowSet, RunOutcome, Session, Setup,
-    Snapshot, Step,
+    Backend, Batch, ClassWeights, Configured, Data, Evaluation, PassSums, RowSet, RunOutcome,
+    Session, Setup, Snapshot, Step,
 };
 use crate::error::{Error, Result};
 use crate::model::{Gradient, Objective, Params};
@@ -153,7 +153,13 @@ impl<'a> GpuSession<'a> {
             .max_shard_bytes
             .unwrap_or(u64::MAX)
             .min(ctx.storage_binding_limit());
-        let plan = Plan::new(rows, row_bytes, binding_limit, options.max_device_bytes)?;
+        let window = data.window();
+        let plan = Plan::new(
+            window.clone(),
+            row_bytes,
+            binding_limit,
+            options.max_device_bytes,
+        )?;
         let shard_count = plan.ranges.len();
         let tuning = options
             .tuning
@@ -167,7 +173,13 @@ impl<'a> GpuSession<'a> {
         )?;
         let kernels = Kernels::shared(ctx, constants)?;
         let p = u64::from(constants.p);
-        let weighted = matches!(&data, Data::Host(h) if h.weights().is_some());
+        let weighted = match &data {
+            Data::Host(h) => h.weights().is_some(),
+            Data::Part { whole, .. } => {
+                matches!(whole.as_ref(), Data::Host(h) if h.weights().is_some())
+            }
+            Data::Synthetic(_) => false,
+        };
         let device_rows = DeviceRows::new(ctx, &constants, &kernels.layouts.shard, &plan, data)?;
 
         let n = (features as u64 + 1) * u64::from(constants.k);
@@ -611,8 +623,8 @@ impl<'a> GpuSession<'a> {
     /// generated (streamed rows: each chunk as it passes through its slot).
     pub fn read_rows(&mut self) -> Result<crate::data::Dataset> {
         let (d, dp) = (self.features, self.kernels.constants.dp as usize);
-        let mut x = Vec::with_capacity(self.rows * d);
-        let mut y = Vec::with_capacity(self.rows);
+        let mut x = Vec::new();
+        let mut y = Vec::new();
         for index in 0..self.ranges.len() {
             let buffers = match &mut self.device_rows {
                 DeviceRows::Resident(shards) => &shards[index],
@@ -637,7 +649,12 @@ impl<'a> GpuSession<'a> {
     /// Bytes of X (as padded on the device) and y: what one epoch must read at least.
     pub fn data_bytes(&self) -> u64 {
         let row_bytes = 4 * u64::from(self.kernels.constants.dp);
-        (row_bytes + 4) * self.rows as u64
+        (row_bytes + 4) * self.held_rows()
+    }
+
+    /// Rows this session holds: all of the problem's, or a part's.
+    fn held_rows(&self) -> u64 {
+        self.ranges.iter().map(|r| u64::from(r.end - r.start)).sum()
     }
 
     /// J and ∇J over all rows through the unfused kernels (forward, δ, Xᵀδ): the device's
@@ -749,12 +766,7 @@ impl Session for GpuSession<'_> {
 
     fn set_params(&mut self, params: &Params) -> Result<()> {
         check_params_shape(params, self.features, self.objective.outputs())?;
-        let raw: Vec<f64> = params
-            .weights()
-            .iter()
-            .chain(params.bias())
-            .copied()
-            .collect();
+        let raw: Vec<f64> = params.flat();
         self.write_raw(&raw);
         self.ctx.check()
     }
@@ -782,12 +794,7 @@ impl Session for GpuSession<'_> {
     fn configure(&mut self, setup: &Setup) -> Result<Configured> {
         setup.rule.validate()?;
         let params = self.params()?;
-        let raw: Vec<f64> = params
-            .weights()
-            .iter()
-            .chain(params.bias())
-            .copied()
-            .collect();
+        let raw: Vec<f64> = params.flat();
         let (d, k) = (self.features, self.objective.outputs());
         self.setup = setup.clone();
         self.standardization = None;
@@ -833,7 +840,7 @@ impl Session for GpuSession<'_> {
             standardization: self.standardization.clone(),
             class_weights,
             training_rows: training as u64,
-            held_out_rows: self.rows as u64 - training as u64,
+            held_out_rows: self.held_rows() - training as u64,
         })
     }
 
@@ -849,6 +856,25 @@ impl Session for GpuSession<'_> {
             f64::from(v[4]),
         ];
         Ok(Evaluation::from_sums(self.objective.model(), sums))
+    }
+
+    fn pass_sums(&mut self, step: &Step, rows: RowSet) -> Result<PassSums> {
+        let uniform = self.step_uniform(step, 0, rows);
+        self.write_records(&[uniform]);
+        let encoder = self.one_step(uniform.groups, false)?;
+        let values = self.read_back(encoder, &self.grad, 0, self.kernels.constants.p)?;
+        let n = (self.features + 1) * self.objective.outputs();
+        let all: Vec<f64> = values.iter().map(|&v| f64::from(v)).collect();
+        // The reduction wrote the weighted means of the gradient and the loss.
+        let weight = all[n + 1];
+        Ok(PassSums {
+            gradient: all[..n].iter().map(|g| g * weight).collect(),
+            metrics: [all[n] * weight, weight, all[n + 2], all[n + 3], all[n + 4]],
+        })
+    }
+
+    fn column_sums(&mut self, center: &[f64]) -> Result<Vec<f64>> {
+        self.column_moments(center)
     }
 
     fn snapshot(&mut self) -> Result<Snapshot> {

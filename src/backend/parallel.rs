@@ -1,0 +1,387 @@
+//! Data-parallel descent: the rows split across workers (several GPUs, the CPU, and with
+//! MPI several processes), each computing the sums of its own rows for every step. The sums
+//! are added in a fixed order (workers in order, then processes in rank order), the update
+//! is applied once in f64, and every worker is given the same new parameters. Per step only
+//! (d + 1)·k + 5 numbers per worker cross between workers.
+
+use crate::backend::reference::{balanced, check_params_shape};
+use crate::backend::{
+    Backend, Batch, ClassWeights, Configured, Data, Evaluation, PassSums, RowSet, RunOutcome,
+    Session, Setup, Snapshot, Step,
+};
+use crate::error::{Error, Result};
+use crate::model::{Gradient, Objective, Params};
+use crate::optim::Standardization;
+
+/// Adds vectors across processes. Within one process there is nothing to add.
+pub trait Combine: Send + Sync {
+    /// The element-wise sum of `local` over every process, added in rank order, the same
+    /// bits on every process.
+    fn sum(&self, local: Vec<f64>) -> Result<Vec<f64>>;
+
+    /// This process's rank and the number of processes.
+    fn rank(&self) -> (usize, usize) {
+        (0, 1)
+    }
+}
+
+/// One process: the sum is the local vector.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Local;
+
+impl Combine for Local {
+    fn sum(&self, local: Vec<f64>) -> Result<Vec<f64>> {
+        Ok(local)
+    }
+}
+
+/// Rows `[r·n/p, (r + 1)·n/p)` of `n`: the share of part `r` of `p`.
+pub fn share(n: usize, r: usize, p: usize) -> std::ops::Range<usize> {
+    let at = |i: usize| ((n as u128 * i as u128) / p as u128) as usize;
+    at(r)..at(r + 1)
+}
+
+/// Several backends (and, through [`Combine`], several processes) as one.
+pub struct Parallel {
+    workers: Vec<Box<dyn Backend>>,
+    combine: Box<dyn Combine>,
+}
+
+impl Parallel {
+    /// The rows split evenly across `workers`, in order.
+    pub fn new(workers: Vec<Box<dyn Backend>>) -> Self {
+        Parallel {
+            workers,
+            combine: Box::new(Local),
+        }
+    }
+
+    /// Across processes too: this process takes its rank's share of the rows.
+    pub fn across(mut self, combine: Box<dyn Combine>) -> Self {
+        self.combine = combine;
+        self
+    }
+}
+
+impl Backend for Parallel {
+    fn name(&self) -> &'static str {
+        "parallel"
+    }
+
+    fn open<'a>(&'a self, data: Data<'a>, objective: Objective) -> Result<Box<dyn Session + 'a>> {
+        if self.workers.is_empty() {
+            return Err(Error::option(
+                "devices",
+                "(none)",
+                "name at least one device",
+            ));
+        }
+        let (rows, features) = (data.rows(), data.features());
+        let (rank, processes) = self.combine.rank();
+        let mine = share(rows, rank, processes);
+        let parts = self.workers.len();
+        if mine.len() < parts {
+            return Err(Error::option(
+                "devices",
+                parts * processes,
+                format!("more workers than the {rows} rows"),
+            ));
+        }
+        let mut sessions = Vec::with_capacity(parts);
+        for (i, worker) in self.workers.iter().enumerate() {
+            let local = share(mine.len(), i, parts);
+            let window = mine.start + local.start..mine.start + local.end;
+            sessions.push(worker.open(Data::part(data.clone(), window)?, objective)?);
+        }
+        let n = (features + 1) * objective.outputs();
+        Ok(Box::new(ParallelSession {
+            workers: sessions,
+            combine: self.combine.as_ref(),
+            objective,
+            rows,
+            features,
+            theta: vec![0.0; n],
+            state: Vec::new(),
+            setup: Setup::default(),
+            standardization: None,
+        }))
+    }
+}
+
+/// Workers of one problem, driven step by step.
+pub struct ParallelSession<'a> {
+    workers: Vec<Box<dyn Session + 'a>>,
+    combine: &'a dyn Combine,
+    objective: Objective,
+    rows: usize,
+    features: usize,
+    /// The optimizer's parameters (standardized space when standardizing) and state, in
+    /// f64, the same in every process.
+    theta: Vec<f64>,
+    state: Vec<f64>,
+    setup: Setup,
+    standardization: Option<Standardization>,
+}
+
+impl ParallelSession<'_> {
+    fn raw(&self) -> Vec<f64> {
+        super::raw_parameters(
+            &self.theta,
+            self.standardization.as_ref(),
+            self.objective.outputs(),
+        )
+    }
+
+    /// Gives every worker the raw-space parameters θ stands for.
+    fn broadcast(&mut self) -> Result<()> {
+        let raw = self.raw();
+        let params = Params::from_flat_f64(self.features, self.objective.outputs(), &raw);
+        for w in &mut self.workers {
+            w.set_params(&params)?;
+        }
+        Ok(())
+    }
+
+    /// Sums `each` over workers (in order) and processes (in rank order).
+    fn total(
+        &mut self,
+        each: &mut dyn FnMut(&mut dyn Session) -> Result<Vec<f64>>,
+    ) -> Result<Vec<f64>> {
+        let mut sum: Vec<f64> = Vec::new();
+        for w in &mut self.workers {
+            let part = each(w.as_mut())?;
+            if sum.is_empty() {
+                sum = part;
+            } else {
+                for (a, b) in sum.iter_mut().zip(&part) {
+                    *a += b;
+                }
+            }
+        }
+        self.combine.sum(sum)
+    }
+
+    fn sums(&mut self, step: &Step, rows: RowSet) -> Result<PassSums> {
+        let flat = self.total(&mut |w| Ok(w.pass_sums(step, rows)?.to_flat()))?;
+        Ok(PassSums::from_flat(&flat))
+    }
+
+    fn full_step(&self) -> Step {
+        Step {
+            epoch: 0,
+            t: 1,
+            batch: Batch {
+                start: 0,
+                len: self.rows as u32,
+                order: None,
+            },
+            lr: 0.0,
+        }
+    }
+}
+
+impl Session for ParallelSession<'_> {
+    fn describe(&self) -> String {
+        let workers: Vec<String> = self.workers.iter().map(|w| w.describe()).collect();
+        let (_, processes) = self.combine.rank();
+        let across = if processes > 1 {
+            format!(" in each of {processes} processes")
+        } else {
+            String::new()
+        };
+        format!("parallel ({}){across}", workers.join(" + "))
+    }
+
+    fn objective(&self) -> Objective {
+        self.objective
+    }
+
+    fn rows(&self) -> usize {
+        self.rows
+    }
+
+    fn features(&self) -> usize {
+        self.features
+    }
+
+    fn set_params(&mut self, params: &Params) -> Result<()> {
+        let k = self.objective.outputs();
+        check_params_shape(params, self.features, k)?;
+        let raw: Vec<f64> = params.flat();
+        self.theta = match &self.standardization {
+            Some(s) => s.from_raw(&raw, k),
+            None => raw,
+        };
+        self.broadcast()
+    }
+
+    fn params(&mut self) -> Result<Params> {
+        let raw = self.raw();
+        Ok(Params::from_flat_f64(
+            self.features,
+            self.objective.outputs(),
+            &raw,
+        ))
+    }
+
+    fn gradient(&mut self) -> Result<Gradient> {
+        let step = self.full_step();
+        let sums = self.sums(&step, RowSet::All)?;
+        let mean = sums.mean_gradient();
+        let dk = self.features * self.objective.outputs();
+        Ok(Gradient {
+            loss: sums.metrics[0] / sums.metrics[1].max(f64::MIN_POSITIVE),
+            weights: mean[..dk].to_vec(),
+            bias: mean[dk..].to_vec(),
+        })
+    }
+
+    fn loss(&mut self) -> Result<f64> {
+        Ok(self.evaluate(RowSet::All)?.loss)
+    }
+
+    fn predict(&mut self) -> Result<Vec<f64>> {
+        if self.combine.rank().1 > 1 {
+            return Err(Error::option(
+                "predict",
+                "across processes",
+                "each process holds only its share of the rows; predict in one process",
+            ));
+        }
+        let mut z = Vec::new();
+        for w in &mut self.workers {
+            z.extend(w.predict()?);
+        }
+        Ok(z)
+    }
+
+    fn run(&mut self, steps: &[Step]) -> Result<RunOutcome> {
+        let (d, k) = (self.features, self.objective.outputs());
+        for (s, step) in steps.iter().enumerate() {
+            let sums = self.sums(step, RowSet::Training)?;
+            let mut grad = sums.mean_gradient();
+            if let Some(st) = &self.standardization {
+                st.gradient_to_standardized(&mut grad, k);
+            }
+            let mut next = self.theta.clone();
+            let mut state = self.state.clone();
+            self.setup
+                .rule
+                .apply(&mut next, &grad, &mut state, d * k, step.t, step.lr);
+            let loss = sums.metrics[0] / sums.metrics[1].max(f64::MIN_POSITIVE);
+            if !loss.is_finite() || grad.iter().chain(&next).any(|v| !v.is_finite()) {
+                return Ok(RunOutcome::Diverged { step: s });
+            }
+            self.theta = next;
+            self.state = state;
+            self.broadcast()?;
+        }
+        Ok(RunOutcome::Completed)
+    }
+
+    fn configure(&mut self, setup: &Setup) -> Result<Configured> {
+        setup.rule.validate()?;
+        let raw = self.raw();
+        let (d, k) = (self.features, self.objective.outputs());
+        // Workers only compute sums: they need the split and the row weights, not the
+        // update rule or the standardization (the raw-space parameters are what they see).
+        let mut plain = Setup {
+            split: setup.split,
+            ..Setup::default()
+        };
+        for w in &mut self.workers {
+            w.configure(&plain)?;
+        }
+        let first = self.total(&mut |w| w.column_sums(&vec![0.0; d]))?;
+        let slots = k.max(2);
+        let training = first[2 * d + slots];
+        if training == 0.0 {
+            return Err(Error::option(
+                "validation fraction",
+                setup.split.map_or(0.0, |s| s.fraction),
+                "leaves no training rows",
+            ));
+        }
+        self.standardization = if setup.standardize {
+            let mean: Vec<f64> = first[..d].iter().map(|s| s / training).collect();
+            let second = self.total(&mut |w| w.column_sums(&mean))?;
+            let variance: Vec<f64> = second[d..2 * d].iter().map(|s| s / training).collect();
+            Some(Standardization::from_moments(mean, &variance))
+        } else {
+            None
+        };
+        let class_weights = match &setup.class_weights {
+            None => None,
+            Some(ClassWeights::Given(w)) => Some(w.clone()),
+            Some(ClassWeights::Balanced) => Some(balanced(&first[2 * d..2 * d + slots])),
+        };
+        if let Some(w) = &class_weights {
+            plain.class_weights = Some(ClassWeights::Given(w.clone()));
+            for worker in &mut self.workers {
+                worker.configure(&plain)?;
+            }
+        }
+        self.setup = setup.clone();
+        self.theta = match &self.standardization {
+            Some(s) => s.from_raw(&raw, k),
+            None => raw,
+        };
+        self.state = vec![0.0; setup.rule.optimizer.state_len() * (d + 1) * k];
+        self.broadcast()?;
+        Ok(Configured {
+            standardization: self.standardization.clone(),
+            class_weights,
+            training_rows: training as u64,
+            held_out_rows: self.rows as u64 - training as u64,
+        })
+    }
+
+    fn evaluate(&mut self, rows: RowSet) -> Result<Evaluation> {
+        let step = self.full_step();
+        let sums = self.sums(&step, rows)?;
+        Ok(Evaluation::from_sums(self.objective.model(), sums.metrics))
+    }
+
+    fn pass_sums(&mut self, step: &Step, rows: RowSet) -> Result<PassSums> {
+        self.sums(step, rows)
+    }
+
+    fn column_sums(&mut self, center: &[f64]) -> Result<Vec<f64>> {
+        self.total(&mut |w| w.column_sums(center))
+    }
+
+    fn snapshot(&mut self) -> Result<Snapshot> {
+        Ok(Snapshot::of_host(
+            &self.theta,
+            &self.state,
+            self.standardization.as_ref(),
+            self.objective.outputs(),
+        ))
+    }
+
+    fn restore(&mut self, snapshot: &Snapshot) -> Result<()> {
+        snapshot.restore_into(&mut self.theta, &mut self.state)?;
+        self.broadcast()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::share;
+
+    #[test]
+    fn shares_cover_every_row_once() {
+        for (n, p) in [(10, 3), (7, 7), (1_000_003, 4), (5, 1)] {
+            let parts: Vec<_> = (0..p).map(|r| share(n, r, p)).collect();
+            assert_eq!(parts[0].start, 0);
+            assert_eq!(parts[p - 1].end, n);
+            for w in parts.windows(2) {
+                assert_eq!(w[0].end, w[1].start);
+            }
+            let (min, max) = parts
+                .iter()
+                .fold((n, 0), |(a, b), r| (a.min(r.len()), b.max(r.len())));
+            assert!(max - min <= 1, "{n} over {p}: {parts:?}");
+        }
+    }
+}
