@@ -569,22 +569,35 @@ impl Pass<'_> {
                 &mut losses[..count],
                 self.with_metrics,
             );
-            // (3) Σ w δ·x and Σ w δ, from the rows now in cache.
-            for r in 0..count {
-                let i = rows.row(first + r);
-                let xr = &x[i * d..(i + 1) * d];
-                let w = weights[r];
-                if !plain && w == 0.0 {
-                    continue;
+            // (3) Σ w δ·x and Σ w δ, from the rows now in cache, asking for the rows a
+            // tile further on meanwhile, so that memory stays busy while this pass computes.
+            if ONE {
+                for r in 0..count {
+                    rows.prefetch(x, d, first + tile + r);
+                    if !plain {
+                        z[r] *= weights[r];
+                    }
+                    bias_sums[0] += z[r];
                 }
-                for c in 0..k {
-                    let delta = if plain {
-                        z[r * k + c]
-                    } else {
-                        w * z[r * k + c]
-                    };
-                    axpy::<FMA>(delta, xr, &mut sums[c * d..(c + 1) * d]);
-                    bias_sums[c] += delta;
+                tile_gradient::<FMA, R>(&rows, first, &z[..count], x, d, sums);
+            } else {
+                for r in 0..count {
+                    rows.prefetch(x, d, first + tile + r);
+                    let i = rows.row(first + r);
+                    let xr = &x[i * d..(i + 1) * d];
+                    let w = weights[r];
+                    if !plain && w == 0.0 {
+                        continue;
+                    }
+                    for c in 0..k {
+                        let delta = if plain {
+                            z[r * k + c]
+                        } else {
+                            w * z[r * k + c]
+                        };
+                        axpy::<FMA>(delta, xr, &mut sums[c * d..(c + 1) * d]);
+                        bias_sums[c] += delta;
+                    }
                 }
             }
             for r in 0..count {
@@ -782,6 +795,41 @@ fn dot<const FMA: bool>(x: &[f32], w: &[f32]) -> f32 {
         sum = madd::<FMA>(*a, *b, sum);
     }
     sum
+}
+
+/// Σ δ_r·x_r over the rows of a tile into `sums` (one output), a block of columns at a time
+/// so that the block's sums stay in registers across the rows: each row is read once from
+/// the first-level cache and each sum written once per tile, not once per row.
+#[inline(always)]
+fn tile_gradient<const FMA: bool, R: RowOrder>(
+    rows: &R,
+    first: usize,
+    deltas: &[f32],
+    x: &[f32],
+    d: usize,
+    sums: &mut [f32],
+) {
+    const BLOCK: usize = 32;
+    let mut start = 0;
+    while start + BLOCK <= d {
+        let mut acc = [0.0f32; BLOCK];
+        acc.copy_from_slice(&sums[start..start + BLOCK]);
+        for (r, &delta) in deltas.iter().enumerate() {
+            let at = rows.row(first + r) * d + start;
+            let xr: &[f32; BLOCK] = x[at..at + BLOCK].try_into().expect("a block of the row");
+            for l in 0..BLOCK {
+                acc[l] = madd::<FMA>(delta, xr[l], acc[l]);
+            }
+        }
+        sums[start..start + BLOCK].copy_from_slice(&acc);
+        start += BLOCK;
+    }
+    if start < d {
+        for (r, &delta) in deltas.iter().enumerate() {
+            let at = rows.row(first + r) * d;
+            axpy::<FMA>(delta, &x[at + start..at + d], &mut sums[start..d]);
+        }
+    }
 }
 
 /// acc ← acc + a·x.

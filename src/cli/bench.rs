@@ -105,12 +105,14 @@ pub fn bench(args: BenchArgs) -> Result<(), Error> {
         for m in &all {
             println!("{}", bench_line(m, &all));
         }
-        let devices: Vec<String> = all
-            .iter()
-            .map(|m| format!("{}: {}", m.backend, m.device))
-            .collect();
-        let mut devices = devices;
-        devices.dedup();
+        // Each backend's device once, in the order they were measured.
+        let mut devices: Vec<String> = Vec::new();
+        for m in &all {
+            let line = format!("{}: {}", m.backend, m.device);
+            if !devices.contains(&line) {
+                devices.push(line);
+            }
+        }
         for d in devices {
             println!("  {d}");
         }
