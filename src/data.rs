@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::floats::Floats;
 use crate::model::{Model, Objective};
 
 /// Rows of features X (row-major, n×d) and their labels y.
@@ -11,7 +12,7 @@ use crate::model::{Model, Objective};
 pub struct Dataset {
     rows: usize,
     features: usize,
-    x: Vec<f32>,
+    x: Floats,
     y: Vec<f32>,
     /// Per-row sample weights (finite, ≥ 0); `None`: every row weighs 1.
     weights: Option<Vec<f32>>,
@@ -40,6 +41,11 @@ impl Dataset {
     /// From row-major X (`x.len() == rows × features`) and y (`rows` labels).
     /// Every value must be finite.
     pub fn new(x: Vec<f32>, y: Vec<f32>, features: usize) -> Result<Self> {
+        Self::from_floats(Floats::from_vec(x), y, features)
+    }
+
+    /// [`Dataset::new`] from X already in line-aligned storage (no values move).
+    pub fn from_floats(x: Floats, y: Vec<f32>, features: usize) -> Result<Self> {
         if features == 0 {
             return Err(Error::option(
                 "features",
@@ -119,7 +125,9 @@ impl Dataset {
 
     /// Like [`Dataset::new`], copying from slices.
     pub fn from_slices(x: &[f32], y: &[f32], features: usize) -> Result<Self> {
-        Self::new(x.to_vec(), y.to_vec(), features)
+        let mut copy = Floats::zeroed(x.len());
+        copy.copy_from_slice(x);
+        Self::from_floats(copy, y.to_vec(), features)
     }
 
     /// Reads a CSV file with a header row. `target` names the label column; every other
@@ -135,13 +143,14 @@ impl Dataset {
 
     /// Assembles a dataset a reader has checked: finite values, consistent lengths.
     pub(crate) fn assemble(
-        x: Vec<f32>,
+        x: impl Into<Floats>,
         y: Vec<f32>,
         features: usize,
         weights: Option<Vec<f32>>,
         feature_names: Vec<String>,
         origin: Origin,
     ) -> Self {
+        let x = x.into();
         debug_assert_eq!(x.len(), y.len() * features);
         Dataset {
             rows: y.len(),
@@ -193,7 +202,7 @@ impl Dataset {
         Dataset {
             rows: rows.len(),
             features: d,
-            x: self.x[rows.start * d..rows.end * d].to_vec(),
+            x: Floats::from_vec(self.x[rows.start * d..rows.end * d].to_vec()),
             y: self.y[rows.clone()].to_vec(),
             weights: self.weights.as_ref().map(|w| w[rows.clone()].to_vec()),
             feature_names: self.feature_names.clone(),
@@ -286,18 +295,28 @@ mod arrays {
 
     use super::Dataset;
     use crate::error::Result;
+    use crate::floats::Floats;
+
+    /// `len` values into line-aligned storage.
+    fn floats(values: impl Iterator<Item = f32>, len: usize) -> Floats {
+        let mut x = Floats::zeroed(len);
+        for (slot, v) in x.iter_mut().zip(values) {
+            *slot = v;
+        }
+        x
+    }
 
     impl Dataset {
         /// From X (rows × features, any memory order) and y; values are copied in row
         /// order and must be finite.
         pub fn from_arrays(x: ArrayView2<'_, f32>, y: ArrayView1<'_, f32>) -> Result<Self> {
-            Self::new(x.iter().copied().collect(), y.to_vec(), x.ncols())
+            Self::from_floats(floats(x.iter().copied(), x.len()), y.to_vec(), x.ncols())
         }
 
         /// [`Dataset::from_arrays`] from f64 arrays, rounded to f32.
         pub fn from_arrays_f64(x: ArrayView2<'_, f64>, y: ArrayView1<'_, f64>) -> Result<Self> {
-            Self::new(
-                x.iter().map(|&v| v as f32).collect(),
+            Self::from_floats(
+                floats(x.iter().map(|&v| v as f32), x.len()),
                 y.iter().map(|&v| v as f32).collect(),
                 x.ncols(),
             )

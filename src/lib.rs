@@ -36,6 +36,7 @@ pub mod checkpoint;
 pub mod custom;
 pub mod data;
 pub mod error;
+pub mod floats;
 pub mod fuzzing;
 pub mod gpu;
 pub mod input;

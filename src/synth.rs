@@ -20,6 +20,7 @@ use rayon::prelude::*;
 
 use crate::data::Dataset;
 use crate::error::{Error, Result};
+use crate::floats::Floats;
 use crate::model::{Model, Objective, Params};
 use crate::rng::cell_hash;
 
@@ -140,7 +141,7 @@ impl Synthetic {
             .map(|(j, c)| i64::from(self.param_int(j as u32, c as u32)))
             .collect();
         let tables = quantile_tables();
-        let mut x = vec![0.0f32; rows.len() * d];
+        let mut x = Floats::zeroed(rows.len() * d);
         let mut y = vec![0.0f32; rows.len()];
         const BLOCK: usize = 1024;
         x.par_chunks_mut(BLOCK * d)
@@ -161,7 +162,7 @@ impl Synthetic {
                     *label = self.label(i, &z, &tables);
                 }
             });
-        Dataset::new(x, y, d).expect("synthetic data are finite and well shaped")
+        Dataset::from_floats(x, y, d).expect("synthetic data are finite and well shaped")
     }
 
     /// The label of row `i` from its exact z (in units of 2^−(16 + r)).
