@@ -4,9 +4,11 @@
 //! each chunk computes z, δ and its partial Xᵀδ and Σδ from one read of its rows, adding
 //! blocks of rows in f32 lanes and the blocks in f64; the chunks' partials are then added
 //! in chunk order, so the result is the same bits whatever the thread scheduling. The hot
-//! loop is compiled twice, for AVX2 with FMA and for the baseline, and chosen at run time.
+//! loop is compiled twice, for AVX2 with FMA (with hand-written kernels for one output's
+//! two passes over the rows, in `avx2`) and for the baseline, and chosen at run time.
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 use crate::backend::Snapshot;
 
@@ -21,6 +23,9 @@ use crate::data::Dataset;
 use crate::error::Result;
 use crate::model::{Gradient, Loss, Model, Objective, Params};
 use crate::optim::Standardization;
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 
 /// Tiles whose sums are added in f32 before they are moved into f64: 256 rows at d = 64,
 /// few enough that f32 loses nothing a test at 1e-5 could see.
@@ -421,7 +426,7 @@ struct Pass<'p> {
 
 impl Pass<'_> {
     /// Adds the chunk's rows (batch positions `positions`) into `partial`.
-    fn run(&self, batch: &Batch, positions: std::ops::Range<u32>, partial: &mut [f64]) {
+    fn run(&self, batch: &Batch, positions: Range<u32>, partial: &mut [f64]) {
         SCRATCH.with_borrow_mut(|scratch| {
             #[cfg(target_arch = "x86_64")]
             if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
@@ -439,7 +444,7 @@ impl Pass<'_> {
     unsafe fn run_avx2(
         &self,
         batch: &Batch,
-        positions: std::ops::Range<u32>,
+        positions: Range<u32>,
         partial: &mut [f64],
         scratch: &mut Scratch,
     ) {
@@ -449,7 +454,7 @@ impl Pass<'_> {
     fn run_portable(
         &self,
         batch: &Batch,
-        positions: std::ops::Range<u32>,
+        positions: Range<u32>,
         partial: &mut [f64],
         scratch: &mut Scratch,
     ) {
@@ -457,15 +462,16 @@ impl Pass<'_> {
     }
 
     /// The fused loop, a tile of rows at a time: (1) z of every row of the tile (k dot
-    /// products; the rows come from memory once, in a tight loop the CPU overlaps like a
-    /// plain streaming read), (2) δ of every row, vectorized across rows, (3) Σ δ·x from the
-    /// same rows, now in cache, into f32 sums moved into f64 once per tile.
-    /// `FMA`: fused multiply-adds (one rounding) where the CPU has them.
+    /// products, eight rows at a time for one output; the rows come from memory once, asked
+    /// for a few kilobytes ahead), (2) δ of every row, vectorized across rows, (3) Σ δ·x
+    /// from the same rows, now in cache, into f32 sums moved into f64 once per tile.
+    /// `FMA`: the CPU has AVX2 and FMA, so fused multiply-adds (one rounding) and the
+    /// kernels of `avx2` are used.
     #[inline(always)]
     fn run_generic<const FMA: bool>(
         &self,
         batch: &Batch,
-        positions: std::ops::Range<u32>,
+        positions: Range<u32>,
         partial: &mut [f64],
         scratch: &mut Scratch,
     ) {
@@ -534,7 +540,8 @@ impl Pass<'_> {
         let (wt, bias) = self.wt.split_at(d * k);
         let tile = tile_rows(d);
         s.sized(tile, d, k);
-        let (z, labels, losses, weights) = (
+        let (starts, z, labels, losses, weights) = (
+            &mut s.starts[..tile],
             &mut s.z[..tile * k],
             &mut s.labels[..tile],
             &mut s.losses[..tile],
@@ -547,14 +554,25 @@ impl Pass<'_> {
         let len = rows.len();
         for (t, first) in (0..len).step_by(tile).enumerate() {
             let count = tile.min(len - first);
+            let starts = &mut starts[..count];
+            for (r, start) in starts.iter_mut().enumerate() {
+                *start = rows.row(first + r) * d;
+            }
             // (1) z = x·W + b, row-major in `z` (k per row), and each row's weight.
-            for r in 0..count {
-                rows.prefetch(x, d, first + r);
-                let i = rows.row(first + r);
-                let xr = &x[i * d..(i + 1) * d];
+            let together = if ONE {
+                tile_dots::<FMA, R>(&rows, first, starts, x, wt, bias[0], z)
+            } else {
+                0
+            };
+            for r in together..count {
+                rows.prefetch(x, d, first + r..first + r + 1);
+                let xr = &x[starts[r]..starts[r] + d];
                 for c in 0..k {
                     z[r * k + c] = bias[c] + dot::<FMA>(xr, &wt[c * d..(c + 1) * d]);
                 }
+            }
+            for r in 0..count {
+                let i = rows.row(first + r);
                 labels[r] = y[i];
                 weights[r] = if plain { 1.0 } else { self.weights.of(i, y[i]) };
                 if self.with_metrics {
@@ -572,19 +590,21 @@ impl Pass<'_> {
             // (3) Σ w δ·x and Σ w δ, from the rows now in cache, asking for the rows a
             // tile further on meanwhile, so that memory stays busy while this pass computes.
             if ONE {
+                rows.prefetch(x, d, first + tile..first + tile + count);
+                // Summed in a register: through memory, each add would wait for the last.
+                let mut bias_sum = bias_sums[0];
                 for r in 0..count {
-                    rows.prefetch(x, d, first + tile + r);
                     if !plain {
                         z[r] *= weights[r];
                     }
-                    bias_sums[0] += z[r];
+                    bias_sum += z[r];
                 }
-                tile_gradient::<FMA, R>(&rows, first, &z[..count], x, d, sums);
+                bias_sums[0] = bias_sum;
+                tile_gradient::<FMA>(x, starts, &z[..count], sums);
             } else {
                 for r in 0..count {
-                    rows.prefetch(x, d, first + tile + r);
-                    let i = rows.row(first + r);
-                    let xr = &x[i * d..(i + 1) * d];
+                    rows.prefetch(x, d, first + tile + r..first + tile + r + 1);
+                    let xr = &x[starts[r]..starts[r] + d];
                     let w = weights[r];
                     if !plain && w == 0.0 {
                         continue;
@@ -600,15 +620,20 @@ impl Pass<'_> {
                     }
                 }
             }
-            for r in 0..count {
-                let (w, label) = (f64::from(weights[r]), f64::from(labels[r]));
-                metrics[1] += w;
-                if self.with_metrics {
-                    let correct = f64::from(predictions[r] == label.round() as f32);
-                    metrics[0] += w * f64::from(losses[r]);
-                    metrics[2] += w * correct;
-                    metrics[3] += w * label;
-                    metrics[4] += w * label * label;
+            if plain && !self.with_metrics {
+                // Σw of unit weights, without a chain of dependent adds per row.
+                metrics[1] += count as f64;
+            } else {
+                for r in 0..count {
+                    let (w, label) = (f64::from(weights[r]), f64::from(labels[r]));
+                    metrics[1] += w;
+                    if self.with_metrics {
+                        let correct = f64::from(predictions[r] == label.round() as f32);
+                        metrics[0] += w * f64::from(losses[r]);
+                        metrics[2] += w * correct;
+                        metrics[3] += w * label;
+                        metrics[4] += w * label * label;
+                    }
                 }
             }
             if (t + 1) % FLUSH_TILES == 0 {
@@ -620,6 +645,35 @@ impl Pass<'_> {
             *p += m;
         }
     }
+}
+
+/// z of a tile's rows for one output (row r at `x[starts[r]..]`, `w` holding d weights),
+/// eight rows at a time where the CPU has AVX2 and FMA; returns how many rows it computed.
+#[inline(always)]
+fn tile_dots<const FMA: bool, R: RowOrder>(
+    rows: &R,
+    first: usize,
+    starts: &[usize],
+    x: &[f32],
+    w: &[f32],
+    b: f32,
+    z: &mut [f32],
+) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if FMA {
+        let eights = starts.chunks_exact(8);
+        let done = starts.len() - eights.remainder().len();
+        for (e, eight) in eights.enumerate() {
+            rows.prefetch(x, w.len(), first + 8 * e..first + 8 * e + 8);
+            let eight: &[usize; 8] = eight.try_into().expect("eight rows");
+            // SAFETY: `FMA` is set only by `run_avx2`, called on CPUs with AVX2 and FMA.
+            let dots = unsafe { avx2::dot8(x, eight, w, b) };
+            z[8 * e..8 * e + 8].copy_from_slice(&dots);
+        }
+        return done;
+    }
+    let _ = (rows, first, starts, x, w, b, z);
+    0
 }
 
 /// The class predicted from z: z > 0 for one output, else the first largest.
@@ -642,8 +696,9 @@ trait RowOrder {
     fn len(&self) -> usize;
     /// The row visited `i`-th.
     fn row(&self, i: usize) -> usize;
-    /// Asks for the row visited `ahead` places after the `i`-th to be brought into cache.
-    fn prefetch(&self, x: &[f32], d: usize, i: usize);
+    /// Asks for the rows visited `ahead` places after those visited in `visits` to be
+    /// brought into cache.
+    fn prefetch(&self, x: &[f32], d: usize, visits: Range<usize>);
 }
 
 /// Consecutive rows (a full batch in file order).
@@ -665,12 +720,12 @@ impl RowOrder for InOrder {
     }
 
     #[inline(always)]
-    fn prefetch(&self, x: &[f32], d: usize, i: usize) {
-        // Rows are contiguous: the floats `ahead` rows on, to the chunk's end.
-        let at = (self.start + i + self.ahead) * d;
-        if at + d <= (self.start + self.len) * d {
-            prefetch(&x[at..at + d]);
-        }
+    fn prefetch(&self, x: &[f32], d: usize, visits: Range<usize>) {
+        // Rows are contiguous: the floats `ahead` rows on, up to the chunk's end.
+        let end = self.start + self.len;
+        let from = (self.start + visits.start + self.ahead).min(end);
+        let to = (self.start + visits.end + self.ahead).min(end);
+        prefetch(&x[from * d..to * d]);
     }
 }
 
@@ -692,8 +747,10 @@ impl RowOrder for Listed<'_> {
     }
 
     #[inline(always)]
-    fn prefetch(&self, x: &[f32], d: usize, i: usize) {
-        if let Some(&row) = self.rows.get(i + self.ahead) {
+    fn prefetch(&self, x: &[f32], d: usize, visits: Range<usize>) {
+        let ahead = (visits.start + self.ahead).min(self.rows.len())
+            ..(visits.end + self.ahead).min(self.rows.len());
+        for &row in &self.rows[ahead] {
             prefetch(&x[row * d..(row + 1) * d]);
         }
     }
@@ -703,6 +760,8 @@ impl RowOrder for Listed<'_> {
 #[derive(Default)]
 struct Scratch {
     rows: Vec<usize>,
+    /// Where each row of the tile begins in X.
+    starts: Vec<usize>,
     z: Vec<f32>,
     labels: Vec<f32>,
     losses: Vec<f32>,
@@ -715,6 +774,7 @@ struct Scratch {
 impl Scratch {
     /// Sizes the buffers for tiles of `tile` rows, d and k; the sums start at zero.
     fn sized(&mut self, tile: usize, d: usize, k: usize) {
+        self.starts.resize(tile, 0);
         self.z.resize(tile * k, 0.0);
         self.labels.resize(tile, 0.0);
         self.losses.resize(tile, 0.0);
@@ -732,28 +792,29 @@ thread_local! {
 }
 
 /// Rows per tile of the CPU loop: about 4 KiB of them, so the second pass over the tile
-/// reads from the first-level cache and the loop alternates reading and computing finely.
+/// reads from the first-level cache and the loop alternates reading and computing finely;
+/// at least eight (wide rows: 16 KiB at d = 512), the dot products' group.
 fn tile_rows(d: usize) -> usize {
-    (4096 / (4 * d.max(1))).clamp(4, 64)
+    (4096 / (4 * d.max(1))).clamp(8, 64)
 }
 
-/// Asks the CPU to start loading `row` into the second-level cache. The loop's work
+/// Asks the CPU to start loading `floats` into the second-level cache. The loop's work
 /// between loads otherwise keeps too few of them in flight to use the memory bandwidth.
 #[inline(always)]
-fn prefetch(row: &[f32]) {
+fn prefetch(floats: &[f32]) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_MM_HINT_T1, _mm_prefetch};
-        // One hint per 64-byte line of the row (16 floats).
+        // One hint per 64-byte line (16 floats): X's rows start on a line (`Floats`).
         let mut at = 0;
-        while at < row.len() {
-            // SAFETY: a prefetch only hints, and `at` is within the row.
-            unsafe { _mm_prefetch::<_MM_HINT_T1>(row.as_ptr().add(at).cast()) };
+        while at < floats.len() {
+            // SAFETY: a prefetch only hints, and `at` is within `floats`.
+            unsafe { _mm_prefetch::<_MM_HINT_T1>(floats.as_ptr().add(at).cast()) };
             at += 16;
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = row;
+    let _ = floats;
 }
 
 /// Moves the f32 tile sums into the f64 partial and clears them.
@@ -797,25 +858,25 @@ fn dot<const FMA: bool>(x: &[f32], w: &[f32]) -> f32 {
     sum
 }
 
-/// Σ δ_r·x_r over the rows of a tile into `sums` (one output), a block of columns at a time
-/// so that the block's sums stay in registers across the rows: each row is read once from
-/// the first-level cache and each sum written once per tile, not once per row.
+/// Σ δ_r·x_r over the rows of a tile (row r at `x[starts[r]..]`) into `sums` (one
+/// output), a block of columns at a time so that the block's sums stay in registers across
+/// the rows: each row is read once from the first-level cache and each sum written once
+/// per tile, not once per row.
 #[inline(always)]
-fn tile_gradient<const FMA: bool, R: RowOrder>(
-    rows: &R,
-    first: usize,
-    deltas: &[f32],
-    x: &[f32],
-    d: usize,
-    sums: &mut [f32],
-) {
+fn tile_gradient<const FMA: bool>(x: &[f32], starts: &[usize], deltas: &[f32], sums: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if FMA {
+        // SAFETY: `FMA` is set only by `run_avx2`, called on CPUs with AVX2 and FMA.
+        return unsafe { avx2::gradient(x, starts, deltas, sums) };
+    }
     const BLOCK: usize = 32;
+    let d = sums.len();
     let mut start = 0;
     while start + BLOCK <= d {
         let mut acc = [0.0f32; BLOCK];
         acc.copy_from_slice(&sums[start..start + BLOCK]);
-        for (r, &delta) in deltas.iter().enumerate() {
-            let at = rows.row(first + r) * d + start;
+        for (&row, &delta) in starts.iter().zip(deltas) {
+            let at = row + start;
             let xr: &[f32; BLOCK] = x[at..at + BLOCK].try_into().expect("a block of the row");
             for l in 0..BLOCK {
                 acc[l] = madd::<FMA>(delta, xr[l], acc[l]);
@@ -825,9 +886,8 @@ fn tile_gradient<const FMA: bool, R: RowOrder>(
         start += BLOCK;
     }
     if start < d {
-        for (r, &delta) in deltas.iter().enumerate() {
-            let at = rows.row(first + r) * d;
-            axpy::<FMA>(delta, &x[at + start..at + d], &mut sums[start..d]);
+        for (&row, &delta) in starts.iter().zip(deltas) {
+            axpy::<FMA>(delta, &x[row + start..row + d], &mut sums[start..d]);
         }
     }
 }
@@ -945,14 +1005,20 @@ fn exp_nonpositive(x: f32) -> f32 {
     // Adding then subtracting 1.5·2^23 rounds to the nearest integer in f32 arithmetic.
     const ROUND: f32 = 12_582_912.0;
     let x = x.clamp(-87.0, 0.0);
-    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let shifted = x * std::f32::consts::LOG2_E + ROUND;
+    let n = shifted - ROUND;
     let r = (x - n * LN2_HI) - n * LN2_LO;
     let mut p = INVERSE_FACTORIALS[7];
     for &c in INVERSE_FACTORIALS[..7].iter().rev() {
         p = p * r + c;
     }
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
-    p * scale
+    // `shifted`'s low mantissa bits hold n (|n| ≤ 126 < 2^22): integer arithmetic on the
+    // bits gives 2^n without a float-to-integer conversion, which would not vectorize.
+    let biased = shifted
+        .to_bits()
+        .wrapping_sub(ROUND.to_bits())
+        .wrapping_add(127);
+    p * f32::from_bits(biased << 23)
 }
 
 /// One streaming read of `x` on all cores, and nothing else: the memory floor of an epoch.
