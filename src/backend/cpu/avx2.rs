@@ -12,7 +12,7 @@ use std::arch::x86_64::{
 /// z_r = b + x_r·w for eight rows, row r being `x[starts[r]..starts[r] + d]`: one vector
 /// of sums per row over the columns in blocks of eight, the eight vectors then summed
 /// across their lanes together (a transposing tree of horizontal adds), the last d mod 8
-/// columns added one by one.
+/// columns added one by one, then b.
 ///
 /// # Safety
 /// The CPU must have AVX2 and FMA.
@@ -35,6 +35,16 @@ pub(super) unsafe fn dot8(x: &[f32], starts: &[usize; 8], w: &[f32], b: f32) -> 
         }
     }
     let mut z = [0.0f32; 8];
+    if d % 8 == 0 {
+        // SAFETY: `z` holds eight floats.
+        unsafe {
+            _mm256_storeu_ps(
+                z.as_mut_ptr(),
+                _mm256_add_ps(lane_sums(&acc), _mm256_set1_ps(b)),
+            )
+        };
+        return z;
+    }
     // SAFETY: `z` holds eight floats.
     unsafe { _mm256_storeu_ps(z.as_mut_ptr(), lane_sums(&acc)) };
     for (zr, &s) in z.iter_mut().zip(starts) {
