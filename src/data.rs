@@ -191,6 +191,11 @@ impl Dataset {
         &self.x
     }
 
+    /// Whether X is mapped from its file (a float32 `.npy`) rather than held in memory.
+    pub fn x_is_mapped(&self) -> bool {
+        self.x.is_mapped()
+    }
+
     /// y, n labels.
     pub fn y(&self) -> &[f32] {
         &self.y

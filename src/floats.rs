@@ -2,7 +2,9 @@
 //! so that a 64-feature row is four whole lines and a vector load never straddles two
 //! (the allocator aligns large blocks to 16 bytes only), and whose large blocks are backed
 //! by 2 MiB pages where the system allows it, so that a pass over X does not walk the page
-//! tables every 4 KiB.
+//! tables every 4 KiB. Or, on Linux, floats mapped from a file (a float32 `.npy`): the
+//! kernel reads them in as they are used and may drop them again, so X can be larger than
+//! host memory.
 
 use std::fmt;
 use std::ops::{Deref, DerefMut};
@@ -13,11 +15,18 @@ const LINE: usize = 16;
 /// Buffers from this size up ask for huge pages.
 const HUGE_FROM: usize = 8 << 20;
 
-/// `len` floats starting at a cache-line boundary of `buf`.
+/// `len` floats from float `start` of the storage.
 pub struct Floats {
-    buf: Vec<f32>,
+    storage: Storage,
     start: usize,
     len: usize,
+}
+
+enum Storage {
+    /// Starting at a cache-line boundary.
+    Heap(Vec<f32>),
+    #[cfg(target_os = "linux")]
+    Mapped(Mapping),
 }
 
 impl Floats {
@@ -27,7 +36,11 @@ impl Floats {
         let buf = vec![0.0f32; len + LINE - 1];
         advise_huge_pages(&buf);
         let start = line_offset(&buf);
-        Floats { buf, start, len }
+        Floats {
+            storage: Storage::Heap(buf),
+            start,
+            len,
+        }
     }
 
     /// Takes `v` over, moving its values up to the first line boundary in place (the
@@ -39,12 +52,106 @@ impl Floats {
             let start = line_offset(&v);
             v.resize(len + start, 0.0);
             v.copy_within(0..len, start);
-            return Floats { buf: v, start, len };
+            return Floats {
+                storage: Storage::Heap(v),
+                start,
+                len,
+            };
         }
         Floats {
-            buf: v,
+            storage: Storage::Heap(v),
             start: 0,
             len,
+        }
+    }
+
+    /// `len` little-endian floats of `file` from byte `offset` (a multiple of 4), mapped
+    /// privately: the file is never written, and a write through the floats changes only
+    /// this process's copy of the page. `None` where mapping is not available.
+    pub fn map(file: &std::fs::File, offset: usize, len: usize) -> std::io::Result<Option<Self>> {
+        #[cfg(target_os = "linux")]
+        if cfg!(target_endian = "little") && offset % 4 == 0 {
+            let bytes = offset + 4 * len;
+            if file.metadata()?.len() < bytes as u64 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the file is shorter than its floats",
+                ));
+            }
+            return Ok(Some(Floats {
+                storage: Storage::Mapped(Mapping::new(file, bytes)?),
+                start: offset / 4,
+                len,
+            }));
+        }
+        let _ = (file, offset, len);
+        Ok(None)
+    }
+
+    /// Whether the floats are mapped from a file.
+    pub fn is_mapped(&self) -> bool {
+        match self.storage {
+            Storage::Heap(_) => false,
+            #[cfg(target_os = "linux")]
+            Storage::Mapped(_) => true,
+        }
+    }
+}
+
+/// A private, read-write mapping of a file's first `bytes` bytes.
+#[cfg(target_os = "linux")]
+struct Mapping {
+    at: *mut f32,
+    bytes: usize,
+}
+
+// SAFETY: the mapping is owned by one `Floats` and reached only through its `&`/`&mut`
+// borrows, as a `Vec` would be.
+#[cfg(target_os = "linux")]
+unsafe impl Send for Mapping {}
+#[cfg(target_os = "linux")]
+unsafe impl Sync for Mapping {}
+
+#[cfg(target_os = "linux")]
+impl Mapping {
+    fn new(file: &std::fs::File, bytes: usize) -> std::io::Result<Self> {
+        use std::os::fd::AsRawFd;
+        if bytes == 0 {
+            return Ok(Mapping {
+                at: std::ptr::NonNull::dangling().as_ptr(),
+                bytes,
+            });
+        }
+        // SAFETY: a fresh private mapping of an open file; the result is checked below.
+        let at = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if at == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: [at, at + bytes) is the mapping just made; the advice is only a hint
+        // (read ahead, and the pages behind may be dropped).
+        let _ = unsafe { libc::madvise(at, bytes, libc::MADV_SEQUENTIAL) };
+        Ok(Mapping {
+            at: at.cast(),
+            bytes,
+        })
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        if self.bytes > 0 {
+            // SAFETY: unmaps exactly the mapping `new` made; no borrow of it outlives self.
+            let _ = unsafe { libc::munmap(self.at.cast(), self.bytes) };
         }
     }
 }
@@ -83,13 +190,28 @@ impl Deref for Floats {
     type Target = [f32];
 
     fn deref(&self) -> &[f32] {
-        &self.buf[self.start..self.start + self.len]
+        match &self.storage {
+            Storage::Heap(buf) => &buf[self.start..self.start + self.len],
+            // SAFETY: `map` checked that the file holds floats start..start + len, all
+            // within the mapping, which lives as long as self.
+            #[cfg(target_os = "linux")]
+            Storage::Mapped(m) => unsafe {
+                std::slice::from_raw_parts(m.at.add(self.start), self.len)
+            },
+        }
     }
 }
 
 impl DerefMut for Floats {
     fn deref_mut(&mut self) -> &mut [f32] {
-        &mut self.buf[self.start..self.start + self.len]
+        match &mut self.storage {
+            Storage::Heap(buf) => &mut buf[self.start..self.start + self.len],
+            // SAFETY: as in `deref`; the mapping is writable and private.
+            #[cfg(target_os = "linux")]
+            Storage::Mapped(m) => unsafe {
+                std::slice::from_raw_parts_mut(m.at.add(self.start), self.len)
+            },
+        }
     }
 }
 

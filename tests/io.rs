@@ -206,6 +206,50 @@ fn input_mistakes_name_the_file_and_the_place() {
     assert!(e.contains("number of synthetic features"), "{e}");
 }
 
+/// A float32 X in C order, every column a feature and the labels in their own file, is
+/// mapped rather than read (on Linux): the same rows as the copying readers, the same fit,
+/// and a bad cell still named by row and column.
+#[test]
+fn a_float32_npy_is_mapped_and_reads_the_same_rows() {
+    let csv = read("data.csv", Target::Column("outcome".into()));
+    let dir = scratch("io-mapped");
+    let (x, y) = (dir.join("X32.npy"), dir.join("y32.npy"));
+    input::npy::write(&x, csv.x(), 3, false).unwrap();
+    input::npy::write(&y, csv.y(), 1, true).unwrap();
+    let spec = |features: Option<Vec<String>>| Columns {
+        target: Target::File(y.clone()),
+        features,
+        weights: None,
+    };
+    let mapped = input::read(&x, &spec(None)).unwrap();
+    assert_eq!(mapped.x_is_mapped(), cfg!(target_os = "linux"));
+    assert_eq!((mapped.x(), mapped.y()), (csv.x(), csv.y()));
+    let trainer = Trainer::new().epochs(50).lr(0.1);
+    let fit = |data: &Dataset| {
+        downhill::fit(
+            &downhill::backend::cpu::Cpu,
+            data,
+            Objective::logistic(),
+            &trainer,
+        )
+        .unwrap()
+        .params
+    };
+    assert_eq!(fit(&mapped), fit(&csv));
+    // A choice of columns is copied out.
+    let two = input::read(&x, &spec(Some(vec!["x0".into(), "x2".into()]))).unwrap();
+    assert!(!two.x_is_mapped());
+    assert_eq!(two.row(5), [csv.row(5)[0], csv.row(5)[2]]);
+    let mut bad = csv.x().to_vec();
+    bad[7 * 3 + 1] = f32::NAN;
+    input::npy::write(&x, &bad, 3, false).unwrap();
+    let e = input::read(&x, &spec(None)).unwrap_err().to_string();
+    assert!(
+        e.contains("X32.npy") && e.contains("row 7, column 1"),
+        "{e}"
+    );
+}
+
 /// fit → save → load → predict gives what the fitted parameters predict in memory, on every
 /// backend.
 #[test]

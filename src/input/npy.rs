@@ -1,7 +1,10 @@
 //! NumPy `.npy` files: X as a 2-D array of float32 or float64 (integers accepted too), with
 //! the labels either a separate 1-D array (`--target y.npy`) or one of X's columns
 //! (`--target-index J`). Columns are named x0, x1, …; values are converted to f32 as they
-//! are read, a megabyte at a time, so no f64 copy of X is held.
+//! are read, a megabyte at a time, so no f64 copy of X is held. A float32 X in C order
+//! whose every column is a feature (labels in their own file) is not read at all but
+//! mapped (on Linux): the kernel brings rows in as a pass uses them, so X may be larger
+//! than host memory.
 
 use std::fs::File;
 use std::io::{BufReader, Read};
@@ -10,6 +13,7 @@ use std::path::{Path, PathBuf};
 use super::{Columns, Layout, Target, cell_problem};
 use crate::data::{Dataset, Origin};
 use crate::error::{Error, Result};
+use crate::floats::Floats;
 
 /// The element types read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,12 +45,14 @@ impl Dtype {
     }
 }
 
-/// An open array: its element type, shape, order, and a reader at its first element.
+/// An open array: its element type, shape, order, and a reader at its first element,
+/// which is byte `offset` of the file.
 struct Array {
     dtype: Dtype,
     shape: Vec<usize>,
     fortran: bool,
     data: BufReader<File>,
+    offset: usize,
 }
 
 fn fail(path: &Path, message: impl Into<String>) -> Error {
@@ -157,6 +163,7 @@ fn open(path: &Path) -> Result<Array> {
         shape,
         fortran,
         data,
+        offset: prefix as usize + header_len,
     })
 }
 
@@ -200,16 +207,6 @@ pub fn read(path: &Path, spec: &Columns) -> Result<Dataset> {
     if rows == 0 {
         return Err(Error::HeaderOnly { path: path.into() });
     }
-    let fortran = array.fortran;
-    let mut values = array.values(path)?;
-    if fortran && columns > 1 {
-        // Column-major on disk: make it row-major.
-        let mut rowwise = vec![0.0; values.len()];
-        for (i, v) in values.iter().enumerate() {
-            rowwise[(i % rows) * columns + i / rows] = *v;
-        }
-        values = rowwise;
-    }
     let header: Vec<String> = (0..columns).map(|j| format!("x{j}")).collect();
     let target = match &spec.target {
         Target::Column(name) if name.ends_with(".npy") => Target::File(PathBuf::from(name)),
@@ -243,15 +240,32 @@ pub fn read(path: &Path, spec: &Columns) -> Result<Dataset> {
         }
         _ => None,
     };
+    // Every column a feature, in order: X is the file's array as it stands.
+    let whole = layout.features.iter().copied().eq(0..columns) && layout.weights.is_none();
+    let mapped = if whole && labels.is_some() && array.dtype == Dtype::F4 && !array.fortran {
+        Floats::map(array.data.get_ref(), array.offset, rows * columns)
+            .map_err(|e| Error::io(path, e))?
+    } else {
+        None
+    };
+    let mut values = match mapped {
+        Some(floats) => Values::Mapped(floats),
+        None => Values::Read(rowwise(array, path, rows, columns)?),
+    };
+    let values_mut: &mut [f32] = match &mut values {
+        Values::Read(v) => v,
+        Values::Mapped(f) => f,
+    };
     // X is compacted in place over the file's values: row i's features land at i·d, never
-    // past the start of row i + 1, so one copy of the array is held, not two.
+    // past the start of row i + 1, so one copy of the array is held, not two (and nothing
+    // is written when every column is a feature, so mapped pages stay the file's).
     let d = layout.features.len();
     let names = layout.names(&header);
     let mut y = Vec::with_capacity(rows);
     let mut weights = Vec::with_capacity(if layout.weights.is_some() { rows } else { 0 });
     let mut row = vec![0.0f32; columns];
     for i in 0..rows {
-        row.copy_from_slice(&values[i * columns..(i + 1) * columns]);
+        row.copy_from_slice(&values_mut[i * columns..(i + 1) * columns]);
         for (slot, (&c, name)) in layout.features.iter().zip(&names).enumerate() {
             if let Some(problem) = cell_problem(row[c]) {
                 return Err(fail(
@@ -259,7 +273,9 @@ pub fn read(path: &Path, spec: &Columns) -> Result<Dataset> {
                     format!("row {i}, column {c} ({name}): {problem}: {}", row[c]),
                 ));
             }
-            values[i * d + slot] = row[c];
+            if !whole {
+                values_mut[i * d + slot] = row[c];
+            }
         }
         let label = match (&labels, layout.target) {
             (Some(l), _) => l[i],
@@ -283,9 +299,14 @@ pub fn read(path: &Path, spec: &Columns) -> Result<Dataset> {
             weights.push(row[w]);
         }
     }
-    values.truncate(rows * d);
-    values.shrink_to_fit();
-    let x = values;
+    let x = match values {
+        Values::Read(mut v) => {
+            v.truncate(rows * d);
+            v.shrink_to_fit();
+            Floats::from_vec(v)
+        }
+        Values::Mapped(floats) => floats,
+    };
     let origin = match &target {
         Target::File(y_path) => Origin::Table {
             path: y_path.clone(),
@@ -302,6 +323,27 @@ pub fn read(path: &Path, spec: &Columns) -> Result<Dataset> {
         layout.names(&header),
         origin,
     ))
+}
+
+/// X's values as read or as mapped.
+enum Values {
+    Read(Vec<f32>),
+    Mapped(Floats),
+}
+
+/// Every element of a 2-D array, row-major (a Fortran-order array is transposed).
+fn rowwise(array: Array, path: &Path, rows: usize, columns: usize) -> Result<Vec<f32>> {
+    let fortran = array.fortran;
+    let values = array.values(path)?;
+    if fortran && columns > 1 {
+        // Column-major on disk: make it row-major.
+        let mut rowwise = vec![0.0; values.len()];
+        for (i, v) in values.iter().enumerate() {
+            rowwise[(i % rows) * columns + i / rows] = *v;
+        }
+        return Ok(rowwise);
+    }
+    Ok(values)
 }
 
 /// Writes a 2-D (or, with one column, 1-D) float32 array: for tests and for exporting.
