@@ -125,9 +125,7 @@ impl Dataset {
 
     /// Like [`Dataset::new`], copying from slices.
     pub fn from_slices(x: &[f32], y: &[f32], features: usize) -> Result<Self> {
-        let mut copy = Floats::zeroed(x.len());
-        copy.copy_from_slice(x);
-        Self::from_floats(copy, y.to_vec(), features)
+        Self::from_floats(Floats::copy_of(x), y.to_vec(), features)
     }
 
     /// Reads a CSV file with a header row. `target` names the label column; every other
@@ -207,7 +205,7 @@ impl Dataset {
         Dataset {
             rows: rows.len(),
             features: d,
-            x: Floats::from_vec(self.x[rows.start * d..rows.end * d].to_vec()),
+            x: Floats::copy_of(&self.x[rows.start * d..rows.end * d]),
             y: self.y[rows.clone()].to_vec(),
             weights: self.weights.as_ref().map(|w| w[rows.clone()].to_vec()),
             feature_names: self.feature_names.clone(),

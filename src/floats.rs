@@ -43,6 +43,13 @@ impl Floats {
         }
     }
 
+    /// A line-aligned copy of `values`.
+    pub fn copy_of(values: &[f32]) -> Self {
+        let mut copy = Floats::zeroed(values.len());
+        copy.copy_from_slice(values);
+        copy
+    }
+
     /// Takes `v` over, moving its values up to the first line boundary in place (the
     /// allocation grows by at most 15 floats; nothing is copied to a second buffer).
     pub fn from_vec(mut v: Vec<f32>) -> Self {
@@ -217,9 +224,7 @@ impl DerefMut for Floats {
 
 impl Clone for Floats {
     fn clone(&self) -> Self {
-        let mut copy = Floats::zeroed(self.len);
-        copy.copy_from_slice(self);
-        copy
+        Floats::copy_of(self)
     }
 }
 

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::cli::{downhill, fails, scratch, write};
+use common::cli::{downhill, fails, report, scratch, write};
 
 use std::process::Command;
 
@@ -49,12 +49,7 @@ fn fit_json_has_the_contracted_fields() {
         "--out",
         out_path.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = report(&out);
     for key in [
         "model",
         "loss_fn",
@@ -99,8 +94,7 @@ fn fit_json_has_the_contracted_fields() {
         "reference",
         "--json",
     ]);
-    assert!(g.status.success(), "{}", String::from_utf8_lossy(&g.stderr));
-    let g: Value = serde_json::from_slice(&g.stdout).unwrap();
+    let g = report(&g);
     assert!(g["loss"].as_f64().unwrap() < 1e-6, "{g}");
     assert!(g["grad_w"][0].as_f64().unwrap().abs() < 1e-3, "{g}");
     assert!(g["grad_b"].as_f64().unwrap().abs() < 1e-3, "{g}");
@@ -129,12 +123,7 @@ fn grad_prints_softmax_gradients_as_d_rows_of_k() {
         "--backend",
         "reference",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = report(&out);
     // Uniform probabilities: J = ln 3; ∇b_c = 1/3 − (share of label c) = 0.
     assert!((v["loss"].as_f64().unwrap() - 3f64.ln()).abs() < 1e-12);
     assert_eq!(v["grad_w"].as_array().unwrap().len(), 2);
@@ -171,12 +160,7 @@ fn synthetic_fit_reports_the_distance_to_the_truth() {
         "reference",
         "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = report(&out);
     // Noise sd 0.125 over 2000 rows: the fit lands within a few hundredths of the truth.
     assert!(
         v["relative_distance_to_truth"].as_f64().unwrap() < 0.02,
@@ -439,16 +423,8 @@ fn gpu_backend_runs_the_main_job_shape() {
             backend,
             "--json",
         ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
         let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-        (
-            serde_json::from_slice::<Value>(&out.stdout).unwrap(),
-            stderr,
-        )
+        (report(&out), stderr)
     };
     let (gpu, stderr) = run("gpu");
     assert_eq!(gpu["backend"], "gpu");
@@ -544,12 +520,7 @@ fn training_options_reach_the_json() {
         "reference",
         "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = report(&out);
     assert_eq!(v["optimizer"], "adam");
     let stop = v["stop_reason"].as_str().unwrap();
     assert!(stop == "no_improvement" || stop == "epochs", "{v}");
@@ -594,12 +565,7 @@ fn weight_columns_and_option_mistakes() {
         ];
         args.extend_from_slice(extra);
         let out = downhill(&args);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+        report(&out)
     };
     let a = fit(&weighted, &["--weight-column", "w"]);
     let b = fit(&repeated, &[]);
@@ -689,12 +655,7 @@ fn loss_expressions_compile_or_say_where_they_fail() {
         "reference",
         "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = report(&out);
     assert_eq!(v["loss_fn"], "custom:sqrt(1 + (z - y)^2) - 1");
     assert!(
         v["relative_distance_to_truth"].as_f64().unwrap() < 0.05,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::cli::{downhill, fails, fit_fails, scratch, write};
+use common::cli::{downhill, fails, fit_fails, json, scratch, write};
 use downhill::backend::reference::Reference;
 use downhill::input::{self, Columns, Target};
 use downhill::{Backend, Dataset, Model, Objective, Predictions, SavedModel, Trainer};
@@ -29,16 +29,6 @@ fn read(name: &str, target: Target) -> Dataset {
         weights: None,
     };
     input::read(&fixture(name), &spec).unwrap_or_else(|e| panic!("{name}: {e}"))
-}
-
-fn stdout_json(args: &[&str]) -> Value {
-    let out = downhill(args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("one JSON object")
 }
 
 /// The rows of make_formats.py: (age, dose, score) and the label, in that order.
@@ -94,7 +84,7 @@ fn every_format_trains_to_the_same_parameters_from_the_command_line() {
             "--json",
         ];
         args.extend_from_slice(extra);
-        let v = stdout_json(&args);
+        let v = json(&args);
         (v["weights"].clone(), v["bias"].clone(), v["loss"].clone())
     };
     let (csv, npy, xy, parquet) = (
@@ -302,7 +292,7 @@ fn saved_models_predict_what_the_fit_predicted() {
     let predictions = dir.join("p.csv");
     let s = |p: &Path| p.display().to_string();
     let parquet = s(&fixture("data.parquet"));
-    let report = stdout_json(&[
+    let report = json(&[
         "fit",
         "--model",
         "logistic",
@@ -373,7 +363,7 @@ fn saved_models_predict_what_the_fit_predicted() {
         }
     }
     // Scoring the training rows gives the fit's own loss and accuracy.
-    let score = stdout_json(&[
+    let score = json(&[
         "score",
         "--model-file",
         &s(&cli_model),
@@ -393,7 +383,7 @@ fn saved_models_predict_what_the_fit_predicted() {
     // The npy file names its columns x0…: a model fitted on Xy.npy predicts from it.
     let xy_model = dir.join("xy.json");
     let xy = s(&fixture("Xy.npy"));
-    stdout_json(&[
+    json(&[
         "fit",
         "--model",
         "logistic",
@@ -417,7 +407,7 @@ fn saved_models_predict_what_the_fit_predicted() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 241);
-    let score = stdout_json(&[
+    let score = json(&[
         "score",
         "--model-file",
         &s(&xy_model),
@@ -438,7 +428,7 @@ fn softmax_and_linear_predictions_have_their_own_columns() {
         "x,label\n-2,0\n-1.5,0\n-1,0\n0,1\n0.2,1\n0.4,1\n1.5,2\n2,2\n2.5,2\n",
     );
     let model = dir.join("softmax.json");
-    stdout_json(&[
+    json(&[
         "fit",
         "--model",
         "softmax",
@@ -533,7 +523,7 @@ fn pictures_decode_with_their_size_and_frames() {
     let dir = scratch("io-pictures");
     let s = |p: &Path| p.display().to_string();
     let (png, gif) = (dir.join("loss.png"), dir.join("fit.gif"));
-    stdout_json(&[
+    json(&[
         "fit",
         "--model",
         "logistic",

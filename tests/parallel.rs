@@ -143,7 +143,7 @@ fn parts_must_lie_in_the_problem() {
 
 #[test]
 fn devices_on_the_command_line() {
-    use common::cli::{downhill, fails};
+    use common::cli::{downhill, fails, json};
     let job = |extra: &[&str]| -> serde_json::Value {
         let mut args = vec![
             "fit",
@@ -160,13 +160,7 @@ fn devices_on_the_command_line() {
             "--json",
         ];
         args.extend_from_slice(extra);
-        let out = downhill(&args);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
+        json(&args)
     };
     let numbers = |v: &serde_json::Value| -> Vec<f64> {
         let rows: Vec<Vec<f64>> = serde_json::from_value(v["weights"].clone()).unwrap();

@@ -228,15 +228,7 @@ fn a_killed_fit_resumes_to_the_same_bits() {
              --optimizer adam --lr 0.01 --standardize --l2 0.001 --backend {backend} --json"
         );
         let args: Vec<&str> = job.split(' ').collect();
-        let report = |out: std::process::Output| -> serde_json::Value {
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            serde_json::from_slice(&out.stdout).unwrap()
-        };
-        let straight = report(common::cli::downhill(&args));
+        let straight = common::cli::json(&args);
 
         let mut child = Command::new(env!("CARGO_BIN_EXE_downhill"))
             .args(&args)
@@ -279,7 +271,7 @@ fn a_killed_fit_resumes_to_the_same_bits() {
         let mut resume = args.clone();
         let path = checkpoint.display().to_string();
         resume.extend(["--resume", &path]);
-        let resumed = report(common::cli::downhill(&resume));
+        let resumed = common::cli::json(&resume);
         for field in [
             "weights",
             "bias",

@@ -555,10 +555,16 @@ impl Pass<'_> {
         for (t, first) in (0..len).step_by(tile).enumerate() {
             let count = tile.min(len - first);
             let starts = &mut starts[..count];
+            // Where each row begins, its label and its weight.
             for (r, start) in starts.iter_mut().enumerate() {
-                *start = rows.row(first + r) * d;
+                let i = rows.row(first + r);
+                *start = i * d;
+                labels[r] = y[i];
+                if !plain {
+                    weights[r] = self.weights.of(i, y[i]);
+                }
             }
-            // (1) z = x·W + b, row-major in `z` (k per row), and each row's weight.
+            // (1) z = x·W + b, row-major in `z` (k per row).
             let together = if ONE {
                 tile_dots::<FMA, R>(&rows, first, starts, x, wt, bias[0], z)
             } else {
@@ -571,14 +577,9 @@ impl Pass<'_> {
                     z[r * k + c] = bias[c] + dot::<FMA>(xr, &wt[c * d..(c + 1) * d]);
                 }
             }
-            for r in 0..count {
-                let i = rows.row(first + r);
-                labels[r] = y[i];
-                if !plain {
-                    weights[r] = self.weights.of(i, y[i]);
-                }
-                if self.with_metrics {
-                    predictions[r] = predicted(&z[r * k..(r + 1) * k]) as f32;
+            if self.with_metrics {
+                for (r, p) in predictions[..count].iter_mut().enumerate() {
+                    *p = predicted(&z[r * k..(r + 1) * k]) as f32;
                 }
             }
             // (2) z becomes δ, and the loss of each row.

@@ -3,12 +3,29 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use serde_json::Value;
+
 pub fn downhill(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_downhill"))
         .args(args)
         .env("XDG_RUNTIME_DIR", std::env::temp_dir())
         .output()
         .expect("run downhill")
+}
+
+/// The JSON report (`--json`) of a command that must have succeeded; its stderr otherwise.
+pub fn report(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("one JSON object")
+}
+
+/// Runs a command expected to succeed: its JSON report.
+pub fn json(args: &[&str]) -> Value {
+    report(&downhill(args))
 }
 
 /// A scratch directory for one test.

@@ -72,7 +72,7 @@ fn lane_sums(v: &[__m256; 8]) -> __m256 {
 /// sums ← sums + Σ_r δ_r·x_r over the rows r at `x[starts[r]..starts[r] + d]`, d =
 /// `sums.len()`: 32 columns at a time in eight vector sums, even rows into four and odd rows
 /// into the other four (eight independent chains keep both multiply-add units busy), then
-/// 8 columns at a time likewise, the last d mod 8 columns one by one.
+/// 8 columns at a time in one vector sum, the last d mod 8 columns one by one.
 ///
 /// # Safety
 /// The CPU must have AVX2 and FMA.
