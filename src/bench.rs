@@ -149,7 +149,7 @@ pub fn run(
         }
         if options.cpu {
             let data = problem.generate();
-            let cpu = Cpu;
+            let cpu = Cpu::default();
             let mut session = cpu.open(Data::Host(&data), objective)?;
             let bytes = 4 * (data.x().len() + data.y().len()) as u64;
             let floor = |_: &_| {

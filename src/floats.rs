@@ -77,7 +77,7 @@ impl Floats {
     /// this process's copy of the page. `None` where mapping is not available.
     pub fn map(file: &std::fs::File, offset: usize, len: usize) -> std::io::Result<Option<Self>> {
         #[cfg(target_os = "linux")]
-        if cfg!(target_endian = "little") && offset % 4 == 0 {
+        if cfg!(target_endian = "little") && offset.is_multiple_of(4) {
             let bytes = offset + 4 * len;
             if file.metadata()?.len() < bytes as u64 {
                 return Err(std::io::Error::new(

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::cli::{downhill, fails, report, scratch, write};
+use common::cli::{downhill, downhill_with, fails, report, scratch, write};
 
 use std::process::Command;
 
@@ -685,4 +685,76 @@ fn loss_expressions_compile_or_say_where_they_fail() {
         "(z - y",
     ]);
     assert!(e.contains("column 7: expected ')'"), "{e}");
+}
+
+/// `DOWNHILL_CPU_SIMD` picks the CPU backend's loop: every level this CPU has fits the same
+/// problem to the reference's parameters within f32 rounding and says which loop ran; a
+/// value that is not a level is refused by name.
+#[test]
+fn the_cpu_loop_level_comes_from_the_environment() {
+    use downhill::backend::cpu::Simd;
+    let args = [
+        "fit",
+        "--model",
+        "logistic",
+        "--rows",
+        "3000",
+        "--features",
+        "37",
+        "--epochs",
+        "40",
+        "--lr",
+        "0.5",
+        "--json",
+        "--quiet",
+        "--backend",
+    ];
+    let fit = |backend: &str, vars: &[(&str, &str)]| {
+        let mut all = args.to_vec();
+        all.push(backend);
+        report(&downhill_with(&all, vars))
+    };
+    let exact = fit("reference", &[]);
+    let expected: Vec<f64> = exact["weights"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_f64().unwrap())
+        .collect();
+    for (simd, device) in [
+        (Simd::Portable, "portable loops"),
+        (Simd::Avx2, "AVX2+FMA"),
+        (Simd::Avx512, "AVX-512"),
+    ] {
+        let vars = [("DOWNHILL_CPU_SIMD", simd.name())];
+        if !simd.available() {
+            eprintln!("skipped {}: not on this CPU", simd.name());
+            continue;
+        }
+        let v = fit("cpu", &vars);
+        assert!(
+            v["device"].as_str().unwrap().contains(device),
+            "{}: {}",
+            simd.name(),
+            v["device"]
+        );
+        for (got, want) in v["weights"].as_array().unwrap().iter().zip(&expected) {
+            let got = got.as_f64().unwrap();
+            assert!(
+                (got - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                "{}: {got} vs {want}",
+                simd.name()
+            );
+        }
+    }
+    let out = downhill_with(
+        &[&args[..], &["cpu"]].concat(),
+        &[("DOWNHILL_CPU_SIMD", "avx3")],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("DOWNHILL_CPU_SIMD") && stderr.contains("avx3"),
+        "{stderr}"
+    );
 }

@@ -217,7 +217,7 @@ fn a_float32_npy_is_mapped_and_reads_the_same_rows() {
     let trainer = Trainer::new().epochs(50).lr(0.1);
     let fit = |data: &Dataset| {
         downhill::fit(
-            &downhill::backend::cpu::Cpu,
+            &downhill::backend::cpu::Cpu::default(),
             data,
             Objective::logistic(),
             &trainer,

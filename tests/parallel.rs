@@ -32,7 +32,11 @@ fn worker_sets() -> Vec<(&'static str, Parallel)> {
     let mut sets: Vec<(&'static str, Parallel)> = vec![
         (
             "3 × cpu",
-            Parallel::new(vec![Box::new(Cpu), Box::new(Cpu), Box::new(Cpu)]),
+            Parallel::new(vec![
+                Box::new(Cpu::default()),
+                Box::new(Cpu::default()),
+                Box::new(Cpu::default()),
+            ]),
         ),
         (
             "2 × reference",
@@ -48,7 +52,7 @@ fn worker_sets() -> Vec<(&'static str, Parallel)> {
         };
         sets.push(("2 × gpu, one adapter", Parallel::new(two())));
         let mut mixed = two();
-        mixed.push(Box::new(Cpu));
+        mixed.push(Box::new(Cpu::default()));
         sets.push(("2 × gpu + cpu", Parallel::new(mixed)));
     }
     sets
@@ -116,7 +120,12 @@ fn each_worker_generates_its_share_of_a_synthetic_problem() {
     let objective = Objective::logistic();
     let synthetic = Synthetic::new(9_000, 5, objective, 8).unwrap();
     let trainer = Trainer::new().lr(0.5).epochs(10);
-    let alone = fit_on(&Cpu, Data::Synthetic(synthetic), objective, &trainer);
+    let alone = fit_on(
+        &Cpu::default(),
+        Data::Synthetic(synthetic),
+        objective,
+        &trainer,
+    );
     for (workers, parallel) in worker_sets() {
         let together = fit_on(&parallel, Data::Synthetic(synthetic), objective, &trainer);
         common::assert_close(workers, &flat(&together), &flat(&alone), 1e-4);
@@ -133,7 +142,11 @@ fn parts_must_lie_in_the_problem() {
     let part = Data::part(Data::Host(&data), 0..5).unwrap();
     let e = Data::part(part, 0..2).unwrap_err().to_string();
     assert!(e.contains("parts of a whole problem"), "{e}");
-    let many = Parallel::new((0..11).map(|_| Box::new(Cpu) as Box<dyn Backend>).collect());
+    let many = Parallel::new(
+        (0..11)
+            .map(|_| Box::new(Cpu::default()) as Box<dyn Backend>)
+            .collect(),
+    );
     let e = match many.open(Data::Host(&data), Objective::linear()) {
         Ok(_) => panic!("11 workers on 10 rows"),
         Err(e) => e.to_string(),

@@ -159,13 +159,17 @@ fn a_checkpoint_of_another_fit_is_refused() {
         .epochs(6)
         .checkpoint(&path, 2)
         .data_id(id.clone());
-    fit_on(&downhill::backend::cpu::Cpu, &data, objective, &trainer);
+    fit_on(
+        &downhill::backend::cpu::Cpu::default(),
+        &data,
+        objective,
+        &trainer,
+    );
     let checkpoint = Checkpoint::load(&path).unwrap();
     assert_eq!(checkpoint.epoch, 4, "the last checkpoint before the end");
+    let cpu = downhill::backend::cpu::Cpu::default();
     let resume = |trainer: Trainer, data: &Dataset, objective: Objective| {
-        let mut session = downhill::backend::cpu::Cpu
-            .open(Data::Host(data), objective)
-            .unwrap();
+        let mut session = cpu.open(Data::Host(data), objective).unwrap();
         trainer
             .resume(checkpoint.clone())
             .fit(session.as_mut())
@@ -330,7 +334,12 @@ fn auto_falls_back_to_streaming_then_to_the_cpu() {
     let objective = Objective::logistic();
     let data = common::problem(20_000, 10, objective, 3);
     let trainer = Trainer::new().epochs(5).lr(0.5);
-    let expected = fit_on(&downhill::backend::cpu::Cpu, &data, objective, &trainer);
+    let expected = fit_on(
+        &downhill::backend::cpu::Cpu::default(),
+        &data,
+        objective,
+        &trainer,
+    );
     // 20 000 rows × 48 bytes: about 1 MB resident. Allow 300 kB buffers: streaming fits.
     for (limit, expect) in [(300_000, "streaming the rows"), (1_000, "using the CPU")] {
         gpu.context().inject(InjectedFaults {

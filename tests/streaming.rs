@@ -166,7 +166,7 @@ fn a_problem_larger_than_one_binding_trains_the_same_everywhere() {
         max_device_bytes: Some(67_108_864),
         ..gpu.options()
     }));
-    let cpu = fit(&Cpu);
+    let cpu = fit(&Cpu::default());
     let scale = resident.norm();
     assert!(scale > 0.5, "the fit moved: |θ| = {scale}");
     for (name, other) in [("streamed", &streamed), ("cpu", &cpu)] {

@@ -590,7 +590,10 @@ impl Selected {
                     budget >> 20
                 ),
             ),
-            (Box::new(cpu::Cpu), "using the CPU instead".into()),
+            (
+                Box::new(cpu::Cpu::default()),
+                "using the CPU instead".into(),
+            ),
         ];
         self
     }
@@ -639,12 +642,13 @@ fn local_rank() -> usize {
 /// The rows are split evenly across them.
 pub fn select_devices(spec: &str, gpu: crate::gpu::GpuOptions) -> Result<Selected> {
     use crate::gpu::{Gpu, GpuContext};
+    cpu::Simd::from_env()?;
     let mut workers: Vec<Box<dyn Backend>> = Vec::new();
     let mut names = Vec::new();
     for token in spec.split(',').map(str::trim) {
         let indices: Vec<usize> = match token {
             "cpu" => {
-                workers.push(Box::new(cpu::Cpu));
+                workers.push(Box::new(cpu::Cpu::default()));
                 names.push("cpu".to_string());
                 continue;
             }
@@ -683,6 +687,8 @@ pub fn select_devices(spec: &str, gpu: crate::gpu::GpuOptions) -> Result<Selecte
 /// the adapter WGPU_ADAPTER_NAME names), else the CPU. `gpu` options apply to GPU backends.
 pub fn select(kind: BackendKind, gpu: crate::gpu::GpuOptions) -> Result<Selected> {
     use crate::gpu::{Gpu, GpuContext};
+    // Any choice may end on the CPU (auto, or a fallback): a bad level is refused first.
+    cpu::Simd::from_env()?;
     match kind {
         BackendKind::Gpu => {
             let gpu = Gpu::open()?.with_options(gpu);
@@ -692,11 +698,11 @@ pub fn select(kind: BackendKind, gpu: crate::gpu::GpuOptions) -> Result<Selected
         BackendKind::Auto => match GpuContext::open_hardware()? {
             Ok(ctx) => Ok(Selected::auto_gpu(Gpu::new(ctx).with_options(gpu))),
             Err(why) => Ok(Selected::plain(
-                Box::new(cpu::Cpu),
+                Box::new(cpu::Cpu::default()),
                 format!("cpu (auto: {why})"),
             )),
         },
-        BackendKind::Cpu => Ok(Selected::plain(Box::new(cpu::Cpu), "cpu")),
+        BackendKind::Cpu => Ok(Selected::plain(Box::new(cpu::Cpu::default()), "cpu")),
         BackendKind::Reference => Ok(Selected::plain(
             Box::new(reference::Reference),
             "reference (f64)",

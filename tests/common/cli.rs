@@ -6,9 +6,15 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 pub fn downhill(args: &[&str]) -> Output {
+    downhill_with(args, &[])
+}
+
+/// [`downhill`] with these environment variables set.
+pub fn downhill_with(args: &[&str], vars: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_downhill"))
         .args(args)
         .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .envs(vars.iter().copied())
         .output()
         .expect("run downhill")
 }

@@ -6,7 +6,7 @@ pub mod cli;
 use std::sync::OnceLock;
 
 use downhill::backend::Backend;
-use downhill::backend::cpu::Cpu;
+use downhill::backend::cpu::{Cpu, Simd};
 use downhill::backend::reference::Reference;
 use downhill::gpu::kernels::Tuning;
 use downhill::gpu::{Gpu, GpuContext, GpuOptions};
@@ -48,10 +48,15 @@ pub fn gpu_tunings() -> Vec<(&'static str, Gpu)> {
         .collect()
 }
 
-/// The backends checked against the reference: the fast CPU backend and the GPU under
-/// each tuning (when there is a GPU).
+/// The backends checked against the reference: the fast CPU backend at every level of
+/// vector instructions this CPU has, and the GPU under each tuning (when there is a GPU).
 pub fn fast_backends() -> Vec<(String, Box<dyn Backend>)> {
-    let mut all: Vec<(String, Box<dyn Backend>)> = vec![("cpu".into(), Box::new(Cpu))];
+    let mut all: Vec<(String, Box<dyn Backend>)> = Vec::new();
+    for simd in Simd::ALL {
+        if let Ok(cpu) = Cpu::with_simd(simd) {
+            all.push((format!("cpu, {}", simd.name()), Box::new(cpu)));
+        }
+    }
     for (name, gpu) in gpu_tunings() {
         all.push((format!("gpu, {name}"), Box::new(gpu)));
     }
