@@ -645,7 +645,12 @@ impl Pass<'_> {
                         .map(|i| i - self.offset),
                 );
                 let rows = std::mem::take(&mut scratch.rows);
-                self.tiles_for::<FMA, WIDE, _>(Listed { rows: &rows, ahead }, partial, scratch);
+                let listed = Listed {
+                    rows: &rows,
+                    ahead,
+                    y: self.data.y(),
+                };
+                self.tiles_for::<FMA, WIDE, _>(listed, partial, scratch);
                 scratch.rows = rows;
             }
         }
@@ -897,10 +902,11 @@ impl RowOrder for InOrder {
     }
 }
 
-/// Rows listed by index (a shuffled batch).
+/// Rows listed by index (a shuffled batch), and the labels, asked for with their rows.
 struct Listed<'r> {
     rows: &'r [usize],
     ahead: usize,
+    y: &'r [f32],
 }
 
 impl RowOrder for Listed<'_> {
@@ -925,6 +931,7 @@ impl RowOrder for Listed<'_> {
             ..(visits.end + self.ahead).min(self.rows.len());
         for &row in &self.rows[ahead] {
             prefetch(&x[row * d..(row + 1) * d]);
+            prefetch(&self.y[row..row + 1]);
         }
     }
 }
