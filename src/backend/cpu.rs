@@ -634,16 +634,16 @@ impl Pass<'_> {
                 };
                 self.tiles_for::<FMA, WIDE, _>(rows, partial, scratch)
             }
-            Some(_) => {
+            Some(order) => {
                 // Each position's row once (a permutation costs a few dozen integer
-                // operations), kept for the tile passes: the rows of the window, local.
+                // operations, sixteen positions at a time), kept for the tile passes: the
+                // rows of the window, local.
                 scratch.rows.clear();
-                scratch.rows.extend(
-                    positions
-                        .map(|p| batch.row(p) as usize)
-                        .filter(|i| window.contains(i))
-                        .map(|i| i - self.offset),
-                );
+                order.apply_all(positions, &mut scratch.rows);
+                scratch.rows.retain(|i| window.contains(i));
+                for i in &mut scratch.rows {
+                    *i -= self.offset;
+                }
                 let rows = std::mem::take(&mut scratch.rows);
                 let listed = Listed {
                     rows: &rows,
