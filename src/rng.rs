@@ -105,7 +105,10 @@ impl Permutation {
         const LANES: u32 = 16;
         let mut p = positions.start;
         while p + LANES <= positions.end {
-            let mut x: [u32; LANES as usize] = std::array::from_fn(|l| self.round(p + l as u32));
+            let mut x = [0u32; LANES as usize];
+            for (l, v) in x.iter_mut().enumerate() {
+                *v = self.round(p + l as u32);
+            }
             while x.iter().any(|&v| v >= self.n) {
                 for v in &mut x {
                     let next = self.round(*v);
