@@ -843,12 +843,12 @@ fn tile_dots<const FMA: bool, const WIDE: bool, R: RowOrder>(
         for (e, eight) in eights.enumerate() {
             rows.prefetch(x, w.len(), first + 8 * e..first + 8 * e + 8);
             let eight: &[usize; 8] = eight.try_into().expect("eight rows");
-            // SAFETY: `FMA` is set only by `run_avx2`, called on CPUs with AVX2 and FMA.
             let dots = if WIDE {
                 // SAFETY: `WIDE` is set only by `run_avx512`, on CPUs with AVX-512F too.
                 unsafe { avx512::dot8(x, eight, w, b) }
             } else {
-                // SAFETY: `FMA` is set only on CPUs with AVX2 and FMA.
+                // SAFETY: `FMA` is set only by `run_avx2` and `run_avx512`, on CPUs with
+                // AVX2 and FMA.
                 unsafe { avx2::dot8(x, eight, w, b) }
             };
             z[8 * e..8 * e + 8].copy_from_slice(&dots);
@@ -1098,11 +1098,12 @@ fn tile_gradient<const FMA: bool, const WIDE: bool>(
 ) {
     #[cfg(target_arch = "x86_64")]
     if FMA {
-        // SAFETY: `FMA` is set only by `run_avx2`, called on CPUs with AVX2 and FMA.
         if WIDE {
             // SAFETY: `WIDE` is set only by `run_avx512`, on CPUs with AVX-512F too.
             return unsafe { avx512::gradient(x, starts, deltas, sums) };
         }
+        // SAFETY: `FMA` is set only by `run_avx2` and `run_avx512`, on CPUs with AVX2 and
+        // FMA.
         return unsafe { avx2::gradient(x, starts, deltas, sums) };
     }
     const BLOCK: usize = 32;
@@ -1344,7 +1345,7 @@ mod tests {
 
     #[test]
     fn the_polynomial_exponential_is_within_two_ulps() {
-        // Both forms: fused multiply-adds (the AVX2 loop) and separate ones.
+        // Both forms: fused multiply-adds (the AVX2 and AVX-512 loops) and separate ones.
         for exp in [exp_nonpositive::<false>, exp_nonpositive::<true>] {
             let mut worst = 0.0f64;
             for i in 0..=870_000 {
