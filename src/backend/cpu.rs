@@ -7,7 +7,7 @@
 //! loop is compiled three times, for AVX-512, for AVX2 with FMA (each with hand-written
 //! kernels for one output's two passes over the rows, in `avx512` and `avx2`) and for the
 //! baseline, and the widest the CPU has is chosen at run time; the three add in different
-//! orders, so their last bits differ (`DOWNHILL_NO_AVX512` keeps an AVX-512 CPU to AVX2's).
+//! orders, so their last bits differ (`DOWNHILL_CPU_SIMD` keeps a CPU to a narrower one).
 
 use std::borrow::Cow;
 use std::ops::Range;
@@ -172,9 +172,11 @@ impl Backend for Cpu {
     }
 
     fn open<'a>(&'a self, data: Data<'a>, objective: Objective) -> Result<Box<dyn Session + 'a>> {
-        let mut session = CpuSession::from_host(data.into_host_rows(), objective);
-        session.simd = self.simd;
-        Ok(Box::new(session))
+        Ok(Box::new(CpuSession::from_host(
+            data.into_host_rows(),
+            objective,
+            self.simd,
+        )))
     }
 }
 
@@ -217,6 +219,7 @@ enum Wanted {
 }
 
 impl<'a> CpuSession<'a> {
+    /// A session on `data` whose loop runs at this CPU's widest level.
     pub fn new(data: Cow<'a, Dataset>, objective: Objective) -> Self {
         let total = data.rows();
         Self::from_host(
@@ -226,10 +229,11 @@ impl<'a> CpuSession<'a> {
                 total,
             },
             objective,
+            Simd::detected(),
         )
     }
 
-    pub(crate) fn from_host(rows: HostRows<'a>, objective: Objective) -> Self {
+    pub(crate) fn from_host(rows: HostRows<'a>, objective: Objective, simd: Simd) -> Self {
         let (d, k) = (rows.data.features(), objective.outputs());
         CpuSession {
             data: rows.data,
@@ -243,7 +247,7 @@ impl<'a> CpuSession<'a> {
             class_weights: None,
             wt: vec![0.0; (d + 1) * k],
             partials: Vec::new(),
-            simd: Simd::detected(),
+            simd,
         }
     }
 
@@ -620,7 +624,7 @@ impl Pass<'_> {
     /// for a few kilobytes ahead), (2) δ of every row, vectorized across rows, (3) Σ δ·x
     /// from the same rows, now in cache, into f32 sums moved into f64 once per tile.
     /// `FMA`: the CPU has AVX2 and FMA, so fused multiply-adds (one rounding) and the
-    /// kernels of `avx2` are used.
+    /// kernels of `avx2` are used; `WIDE`: it has AVX-512F too, and those of `avx512`.
     #[inline(always)]
     fn run_generic<const FMA: bool, const WIDE: bool>(
         &self,
