@@ -785,8 +785,22 @@ impl Trainer {
         let mut stop = StopReason::Epochs;
         let mut steps = Vec::new();
         let interrupt = self.interrupt.as_ref();
+        // An evaluation that only logs, before more steps, is taken from the next step's
+        // pass over the rows when the session can ([`Session::evaluate_and_run`]): the
+        // same rows at the same parameters, one read of X instead of two.
+        let plain_logging = stopping.is_none() && !held_out && !observer.wants_params();
+        let folds = |epoch: u64| {
+            plain_logging
+                && epoch < self.epochs
+                && checkpoint_every.is_none_or(|c| !epoch.is_multiple_of(c))
+        };
+        let mut pending = None;
         'descent: loop {
             // The evaluation that ends a chunk of epochs: log, stop early, checkpoint.
+            if !state.evaluated && state.step_in_epoch == 0 && folds(state.epoch) {
+                pending = Some(state.epoch);
+                state.evaluated = true;
+            }
             if !state.evaluated && state.step_in_epoch == 0 {
                 let epoch = state.epoch;
                 entry = evaluate(session, epoch)?;
@@ -844,7 +858,25 @@ impl Trainer {
                     if !flush {
                         continue;
                     }
-                    if let RunOutcome::Diverged { step } = session.run(&steps)? {
+                    let outcome = match pending.take() {
+                        Some(epoch) => {
+                            let (training, outcome) = session.evaluate_and_run(&steps)?;
+                            entry = LogEntry {
+                                epoch,
+                                training,
+                                validation: None,
+                            };
+                            let Some(outcome) = outcome else {
+                                return Err(self.diverged(epoch, session));
+                            };
+                            if epoch % self.log_every == 0 {
+                                record(session, observer, &mut state.log, entry)?;
+                            }
+                            outcome
+                        }
+                        None => session.run(&steps)?,
+                    };
+                    if let RunOutcome::Diverged { step } = outcome {
                         return Err(self.diverged(steps[step].epoch + 1, session));
                     }
                     state.t += steps.len() as u64;

@@ -4,7 +4,7 @@ mod common;
 
 use common::{assert_close, problem};
 use downhill::backend::cpu::Cpu;
-use downhill::backend::{Backend, Data, Session};
+use downhill::backend::{Backend, Data, RowSet, Session};
 use downhill::gpu::GpuOptions;
 use downhill::{Error, Objective, Params, Synthetic, Trainer};
 
@@ -81,6 +81,16 @@ fn streamed_host_rows_equal_resident_rows_bit_for_bit() {
             &flat(&pc),
             1e-5,
         );
+        // A logged epoch's evaluation taken from a streamed step's pass.
+        let steps = trainer.epoch_steps(5, data.rows());
+        let before = b.evaluate(RowSet::Training).unwrap();
+        let (ea, eb) = (
+            a.evaluate_and_run(&steps).unwrap(),
+            b.evaluate_and_run(&steps).unwrap(),
+        );
+        assert_eq!(ea, eb, "{tuning}: evaluation from the step");
+        assert_eq!(ea.0, before, "{tuning}: evaluation");
+        assert_eq!(a.params().unwrap(), b.params().unwrap(), "{tuning}");
     }
 }
 

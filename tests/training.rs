@@ -6,7 +6,10 @@ mod common;
 
 use common::{assert_close, least_squares, problem};
 use downhill::backend::reference::Reference;
-use downhill::backend::{Backend, ClassWeights, Data, RowSet, Session};
+use downhill::backend::{
+    Backend, ClassWeights, Configured, Data, Evaluation, PassSums, RowSet, RunOutcome, Session,
+    Setup, Snapshot, Step,
+};
 use downhill::optim::Schedule;
 use downhill::train::{OptimizerKind, StopReason};
 use downhill::{Dataset, Error, Model, Objective, Params, Trainer};
@@ -465,4 +468,156 @@ fn invalid_combinations_are_refused_before_any_work() {
     let linear = Trainer::new().class_weights(ClassWeights::Balanced);
     assert!(linear.validate_for(&Objective::linear()).is_err());
     assert!(linear.validate_for(&Objective::logistic()).is_ok());
+}
+
+/// A session that counts the evaluations asked of it and, unless `fold`, answers
+/// `evaluate_and_run` as two separate passes (the trait's own way).
+struct Counted<'a> {
+    inner: Box<dyn Session + 'a>,
+    fold: bool,
+    evaluations: usize,
+}
+
+impl Session for Counted<'_> {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn objective(&self) -> Objective {
+        self.inner.objective()
+    }
+    fn rows(&self) -> usize {
+        self.inner.rows()
+    }
+    fn features(&self) -> usize {
+        self.inner.features()
+    }
+    fn set_params(&mut self, params: &Params) -> downhill::Result<()> {
+        self.inner.set_params(params)
+    }
+    fn params(&mut self) -> downhill::Result<Params> {
+        self.inner.params()
+    }
+    fn gradient(&mut self) -> downhill::Result<downhill::Gradient> {
+        self.inner.gradient()
+    }
+    fn loss(&mut self) -> downhill::Result<f64> {
+        self.inner.loss()
+    }
+    fn predict(&mut self) -> downhill::Result<Vec<f64>> {
+        self.inner.predict()
+    }
+    fn run(&mut self, steps: &[Step]) -> downhill::Result<RunOutcome> {
+        self.inner.run(steps)
+    }
+    fn evaluate_and_run(
+        &mut self,
+        steps: &[Step],
+    ) -> downhill::Result<(Evaluation, Option<RunOutcome>)> {
+        if self.fold {
+            self.inner.evaluate_and_run(steps)
+        } else {
+            downhill::backend::evaluate_then_run(self, steps)
+        }
+    }
+    fn configure(&mut self, setup: &Setup) -> downhill::Result<Configured> {
+        self.inner.configure(setup)
+    }
+    fn evaluate(&mut self, rows: RowSet) -> downhill::Result<Evaluation> {
+        self.evaluations += 1;
+        self.inner.evaluate(rows)
+    }
+    fn pass_sums(&mut self, step: &Step, rows: RowSet) -> downhill::Result<PassSums> {
+        self.inner.pass_sums(step, rows)
+    }
+    fn column_sums(&mut self, center: &[f64]) -> downhill::Result<Vec<f64>> {
+        self.inner.column_sums(center)
+    }
+    fn snapshot(&mut self) -> downhill::Result<Snapshot> {
+        self.inner.snapshot()
+    }
+    fn restore(&mut self, snapshot: &Snapshot) -> downhill::Result<()> {
+        self.inner.restore(snapshot)
+    }
+}
+
+/// A logged epoch's evaluation comes from the next step's pass: the fit asks for separate
+/// evaluations only at epoch 0 and at the end, and its log and parameters are bit for bit
+/// those of evaluating separately. Early stopping and held-out rows still evaluate on
+/// their own (they decide before the next step).
+#[test]
+fn logged_losses_come_from_the_next_steps_pass() {
+    for (model, k) in [
+        (Model::Linear, 1),
+        (Model::Logistic, 1),
+        (Model::Softmax, 3),
+    ] {
+        let objective = Objective::new(model, None, k).unwrap();
+        let data = problem(3000, 7, objective, 11);
+        for (name, backend) in common::all_backends() {
+            let fit = |trainer: &Trainer, fold: bool| {
+                let mut session = Counted {
+                    inner: backend.open(Data::Host(&data), objective).unwrap(),
+                    fold,
+                    evaluations: 0,
+                };
+                let fit = trainer.fit(&mut session).unwrap();
+                (fit, session.evaluations)
+            };
+            let what = format!("{model:?}, {name}");
+            let trainer = Trainer::new().lr(0.05).epochs(12).log_every(3);
+            let (folded, asked) = fit(&trainer, true);
+            let (separate, asked_separately) = fit(&trainer, false);
+            assert_eq!(
+                (asked, asked_separately),
+                (2, 5),
+                "{what}: evaluations asked"
+            );
+            assert_eq!(folded.history_epochs, vec![0, 3, 6, 9, 12], "{what}");
+            assert_eq!(folded.log, separate.log, "{what}: the logs");
+            assert_eq!(
+                flat(&folded.params),
+                flat(&separate.params),
+                "{what}: the parameters"
+            );
+            let stopping = trainer.clone().validation_fraction(0.2).patience(50);
+            assert!(
+                fit(&stopping, true).1 >= 2 * 13,
+                "{what}: with early stopping"
+            );
+        }
+    }
+}
+
+/// The CPU's evaluation from a step's pass equals a separate evaluation, and the step
+/// lands where a plain run puts it; a mini-batch step is not over every row, so its
+/// evaluation is a pass of its own, with the same result.
+#[test]
+fn a_steps_pass_evaluates_what_evaluate_does() {
+    let objective = Objective::logistic();
+    let data = problem(5000, 9, objective, 5);
+    for (name, backend) in common::fast_backends() {
+        for batch in [None, Some(512)] {
+            let trainer = match batch {
+                Some(b) => Trainer::new().lr(0.2).batch_size(b),
+                None => Trainer::new().lr(0.2),
+            };
+            let steps = trainer.epoch_steps(0, data.rows());
+            let mut one = backend.open(Data::Host(&data), objective).unwrap();
+            let mut two = backend.open(Data::Host(&data), objective).unwrap();
+            for s in [&mut one, &mut two] {
+                s.configure(&trainer.setup()).unwrap();
+            }
+            let expected = one.evaluate(RowSet::Training).unwrap();
+            assert_eq!(one.run(&steps).unwrap(), RunOutcome::Completed);
+            let (evaluation, outcome) = two.evaluate_and_run(&steps).unwrap();
+            let what = format!("{name}, batch {batch:?}");
+            assert_eq!(evaluation, expected, "{what}");
+            assert_eq!(outcome, Some(RunOutcome::Completed), "{what}");
+            assert_eq!(
+                flat(&one.params().unwrap()),
+                flat(&two.params().unwrap()),
+                "{what}"
+            );
+        }
+    }
 }

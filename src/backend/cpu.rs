@@ -19,7 +19,7 @@ use rayon::prelude::*;
 use super::reference::{ReferenceSession, check_params_shape};
 use super::{
     Backend, Batch, Configured, Data, Evaluation, HostRows, PassSums, RowSet, RunOutcome, Session,
-    Setup, Split, Step,
+    Setup, Split, Step, evaluate_then_run,
 };
 use crate::data::Dataset;
 use crate::error::{Error, Result};
@@ -335,6 +335,50 @@ impl<'a> CpuSession<'a> {
         (grad, metrics)
     }
 
+    /// Applies `steps` (see [`Session::run`]). With `evaluate`, the first step's pass
+    /// also sums the metrics of its rows, which gives the training rows' evaluation at the
+    /// parameters before it when that step is over every row; when its loss is not
+    /// finite, no step is applied (and the outcome says `Completed`).
+    fn descend(&mut self, steps: &[Step], evaluate: bool) -> (Option<Evaluation>, RunOutcome) {
+        let (d, k) = (self.data.features(), self.objective.outputs());
+        let mut next = self.theta.clone();
+        let mut state = self.state.clone();
+        let mut evaluation = None;
+        for (s, step) in steps.iter().enumerate() {
+            let wanted = if evaluate && s == 0 {
+                Wanted::Both
+            } else {
+                Wanted::Gradient
+            };
+            let (mut grad, metrics) = self.batch_gradient(&step.batch, RowSet::Training, wanted);
+            if wanted == Wanted::Both {
+                let e = Evaluation::from_sums(self.objective.model(), metrics);
+                evaluation = Some(e);
+                if !e.loss.is_finite() {
+                    return (evaluation, RunOutcome::Completed);
+                }
+            }
+            if let Some(st) = &self.standardization {
+                st.gradient_to_standardized(&mut grad, k);
+            }
+            next.copy_from_slice(&self.theta);
+            state.copy_from_slice(&self.state);
+            self.setup
+                .rule
+                .apply(&mut next, &grad, &mut state, d * k, step.t, step.lr);
+            if grad.iter().chain(&next).any(|v| !v.is_finite()) {
+                return (evaluation, RunOutcome::Diverged { step: s });
+            }
+            std::mem::swap(&mut self.theta, &mut next);
+            std::mem::swap(&mut self.state, &mut state);
+            self.refresh();
+            if self.wt.iter().any(|v| !v.is_finite()) {
+                return (evaluation, RunOutcome::Diverged { step: s });
+            }
+        }
+        (evaluation, RunOutcome::Completed)
+    }
+
     fn full_batch(&self) -> Batch {
         Batch {
             start: 0,
@@ -424,31 +468,16 @@ impl Session for CpuSession<'_> {
     }
 
     fn run(&mut self, steps: &[Step]) -> Result<RunOutcome> {
-        let (d, k) = (self.data.features(), self.objective.outputs());
-        let mut next = self.theta.clone();
-        let mut state = self.state.clone();
-        for (s, step) in steps.iter().enumerate() {
-            let (mut grad, _) =
-                self.batch_gradient(&step.batch, RowSet::Training, Wanted::Gradient);
-            if let Some(st) = &self.standardization {
-                st.gradient_to_standardized(&mut grad, k);
-            }
-            next.copy_from_slice(&self.theta);
-            state.copy_from_slice(&self.state);
-            self.setup
-                .rule
-                .apply(&mut next, &grad, &mut state, d * k, step.t, step.lr);
-            if grad.iter().chain(&next).any(|v| !v.is_finite()) {
-                return Ok(RunOutcome::Diverged { step: s });
-            }
-            std::mem::swap(&mut self.theta, &mut next);
-            std::mem::swap(&mut self.state, &mut state);
-            self.refresh();
-            if self.wt.iter().any(|v| !v.is_finite()) {
-                return Ok(RunOutcome::Diverged { step: s });
-            }
+        Ok(self.descend(steps, false).1)
+    }
+
+    fn evaluate_and_run(&mut self, steps: &[Step]) -> Result<(Evaluation, Option<RunOutcome>)> {
+        if steps.first().is_some_and(|s| s.batch == self.full_batch())
+            && let (Some(evaluation), outcome) = self.descend(steps, true)
+        {
+            return Ok((evaluation, evaluation.loss.is_finite().then_some(outcome)));
         }
-        Ok(RunOutcome::Completed)
+        evaluate_then_run(self, steps)
     }
 
     fn configure(&mut self, setup: &Setup) -> Result<Configured> {

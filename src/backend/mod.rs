@@ -317,6 +317,19 @@ impl Evaluation {
     }
 }
 
+/// [`Session::evaluate_and_run`] in two passes: [`Session::evaluate`] of the training rows,
+/// then [`Session::run`] unless that loss is not finite.
+pub fn evaluate_then_run<S: Session + ?Sized>(
+    session: &mut S,
+    steps: &[Step],
+) -> Result<(Evaluation, Option<RunOutcome>)> {
+    let evaluation = session.evaluate(RowSet::Training)?;
+    if !evaluation.loss.is_finite() {
+        return Ok((evaluation, None));
+    }
+    Ok((evaluation, Some(session.run(steps)?)))
+}
+
 /// How a run of steps ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RunOutcome {
@@ -357,6 +370,14 @@ pub trait Session {
     /// gradient or updated parameters are not all finite. Training passes skip held-out
     /// rows.
     fn run(&mut self, steps: &[Step]) -> Result<RunOutcome>;
+
+    /// [`Session::evaluate`] of the training rows, then [`Session::run`] of `steps`
+    /// unless that loss is not finite (`None`: no step ran). A backend may take the
+    /// evaluation from the first step's own pass when that step is over every row (the
+    /// same rows at the same parameters), which saves a read of X.
+    fn evaluate_and_run(&mut self, steps: &[Step]) -> Result<(Evaluation, Option<RunOutcome>)> {
+        evaluate_then_run(self, steps)
+    }
 
     /// Fixes the update rule, the held-out rows, class weights and standardization for
     /// the steps to come; resets the optimizer state. The parameters keep their raw-space

@@ -17,7 +17,7 @@ use super::rows::{
 use crate::backend::reference::{balanced, check_params_shape};
 use crate::backend::{
     Backend, Batch, ClassWeights, Configured, Data, Evaluation, PassSums, RowSet, RunOutcome,
-    Session, Setup, Snapshot, Step,
+    Session, Setup, Snapshot, Step, evaluate_then_run,
 };
 use crate::error::{Error, Result};
 use crate::model::{Gradient, Objective, Params};
@@ -845,17 +845,36 @@ impl Session for GpuSession<'_> {
     }
 
     fn evaluate(&mut self, rows: RowSet) -> Result<Evaluation> {
-        let p_loss = (self.features as u32 + 1) * self.kernels.constants.k;
-        let v = self.evaluate_rows(rows, p_loss, 5)?;
-        let weight = f64::from(v[1]);
-        let sums = [
-            f64::from(v[0]) * weight,
-            weight,
-            f64::from(v[2]),
-            f64::from(v[3]),
-            f64::from(v[4]),
-        ];
-        Ok(Evaluation::from_sums(self.objective.model(), sums))
+        let v = self.evaluate_rows(rows, self.loss_entry(), 5)?;
+        Ok(self.evaluation_from(&v))
+    }
+
+    fn evaluate_and_run(&mut self, steps: &[Step]) -> Result<(Evaluation, Option<RunOutcome>)> {
+        let Some(first) = steps.first().filter(|s| s.batch == self.full_batch()) else {
+            return evaluate_then_run(self, steps);
+        };
+        // The first step on its own: its pass over every row leaves the loss and metrics
+        // of the parameters before it in `grad`, read back once the step is done. The
+        // update refuses a step whose loss is not finite, so then none has run.
+        self.ctx
+            .queue()
+            .write_buffer(&self.status, 0, bytemuck::cast_slice(&[0u32, 0]));
+        let uniform = self.step_uniform(first, 0, RowSet::Training);
+        self.write_records(&[uniform]);
+        let encoder = self.one_step(uniform.groups, true)?;
+        let v = self.read_back(encoder, &self.grad, self.loss_entry(), 5)?;
+        let evaluation = self.evaluation_from(&v);
+        if !evaluation.loss.is_finite() {
+            return Ok((evaluation, None));
+        }
+        let outcome = match self.status()? {
+            RunOutcome::Completed if steps.len() > 1 => match self.run(&steps[1..])? {
+                RunOutcome::Diverged { step } => RunOutcome::Diverged { step: step + 1 },
+                completed => completed,
+            },
+            first => first,
+        };
+        Ok((evaluation, Some(outcome)))
     }
 
     fn pass_sums(&mut self, step: &Step, rows: RowSet) -> Result<PassSums> {
@@ -923,6 +942,13 @@ impl Session for GpuSession<'_> {
         } else {
             self.run_resident(steps);
         }
+        self.status()
+    }
+}
+
+impl GpuSession<'_> {
+    /// How the steps since `status` was cleared ended.
+    fn status(&self) -> Result<RunOutcome> {
         let status = self.read_back(self.encoder("downhill.status"), &self.status, 0, 2)?;
         let status: Vec<u32> = status.iter().map(|v| v.to_bits()).collect();
         Ok(if status[0] == 0 {
@@ -933,9 +959,25 @@ impl Session for GpuSession<'_> {
             }
         })
     }
-}
 
-impl GpuSession<'_> {
+    /// Where J begins in `grad`, after ∇J: the first of the five metric entries.
+    fn loss_entry(&self) -> u32 {
+        (self.features as u32 + 1) * self.kernels.constants.k
+    }
+
+    /// An evaluation from the metric entries of `grad` (J, Σw, then the weighted sums).
+    fn evaluation_from(&self, v: &[f32]) -> Evaluation {
+        let weight = f64::from(v[1]);
+        let sums = [
+            f64::from(v[0]) * weight,
+            weight,
+            f64::from(v[2]),
+            f64::from(v[3]),
+            f64::from(v[4]),
+        ];
+        Evaluation::from_sums(self.objective.model(), sums)
+    }
+
     /// z of every row, shard by shard (or chunk by chunk when streamed), read back as each
     /// one finishes: the device holds z for one shard at a time.
     fn predict_rows(&mut self) -> Result<Vec<f64>> {
