@@ -203,6 +203,13 @@ pub struct LogEntry {
     pub validation: Option<Evaluation>,
 }
 
+impl LogEntry {
+    /// The loss early stopping watches: the held-out rows', when there are any.
+    pub fn monitored(&self) -> f64 {
+        self.validation.map_or(self.training.loss, |v| v.loss)
+    }
+}
+
 impl std::fmt::Display for LogEntry {
     /// `loss 0.123456, accuracy 0.9000, val_loss …`: losses and metrics, held-out ones
     /// prefixed `val_`.
@@ -720,8 +727,39 @@ impl Trainer {
             log.push(entry);
             Ok(())
         }
-        let monitored = |e: &LogEntry| e.validation.map_or(e.training.loss, |v| v.loss);
         let stopping = self.stopping();
+        // Early stopping's bookkeeping after the evaluation `entry`: the reason to stop
+        // now, if it is time (the entry is then logged, whatever the epoch).
+        let judge = |session: &mut dyn Session,
+                     observer: &mut dyn Observer,
+                     state: &mut LoopState,
+                     entry: LogEntry|
+         -> Result<Option<StopReason>> {
+            let Some((tol, patience)) = stopping else {
+                return Ok(None);
+            };
+            let value = entry.monitored();
+            if value < state.best.0 - tol {
+                let params = if held_out {
+                    Some(session.params()?)
+                } else {
+                    None
+                };
+                state.best = (value, entry.epoch, params);
+                state.waited = 0;
+                return Ok(None);
+            }
+            state.waited += 1;
+            if state.waited < patience {
+                return Ok(None);
+            }
+            if state.log.last().is_none_or(|l| l.epoch != entry.epoch) {
+                record(session, observer, &mut state.log, entry)?;
+            }
+            Ok(Some(StopReason::NoImprovement {
+                best_epoch: state.best.1,
+            }))
+        };
         // Evaluate every epoch when stopping early, else every log_every epochs, and at
         // every checkpoint.
         let check_every = if stopping.is_some() {
@@ -772,7 +810,7 @@ impl Trainer {
                     step_in_epoch: 0,
                     t: 0,
                     log,
-                    best: (monitored(&entry), 0, None),
+                    best: (entry.monitored(), 0, None),
                     waited: 0,
                     evaluated: true,
                 }
@@ -785,12 +823,13 @@ impl Trainer {
         let mut stop = StopReason::Epochs;
         let mut steps = Vec::new();
         let interrupt = self.interrupt.as_ref();
-        // An evaluation that only logs, before more steps, is taken from the next step's
-        // pass over the rows when the session can ([`Session::evaluate_and_run`]): the
-        // same rows at the same parameters, one read of X instead of two.
-        let plain_logging = stopping.is_none() && !held_out && !observer.wants_params();
+        // An evaluation of the training rows alone, before more steps, is taken from the
+        // next step's pass over the rows when the session can
+        // ([`Session::evaluate_and_run`]): the same rows at the same parameters, one read
+        // of X instead of two. When it stops the fit early, that step is undone.
+        let training_only = !held_out && !observer.wants_params();
         let folds = |epoch: u64| {
-            plain_logging
+            training_only
                 && epoch < self.epochs
                 && checkpoint_every.is_none_or(|c| !epoch.is_multiple_of(c))
         };
@@ -811,28 +850,9 @@ impl Trainer {
                     record(session, observer, &mut state.log, entry)?;
                 }
                 state.evaluated = true;
-                if let Some((tol, patience)) = stopping {
-                    let value = monitored(&entry);
-                    if value < state.best.0 - tol {
-                        let params = if held_out {
-                            Some(session.params()?)
-                        } else {
-                            None
-                        };
-                        state.best = (value, epoch, params);
-                        state.waited = 0;
-                    } else {
-                        state.waited += 1;
-                        if state.waited >= patience {
-                            stop = StopReason::NoImprovement {
-                                best_epoch: state.best.1,
-                            };
-                            if state.log.last().is_none_or(|l| l.epoch != epoch) {
-                                record(session, observer, &mut state.log, entry)?;
-                            }
-                            break;
-                        }
-                    }
+                if let Some(reason) = judge(session, observer, &mut state, entry)? {
+                    stop = reason;
+                    break;
                 }
                 if checkpoint_every.is_some_and(|c| epoch % c == 0) && epoch < self.epochs {
                     self.write_checkpoint(session, &state)?;
@@ -860,6 +880,10 @@ impl Trainer {
                     }
                     let outcome = match pending.take() {
                         Some(epoch) => {
+                            let before = match stopping {
+                                Some(_) => Some(session.snapshot()?),
+                                None => None,
+                            };
                             let (training, outcome) = session.evaluate_and_run(&steps)?;
                             entry = LogEntry {
                                 epoch,
@@ -871,6 +895,13 @@ impl Trainer {
                             };
                             if epoch % self.log_every == 0 {
                                 record(session, observer, &mut state.log, entry)?;
+                            }
+                            if let Some(reason) = judge(session, observer, &mut state, entry)? {
+                                if let Some(before) = &before {
+                                    session.restore(before)?;
+                                }
+                                stop = reason;
+                                break 'descent;
                             }
                             outcome
                         }

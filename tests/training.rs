@@ -542,8 +542,8 @@ impl Session for Counted<'_> {
 
 /// A logged epoch's evaluation comes from the next step's pass: the fit asks for separate
 /// evaluations only at epoch 0 and at the end, and its log and parameters are bit for bit
-/// those of evaluating separately. Early stopping and held-out rows still evaluate on
-/// their own (they decide before the next step).
+/// those of evaluating separately, with early stopping on the training loss too. Held-out
+/// rows still evaluate on their own.
 #[test]
 fn logged_losses_come_from_the_next_steps_pass() {
     for (model, k) in [
@@ -579,10 +579,42 @@ fn logged_losses_come_from_the_next_steps_pass() {
                 flat(&separate.params),
                 "{what}: the parameters"
             );
-            let stopping = trainer.clone().validation_fraction(0.2).patience(50);
+            // Early stopping on the training loss: the step after the stopping epoch is
+            // undone, so the fit ends where separate evaluations end it.
+            let stopping = Trainer::new().lr(0.05).epochs(200).tol(0.02).patience(2);
+            let (folded, asked) = fit(&stopping, true);
+            let (separate, asked_separately) = fit(&stopping, false);
             assert!(
-                fit(&stopping, true).1 >= 2 * 13,
-                "{what}: with early stopping"
+                matches!(folded.stop, StopReason::NoImprovement { .. }) && folded.epochs < 200,
+                "{what}: {:?} after {} epochs",
+                folded.stop,
+                folded.epochs
+            );
+            assert_eq!(
+                (asked, asked_separately),
+                (1, 1 + folded.epochs as usize),
+                "{what}: evaluations asked with early stopping"
+            );
+            assert_eq!(
+                (folded.stop, folded.epochs, &folded.log),
+                (separate.stop, separate.epochs, &separate.log),
+                "{what}: early stopping"
+            );
+            assert_eq!(flat(&folded.params), flat(&separate.params), "{what}");
+            // The parameters are those of the stopping epoch: as many epochs run one by one.
+            let mut plain = backend.open(Data::Host(&data), objective).unwrap();
+            let epochs = trajectory(plain.as_mut(), &stopping, folded.epochs);
+            let at_stop = epochs.last().cloned().unwrap_or_default();
+            assert_eq!(
+                flat(&folded.params),
+                at_stop,
+                "{what}: the stopping epoch's"
+            );
+            // Held-out rows are a pass of their own, and with them the training rows' too.
+            let held_out = trainer.clone().validation_fraction(0.2).patience(50);
+            assert!(
+                fit(&held_out, true).1 >= 2 * 13,
+                "{what}: with held-out rows"
             );
         }
     }
