@@ -730,20 +730,22 @@ impl Trainer {
         let stopping = self.stopping();
         // Early stopping's bookkeeping after the evaluation `entry`: the reason to stop
         // now, if it is time (the entry is then logged, whatever the epoch).
+        // `params`: the parameters of the entry's epoch, when the session has moved on.
         let judge = |session: &mut dyn Session,
                      observer: &mut dyn Observer,
                      state: &mut LoopState,
-                     entry: LogEntry|
+                     entry: LogEntry,
+                     params: Option<Params>|
          -> Result<Option<StopReason>> {
             let Some((tol, patience)) = stopping else {
                 return Ok(None);
             };
             let value = entry.monitored();
             if value < state.best.0 - tol {
-                let params = if held_out {
-                    Some(session.params()?)
-                } else {
-                    None
+                let params = match params {
+                    Some(p) if held_out => Some(p),
+                    _ if held_out => Some(session.params()?),
+                    _ => None,
                 };
                 state.best = (value, entry.epoch, params);
                 state.waited = 0;
@@ -823,13 +825,14 @@ impl Trainer {
         let mut stop = StopReason::Epochs;
         let mut steps = Vec::new();
         let interrupt = self.interrupt.as_ref();
-        // An evaluation of the training rows alone, before more steps, is taken from the
-        // next step's pass over the rows when the session can
-        // ([`Session::evaluate_and_run`]): the same rows at the same parameters, one read
-        // of X instead of two. When it stops the fit early, that step is undone.
-        let training_only = !held_out && !observer.wants_params();
+        // The training rows' evaluation before more steps is taken from the next step's
+        // pass over the rows when the session can ([`Session::evaluate_and_run`]): the
+        // same rows at the same parameters, one read of X instead of two (held-out rows
+        // are still a pass of their own, before it). When early stopping then stops the
+        // fit, that step is undone.
+        let unobserved = !observer.wants_params();
         let folds = |epoch: u64| {
-            training_only
+            unobserved
                 && epoch < self.epochs
                 && checkpoint_every.is_none_or(|c| !epoch.is_multiple_of(c))
         };
@@ -850,7 +853,7 @@ impl Trainer {
                     record(session, observer, &mut state.log, entry)?;
                 }
                 state.evaluated = true;
-                if let Some(reason) = judge(session, observer, &mut state, entry)? {
+                if let Some(reason) = judge(session, observer, &mut state, entry, None)? {
                     stop = reason;
                     break;
                 }
@@ -880,15 +883,23 @@ impl Trainer {
                     }
                     let outcome = match pending.take() {
                         Some(epoch) => {
-                            let before = match stopping {
-                                Some(_) => Some(session.snapshot()?),
-                                None => None,
+                            let (before, params) = match stopping {
+                                Some(_) if held_out => {
+                                    (Some(session.snapshot()?), Some(session.params()?))
+                                }
+                                Some(_) => (Some(session.snapshot()?), None),
+                                None => (None, None),
+                            };
+                            let validation = if held_out {
+                                Some(session.evaluate(RowSet::Validation)?)
+                            } else {
+                                None
                             };
                             let (training, outcome) = session.evaluate_and_run(&steps)?;
                             entry = LogEntry {
                                 epoch,
                                 training,
-                                validation: None,
+                                validation,
                             };
                             let Some(outcome) = outcome else {
                                 return Err(self.diverged(epoch, session));
@@ -896,7 +907,9 @@ impl Trainer {
                             if epoch % self.log_every == 0 {
                                 record(session, observer, &mut state.log, entry)?;
                             }
-                            if let Some(reason) = judge(session, observer, &mut state, entry)? {
+                            if let Some(reason) =
+                                judge(session, observer, &mut state, entry, params)?
+                            {
                                 if let Some(before) = &before {
                                     session.restore(before)?;
                                 }

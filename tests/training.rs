@@ -11,7 +11,7 @@ use downhill::backend::{
     Setup, Snapshot, Step,
 };
 use downhill::optim::Schedule;
-use downhill::train::{OptimizerKind, StopReason};
+use downhill::train::{Observer, OptimizerKind, StopReason};
 use downhill::{Dataset, Error, Model, Objective, Params, Trainer};
 use serde_json::Value;
 
@@ -540,12 +540,25 @@ impl Session for Counted<'_> {
     }
 }
 
-/// A logged epoch's evaluation comes from the next step's pass: the fit asks for separate
-/// evaluations only at epoch 0 and at the end, and its log and parameters are bit for bit
-/// those of evaluating separately, with early stopping on the training loss too. Held-out
-/// rows still evaluate on their own.
+/// An observer that asks for the parameters of every logged epoch, which keeps each
+/// evaluation a pass of its own (the parameters logged are those of the epoch).
+struct WantsParams;
+
+impl Observer for WantsParams {
+    fn wants_params(&self) -> bool {
+        true
+    }
+}
+
+/// A logged epoch's evaluation comes from the next step's pass: fits ask for fewer separate
+/// evaluations, and their logs, parameters, stopping epochs and reasons are bit for bit
+/// those of evaluating separately (with logging only, early stopping on the training loss,
+/// and early stopping on held-out rows, whose own evaluation stays a pass of its own).
 #[test]
 fn logged_losses_come_from_the_next_steps_pass() {
+    let logging = Trainer::new().lr(0.05).epochs(12).log_every(3);
+    let stopping = Trainer::new().lr(0.05).epochs(200).tol(0.02).patience(2);
+    let held_out = stopping.clone().validation_fraction(0.2);
     for (model, k) in [
         (Model::Linear, 1),
         (Model::Logistic, 1),
@@ -554,68 +567,72 @@ fn logged_losses_come_from_the_next_steps_pass() {
         let objective = Objective::new(model, None, k).unwrap();
         let data = problem(3000, 7, objective, 11);
         for (name, backend) in common::all_backends() {
-            let fit = |trainer: &Trainer, fold: bool| {
+            // (fit, separate evaluations asked) with the session folding or not, and with
+            // an observer that wants parameters (the trainer then never folds).
+            let fit = |trainer: &Trainer, fold: bool, observed: bool| {
                 let mut session = Counted {
                     inner: backend.open(Data::Host(&data), objective).unwrap(),
                     fold,
                     evaluations: 0,
                 };
-                let fit = trainer.fit(&mut session).unwrap();
-                (fit, session.evaluations)
+                let fit = if observed {
+                    trainer.fit_with(&mut session, &mut WantsParams)
+                } else {
+                    trainer.fit(&mut session)
+                };
+                (fit.unwrap(), session.evaluations)
             };
-            let what = format!("{model:?}, {name}");
-            let trainer = Trainer::new().lr(0.05).epochs(12).log_every(3);
-            let (folded, asked) = fit(&trainer, true);
-            let (separate, asked_separately) = fit(&trainer, false);
-            assert_eq!(
-                (asked, asked_separately),
-                (2, 5),
-                "{what}: evaluations asked"
-            );
-            assert_eq!(folded.history_epochs, vec![0, 3, 6, 9, 12], "{what}");
-            assert_eq!(folded.log, separate.log, "{what}: the logs");
-            assert_eq!(
-                flat(&folded.params),
-                flat(&separate.params),
-                "{what}: the parameters"
-            );
-            // Early stopping on the training loss: the step after the stopping epoch is
-            // undone, so the fit ends where separate evaluations end it.
-            let stopping = Trainer::new().lr(0.05).epochs(200).tol(0.02).patience(2);
-            let (folded, asked) = fit(&stopping, true);
-            let (separate, asked_separately) = fit(&stopping, false);
-            assert!(
-                matches!(folded.stop, StopReason::NoImprovement { .. }) && folded.epochs < 200,
-                "{what}: {:?} after {} epochs",
-                folded.stop,
-                folded.epochs
-            );
-            assert_eq!(
-                (asked, asked_separately),
-                (1, 1 + folded.epochs as usize),
-                "{what}: evaluations asked with early stopping"
-            );
-            assert_eq!(
-                (folded.stop, folded.epochs, &folded.log),
-                (separate.stop, separate.epochs, &separate.log),
-                "{what}: early stopping"
-            );
-            assert_eq!(flat(&folded.params), flat(&separate.params), "{what}");
-            // The parameters are those of the stopping epoch: as many epochs run one by one.
-            let mut plain = backend.open(Data::Host(&data), objective).unwrap();
-            let epochs = trajectory(plain.as_mut(), &stopping, folded.epochs);
-            let at_stop = epochs.last().cloned().unwrap_or_default();
-            assert_eq!(
-                flat(&folded.params),
-                at_stop,
-                "{what}: the stopping epoch's"
-            );
-            // Held-out rows are a pass of their own, and with them the training rows' too.
-            let held_out = trainer.clone().validation_fraction(0.2).patience(50);
-            assert!(
-                fit(&held_out, true).1 >= 2 * 13,
-                "{what}: with held-out rows"
-            );
+            for (case, trainer) in [
+                ("logging", &logging),
+                ("early stopping", &stopping),
+                ("held-out rows", &held_out),
+            ] {
+                let what = format!("{model:?}, {name}, {case}");
+                let (folded, asked) = fit(trainer, true, false);
+                let (separate, asked_separately) = fit(trainer, false, false);
+                let (unfolded, asked_unfolded) = fit(trainer, true, true);
+                for other in [&separate, &unfolded] {
+                    assert_eq!(
+                        (
+                            folded.stop,
+                            folded.epochs,
+                            &folded.log,
+                            flat(&folded.params)
+                        ),
+                        (other.stop, other.epochs, &other.log, flat(&other.params)),
+                        "{what}"
+                    );
+                }
+                assert_eq!(asked_separately, asked_unfolded, "{what}");
+                let epochs = folded.epochs as usize;
+                match case {
+                    "logging" => {
+                        assert_eq!(folded.history_epochs, vec![0, 3, 6, 9, 12], "{what}");
+                        assert_eq!((asked, asked_separately), (2, 5), "{what}");
+                    }
+                    _ => {
+                        assert!(
+                            matches!(folded.stop, StopReason::NoImprovement { .. }) && epochs < 200,
+                            "{what}: {:?} after {epochs} epochs",
+                            folded.stop,
+                        );
+                        // One training evaluation saved at each epoch from 1 to the stop.
+                        assert_eq!(asked_separately - asked, epochs, "{what}");
+                    }
+                }
+                if case == "early stopping" {
+                    // The step after the stopping epoch is undone: the parameters are
+                    // those of as many epochs run one by one.
+                    let mut plain = backend.open(Data::Host(&data), objective).unwrap();
+                    let trajectory = trajectory(plain.as_mut(), trainer, folded.epochs);
+                    let at_stop = trajectory.last().cloned().unwrap_or_default();
+                    assert_eq!(
+                        flat(&folded.params),
+                        at_stop,
+                        "{what}: the stopping epoch's"
+                    );
+                }
+            }
         }
     }
 }

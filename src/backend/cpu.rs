@@ -203,6 +203,9 @@ pub struct CpuSession<'a> {
     partials: Vec<Vec<f64>>,
     /// The vector instructions the loop runs with.
     simd: Simd,
+    /// Bit r % 64 of word r / 64: whether local row r is held out (empty without a
+    /// split). Hashing each row's index again in every pass cost more than the pass.
+    held_out: Vec<u64>,
 }
 
 /// Metric sums after the gradient sums of a partial.
@@ -248,6 +251,7 @@ impl<'a> CpuSession<'a> {
             wt: vec![0.0; (d + 1) * k],
             partials: Vec::new(),
             simd,
+            held_out: Vec::new(),
         }
     }
 
@@ -299,9 +303,8 @@ impl<'a> CpuSession<'a> {
             weights: Weighting {
                 sample: self.data.weights(),
                 class: self.class_weights.as_deref(),
-                split: self.setup.split,
+                held_out: self.setup.split.is_some().then_some(&self.held_out[..]),
                 rows,
-                offset: self.offset,
             },
         };
         self.partials[..chunks]
@@ -493,6 +496,10 @@ impl Session for CpuSession<'_> {
         let configured = ReferenceSession::new(rows, self.objective).configure(setup)?;
         let k = self.objective.outputs();
         self.setup = setup.clone();
+        self.held_out = match setup.split {
+            Some(split) => held_out_bits(&split, self.offset, self.data.rows()),
+            None => Vec::new(),
+        };
         self.standardization = configured.standardization.clone();
         self.class_weights = configured.class_weights.clone();
         self.theta = match &self.standardization {
@@ -554,10 +561,9 @@ impl Session for CpuSession<'_> {
 struct Weighting<'p> {
     sample: Option<&'p [f32]>,
     class: Option<&'p [f64]>,
-    split: Option<Split>,
+    /// The held-out rows' bits ([`CpuSession::held_out`]), when rows are held out.
+    held_out: Option<&'p [u64]>,
     rows: RowSet,
-    /// The global index of local row 0 (the split hashes global indices).
-    offset: usize,
 }
 
 impl Weighting<'_> {
@@ -565,12 +571,19 @@ impl Weighting<'_> {
     fn plain(&self) -> bool {
         self.sample.is_none()
             && self.class.is_none()
-            && (self.split.is_none() || self.rows == RowSet::All)
+            && (self.held_out.is_none() || self.rows == RowSet::All)
     }
 
     #[inline(always)]
     fn of(&self, row: usize, label: f32) -> f32 {
-        if !Split::contains(self.split.as_ref(), self.rows, (row + self.offset) as u32) {
+        let used = match (self.held_out, self.rows) {
+            (_, RowSet::All) | (None, RowSet::Training) => true,
+            (None, RowSet::Validation) => false,
+            (Some(bits), set) => {
+                (bits[row / 64] >> (row % 64) & 1 == 1) == (set == RowSet::Validation)
+            }
+        };
+        if !used {
             return 0.0;
         }
         let sample = self.sample.map_or(1.0, |w| w[row]);
@@ -1015,6 +1028,20 @@ impl Scratch {
         self.bias_sums.clear();
         self.bias_sums.resize(k, 0.0);
     }
+}
+
+/// [`CpuSession::held_out`] for local rows `0..rows` of global rows from `offset`.
+fn held_out_bits(split: &Split, offset: usize, rows: usize) -> Vec<u64> {
+    let mut bits = vec![0u64; rows.div_ceil(64)];
+    bits.par_iter_mut().enumerate().for_each(|(w, word)| {
+        for b in 0..64 {
+            let row = 64 * w + b;
+            if row < rows && split.holds_out((offset + row) as u32) {
+                *word |= 1 << b;
+            }
+        }
+    });
+    bits
 }
 
 thread_local! {
