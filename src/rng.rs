@@ -37,6 +37,58 @@ pub fn cell_hash(seed: u64, stream: u32, row: u32, column: u32) -> [u32; 4] {
     pcg4d(once)
 }
 
+/// [`cell_hash`] of sixteen consecutive columns `first..first + 16`, in lanes: word w of
+/// column `first + l` is `words[w][l]`. Written as plain loops over the lanes so that the
+/// compiler turns each step into vector instructions.
+#[inline(always)]
+pub fn cell_hashes16(seed: u64, stream: u32, row: u32, first: u32) -> [[u32; 16]; 4] {
+    debug_assert!(first + 15 < 1 << 28 && stream < 16);
+    let mut v = [
+        [row; 16],
+        std::array::from_fn(|l| (first + l as u32) | (stream << 28)),
+        [seed as u32; 16],
+        [(seed >> 32) as u32; 16],
+    ];
+    pcg4d_lanes(&mut v);
+    pcg4d_lanes(&mut v);
+    v
+}
+
+/// [`pcg4d`] in sixteen lanes.
+#[inline(always)]
+fn pcg4d_lanes(v: &mut [[u32; 16]; 4]) {
+    for word in v.iter_mut() {
+        for x in word.iter_mut() {
+            *x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        }
+    }
+    cross_mix_lanes(v);
+    for word in v.iter_mut() {
+        for x in word.iter_mut() {
+            *x ^= *x >> 16;
+        }
+    }
+    cross_mix_lanes(v);
+}
+
+/// [`cross_mix`] in sixteen lanes.
+#[inline(always)]
+fn cross_mix_lanes(v: &mut [[u32; 16]; 4]) {
+    let [v0, v1, v2, v3] = v;
+    mix_lanes(v0, v1, v3);
+    mix_lanes(v1, v2, v0);
+    mix_lanes(v2, v0, v1);
+    mix_lanes(v3, v1, v2);
+}
+
+/// a ← a + b·c, lane by lane.
+#[inline(always)]
+fn mix_lanes(a: &mut [u32; 16], b: &[u32; 16], c: &[u32; 16]) {
+    for ((x, &p), &q) in a.iter_mut().zip(b).zip(c) {
+        *x = x.wrapping_add(p.wrapping_mul(q));
+    }
+}
+
 /// A pseudo-random permutation of 0..n drawn from (seed, epoch): the visiting order of
 /// the rows in one epoch of mini-batch descent.
 ///
@@ -125,6 +177,18 @@ impl Permutation {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sixteen_lanes_hash_as_one_cell_at_a_time() {
+        for (seed, stream, row, first) in [(0, 0, 0, 0), (42, 3, 7, 16), (u64::MAX, 4, 99, 1000)] {
+            let lanes = cell_hashes16(seed, stream, row, first);
+            for l in 0..16u32 {
+                let one = cell_hash(seed, stream, row, first + l);
+                let lane: [u32; 4] = std::array::from_fn(|w| lanes[w][l as usize]);
+                assert_eq!(lane, one, "seed {seed}, column {}", first + l);
+            }
+        }
+    }
 
     #[test]
     fn pcg4d_matches_an_independent_evaluation() {
