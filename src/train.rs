@@ -883,12 +883,21 @@ impl Trainer {
                     }
                     let outcome = match pending.take() {
                         Some(epoch) => {
-                            let (before, params) = match stopping {
-                                Some(_) if held_out => {
-                                    (Some(session.snapshot()?), Some(session.params()?))
-                                }
-                                Some(_) => (Some(session.snapshot()?), None),
-                                None => (None, None),
+                            // What undoing the step would need: the session's state,
+                            // only when this evaluation can stop the fit (one more
+                            // without improvement reaches the patience), and the
+                            // parameters a held-out improvement keeps.
+                            let may_stop =
+                                stopping.is_some_and(|(_, patience)| state.waited + 1 >= patience);
+                            let before = if may_stop {
+                                Some(session.snapshot()?)
+                            } else {
+                                None
+                            };
+                            let params = if stopping.is_some() && held_out {
+                                Some(session.params()?)
+                            } else {
+                                None
                             };
                             let validation = if held_out {
                                 Some(session.evaluate(RowSet::Validation)?)

@@ -576,14 +576,10 @@ impl Weighting<'_> {
 
     #[inline(always)]
     fn of(&self, row: usize, label: f32) -> f32 {
-        let used = match (self.held_out, self.rows) {
-            (_, RowSet::All) | (None, RowSet::Training) => true,
-            (None, RowSet::Validation) => false,
-            (Some(bits), set) => {
-                (bits[row / 64] >> (row % 64) & 1 == 1) == (set == RowSet::Validation)
-            }
-        };
-        if !used {
+        let held = self
+            .held_out
+            .map(|bits| bits[row / 64] >> (row % 64) & 1 == 1);
+        if !self.rows.uses(held) {
             return 0.0;
         }
         let sample = self.sample.map_or(1.0, |w| w[row]);

@@ -208,6 +208,17 @@ pub enum RowSet {
 }
 
 impl RowSet {
+    /// Whether a pass over these rows uses a row that is held out (`Some(true)`), one that
+    /// is not (`Some(false)`), or any row when none are held out (`None`).
+    #[inline(always)]
+    pub fn uses(self, held_out: Option<bool>) -> bool {
+        match (self, held_out) {
+            (RowSet::All, _) | (RowSet::Training, None) => true,
+            (RowSet::Validation, None) => false,
+            (set, Some(held)) => held == (set == RowSet::Validation),
+        }
+    }
+
     /// The code the kernels use (`Step.rows` in `shaders/common.wgsl`).
     pub fn code(self) -> u32 {
         match self {
@@ -242,12 +253,7 @@ impl Split {
 
     /// Whether a pass over `rows` uses row `row`.
     pub fn contains(split: Option<&Split>, rows: RowSet, row: u32) -> bool {
-        match (split, rows) {
-            (_, RowSet::All) | (None, RowSet::Training) => true,
-            (None, RowSet::Validation) => false,
-            (Some(s), RowSet::Training) => !s.holds_out(row),
-            (Some(s), RowSet::Validation) => s.holds_out(row),
-        }
+        rows == RowSet::All || rows.uses(split.map(|s| s.holds_out(row)))
     }
 }
 

@@ -856,9 +856,7 @@ impl Session for GpuSession<'_> {
         // The first step on its own: its pass over every row leaves the loss and metrics
         // of the parameters before it in `grad`, read back once the step is done. The
         // update refuses a step whose loss is not finite, so then none has run.
-        self.ctx
-            .queue()
-            .write_buffer(&self.status, 0, bytemuck::cast_slice(&[0u32, 0]));
+        self.clear_status();
         let uniform = self.step_uniform(first, 0, RowSet::Training);
         self.write_records(&[uniform]);
         let encoder = self.one_step(uniform.groups, true)?;
@@ -935,8 +933,7 @@ impl Session for GpuSession<'_> {
     }
 
     fn run(&mut self, steps: &[Step]) -> Result<RunOutcome> {
-        let queue = self.ctx.queue();
-        queue.write_buffer(&self.status, 0, bytemuck::cast_slice(&[0u32, 0]));
+        self.clear_status();
         if self.is_streamed() {
             self.run_streamed(steps)?;
         } else {
@@ -947,6 +944,13 @@ impl Session for GpuSession<'_> {
 }
 
 impl GpuSession<'_> {
+    /// Clears `status` for the steps to come.
+    fn clear_status(&self) {
+        self.ctx
+            .queue()
+            .write_buffer(&self.status, 0, bytemuck::cast_slice(&[0u32, 0]));
+    }
+
     /// How the steps since `status` was cleared ended.
     fn status(&self) -> Result<RunOutcome> {
         let status = self.read_back(self.encoder("downhill.status"), &self.status, 0, 2)?;
