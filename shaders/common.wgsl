@@ -1,10 +1,12 @@
 // Shared by every downhill kernel. The host prepends the constants of one problem
 // (src/gpu/kernels.rs, `ShaderConstants`):
 //   D features; DP = D rounded up to a multiple of 4, the stride of rows in device memory
-//   (zero padded); Q = DP / 4; K outputs; P = (D + 1) * K + 1 gradient entries (W, then b
-//   as a last row, then the loss); MODEL and LOSS (codes below); SHARDS; WG invocations
-//   per workgroup; the fused kernel's tile shape TILE_ROWS, COL_STRIDE, ROW_GROUPS, COLS,
-//   KT (see gradient.wgsl).
+//   (zero padded); Q = DP / 4; K outputs; P = (D + 1) * K + 10 entries of a partial or of
+//   `grad` (W, then b as a last row, then the sums below); MODEL and LOSS (codes below);
+//   SHARDS; WG invocations per workgroup; the fused kernel's tile shape TILE_ROWS,
+//   COL_STRIDE, ROW_GROUPS, COLS, KT (see gradient.wgsl); the codes of `Step.rows`,
+//   ROWS_ALL, ROWS_TRAINING, ROWS_HELD_OUT and ROWS_TRAINING_AND_HELD_OUT (the training
+//   rows, and the held-out rows' sums from P_HELD_OUT: full batches in file order).
 
 const MODEL_LINEAR: u32 = 0u;
 const MODEL_LOGISTIC: u32 = 1u;
@@ -25,7 +27,7 @@ struct Step {
     perm_shift: u32,
     perm_n: u32,
     lr: f32,
-    rows: u32,        // 0: every row; 1: training rows; 2: held-out (validation) rows
+    rows: u32,        // ROWS_ALL, ROWS_TRAINING, ROWS_HELD_OUT, ROWS_TRAINING_AND_HELD_OUT
     key: vec4<u32>,   // permutation round keys
     index: u32,       // step number within one run, reported on divergence
     groups: u32,      // workgroups per shard in the fused gradient dispatch
@@ -52,9 +54,6 @@ const OPT_SGD: u32 = 0u;
 const OPT_MOMENTUM: u32 = 1u;
 const OPT_NESTEROV: u32 = 2u;
 const OPT_ADAM: u32 = 3u;
-const ROWS_ALL: u32 = 0u;
-const ROWS_TRAINING: u32 = 1u;
-const ROWS_HELD_OUT: u32 = 2u;
 const STREAM_SPLIT: u32 = 4u;
 
 // Gradient entries and the extra sums every reduction carries after them.
@@ -63,6 +62,7 @@ const P_WEIGHT: u32 = P_LOSS + 1u;      // sum of w
 const P_CORRECT: u32 = P_LOSS + 2u;     // sum of w * [prediction == label]
 const P_SUM_Y: u32 = P_LOSS + 3u;       // sum of w * y
 const P_SUM_Y2: u32 = P_LOSS + 4u;      // sum of w * y^2
+const P_HELD_OUT: u32 = P_LOSS + 5u;    // the same five of the held-out rows
 
 // The pcg4d hash of Jarzynski and Olano (JCGT 2020); twin of `rng::pcg4d`.
 fn pcg4d(input: vec4<u32>) -> vec4<u32> {
@@ -84,7 +84,8 @@ fn cell_hash(seed: vec2<u32>, stream: u32, row: u32, column: u32) -> vec4<u32> {
     return pcg4d(pcg4d(vec4<u32>(row, column | (stream << 28u), seed.x, seed.y)));
 }
 
-// Whether the pass of `st` uses `row`: twin of `Split::contains` in src/backend/mod.rs.
+// Whether the pass of `st` uses `row` (its gradient: ROWS_TRAINING_AND_HELD_OUT uses the
+// training rows): twin of `Split::contains` in src/backend/mod.rs.
 fn uses_row(st: Step, setup: Setup, row: u32) -> bool {
     if (st.rows == ROWS_ALL) {
         return true;

@@ -3,8 +3,9 @@
 // x^T delta into per-invocation accumulators. Every row counts with its weight w (sample
 // weight times class weight, 0 for rows the pass does not use). At the end it writes one
 // partial per workgroup (P numbers: the weighted gradient sums, then the sums P_LOSS ..
-// P_SUM_Y2 of common.wgsl); `reduce_partials` adds the partials in a fixed order. No float
-// atomics, so the bits repeat run to run.
+// P_SUM_Y2 of common.wgsl, then those of the held-out rows, which only a pass over
+// ROWS_TRAINING_AND_HELD_OUT adds up); `reduce_partials` adds the partials in a fixed
+// order. No float atomics, so the bits repeat run to run.
 //
 // Rows are DP = D rounded up to a multiple of 4 floats (zero padded), so every row starts
 // on a 16-byte boundary and moves as Q = DP / 4 vec4s.
@@ -194,6 +195,9 @@ fn gradient_partials(
     var acc: array<vec4<f32>, COLS * KT>;
     var bias: array<f32, K>;
     var sums = RowSums(0.0, 0.0, 0.0, 0.0, 0.0);
+    var held = RowSums(0.0, 0.0, 0.0, 0.0, 0.0);
+    // A full batch in file order is all that asks for the held-out rows' sums.
+    let held_sums = step.rows == ROWS_TRAINING_AND_HELD_OUT && !shuffled;
 
     for (var tile = group; tile < tiles; tile += step.groups) {
         let p0 = first + tile * TILE_ROWS;
@@ -238,6 +242,12 @@ fn gradient_partials(
                 local = NO_ROW;
             }
             if (local == NO_ROW) {
+                if (held_sums) {
+                    // A held-out row: its sums, as a pass over the held-out rows adds
+                    // them, and no gradient.
+                    var unused: array<f32, K>;
+                    row_delta(r, p0 + r - shard.row_begin, &unused, &held);
+                }
                 for (var c = 0u; c < K; c++) {
                     deltas[r * K + c] = 0.0;
                 }
@@ -301,8 +311,11 @@ fn gradient_partials(
                 partials[out + D * K + c] = sum;
             }
         }
-        var extra = array<f32, 5>(sums.loss, sums.weight, sums.correct, sums.y, sums.y2);
-        for (var i = 0u; i < 5u; i++) {
+        var extra = array<f32, 10>(
+            sums.loss, sums.weight, sums.correct, sums.y, sums.y2,
+            held.loss, held.weight, held.correct, held.y, held.y2,
+        );
+        for (var i = 0u; i < 10u; i++) {
             let sum = workgroup_sum(t, extra[i]);
             if (t == 0u) {
                 partials[out + P_LOSS + i] = sum;

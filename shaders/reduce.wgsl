@@ -1,7 +1,7 @@
 // Second pass of the fused gradient: entry o is the sum of the partials of every workgroup
 // of every shard, added in a fixed order. The gradient and the loss are divided by the sum
-// of the weights (a weighted mean; 0 when no row had weight); the metric sums after them
-// stay sums.
+// of the weights (a weighted mean; 0 when no row had weight), the held-out rows' loss by
+// theirs; the metric sums after them stay sums.
 
 @group(0) @binding(0) var<uniform> step: Step;
 @group(1) @binding(0) var<storage, read> partials: array<f32>;
@@ -26,10 +26,13 @@ fn reduce_partials(
         return;
     }
     let sum = total(o);
-    if (o > P_LOSS) {
+    var weight_entry = P_WEIGHT;
+    if (o == P_HELD_OUT) {
+        weight_entry = P_HELD_OUT + 1u;
+    } else if (o > P_LOSS) {
         grad[o] = sum;
         return;
     }
-    let weight = total(P_WEIGHT);
+    let weight = total(weight_entry);
     grad[o] = select(0.0, sum / weight, weight > 0.0);
 }

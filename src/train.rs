@@ -825,11 +825,11 @@ impl Trainer {
         let mut stop = StopReason::Epochs;
         let mut steps = Vec::new();
         let interrupt = self.interrupt.as_ref();
-        // The training rows' evaluation before more steps is taken from the next step's
-        // pass over the rows when the session can ([`Session::evaluate_and_run`]): the
-        // same rows at the same parameters, one read of X instead of two (held-out rows
-        // are still a pass of their own, before it). When early stopping then stops the
-        // fit, that step is undone.
+        // The evaluation before more steps (training rows, and held-out rows when there
+        // are any) is taken from the next step's pass over the rows when the session can
+        // ([`Session::evaluate_and_run`]): the same rows at the same parameters, one read
+        // of X instead of two or three. When early stopping then stops the fit, that step
+        // is undone.
         let unobserved = !observer.wants_params();
         let folds = |epoch: u64| {
             unobserved
@@ -899,16 +899,12 @@ impl Trainer {
                             } else {
                                 None
                             };
-                            let validation = if held_out {
-                                Some(session.evaluate(RowSet::Validation)?)
-                            } else {
-                                None
-                            };
-                            let (training, outcome) = session.evaluate_and_run(&steps)?;
+                            let (evaluations, outcome) =
+                                session.evaluate_and_run(&steps, held_out)?;
                             entry = LogEntry {
                                 epoch,
-                                training,
-                                validation,
+                                training: evaluations.training,
+                                validation: evaluations.validation,
                             };
                             let Some(outcome) = outcome else {
                                 return Err(self.diverged(epoch, session));

@@ -85,11 +85,31 @@ fn streamed_host_rows_equal_resident_rows_bit_for_bit() {
         let steps = trainer.epoch_steps(5, data.rows());
         let before = b.evaluate(RowSet::Training).unwrap();
         let (ea, eb) = (
-            a.evaluate_and_run(&steps).unwrap(),
-            b.evaluate_and_run(&steps).unwrap(),
+            a.evaluate_and_run(&steps, false).unwrap(),
+            b.evaluate_and_run(&steps, false).unwrap(),
         );
         assert_eq!(ea, eb, "{tuning}: evaluation from the step");
-        assert_eq!(ea.0, before, "{tuning}: evaluation");
+        assert_eq!(ea.0.training, before, "{tuning}: evaluation");
+        assert_eq!(a.params().unwrap(), b.params().unwrap(), "{tuning}");
+        // And the held-out rows' evaluation from the same pass.
+        let held_out = trainer.clone().validation_fraction(0.3);
+        for s in [&mut a, &mut b] {
+            s.configure(&held_out.setup()).unwrap();
+        }
+        let before = (
+            b.evaluate(RowSet::Training).unwrap(),
+            b.evaluate(RowSet::Validation).unwrap(),
+        );
+        let (ea, eb) = (
+            a.evaluate_and_run(&steps, true).unwrap(),
+            b.evaluate_and_run(&steps, true).unwrap(),
+        );
+        assert_eq!(ea, eb, "{tuning}: evaluations from the step");
+        assert_eq!(
+            (ea.0.training, ea.0.validation),
+            (before.0, Some(before.1)),
+            "{tuning}: held-out evaluation"
+        );
         assert_eq!(a.params().unwrap(), b.params().unwrap(), "{tuning}");
     }
 }

@@ -7,8 +7,8 @@ mod common;
 use common::{assert_close, least_squares, problem};
 use downhill::backend::reference::Reference;
 use downhill::backend::{
-    Backend, ClassWeights, Configured, Data, Evaluation, PassSums, RowSet, RunOutcome, Session,
-    Setup, Snapshot, Step,
+    Backend, ClassWeights, Configured, Data, Evaluation, Evaluations, PassSums, RowSet, RunOutcome,
+    Session, Setup, Snapshot, Step,
 };
 use downhill::optim::Schedule;
 use downhill::train::{Observer, OptimizerKind, StopReason};
@@ -512,11 +512,12 @@ impl Session for Counted<'_> {
     fn evaluate_and_run(
         &mut self,
         steps: &[Step],
-    ) -> downhill::Result<(Evaluation, Option<RunOutcome>)> {
+        held_out: bool,
+    ) -> downhill::Result<(Evaluations, Option<RunOutcome>)> {
         if self.fold {
-            self.inner.evaluate_and_run(steps)
+            self.inner.evaluate_and_run(steps, held_out)
         } else {
-            downhill::backend::evaluate_then_run(self, steps)
+            downhill::backend::evaluate_then_run(self, steps, held_out)
         }
     }
     fn configure(&mut self, setup: &Setup) -> downhill::Result<Configured> {
@@ -553,7 +554,7 @@ impl Observer for WantsParams {
 /// A logged epoch's evaluation comes from the next step's pass: fits ask for fewer separate
 /// evaluations, and their logs, parameters, stopping epochs and reasons are bit for bit
 /// those of evaluating separately (with logging only, early stopping on the training loss,
-/// and early stopping on held-out rows, whose own evaluation stays a pass of its own).
+/// and early stopping on held-out rows, whose evaluation comes from the same pass).
 #[test]
 fn logged_losses_come_from_the_next_steps_pass() {
     let logging = Trainer::new().lr(0.05).epochs(12).log_every(3);
@@ -616,8 +617,10 @@ fn logged_losses_come_from_the_next_steps_pass() {
                             "{what}: {:?} after {epochs} epochs",
                             folded.stop,
                         );
-                        // One training evaluation saved at each epoch from 1 to the stop.
-                        assert_eq!(asked_separately - asked, epochs, "{what}");
+                        // At each epoch from 1 to the stop, the training evaluation is
+                        // saved, and the held-out one with held-out rows.
+                        let saved = if case == "held-out rows" { 2 } else { 1 };
+                        assert_eq!(asked_separately - asked, saved * epochs, "{what}");
                     }
                 }
                 if case == "early stopping" {
@@ -637,30 +640,48 @@ fn logged_losses_come_from_the_next_steps_pass() {
     }
 }
 
-/// The CPU's evaluation from a step's pass equals a separate evaluation, and the step
-/// lands where a plain run puts it; a mini-batch step is not over every row, so its
-/// evaluation is a pass of its own, with the same result.
+/// The evaluations from a step's pass (of the training rows, and of the held-out rows
+/// when asked) equal separate evaluations, and the step lands where a plain run puts it; a
+/// mini-batch step is not over every row, so its evaluations are passes of their own, with
+/// the same results. With held-out rows, unweighted and with class weights.
 #[test]
 fn a_steps_pass_evaluates_what_evaluate_does() {
     let objective = Objective::logistic();
     let data = problem(5000, 9, objective, 5);
+    let held_out = Trainer::new().lr(0.2).validation_fraction(0.25);
     for (name, backend) in common::fast_backends() {
-        for batch in [None, Some(512)] {
-            let trainer = match batch {
-                Some(b) => Trainer::new().lr(0.2).batch_size(b),
-                None => Trainer::new().lr(0.2),
-            };
+        for (case, trainer) in [
+            ("full batch", Trainer::new().lr(0.2)),
+            ("batch 512", Trainer::new().lr(0.2).batch_size(512)),
+            ("held-out rows", held_out.clone()),
+            (
+                "held-out rows, class weights",
+                held_out.clone().class_weights(ClassWeights::Balanced),
+            ),
+            ("held-out rows, batch 512", held_out.clone().batch_size(512)),
+        ] {
             let steps = trainer.epoch_steps(0, data.rows());
             let mut one = backend.open(Data::Host(&data), objective).unwrap();
             let mut two = backend.open(Data::Host(&data), objective).unwrap();
             for s in [&mut one, &mut two] {
+                // Away from θ = 0, where every row's loss is ln 2.
                 s.configure(&trainer.setup()).unwrap();
+                assert_eq!(s.run(&steps).unwrap(), RunOutcome::Completed);
             }
-            let expected = one.evaluate(RowSet::Training).unwrap();
+            let with_held_out = case.starts_with("held-out");
+            let expected = Evaluations {
+                training: one.evaluate(RowSet::Training).unwrap(),
+                validation: with_held_out.then(|| one.evaluate(RowSet::Validation).unwrap()),
+            };
             assert_eq!(one.run(&steps).unwrap(), RunOutcome::Completed);
-            let (evaluation, outcome) = two.evaluate_and_run(&steps).unwrap();
-            let what = format!("{name}, batch {batch:?}");
-            assert_eq!(evaluation, expected, "{what}");
+            let (evaluations, outcome) = two.evaluate_and_run(&steps, with_held_out).unwrap();
+            let what = format!("{name}, {case}");
+            assert_eq!(evaluations, expected, "{what}");
+            if let Some(v) = expected.validation {
+                // About a quarter of the rows, and not the training rows' loss.
+                assert!((1000.0..1500.0).contains(&v.weight), "{what}: {v:?}");
+                assert_ne!(v.loss, expected.training.loss, "{what}");
+            }
             assert_eq!(outcome, Some(RunOutcome::Completed), "{what}");
             assert_eq!(
                 flat(&one.params().unwrap()),

@@ -18,8 +18,8 @@ use rayon::prelude::*;
 
 use super::reference::{ReferenceSession, check_params_shape};
 use super::{
-    Backend, Batch, Configured, Data, Evaluation, HostRows, PassSums, RowSet, RunOutcome, Session,
-    Setup, Split, Step, evaluate_then_run,
+    Backend, Batch, Configured, Data, Evaluation, Evaluations, HostRows, PassSums, RowSet,
+    RunOutcome, Session, Setup, Split, Step, evaluate_then_run,
 };
 use crate::data::Dataset;
 use crate::error::{Error, Result};
@@ -199,7 +199,7 @@ pub struct CpuSession<'a> {
     /// products.
     wt: Vec<f32>,
     /// One partial per chunk ((d + 1)·k gradient sums class-major, then Σwℓ, Σw,
-    /// Σw[correct], Σwy, Σwy²), reused every step.
+    /// Σw[correct], Σwy, Σwy², then those five of the held-out rows), reused every step.
     partials: Vec<Vec<f64>>,
     /// The vector instructions the loop runs with.
     simd: Simd,
@@ -219,6 +219,18 @@ enum Wanted {
     /// An evaluation: the loss and metrics, no ∇J (the pass skips Σ δ·x).
     Metrics,
     Both,
+    /// Both, and the metrics of the held-out rows, which the pass reads anyway.
+    BothAndHeldOut,
+}
+
+/// What a pass over the rows added up.
+struct Summed {
+    /// The weighted mean ∇J (raw space, W's layout then b; zeros unless wanted).
+    grad: Vec<f64>,
+    /// Σwℓ, Σw, Σw[correct], Σwy, Σwy² (Σw only unless wanted).
+    metrics: [f64; METRICS],
+    /// The same five of the held-out rows ([`Wanted::BothAndHeldOut`]; else zeros).
+    held_out: [f64; METRICS],
 }
 
 impl<'a> CpuSession<'a> {
@@ -276,17 +288,10 @@ impl<'a> CpuSession<'a> {
         }
     }
 
-    /// The weighted mean ∇J over the batch's rows in `rows` (raw space, W's layout then
-    /// b; zeros unless `wanted` asks for it) and the metric sums (Σwℓ, Σw, Σw[correct],
-    /// Σwy, Σwy²; Σw only unless `wanted` asks for metrics).
-    fn batch_gradient(
-        &mut self,
-        batch: &Batch,
-        rows: RowSet,
-        wanted: Wanted,
-    ) -> (Vec<f64>, [f64; METRICS]) {
+    /// The weighted mean ∇J and the metric sums over the batch's rows in `rows`.
+    fn batch_gradient(&mut self, batch: &Batch, rows: RowSet, wanted: Wanted) -> Summed {
         let (d, k) = (self.data.features(), self.objective.outputs());
-        let p = (d + 1) * k + METRICS;
+        let p = (d + 1) * k + 2 * METRICS;
         let chunk = chunk_rows(batch.len as usize);
         let chunks = (batch.len as usize).div_ceil(chunk);
         if self.partials.len() < chunks {
@@ -299,6 +304,7 @@ impl<'a> CpuSession<'a> {
             wt: &self.wt,
             with_gradient: wanted != Wanted::Metrics,
             with_metrics: wanted != Wanted::Gradient,
+            with_held_out: wanted == Wanted::BothAndHeldOut && self.setup.split.is_some(),
             simd: self.simd,
             weights: Weighting {
                 sample: self.data.weights(),
@@ -324,7 +330,9 @@ impl<'a> CpuSession<'a> {
             }
         }
         let mut metrics = [0.0; METRICS];
-        metrics.copy_from_slice(&total[(d + 1) * k..]);
+        metrics.copy_from_slice(&total[(d + 1) * k..][..METRICS]);
+        let mut held_out = [0.0; METRICS];
+        held_out.copy_from_slice(&total[(d + 1) * k + METRICS..]);
         let weight = metrics[1];
         let mean = |v: f64| if weight > 0.0 { v / weight } else { 0.0 };
         // Partials hold Wᵀ's layout (class-major); return W's (feature-major).
@@ -335,30 +343,37 @@ impl<'a> CpuSession<'a> {
             }
             grad[d * k + c] = mean(total[d * k + c]);
         }
-        (grad, metrics)
+        Summed {
+            grad,
+            metrics,
+            held_out,
+        }
     }
 
-    /// Applies `steps` (see [`Session::run`]). With `evaluate`, the first step's pass
-    /// also sums the metrics of its rows, which gives the training rows' evaluation at the
-    /// parameters before it when that step is over every row; when its loss is not
-    /// finite, no step is applied (and the outcome says `Completed`).
-    fn descend(&mut self, steps: &[Step], evaluate: bool) -> (Option<Evaluation>, RunOutcome) {
+    /// Applies `steps` (see [`Session::run`]); the first step's pass sums what `first`
+    /// asks for. When it asks for metrics, they give the evaluations at the parameters
+    /// before that step (of the training rows, and of the held-out rows with
+    /// [`Wanted::BothAndHeldOut`]) when the step is over every row; when the training loss
+    /// is not finite, no step is applied (and the outcome says `Completed`).
+    fn descend(&mut self, steps: &[Step], first: Wanted) -> (Option<Evaluations>, RunOutcome) {
         let (d, k) = (self.data.features(), self.objective.outputs());
+        let model = self.objective.model();
         let mut next = self.theta.clone();
         let mut state = self.state.clone();
-        let mut evaluation = None;
+        let mut evaluations = None;
         for (s, step) in steps.iter().enumerate() {
-            let wanted = if evaluate && s == 0 {
-                Wanted::Both
-            } else {
-                Wanted::Gradient
-            };
-            let (mut grad, metrics) = self.batch_gradient(&step.batch, RowSet::Training, wanted);
-            if wanted == Wanted::Both {
-                let e = Evaluation::from_sums(self.objective.model(), metrics);
-                evaluation = Some(e);
-                if !e.loss.is_finite() {
-                    return (evaluation, RunOutcome::Completed);
+            let wanted = if s == 0 { first } else { Wanted::Gradient };
+            let summed = self.batch_gradient(&step.batch, RowSet::Training, wanted);
+            let mut grad = summed.grad;
+            if wanted != Wanted::Gradient {
+                let training = Evaluation::from_sums(model, summed.metrics);
+                evaluations = Some(Evaluations {
+                    training,
+                    validation: (wanted == Wanted::BothAndHeldOut)
+                        .then(|| Evaluation::from_sums(model, summed.held_out)),
+                });
+                if !training.loss.is_finite() {
+                    return (evaluations, RunOutcome::Completed);
                 }
             }
             if let Some(st) = &self.standardization {
@@ -370,16 +385,16 @@ impl<'a> CpuSession<'a> {
                 .rule
                 .apply(&mut next, &grad, &mut state, d * k, step.t, step.lr);
             if grad.iter().chain(&next).any(|v| !v.is_finite()) {
-                return (evaluation, RunOutcome::Diverged { step: s });
+                return (evaluations, RunOutcome::Diverged { step: s });
             }
             std::mem::swap(&mut self.theta, &mut next);
             std::mem::swap(&mut self.state, &mut state);
             self.refresh();
             if self.wt.iter().any(|v| !v.is_finite()) {
-                return (evaluation, RunOutcome::Diverged { step: s });
+                return (evaluations, RunOutcome::Diverged { step: s });
             }
         }
-        (evaluation, RunOutcome::Completed)
+        (evaluations, RunOutcome::Completed)
     }
 
     fn full_batch(&self) -> Batch {
@@ -443,7 +458,8 @@ impl Session for CpuSession<'_> {
 
     fn gradient(&mut self) -> Result<Gradient> {
         let dk = self.data.features() * self.objective.outputs();
-        let (grad, metrics) = self.batch_gradient(&self.full_batch(), RowSet::All, Wanted::Both);
+        let Summed { grad, metrics, .. } =
+            self.batch_gradient(&self.full_batch(), RowSet::All, Wanted::Both);
         Ok(Gradient {
             loss: metrics[0] / metrics[1],
             weights: grad[..dk].to_vec(),
@@ -471,16 +487,26 @@ impl Session for CpuSession<'_> {
     }
 
     fn run(&mut self, steps: &[Step]) -> Result<RunOutcome> {
-        Ok(self.descend(steps, false).1)
+        Ok(self.descend(steps, Wanted::Gradient).1)
     }
 
-    fn evaluate_and_run(&mut self, steps: &[Step]) -> Result<(Evaluation, Option<RunOutcome>)> {
+    fn evaluate_and_run(
+        &mut self,
+        steps: &[Step],
+        held_out: bool,
+    ) -> Result<(Evaluations, Option<RunOutcome>)> {
+        let first = if held_out {
+            Wanted::BothAndHeldOut
+        } else {
+            Wanted::Both
+        };
         if steps.first().is_some_and(|s| s.batch == self.full_batch())
-            && let (Some(evaluation), outcome) = self.descend(steps, true)
+            && let (Some(evaluations), outcome) = self.descend(steps, first)
         {
-            return Ok((evaluation, evaluation.loss.is_finite().then_some(outcome)));
+            let finite = evaluations.training.loss.is_finite();
+            return Ok((evaluations, finite.then_some(outcome)));
         }
-        evaluate_then_run(self, steps)
+        evaluate_then_run(self, steps, held_out)
     }
 
     fn configure(&mut self, setup: &Setup) -> Result<Configured> {
@@ -512,15 +538,17 @@ impl Session for CpuSession<'_> {
     }
 
     fn evaluate(&mut self, rows: RowSet) -> Result<Evaluation> {
-        let (_, metrics) = self.batch_gradient(&self.full_batch(), rows, Wanted::Metrics);
+        let metrics = self
+            .batch_gradient(&self.full_batch(), rows, Wanted::Metrics)
+            .metrics;
         Ok(Evaluation::from_sums(self.objective.model(), metrics))
     }
 
     fn pass_sums(&mut self, step: &Step, rows: RowSet) -> Result<PassSums> {
-        let (mean, metrics) = self.batch_gradient(&step.batch, rows, Wanted::Both);
+        let Summed { grad, metrics, .. } = self.batch_gradient(&step.batch, rows, Wanted::Both);
         let weight = metrics[1];
         Ok(PassSums {
-            gradient: mean.iter().map(|g| g * weight).collect(),
+            gradient: grad.iter().map(|g| g * weight).collect(),
             metrics,
         })
     }
@@ -576,10 +604,24 @@ impl Weighting<'_> {
 
     #[inline(always)]
     fn of(&self, row: usize, label: f32) -> f32 {
+        self.in_set(self.rows, row, label)
+    }
+
+    /// The row's weight in the pass's rows and in the held-out rows.
+    #[inline(always)]
+    fn and_held_out(&self, row: usize, label: f32) -> (f32, f32) {
+        (
+            self.of(row, label),
+            self.in_set(RowSet::Validation, row, label),
+        )
+    }
+
+    #[inline(always)]
+    fn in_set(&self, rows: RowSet, row: usize, label: f32) -> f32 {
         let held = self
             .held_out
             .map(|bits| bits[row / 64] >> (row % 64) & 1 == 1);
-        if !self.rows.uses(held) {
+        if !rows.uses(held) {
             return 0.0;
         }
         let sample = self.sample.map_or(1.0, |w| w[row]);
@@ -599,6 +641,8 @@ struct Pass<'p> {
     wt: &'p [f32],
     with_gradient: bool,
     with_metrics: bool,
+    /// Sum the held-out rows' metrics too (after the pass's own, in each partial).
+    with_held_out: bool,
     simd: Simd,
     weights: Weighting<'p>,
 }
@@ -741,17 +785,19 @@ impl Pass<'_> {
         let (wt, bias) = self.wt.split_at(d * k);
         let tile = tile_rows(d);
         s.sized(tile, d, k);
-        let (starts, z, labels, losses, weights) = (
+        let (starts, z, labels, losses, weights, held_weights) = (
             &mut s.starts[..tile],
             &mut s.z[..tile * k],
             &mut s.labels[..tile],
             &mut s.losses[..tile],
             &mut s.weights[..tile],
+            &mut s.held_weights[..tile],
         );
         let predictions = &mut s.predictions[..tile];
         let (sums, bias_sums) = (&mut s.sums[..d * k], &mut s.bias_sums[..k]);
         let plain = self.weights.plain();
         let mut metrics = [0.0f64; METRICS];
+        let mut held_out = [0.0f64; METRICS];
         let len = rows.len();
         for (t, first) in (0..len).step_by(tile).enumerate() {
             let count = tile.min(len - first);
@@ -771,7 +817,9 @@ impl Pass<'_> {
                         let i = rows.row(first + r);
                         *start = i * d;
                         labels[r] = y[i];
-                        if !plain {
+                        if self.with_held_out {
+                            (weights[r], held_weights[r]) = self.weights.and_held_out(i, y[i]);
+                        } else if !plain {
                             weights[r] = self.weights.of(i, y[i]);
                         }
                     }
@@ -841,17 +889,19 @@ impl Pass<'_> {
             if plain && !self.with_metrics {
                 // Σw of unit weights, without a chain of dependent adds per row.
                 metrics[1] += count as f64;
+            } else if !self.with_metrics {
+                for &w in &weights[..count] {
+                    metrics[1] += f64::from(w);
+                }
             } else {
                 for r in 0..count {
-                    let w = if plain { 1.0 } else { f64::from(weights[r]) };
-                    let label = f64::from(labels[r]);
-                    metrics[1] += w;
-                    if self.with_metrics {
-                        let correct = f64::from(predictions[r] == label.round() as f32);
-                        metrics[0] += w * f64::from(losses[r]);
-                        metrics[2] += w * correct;
-                        metrics[3] += w * label;
-                        metrics[4] += w * label * label;
+                    let w = if plain { 1.0 } else { weights[r] };
+                    add_metrics(&mut metrics, w, losses[r], predictions[r], labels[r]);
+                }
+                if self.with_held_out {
+                    for r in 0..count {
+                        let w = held_weights[r];
+                        add_metrics(&mut held_out, w, losses[r], predictions[r], labels[r]);
                     }
                 }
             }
@@ -860,10 +910,25 @@ impl Pass<'_> {
             }
         }
         flush(sums, bias_sums, partial);
-        for (p, m) in partial[(d + 1) * k..].iter_mut().zip(metrics) {
+        for (p, m) in partial[(d + 1) * k..]
+            .iter_mut()
+            .zip(metrics.iter().chain(&held_out))
+        {
             *p += m;
         }
     }
+}
+
+/// Adds a row of weight `w` to the metric sums Σwℓ, Σw, Σw[correct], Σwy, Σwy².
+#[inline(always)]
+fn add_metrics(sums: &mut [f64; METRICS], w: f32, loss: f32, predicted: f32, label: f32) {
+    let (w, label) = (f64::from(w), f64::from(label));
+    let correct = f64::from(predicted == label.round() as f32);
+    sums[0] += w * f64::from(loss);
+    sums[1] += w;
+    sums[2] += w * correct;
+    sums[3] += w * label;
+    sums[4] += w * label * label;
 }
 
 /// z of a tile's rows for one output (row r at `x[starts[r]..]`, `w` holding d weights),
@@ -1005,6 +1070,8 @@ struct Scratch {
     labels: Vec<f32>,
     losses: Vec<f32>,
     weights: Vec<f32>,
+    /// The rows' weights in the held-out set, when a pass sums its metrics too.
+    held_weights: Vec<f32>,
     predictions: Vec<f32>,
     sums: Vec<f32>,
     bias_sums: Vec<f32>,
@@ -1018,6 +1085,7 @@ impl Scratch {
         self.labels.resize(tile, 0.0);
         self.losses.resize(tile, 0.0);
         self.weights.resize(tile, 0.0);
+        self.held_weights.resize(tile, 0.0);
         self.predictions.resize(tile, 0.0);
         self.sums.clear();
         self.sums.resize(d * k, 0.0);

@@ -323,17 +323,36 @@ impl Evaluation {
     }
 }
 
-/// [`Session::evaluate_and_run`] in two passes: [`Session::evaluate`] of the training rows,
-/// then [`Session::run`] unless that loss is not finite.
+/// What [`Session::evaluate_and_run`] found at the parameters before its steps.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Evaluations {
+    pub training: Evaluation,
+    /// The held-out rows', when asked for.
+    pub validation: Option<Evaluation>,
+}
+
+/// [`Session::evaluate_and_run`] in separate passes: [`Session::evaluate`] of the held-out
+/// rows (with `held_out`) and of the training rows, then [`Session::run`] unless the
+/// training loss is not finite.
 pub fn evaluate_then_run<S: Session + ?Sized>(
     session: &mut S,
     steps: &[Step],
-) -> Result<(Evaluation, Option<RunOutcome>)> {
-    let evaluation = session.evaluate(RowSet::Training)?;
-    if !evaluation.loss.is_finite() {
-        return Ok((evaluation, None));
+    held_out: bool,
+) -> Result<(Evaluations, Option<RunOutcome>)> {
+    let validation = if held_out {
+        Some(session.evaluate(RowSet::Validation)?)
+    } else {
+        None
+    };
+    let training = session.evaluate(RowSet::Training)?;
+    let evaluations = Evaluations {
+        training,
+        validation,
+    };
+    if !training.loss.is_finite() {
+        return Ok((evaluations, None));
     }
-    Ok((evaluation, Some(session.run(steps)?)))
+    Ok((evaluations, Some(session.run(steps)?)))
 }
 
 /// How a run of steps ended.
@@ -377,12 +396,17 @@ pub trait Session {
     /// rows.
     fn run(&mut self, steps: &[Step]) -> Result<RunOutcome>;
 
-    /// [`Session::evaluate`] of the training rows, then [`Session::run`] of `steps`
-    /// unless that loss is not finite (`None`: no step ran). A backend may take the
-    /// evaluation from the first step's own pass when that step is over every row (the
-    /// same rows at the same parameters), which saves a read of X.
-    fn evaluate_and_run(&mut self, steps: &[Step]) -> Result<(Evaluation, Option<RunOutcome>)> {
-        evaluate_then_run(self, steps)
+    /// [`Session::evaluate`] of the training rows (and of the held-out rows with
+    /// `held_out`), then [`Session::run`] of `steps` unless the training loss is not
+    /// finite (`None`: no step ran). A backend may take the evaluations from the first
+    /// step's own pass when that step is over every row (the same rows at the same
+    /// parameters), which saves a read of X for each.
+    fn evaluate_and_run(
+        &mut self,
+        steps: &[Step],
+        held_out: bool,
+    ) -> Result<(Evaluations, Option<RunOutcome>)> {
+        evaluate_then_run(self, steps, held_out)
     }
 
     /// Fixes the update rule, the held-out rows, class weights and standardization for

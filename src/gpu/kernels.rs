@@ -54,6 +54,10 @@ const MAX_ACCUMULATORS: u32 = 32;
 /// Most rows in one tile of the fused kernel.
 const MAX_TILE_ROWS: u32 = 1024;
 
+/// `Step.rows` of a pass that descends on the training rows and also sums the held-out
+/// rows' loss and metrics (from `P_HELD_OUT` of `grad`): full batches in file order.
+pub const ROWS_TRAINING_AND_HELD_OUT: u32 = 3;
+
 const COMMON: &str = include_str!("../../shaders/common.wgsl");
 const GRADIENT: &str = include_str!("../../shaders/gradient.wgsl");
 const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
@@ -183,7 +187,8 @@ pub struct ShaderConstants {
     pub dp: u32,
     /// k, outputs.
     pub k: u32,
-    /// (d + 1)·k + 5: ∇W, ∇b, then the loss, the weight and the metric sums.
+    /// (d + 1)·k + 10: ∇W, ∇b, then the loss, the weight and the metric sums, then those
+    /// five of the held-out rows ([`ROWS_TRAINING_AND_HELD_OUT`]).
     pub p: u32,
     pub model: u32,
     pub loss: u32,
@@ -253,7 +258,7 @@ impl ShaderConstants {
             d: d32,
             dp,
             k,
-            p: (d32 + 1) * k + 5,
+            p: (d32 + 1) * k + 10,
             model: match objective.model() {
                 Model::Linear => 0,
                 Model::Logistic => 1,
@@ -322,6 +327,10 @@ impl ShaderConstants {
             ("COLS", self.cols),
             ("KT", self.kt),
             ("CLASS_SLOTS", self.k.max(2)),
+            ("ROWS_ALL", RowSet::All.code()),
+            ("ROWS_TRAINING", RowSet::Training.code()),
+            ("ROWS_HELD_OUT", RowSet::Validation.code()),
+            ("ROWS_TRAINING_AND_HELD_OUT", ROWS_TRAINING_AND_HELD_OUT),
         ];
         let mut text: String = constants
             .iter()

@@ -8,16 +8,16 @@ use std::sync::Arc;
 
 use super::GpuContext;
 use super::kernels::{
-    GeneratorKernels, GeneratorUniform, Kernels, SetupUniform, ShaderConstants, StepUniform,
-    Tuning, grid,
+    GeneratorKernels, GeneratorUniform, Kernels, ROWS_TRAINING_AND_HELD_OUT, SetupUniform,
+    ShaderConstants, StepUniform, Tuning, grid,
 };
 use super::rows::{
     DeviceRows, Plan, RowBuffers, STORAGE, bind_group, read_buffer, uniform_buffer, upload,
 };
 use crate::backend::reference::{balanced, check_params_shape};
 use crate::backend::{
-    Backend, Batch, ClassWeights, Configured, Data, Evaluation, PassSums, RowSet, RunOutcome,
-    Session, Setup, Snapshot, Step, evaluate_then_run,
+    Backend, Batch, ClassWeights, Configured, Data, Evaluation, Evaluations, PassSums, RowSet,
+    RunOutcome, Session, Setup, Snapshot, Step, evaluate_then_run,
 };
 use crate::error::{Error, Result};
 use crate::model::{Gradient, Objective, Params};
@@ -849,21 +849,33 @@ impl Session for GpuSession<'_> {
         Ok(self.evaluation_from(&v))
     }
 
-    fn evaluate_and_run(&mut self, steps: &[Step]) -> Result<(Evaluation, Option<RunOutcome>)> {
+    fn evaluate_and_run(
+        &mut self,
+        steps: &[Step],
+        held_out: bool,
+    ) -> Result<(Evaluations, Option<RunOutcome>)> {
         let Some(first) = steps.first().filter(|s| s.batch == self.full_batch()) else {
-            return evaluate_then_run(self, steps);
+            return evaluate_then_run(self, steps, held_out);
         };
         // The first step on its own: its pass over every row leaves the loss and metrics
-        // of the parameters before it in `grad`, read back once the step is done. The
-        // update refuses a step whose loss is not finite, so then none has run.
+        // of the parameters before it in `grad` (the held-out rows' after the training
+        // rows', when asked for), read back once the step is done. The update refuses a
+        // step whose loss is not finite, so then none has run.
         self.clear_status();
-        let uniform = self.step_uniform(first, 0, RowSet::Training);
+        let mut uniform = self.step_uniform(first, 0, RowSet::Training);
+        if held_out {
+            uniform.rows = ROWS_TRAINING_AND_HELD_OUT;
+        }
         self.write_records(&[uniform]);
         let encoder = self.one_step(uniform.groups, true)?;
-        let v = self.read_back(encoder, &self.grad, self.loss_entry(), 5)?;
-        let evaluation = self.evaluation_from(&v);
-        if !evaluation.loss.is_finite() {
-            return Ok((evaluation, None));
+        let v = self.read_back(encoder, &self.grad, self.loss_entry(), 10)?;
+        let training = self.evaluation_from(&v[..5]);
+        let evaluations = Evaluations {
+            training,
+            validation: held_out.then(|| self.evaluation_from(&v[5..])),
+        };
+        if !training.loss.is_finite() {
+            return Ok((evaluations, None));
         }
         let outcome = match self.status()? {
             RunOutcome::Completed if steps.len() > 1 => match self.run(&steps[1..])? {
@@ -872,7 +884,7 @@ impl Session for GpuSession<'_> {
             },
             first => first,
         };
-        Ok((evaluation, Some(outcome)))
+        Ok((evaluations, Some(outcome)))
     }
 
     fn pass_sums(&mut self, step: &Step, rows: RowSet) -> Result<PassSums> {
