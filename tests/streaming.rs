@@ -100,6 +100,20 @@ fn streamed_host_rows_equal_resident_rows_bit_for_bit() {
             b.evaluate(RowSet::Training).unwrap(),
             b.evaluate(RowSet::Validation).unwrap(),
         );
+        // The rows each shard and chunk holds out are the reference's.
+        oracle.configure(&held_out.setup()).unwrap();
+        oracle.set_params(&b.params().unwrap()).unwrap();
+        for (rows, evaluation) in [(RowSet::Training, before.0), (RowSet::Validation, before.1)] {
+            let expected = oracle.evaluate(rows).unwrap();
+            assert_eq!(evaluation.weight, expected.weight, "{tuning}: {rows:?}");
+            assert_close(
+                &format!("{tuning}: {rows:?} loss"),
+                &[evaluation.loss],
+                &[expected.loss],
+                1e-5,
+            );
+        }
+        assert!((5_000.0..7_000.0).contains(&before.1.weight), "{tuning}");
         let (ea, eb) = (
             a.evaluate_and_run(&steps, true).unwrap(),
             b.evaluate_and_run(&steps, true).unwrap(),
