@@ -7,9 +7,9 @@ mod common;
 use downhill::backend::cpu::Cpu;
 use downhill::backend::parallel::Parallel;
 use downhill::backend::reference::Reference;
-use downhill::backend::{Backend, Data};
+use downhill::backend::{Backend, Data, Evaluations, RowSet, RunOutcome};
 use downhill::gpu::{Gpu, GpuContext};
-use downhill::train::OptimizerKind;
+use downhill::train::{Observer, OptimizerKind, StopReason};
 use downhill::{Dataset, Fit, Objective, Synthetic, Trainer};
 
 fn fit_on(backend: &dyn Backend, data: Data<'_>, objective: Objective, trainer: &Trainer) -> Fit {
@@ -220,4 +220,84 @@ fn devices_on_the_command_line() {
     assert_eq!(out.status.code(), Some(2));
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(e.contains("cannot be used with"), "{e}");
+}
+
+/// An observer that asks for each logged epoch's parameters, which keeps every evaluation
+/// a pass of its own.
+struct WantsParams;
+
+impl Observer for WantsParams {
+    fn wants_params(&self) -> bool {
+        true
+    }
+}
+
+/// The training rows' evaluation of a logged epoch comes from the workers' sums of the next
+/// step: the same numbers as a pass of its own, for one session and for whole fits (logging,
+/// early stopping, held-out rows).
+#[test]
+fn workers_evaluate_from_the_steps_sums() {
+    let objective = Objective::logistic();
+    let data: Dataset = common::problem(4_001, 6, objective, 3);
+    let held_out = Trainer::new().lr(0.3).validation_fraction(0.25);
+    for (workers, parallel) in worker_sets() {
+        for (case, trainer) in [
+            ("full batch", Trainer::new().lr(0.3)),
+            ("held-out rows", held_out.clone()),
+            ("held-out rows, batch 700", held_out.clone().batch_size(700)),
+        ] {
+            let what = format!("{workers}, {case}");
+            let steps = trainer.epoch_steps(0, data.rows());
+            let mut one = parallel.open(Data::Host(&data), objective).unwrap();
+            let mut two = parallel.open(Data::Host(&data), objective).unwrap();
+            for s in [&mut one, &mut two] {
+                s.configure(&trainer.setup()).unwrap();
+                assert_eq!(s.run(&steps).unwrap(), RunOutcome::Completed, "{what}");
+            }
+            let with_held_out = case.starts_with("held-out");
+            let expected = Evaluations {
+                training: one.evaluate(RowSet::Training).unwrap(),
+                validation: with_held_out.then(|| one.evaluate(RowSet::Validation).unwrap()),
+            };
+            assert_eq!(one.run(&steps).unwrap(), RunOutcome::Completed, "{what}");
+            let (evaluations, outcome) = two.evaluate_and_run(&steps, with_held_out).unwrap();
+            assert_eq!(evaluations, expected, "{what}");
+            assert_eq!(outcome, Some(RunOutcome::Completed), "{what}");
+            assert_eq!(one.params().unwrap(), two.params().unwrap(), "{what}");
+        }
+        for (case, trainer) in [
+            ("logging", Trainer::new().lr(0.3).epochs(9).log_every(2)),
+            (
+                "early stopping, held-out rows",
+                held_out
+                    .clone()
+                    .epochs(300)
+                    .log_every(1)
+                    .tol(0.01)
+                    .patience(2),
+            ),
+        ] {
+            let what = format!("{workers}, {case}");
+            let mut folded = parallel.open(Data::Host(&data), objective).unwrap();
+            let mut separate = parallel.open(Data::Host(&data), objective).unwrap();
+            let a = trainer.fit(folded.as_mut()).unwrap();
+            let b = trainer
+                .fit_with(separate.as_mut(), &mut WantsParams)
+                .unwrap();
+            assert_eq!(
+                (a.stop, a.epochs, &a.log, &a.params),
+                (b.stop, b.epochs, &b.log, &b.params),
+                "{what}"
+            );
+            assert!(a.log.len() >= 3, "{what}: {} logged epochs", a.log.len());
+            if case.starts_with("early") {
+                assert!(
+                    matches!(a.stop, StopReason::NoImprovement { .. }) && a.epochs < 300,
+                    "{what}: {:?} after {} epochs",
+                    a.stop,
+                    a.epochs
+                );
+            }
+        }
+    }
 }

@@ -6,8 +6,8 @@
 
 use crate::backend::reference::{balanced, check_params_shape};
 use crate::backend::{
-    Backend, Batch, ClassWeights, Configured, Data, Evaluation, PassSums, RowSet, RunOutcome,
-    Session, Setup, Snapshot, Step,
+    Backend, Batch, ClassWeights, Configured, Data, Evaluation, Evaluations, PassSums, RowSet,
+    RunOutcome, Session, Setup, Snapshot, Step, evaluate_then_run,
 };
 use crate::error::{Error, Result};
 use crate::model::{Gradient, Objective, Params};
@@ -166,6 +166,45 @@ impl ParallelSession<'_> {
         Ok(PassSums::from_flat(&flat))
     }
 
+    /// Applies `steps` (see [`Session::run`]). With `evaluate`, the first step's sums
+    /// also give the evaluation of its rows at the parameters before it; when that loss is
+    /// not finite, no step is applied (and the outcome says `Completed`).
+    fn descend(
+        &mut self,
+        steps: &[Step],
+        evaluate: bool,
+    ) -> Result<(Option<Evaluation>, RunOutcome)> {
+        let (d, k) = (self.features, self.objective.outputs());
+        let mut evaluation = None;
+        for (s, step) in steps.iter().enumerate() {
+            let sums = self.sums(step, RowSet::Training)?;
+            if evaluate && s == 0 {
+                let e = Evaluation::from_sums(self.objective.model(), sums.metrics);
+                evaluation = Some(e);
+                if !e.loss.is_finite() {
+                    return Ok((evaluation, RunOutcome::Completed));
+                }
+            }
+            let mut grad = sums.mean_gradient();
+            if let Some(st) = &self.standardization {
+                st.gradient_to_standardized(&mut grad, k);
+            }
+            let mut next = self.theta.clone();
+            let mut state = self.state.clone();
+            self.setup
+                .rule
+                .apply(&mut next, &grad, &mut state, d * k, step.t, step.lr);
+            let loss = sums.metrics[0] / sums.metrics[1].max(f64::MIN_POSITIVE);
+            if !loss.is_finite() || grad.iter().chain(&next).any(|v| !v.is_finite()) {
+                return Ok((evaluation, RunOutcome::Diverged { step: s }));
+            }
+            self.theta = next;
+            self.state = state;
+            self.broadcast()?;
+        }
+        Ok((evaluation, RunOutcome::Completed))
+    }
+
     fn full_step(&self) -> Step {
         Step {
             epoch: 0,
@@ -256,27 +295,32 @@ impl Session for ParallelSession<'_> {
     }
 
     fn run(&mut self, steps: &[Step]) -> Result<RunOutcome> {
-        let (d, k) = (self.features, self.objective.outputs());
-        for (s, step) in steps.iter().enumerate() {
-            let sums = self.sums(step, RowSet::Training)?;
-            let mut grad = sums.mean_gradient();
-            if let Some(st) = &self.standardization {
-                st.gradient_to_standardized(&mut grad, k);
+        Ok(self.descend(steps, false)?.1)
+    }
+
+    fn evaluate_and_run(
+        &mut self,
+        steps: &[Step],
+        held_out: bool,
+    ) -> Result<(Evaluations, Option<RunOutcome>)> {
+        let full = self.full_step().batch;
+        if steps.first().is_some_and(|s| s.batch == full) {
+            // The workers' sums of the first step hold the training rows' metrics; the
+            // held-out rows' are a pass of their own.
+            let validation = if held_out {
+                Some(self.evaluate(RowSet::Validation)?)
+            } else {
+                None
+            };
+            if let (Some(training), outcome) = self.descend(steps, true)? {
+                let evaluations = Evaluations {
+                    training,
+                    validation,
+                };
+                return Ok((evaluations, training.loss.is_finite().then_some(outcome)));
             }
-            let mut next = self.theta.clone();
-            let mut state = self.state.clone();
-            self.setup
-                .rule
-                .apply(&mut next, &grad, &mut state, d * k, step.t, step.lr);
-            let loss = sums.metrics[0] / sums.metrics[1].max(f64::MIN_POSITIVE);
-            if !loss.is_finite() || grad.iter().chain(&next).any(|v| !v.is_finite()) {
-                return Ok(RunOutcome::Diverged { step: s });
-            }
-            self.theta = next;
-            self.state = state;
-            self.broadcast()?;
         }
-        Ok(RunOutcome::Completed)
+        evaluate_then_run(self, steps, held_out)
     }
 
     fn configure(&mut self, setup: &Setup) -> Result<Configured> {
