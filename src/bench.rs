@@ -1,5 +1,5 @@
 //! `downhill bench`: seconds per epoch of logistic regression on each backend, against the
-//! memory floor (one streaming read of the same bytes on the same device) measured in the
+//! memory floor (one streaming read of X on the same device) measured in the
 //! same run, interleaved with it so that both see the same machine. Medians are reported:
 //! on a shared machine a single run says little.
 
@@ -45,7 +45,7 @@ pub struct Measurement {
     pub bytes: u64,
     /// Seconds of each timed epoch.
     pub epoch_seconds: Vec<f64>,
-    /// Seconds of each streaming read of the same bytes on the same device (empty for numpy).
+    /// Seconds of each streaming read of X on the same device (empty for numpy).
     pub floor_seconds: Vec<f64>,
 }
 

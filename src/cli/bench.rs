@@ -117,7 +117,7 @@ pub fn bench(args: BenchArgs) -> Result<(), Error> {
             println!("  {d}");
         }
         println!(
-            "  medians of the timed epochs; the floor is one streaming read of the same bytes on the same device"
+            "  medians of the timed epochs; the floor is one streaming read of X on the same device (GB/s counts X and y)"
         );
     }
     Ok(())
