@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use crate::backend::{
-    Batch, ClassWeights, Configured, Evaluation, RowSet, RunOutcome, Session, Setup, Split, Step,
+    Batch, ClassWeights, Configured, Evaluation, Evaluations, RunOutcome, Session, Setup, Split,
+    Step,
 };
 use crate::checkpoint::{Best, Checkpoint, Checkpointing, RngState};
 use crate::error::{Error, Result};
@@ -204,6 +205,15 @@ pub struct LogEntry {
 }
 
 impl LogEntry {
+    /// The entry of `epoch`'s evaluations.
+    pub fn at(epoch: u64, evaluations: Evaluations) -> Self {
+        LogEntry {
+            epoch,
+            training: evaluations.training,
+            validation: evaluations.validation,
+        }
+    }
+
     /// The loss early stopping watches: the held-out rows', when there are any.
     pub fn monitored(&self) -> f64 {
         self.validation.map_or(self.training.loss, |v| v.loss)
@@ -699,17 +709,7 @@ impl Trainer {
         let start = Instant::now();
         let held_out = self.validation_fraction.is_some();
         let evaluate = |session: &mut dyn Session, epoch: u64| -> Result<LogEntry> {
-            let training = session.evaluate(RowSet::Training)?;
-            let validation = if held_out {
-                Some(session.evaluate(RowSet::Validation)?)
-            } else {
-                None
-            };
-            Ok(LogEntry {
-                epoch,
-                training,
-                validation,
-            })
+            Ok(LogEntry::at(epoch, Evaluations::of(session, held_out)?))
         };
         fn record(
             session: &mut dyn Session,
@@ -901,11 +901,7 @@ impl Trainer {
                             };
                             let (evaluations, outcome) =
                                 session.evaluate_and_run(&steps, held_out)?;
-                            entry = LogEntry {
-                                epoch,
-                                training: evaluations.training,
-                                validation: evaluations.validation,
-                            };
+                            entry = LogEntry::at(epoch, evaluations);
                             let Some(outcome) = outcome else {
                                 return Err(self.diverged(epoch, session));
                             };

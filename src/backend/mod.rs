@@ -331,25 +331,32 @@ pub struct Evaluations {
     pub validation: Option<Evaluation>,
 }
 
-/// [`Session::evaluate_and_run`] in separate passes: [`Session::evaluate`] of the held-out
-/// rows (with `held_out`) and of the training rows, then [`Session::run`] unless the
-/// training loss is not finite.
+impl Evaluations {
+    /// [`Session::evaluate`] of the training rows and, with `held_out`, of the held-out
+    /// rows: a pass each.
+    pub fn of<S: Session + ?Sized>(session: &mut S, held_out: bool) -> Result<Self> {
+        let training = session.evaluate(RowSet::Training)?;
+        let validation = if held_out {
+            Some(session.evaluate(RowSet::Validation)?)
+        } else {
+            None
+        };
+        Ok(Evaluations {
+            training,
+            validation,
+        })
+    }
+}
+
+/// [`Session::evaluate_and_run`] in separate passes: [`Evaluations::of`], then
+/// [`Session::run`] unless the training loss is not finite.
 pub fn evaluate_then_run<S: Session + ?Sized>(
     session: &mut S,
     steps: &[Step],
     held_out: bool,
 ) -> Result<(Evaluations, Option<RunOutcome>)> {
-    let validation = if held_out {
-        Some(session.evaluate(RowSet::Validation)?)
-    } else {
-        None
-    };
-    let training = session.evaluate(RowSet::Training)?;
-    let evaluations = Evaluations {
-        training,
-        validation,
-    };
-    if !training.loss.is_finite() {
+    let evaluations = Evaluations::of(session, held_out)?;
+    if !evaluations.training.loss.is_finite() {
         return Ok((evaluations, None));
     }
     Ok((evaluations, Some(session.run(steps)?)))
@@ -533,6 +540,36 @@ impl Snapshot {
         }
         Ok(())
     }
+}
+
+/// One step of the setup's rule on the host, in f64: θ and the optimizer state move along
+/// the raw-space mean gradient `grad` (taken into the standardized space first when
+/// standardizing). When the gradient or the new θ is not finite, both stay as they were
+/// and the result is false.
+pub(crate) fn host_step(
+    setup: &Setup,
+    standardization: Option<&crate::optim::Standardization>,
+    theta: &mut Vec<f64>,
+    state: &mut Vec<f64>,
+    mut grad: Vec<f64>,
+    step: &Step,
+    k: usize,
+) -> bool {
+    if let Some(st) = standardization {
+        st.gradient_to_standardized(&mut grad, k);
+    }
+    let mut next = theta.clone();
+    let mut next_state = state.clone();
+    let weights = theta.len() - k;
+    setup
+        .rule
+        .apply(&mut next, &grad, &mut next_state, weights, step.t, step.lr);
+    if grad.iter().chain(&next).any(|v| !v.is_finite()) {
+        return false;
+    }
+    *theta = next;
+    *state = next_state;
+    true
 }
 
 /// The raw-space parameters θ stands for (θ itself without standardization).

@@ -7,7 +7,7 @@
 use crate::backend::reference::{balanced, check_params_shape};
 use crate::backend::{
     Backend, Batch, ClassWeights, Configured, Data, Evaluation, Evaluations, PassSums, RowSet,
-    RunOutcome, Session, Setup, Snapshot, Step, evaluate_then_run,
+    RunOutcome, Session, Setup, Snapshot, Step, evaluate_then_run, host_step,
 };
 use crate::error::{Error, Result};
 use crate::model::{Gradient, Objective, Params};
@@ -174,7 +174,7 @@ impl ParallelSession<'_> {
         steps: &[Step],
         evaluate: bool,
     ) -> Result<(Option<Evaluation>, RunOutcome)> {
-        let (d, k) = (self.features, self.objective.outputs());
+        let k = self.objective.outputs();
         let mut evaluation = None;
         for (s, step) in steps.iter().enumerate() {
             let sums = self.sums(step, RowSet::Training)?;
@@ -185,21 +185,13 @@ impl ParallelSession<'_> {
                     return Ok((evaluation, RunOutcome::Completed));
                 }
             }
-            let mut grad = sums.mean_gradient();
-            if let Some(st) = &self.standardization {
-                st.gradient_to_standardized(&mut grad, k);
-            }
-            let mut next = self.theta.clone();
-            let mut state = self.state.clone();
-            self.setup
-                .rule
-                .apply(&mut next, &grad, &mut state, d * k, step.t, step.lr);
+            let grad = sums.mean_gradient();
             let loss = sums.metrics[0] / sums.metrics[1].max(f64::MIN_POSITIVE);
-            if !loss.is_finite() || grad.iter().chain(&next).any(|v| !v.is_finite()) {
+            let (theta, state) = (&mut self.theta, &mut self.state);
+            let st = self.standardization.as_ref();
+            if !loss.is_finite() || !host_step(&self.setup, st, theta, state, grad, step, k) {
                 return Ok((evaluation, RunOutcome::Diverged { step: s }));
             }
-            self.theta = next;
-            self.state = state;
             self.broadcast()?;
         }
         Ok((evaluation, RunOutcome::Completed))

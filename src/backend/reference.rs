@@ -7,7 +7,7 @@ use crate::backend::Snapshot;
 
 use super::{
     Backend, Batch, ClassWeights, Configured, Data, Evaluation, HostRows, PassSums, RowSet,
-    RunOutcome, Session, Setup, Split, Step,
+    RunOutcome, Session, Setup, Split, Step, host_step,
 };
 use crate::data::Dataset;
 use crate::error::{Error, Result};
@@ -227,23 +227,15 @@ impl Session for ReferenceSession<'_> {
     }
 
     fn run(&mut self, steps: &[Step]) -> Result<RunOutcome> {
-        let (d, k) = (self.data.features(), self.objective.outputs());
+        let k = self.objective.outputs();
         for (s, step) in steps.iter().enumerate() {
-            let (mut grad, metrics) = self.mean_gradient(&step.batch, RowSet::Training);
-            if let Some(st) = &self.standardization {
-                st.gradient_to_standardized(&mut grad, k);
-            }
-            let mut next = self.theta.clone();
-            let mut state = self.state.clone();
-            self.setup
-                .rule
-                .apply(&mut next, &grad, &mut state, d * k, step.t, step.lr);
+            let (grad, metrics) = self.mean_gradient(&step.batch, RowSet::Training);
             let loss = metrics[0] / metrics[1].max(f64::MIN_POSITIVE);
-            if !loss.is_finite() || grad.iter().chain(&next).any(|v| !v.is_finite()) {
+            let (theta, state) = (&mut self.theta, &mut self.state);
+            let st = self.standardization.as_ref();
+            if !loss.is_finite() || !host_step(&self.setup, st, theta, state, grad, step, k) {
                 return Ok(RunOutcome::Diverged { step: s });
             }
-            self.theta = next;
-            self.state = state;
         }
         Ok(RunOutcome::Completed)
     }
