@@ -15,8 +15,18 @@
 // time from cache: CPU-type adapters such as lavapipe, where workgroup memory is ordinary
 // memory and the copy is pure cost.
 //
-// Dispatch: (step.groups, class tiles, 1) per shard. Class tile y accumulates x^T delta for
-// classes y*KT .. y*KT + KT - 1; with K <= KT there is one tile and X is read once.
+// A tile goes through three phases, each shared by the whole workgroup: z of every (row,
+// block of KB classes) pair, so that no invocation computes more than KB·Q products of a
+// row; then each row's loss and delta from its z; then x^T delta. Work per invocation is
+// thus bounded by the tile, not by the shape: some drivers (Mesa's llvmpipe) end every
+// loop of an invocation after a fixed total of iterations (the device's loop limit, which
+// `GpuContext::loop_limit` measures), and the host sizes tiles and slices to stay under it.
+//
+// Dispatch: (step.groups, class tiles, 1) per shard and slice. Class tile y accumulates
+// x^T delta for classes y*KT .. y*KT + KT - 1; with K <= KT there is one tile and X is read
+// once. A slice is a range of the step's tiles (`slice`): the first writes the partials,
+// the others add to them, in order, so that each workgroup of a dispatch handles at most
+// SLICE_TILES tiles.
 
 @group(0) @binding(0) var<uniform> step: Step;
 @group(1) @binding(0) var<storage, read> x: array<vec4<f32>>;
@@ -27,10 +37,21 @@
 @group(2) @binding(1) var<storage, read_write> partials: array<f32>;
 @group(2) @binding(2) var<uniform> setup: Setup;
 @group(2) @binding(3) var<storage, read> class_w: array<f32>;  // per class (labels 0, 1 for logistic)
+@group(3) @binding(0) var<uniform> slice: Slice;
+
+// The tiles one dispatch covers. Mirrors `SliceUniform` in src/gpu/kernels.rs.
+struct Slice {
+    first_tile: u32,
+    end_tile: u32,
+    accumulate: u32,  // 1: add to the partials the slice before wrote
+    _pad: u32,
+}
 
 var<workgroup> xs: array<vec4<f32>, XS_LEN>;  // TILE_ROWS * Q when STAGE = 1
-var<workgroup> deltas: array<f32, TILE_ROWS * K>;  // w * delta
-var<workgroup> tile_rows: array<u32, TILE_ROWS>;  // shard-local row, or NO_ROW
+var<workgroup> deltas: array<f32, TILE_ROWS * K>;  // z, then w * delta
+const HELD_ROW: u32 = 0x80000000u;
+// Shard-local row; that row | HELD_ROW for a held-out row whose sums the pass adds; NO_ROW.
+var<workgroup> tile_rows: array<u32, TILE_ROWS>;
 var<workgroup> red: array<f32, WG>;
 // W as quads, ws[q * K + c] = W[4q .. 4q + 3, c], when W_CACHED = 1 (else length 1).
 var<workgroup> ws: array<vec4<f32>, WS_LEN>;
@@ -71,20 +92,62 @@ struct RowSums {
     y2: f32,
 }
 
-// z, loss and delta of tile row r (shard-local row `local`), all times the row's weight:
-// w * delta goes to `deltas` and into `bias` (the bias gradient is the sum of the deltas);
-// the row's sums are added to `sums`.
-fn row_delta(r: u32, local: u32, bias: ptr<function, array<f32, K>>, sums: ptr<function, RowSums>) {
-    var z: array<f32, K>;
-    for (var c = 0u; c < K; c++) {
-        z[c] = params[D * K + c];
+// z = x.W + b of tile row r (shard-local row `local`) for classes c0 .. c0 + KB - 1, into
+// `deltas` (classes past K are computed for the last one and not stored). Blocks of four
+// or more classes (KB a multiple of 4) go four to a vec4, so that the inner loop turns a
+// quarter as often; each class's sum is added in the same order either way.
+fn logits(r: u32, local: u32, c0: u32) {
+    if (KB < 4u) {
+        var z: array<f32, KB>;
+        for (var c = 0u; c < KB; c++) {
+            z[c] = params[D * K + min(c0 + c, K - 1u)];
+        }
+        for (var q = 0u; q < Q; q++) {
+            let xv = tile_x(r, q, local);
+            for (var c = 0u; c < KB; c++) {
+                z[c] += dot(xv, w_quad(q, min(c0 + c, K - 1u)));
+            }
+        }
+        for (var c = 0u; c < KB; c++) {
+            if (c0 + c < K) {
+                deltas[r * K + c0 + c] = z[c];
+            }
+        }
+        return;
+    }
+    var z: array<vec4<f32>, KB4>;
+    for (var b = 0u; b < KB4; b++) {
+        let c = c0 + 4u * b;
+        z[b] = vec4<f32>(
+            params[D * K + min(c, K - 1u)],
+            params[D * K + min(c + 1u, K - 1u)],
+            params[D * K + min(c + 2u, K - 1u)],
+            params[D * K + min(c + 3u, K - 1u)],
+        );
     }
     for (var q = 0u; q < Q; q++) {
         let xv = tile_x(r, q, local);
-        for (var c = 0u; c < K; c++) {
-            z[c] += dot(xv, w_quad(q, c));
+        for (var b = 0u; b < KB4; b++) {
+            let c = c0 + 4u * b;
+            z[b] += vec4<f32>(
+                dot(xv, w_quad(q, min(c, K - 1u))),
+                dot(xv, w_quad(q, min(c + 1u, K - 1u))),
+                dot(xv, w_quad(q, min(c + 2u, K - 1u))),
+                dot(xv, w_quad(q, min(c + 3u, K - 1u))),
+            );
         }
     }
+    for (var c = 0u; c < KB; c++) {
+        if (c0 + c < K) {
+            deltas[r * K + c0 + c] = z[c / 4u][c % 4u];
+        }
+    }
+}
+
+// Loss and delta of tile row r (shard-local row `local`) from its z in `deltas`, all
+// times the row's weight. A `training` row's w * delta replaces its z; any other row's
+// delta is 0. The row's sums are added to `sums`.
+fn row_delta(r: u32, local: u32, training: bool, sums: ptr<function, RowSums>) {
     let label = y[local];
     var weight = 1.0;
     if (setup.weighted == 1u) {
@@ -93,54 +156,53 @@ fn row_delta(r: u32, local: u32, bias: ptr<function, array<f32, K>>, sums: ptr<f
     if (MODEL != MODEL_LINEAR) {
         weight *= class_w[min(u32(label), CLASS_SLOTS - 1u)];
     }
+    let zr = r * K;
     var loss = 0.0;
     var correct = 0.0;
     if (MODEL == MODEL_SOFTMAX) {
-        var m = z[0];
+        var m = deltas[zr];
         var best = 0u;
         for (var c = 1u; c < K; c++) {
-            if (z[c] > m) {
-                m = z[c];
+            if (deltas[zr + c] > m) {
+                m = deltas[zr + c];
                 best = c;
             }
         }
         var s = 0.0;
         for (var c = 0u; c < K; c++) {
-            s += exp(z[c] - m);
+            s += exp(deltas[zr + c] - m);
         }
         let yc = u32(label);
         if (LOSS == LOSS_CUSTOM) {
             // Sum of the class terms; the softmax Jacobian turns their dl/dp into delta.
-            var g: array<f32, K>;
             var gp = 0.0;
             for (var c = 0u; c < K; c++) {
-                let p = exp(z[c] - m) / s;
+                let p = exp(deltas[zr + c] - m) / s;
                 let lg = custom_loss(p, select(0.0, 1.0, c == yc));
                 loss += lg.x;
-                g[c] = lg.y;
                 gp += lg.y * p;
             }
             for (var c = 0u; c < K; c++) {
-                let d = weight * exp(z[c] - m) / s * (g[c] - gp);
-                deltas[r * K + c] = d;
-                (*bias)[c] += d;
+                // dl/dp again rather than kept in a K-long private array.
+                let g = custom_loss(exp(deltas[zr + c] - m) / s, select(0.0, 1.0, c == yc)).y;
+                let d = weight * exp(deltas[zr + c] - m) / s * (g - gp);
+                deltas[zr + c] = select(0.0, d, training);
             }
         } else {
+            loss = softmax_loss(m, s, deltas[zr + min(yc, K - 1u)]);
             for (var c = 0u; c < K; c++) {
-                let d = weight * softmax_delta(z[c], m, s, c == yc);
-                deltas[r * K + c] = d;
-                (*bias)[c] += d;
+                let d = weight * softmax_delta(deltas[zr + c], m, s, c == yc);
+                deltas[zr + c] = select(0.0, d, training);
             }
-            loss = softmax_loss(m, s, z[min(yc, K - 1u)]);
         }
         correct = select(0.0, 1.0, best == yc);
     } else {
-        let ld = loss_delta_1(z[0], label);
-        deltas[r] = weight * ld.y;
-        (*bias)[0] += weight * ld.y;
+        let z = deltas[zr];
+        let ld = loss_delta_1(z, label);
+        deltas[zr] = select(0.0, weight * ld.y, training);
         loss = ld.x;
         // Logistic: predict 1 when z > 0 (sigma > 1/2), against the label rounded.
-        correct = select(0.0, 1.0, (z[0] > 0.0) == (label >= 0.5));
+        correct = select(0.0, 1.0, (z > 0.0) == (label >= 0.5));
     }
     (*sums).loss += weight * loss;
     (*sums).weight += weight;
@@ -161,6 +223,14 @@ fn workgroup_sum(t: u32, value: f32) -> f32 {
     }
     let sum = red[0];
     workgroupBarrier();
+    return sum;
+}
+
+// What partial entry e becomes: the slice's sum, plus what the slices before added.
+fn added(e: u32, sum: f32) -> f32 {
+    if (slice.accumulate == 1u) {
+        return partials[e] + sum;
+    }
     return sum;
 }
 
@@ -193,28 +263,36 @@ fn gradient_partials(
     let q0 = t % COL_STRIDE;
     let g = t / COL_STRIDE;
     var acc: array<vec4<f32>, COLS * KT>;
-    var bias: array<f32, K>;
+    // The bias gradient is the sum of the deltas: invocations of column quad 0 add them
+    // up for the class tile's classes beside their x^T delta.
+    var bias: array<f32, KT>;
     var sums = RowSums(0.0, 0.0, 0.0, 0.0, 0.0);
     var held = RowSums(0.0, 0.0, 0.0, 0.0, 0.0);
     // A full batch in file order is all that asks for the held-out rows' sums.
     let held_sums = step.rows == ROWS_TRAINING_AND_HELD_OUT && !shuffled;
 
-    for (var tile = group; tile < tiles; tile += step.groups) {
+    for (var tile = slice.first_tile + group; tile < min(tiles, slice.end_tile); tile += step.groups) {
         let p0 = first + tile * TILE_ROWS;
         let count = min(TILE_ROWS, last - p0);
-        if (shuffled) {
-            for (var r = t; r < TILE_ROWS; r += WG) {
-                var local = NO_ROW;
-                if (r < count) {
+        for (var r = t; r < TILE_ROWS; r += WG) {
+            var local = NO_ROW;
+            if (r < count) {
+                if (shuffled) {
                     let row = batch_row(step, p0 + r);
                     if (row >= shard.row_begin && row < shard.row_end && uses_row(step, setup, row)) {
                         local = row - shard.row_begin;
                     }
+                } else if (uses_row(step, setup, p0 + r)) {
+                    local = p0 + r - shard.row_begin;
+                } else if (held_sums) {
+                    local = (p0 + r - shard.row_begin) | HELD_ROW;
                 }
-                tile_rows[r] = local;
             }
-            workgroupBarrier();
-            if (STAGE == 1u) {
+            tile_rows[r] = local;
+        }
+        workgroupBarrier();
+        if (STAGE == 1u) {
+            if (shuffled) {
                 for (var e = t; e < count * Q; e += WG) {
                     let r = e / Q;
                     let local = tile_rows[r];
@@ -224,35 +302,37 @@ fn gradient_partials(
                     }
                     xs[e] = v;
                 }
+            } else {
+                // `count` whole rows, contiguous in memory: a coalesced copy.
+                let base = (p0 - shard.row_begin) * Q;
+                for (var e = t; e < count * Q; e += WG) {
+                    xs[e] = x[base + e];
+                }
             }
-        } else if (STAGE == 1u) {
-            // `count` whole rows, contiguous in memory: a coalesced copy.
-            let base = (p0 - shard.row_begin) * Q;
-            for (var e = t; e < count * Q; e += WG) {
-                xs[e] = x[base + e];
+            workgroupBarrier();
+        }
+
+        for (var e = t; e < count * CLASS_BLOCKS; e += WG) {
+            let r = e / CLASS_BLOCKS;
+            let local = tile_rows[r];
+            if (local != NO_ROW) {
+                logits(r, local & ~HELD_ROW, (e - r * CLASS_BLOCKS) * KB);
             }
         }
         workgroupBarrier();
 
         for (var r = t; r < count; r += WG) {
-            var local = p0 + r - shard.row_begin;
-            if (shuffled) {
-                local = tile_rows[r];
-            } else if (!uses_row(step, setup, p0 + r)) {
-                local = NO_ROW;
-            }
+            let local = tile_rows[r];
             if (local == NO_ROW) {
-                if (held_sums) {
-                    // A held-out row: its sums, as a pass over the held-out rows adds
-                    // them, and no gradient.
-                    var unused: array<f32, K>;
-                    row_delta(r, p0 + r - shard.row_begin, &unused, &held);
-                }
                 for (var c = 0u; c < K; c++) {
                     deltas[r * K + c] = 0.0;
                 }
+            } else if ((local & HELD_ROW) != 0u) {
+                // A held-out row: its sums, as a pass over the held-out rows adds them,
+                // and no gradient.
+                row_delta(r, local & ~HELD_ROW, false, &held);
             } else {
-                row_delta(r, local, &bias, &sums);
+                row_delta(r, local, true, &sums);
             }
         }
         workgroupBarrier();
@@ -274,6 +354,11 @@ fn gradient_partials(
                         for (var c = 0u; c < KT; c++) {
                             let cls = min(class0 + c, K - 1u);
                             acc[m * KT + c] += deltas[r * K + cls] * xv;
+                        }
+                        if (q == 0u) {
+                            for (var c = 0u; c < KT; c++) {
+                                bias[c] += deltas[r * K + min(class0 + c, K - 1u)];
+                            }
                         }
                     }
                 }
@@ -297,20 +382,28 @@ fn gradient_partials(
                     for (var h = 1u; h < ROW_GROUPS; h++) {
                         sum += red[t + h * COL_STRIDE];
                     }
-                    partials[out + j * K + cls] = sum;
+                    partials[out + j * K + cls] = added(out + j * K + cls, sum);
                 }
                 workgroupBarrier();
             }
         }
     }
-    // Class tile 0 also writes the bias sums, then the loss and the metric sums.
-    if (wid.y == 0u) {
-        for (var c = 0u; c < K; c++) {
-            let sum = workgroup_sum(t, bias[c]);
-            if (t == 0u) {
-                partials[out + D * K + c] = sum;
+    // The bias sums of column quad 0's row groups (invocations 0, COL_STRIDE, ...).
+    for (var c = 0u; c < KT; c++) {
+        red[t] = bias[c];
+        workgroupBarrier();
+        let cls = class0 + c;
+        if (t == 0u && cls < K) {
+            var sum = red[0];
+            for (var h = 1u; h < ROW_GROUPS; h++) {
+                sum += red[h * COL_STRIDE];
             }
+            partials[out + D * K + cls] = added(out + D * K + cls, sum);
         }
+        workgroupBarrier();
+    }
+    // Class tile 0 also writes the loss and the metric sums.
+    if (wid.y == 0u) {
         var extra = array<f32, 10>(
             sums.loss, sums.weight, sums.correct, sums.y, sums.y2,
             held.loss, held.weight, held.correct, held.y, held.y2,
@@ -318,7 +411,7 @@ fn gradient_partials(
         for (var i = 0u; i < 10u; i++) {
             let sum = workgroup_sum(t, extra[i]);
             if (t == 0u) {
-                partials[out + P_LOSS + i] = sum;
+                partials[out + P_LOSS + i] = added(out + P_LOSS + i, sum);
             }
         }
     }

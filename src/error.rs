@@ -127,6 +127,32 @@ pub enum Error {
         hint: &'static str,
     },
 
+    /// A kernel whose work per invocation exceeds the device's loop limit
+    /// ([`crate::gpu::GpuContext::loop_limit`]).
+    #[error(
+        "{what} needs up to {needed} loop iterations in one GPU invocation, more than the \
+         device's loop limit of {limit} (its driver silently ends every loop of an invocation \
+         after that many in all); the CPU backend computes the same"
+    )]
+    LoopLimit {
+        what: String,
+        needed: u64,
+        limit: u64,
+    },
+
+    /// A backend whose loss or gradient disagrees with the f64 reference's.
+    #[error(
+        "verification failed: the {backend} backend's {what} on {rows} rows differs from the \
+         f64 reference's beyond f32 rounding ({detail}); its results on this device cannot be \
+         trusted. The CPU backend computes the same fit"
+    )]
+    Verification {
+        backend: String,
+        what: &'static str,
+        rows: usize,
+        detail: String,
+    },
+
     #[error(
         "the GPU ran out of memory allocating {what} ({bytes} bytes): {message}. Try \
          --max-device-bytes N to stream the rows through less memory, fewer rows, or \

@@ -1,6 +1,8 @@
 //! The host side of the kernels: uniform structs mirrored in WGSL, the constants of one
 //! problem written into the shader source, and the pipelines, built once per session.
 
+use std::sync::OnceLock;
+
 use bytemuck::{Pod, Zeroable};
 
 use super::GpuContext;
@@ -18,24 +20,32 @@ pub struct Tuning {
     pub stage: bool,
     /// Most workgroups per shard in one fused gradient dispatch; each writes one partial.
     pub max_groups: u32,
+    /// vec4 accumulators per invocation in the fused kernel (column quads owned ×
+    /// classes of a class tile): registers on a GPU, ordinary memory on a CPU-type adapter.
+    pub accumulators: u32,
 }
 
 impl Tuning {
     /// GPUs: wide workgroups, tiles staged in workgroup memory, enough workgroups to fill
-    /// every compute unit.
+    /// every compute unit, 32 accumulators (one pass over X serves 32 classes when an
+    /// invocation owns one column quad).
     pub const GPU: Tuning = Tuning {
         workgroup: 256,
         stage: true,
         max_groups: 1024,
+        accumulators: 32,
     };
 
     /// CPU-type adapters (lavapipe, WARP) run a workgroup on one thread, pay for each
     /// barrier once per 8-wide slice of it, and have workgroup memory that is ordinary
-    /// memory: narrow workgroups, rows read in place, a few workgroups per core.
+    /// memory: narrow workgroups, rows read in place, a few workgroups per core, and
+    /// four times the accumulators (a quarter of the class tiles, each of which computes
+    /// every z again).
     pub const CPU: Tuning = Tuning {
         workgroup: 64,
         stage: false,
         max_groups: 64,
+        accumulators: 128,
     };
 
     /// The default for an adapter.
@@ -47,16 +57,42 @@ impl Tuning {
     }
 }
 
-/// vec4 accumulators per invocation in the fused kernel (column quads owned × classes):
-/// 32 lets one pass over X serve 32 classes when an invocation owns one quad.
-const MAX_ACCUMULATORS: u32 = 32;
-
 /// Most rows in one tile of the fused kernel.
 const MAX_TILE_ROWS: u32 = 1024;
+
+/// Most classes whose z one invocation computes from one read of a row (a class block).
+const MAX_CLASS_BLOCK: u32 = 16;
 
 /// `Step.rows` of a pass that descends on the training rows and also sums the held-out
 /// rows' loss and metrics (from `P_HELD_OUT` of `grad`): full batches in file order.
 pub const ROWS_TRAINING_AND_HELD_OUT: u32 = 3;
+
+/// The share of a device's loop limit that the host plans to use (three quarters): the
+/// counts below are upper bounds of the kernels' loops, and a driver may count a few more
+/// of its own.
+pub fn loop_budget(limit: u32) -> u64 {
+    u64::from(limit) / 4 * 3
+}
+
+/// Classes per block when `k` classes are cut into `blocks` blocks: a multiple of 4 from 4
+/// classes on (the kernel then takes them four at a time), else `k`.
+fn class_block(k: u32, blocks: u32) -> u32 {
+    let kb = k.div_ceil(blocks);
+    if kb >= 4 { kb.next_multiple_of(4) } else { kb }
+}
+
+/// Fails with [`Error::LoopLimit`] when `needed` iterations per invocation exceed the
+/// budget of `limit` (no limit: never).
+pub fn check_loops(what: impl FnOnce() -> String, needed: u64, limit: Option<u32>) -> Result<()> {
+    match limit {
+        Some(limit) if needed > loop_budget(limit) => Err(Error::LoopLimit {
+            what: what(),
+            needed,
+            limit: u64::from(limit),
+        }),
+        _ => Ok(()),
+    }
+}
 
 const COMMON: &str = include_str!("../../shaders/common.wgsl");
 const GRADIENT: &str = include_str!("../../shaders/gradient.wgsl");
@@ -168,6 +204,31 @@ impl SetupUniform {
     }
 }
 
+/// The tiles of a step one gradient dispatch covers; `struct Slice` in
+/// `shaders/gradient.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
+pub struct SliceUniform {
+    pub first_tile: u32,
+    pub end_tile: u32,
+    /// 1: add to the partials (every slice but the first).
+    pub accumulate: u32,
+    pub _pad: u32,
+}
+
+impl SliceUniform {
+    /// Slice `index` of slices of `tiles` tiles each.
+    pub fn new(index: u32, tiles: u32) -> Self {
+        let first_tile = index.saturating_mul(tiles);
+        SliceUniform {
+            first_tile,
+            end_tile: first_tile.saturating_add(tiles),
+            accumulate: u32::from(index > 0),
+            _pad: 0,
+        }
+    }
+}
+
 /// The rows of one shard; `struct Shard` in `shaders/common.wgsl`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
@@ -211,25 +272,37 @@ pub struct ShaderConstants {
     pub cols: u32,
     /// Classes accumulated per pass over X (class tile).
     pub kt: u32,
+    /// Classes whose z one invocation computes from one read of a row (class block).
+    pub kb: u32,
+    /// Most tiles one workgroup handles in one dispatch (a slice of the step's tiles, see
+    /// `shaders/gradient.wgsl`): what keeps an invocation under the device's loop limit.
+    /// `u32::MAX` where the device has none.
+    pub slice_tiles: u32,
+    /// The device's loop limit these constants are planned for
+    /// ([`GpuContext::loop_limit`]); `None`: no limit.
+    pub loop_limit: Option<u32>,
 }
 
 impl ShaderConstants {
-    /// Chooses the fused kernel's tile for `objective` on `d` features, given the tuning
-    /// and the device's workgroup memory; fails when one row does not fit.
+    /// Chooses the fused kernel's tile for `objective` on `d` features, given the tuning,
+    /// the device's workgroup memory and its loop limit (iterations one invocation runs in
+    /// all, `None` for no limit); fails when one row does not fit either.
     pub fn new(
         objective: &Objective,
         d: usize,
         shards: usize,
         tuning: Tuning,
         workgroup_bytes: u32,
+        loop_limit: Option<u32>,
     ) -> Result<Self> {
         let wg = tuning.workgroup;
         let k = objective.outputs() as u32;
         let d32 = u32::try_from(d).map_err(|_| Error::option("features", d, "too many"))?;
         let dp = d32.next_multiple_of(4);
-        // Workgroup memory: TILE_ROWS·(dp + k + 1) floats for rows (when staged), deltas and
-        // row indices, plus WG floats for reductions.
-        let mut floats = workgroup_bytes / 4;
+        // Workgroup memory: TILE_ROWS·(dp + k + 1) floats for rows (when staged), z and
+        // deltas, and row indices, plus WG floats for reductions and two vec4s for the
+        // arrays that are not used (length 1).
+        let mut floats = (workgroup_bytes / 4).saturating_sub(8);
         // W as quads, when it takes at most a quarter of the workgroup memory.
         let w_floats = dp.saturating_mul(k);
         let w_cached = w_floats <= floats / 4;
@@ -244,7 +317,7 @@ impl ShaderConstants {
                 what: format!(
                     "one row of {d} features and {k} outputs in the fused gradient kernel"
                 ),
-                bytes: u64::from(per_row + wg) * 4,
+                bytes: u64::from(per_row + wg + 8) * 4,
                 limit_name: "max_compute_workgroup_storage_size",
                 limit: u64::from(workgroup_bytes),
                 hint: "; use --backend cpu for this many features",
@@ -253,8 +326,9 @@ impl ShaderConstants {
         let quads = dp / 4;
         let col_stride = wg.min(quads);
         let cols = quads.div_ceil(col_stride);
-        let kt = k.min((MAX_ACCUMULATORS / cols).max(1));
-        Ok(ShaderConstants {
+        let kt = k.min((tuning.accumulators / cols).max(1));
+        let blocks = k.div_ceil(MAX_CLASS_BLOCK);
+        let mut c = ShaderConstants {
             d: d32,
             dp,
             k,
@@ -283,7 +357,106 @@ impl ShaderConstants {
             row_groups: wg / col_stride,
             cols,
             kt,
-        })
+            kb: class_block(k, blocks),
+            slice_tiles: u32::MAX,
+            loop_limit,
+        };
+        if let Some(limit) = loop_limit {
+            c.fit_loop_budget(loop_budget(limit), limit)?;
+        }
+        Ok(c)
+    }
+
+    /// Shrinks the class blocks and the tiles until one tile's loops fit in `budget`
+    /// iterations per invocation, then sets how many tiles a workgroup takes per dispatch.
+    fn fit_loop_budget(&mut self, budget: u64, limit: u32) -> Result<()> {
+        let refuse = |needed: u64| Error::LoopLimit {
+            what: format!(
+                "the fused gradient of {} features and {} outputs",
+                self.d, self.k
+            ),
+            needed,
+            limit: u64::from(limit),
+        };
+        // Fewer classes per class tile while the final sums over the row groups (a loop
+        // per accumulator) take more than half the budget.
+        while self.fixed_loops() > budget / 2 && self.kt > 1 {
+            self.kt = self.kt.div_ceil(2);
+        }
+        let fixed = self.fixed_loops();
+        let room = budget.checked_sub(fixed).ok_or_else(|| refuse(fixed))?;
+        // Smaller class blocks, while one block of z alone does not fit.
+        let mut blocks = self.class_blocks();
+        while self.block_loops() > room && self.kb > 1 {
+            blocks += 1;
+            self.kb = class_block(self.k, blocks);
+        }
+        if self.block_loops() > room {
+            return Err(refuse(fixed + self.block_loops()));
+        }
+        while self.tile_loops(self.tile_rows) > room && self.tile_rows > 1 {
+            self.tile_rows = self.tile_rows.div_ceil(2);
+        }
+        let per_tile = self.tile_loops(self.tile_rows);
+        if per_tile > room {
+            return Err(refuse(fixed + per_tile));
+        }
+        self.slice_tiles = u32::try_from(room / per_tile).unwrap_or(u32::MAX);
+        Ok(())
+    }
+
+    /// Whether the descent step runs in one workgroup (`update` in `shaders/update.wgsl`):
+    /// up to 256 entries per invocation, within the device's loop budget with its three
+    /// loops over them (and a sum over the features per bias entry when standardizing).
+    pub fn update_in_one_workgroup(&self) -> bool {
+        let n = u64::from(self.d + 1) * u64::from(self.k);
+        let each = n.div_ceil(u64::from(self.wg));
+        let loops = 3 * each + u64::from(self.k).div_ceil(u64::from(self.wg)) * u64::from(self.d);
+        each <= 256 && self.loop_limit.is_none_or(|l| loops + 16 <= loop_budget(l))
+    }
+
+    /// Classes blocks per row: ⌈K / KB⌉.
+    pub fn class_blocks(&self) -> u32 {
+        self.k.div_ceil(self.kb)
+    }
+
+    /// Loop iterations of one class block of z (`logits` in `shaders/gradient.wgsl`): the
+    /// inner loop turns once per class, or once per four when KB ≥ 4.
+    fn block_loops(&self) -> u64 {
+        let (q, kb) = (u64::from(self.dp / 4), u64::from(self.kb));
+        let inner = if kb >= 4 { kb / 4 } else { kb };
+        inner + q * (inner + 1) + kb + 1
+    }
+
+    /// An upper bound of the loop iterations one invocation of the fused kernel runs per
+    /// tile of `rows` rows (the loops of `shaders/gradient.wgsl`, each counted with its
+    /// most iterations; batch_row's cycle walking as four rounds).
+    fn tile_loops(&self, rows: u32) -> u64 {
+        let (wg, rows) = (u64::from(self.wg), u64::from(rows));
+        let (q, k) = (u64::from(self.dp / 4), u64::from(self.k));
+        let per_invocation = |items: u64| items.div_ceil(wg);
+        let status = per_invocation(rows) * (1 + 16);
+        let staging = u64::from(self.stage) * per_invocation(rows * q);
+        let logits = per_invocation(rows * u64::from(self.class_blocks())) * self.block_loops();
+        let deltas = per_invocation(rows) * (5 * k + 4);
+        // Column quad 0 adds the bias sums beside its x^T delta.
+        let accumulate = (u64::from(self.cols) + 1)
+            * (rows.div_ceil(u64::from(self.row_groups)) * (u64::from(self.kt) + 1) + 1);
+        1 + status + staging + logits + deltas + accumulate
+    }
+
+    /// An upper bound of the fused kernel's loop iterations per invocation outside the
+    /// tiles: caching W, clearing the accumulators, the final sums over the row groups and
+    /// the workgroup.
+    fn fixed_loops(&self) -> u64 {
+        let wg = u64::from(self.wg);
+        let (q, k) = (u64::from(self.dp / 4), u64::from(self.k));
+        let accumulators = u64::from(self.cols) * u64::from(self.kt);
+        let w_cache = u64::from(self.w_cached) * (q * k).div_ceil(wg);
+        let tree = u64::from(wg.ilog2()) + 2;
+        let bias = u64::from(self.kt) * (u64::from(self.row_groups) + 1);
+        let writes = accumulators * (4 * (u64::from(self.row_groups) + 1) + 1) + bias;
+        w_cache + writes + 10 * tree + accumulators + u64::from(self.kt) + 16
     }
 
     /// Class tiles: passes over X per gradient (1 unless k > KT).
@@ -326,6 +499,10 @@ impl ShaderConstants {
             ("ROW_GROUPS", self.row_groups),
             ("COLS", self.cols),
             ("KT", self.kt),
+            ("KB", self.kb),
+            // The quads of a block four classes at a time (1 where KB < 4 takes them singly).
+            ("KB4", (self.kb / 4).max(1)),
+            ("CLASS_BLOCKS", self.class_blocks()),
             ("CLASS_SLOTS", self.k.max(2)),
             ("ROWS_ALL", RowSet::All.code()),
             ("ROWS_TRAINING", RowSet::Training.code()),
@@ -405,6 +582,8 @@ impl ShaderConstants {
 enum Binding {
     /// A uniform bound with a dynamic offset (the step records).
     StepUniform,
+    /// The same for the slice records.
+    SliceUniform,
     Uniform,
     Storage {
         read_only: bool,
@@ -427,6 +606,11 @@ fn bind_group_layout(
                     ty: wgpu::BufferBindingType::Uniform,
                     has_dynamic_offset: true,
                     min_binding_size: wgpu::BufferSize::new(size_of::<StepUniform>() as u64),
+                },
+                Binding::SliceUniform => wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Uniform,
+                    has_dynamic_offset: true,
+                    min_binding_size: wgpu::BufferSize::new(size_of::<SliceUniform>() as u64),
                 },
                 Binding::Uniform => wgpu::BindingType::Buffer {
                     ty: wgpu::BufferBindingType::Uniform,
@@ -458,6 +642,8 @@ pub struct Layouts {
     pub shard: wgpu::BindGroupLayout,
     /// gradient: params (read), partials (write), setup, class weights (read).
     pub gradient: wgpu::BindGroupLayout,
+    /// The gradient's slice record (dynamic offset).
+    pub slice: wgpu::BindGroupLayout,
     /// reduce: partials (read), grad (write).
     pub reduce: wgpu::BindGroupLayout,
     /// update: params, grad (read), status, theta, state, moments (read), setup.
@@ -476,22 +662,48 @@ pub struct Layouts {
     pub predict: wgpu::BindGroupLayout,
 }
 
-/// The compiled pipelines of one problem.
+/// The compiled pipelines of one problem: those of every fit at once, the others (the
+/// unfused oracle, predictions, the memory floor, the step in three dispatches) on first
+/// use, so that a session of a new shape compiles only what it runs.
 pub struct Kernels {
     pub constants: ShaderConstants,
     pub layouts: Layouts,
     pub gradient: wgpu::ComputePipeline,
     pub reduce: wgpu::ComputePipeline,
-    pub update: wgpu::ComputePipeline,
+    /// The descent step in one workgroup, for few parameters (`shaders/update.wgsl`).
+    pub update_one: wgpu::ComputePipeline,
+    /// Column sums and label counts (standardization, balanced class weights).
+    pub moments: wgpu::ComputePipeline,
+    update_split: OnceLock<[wgpu::ComputePipeline; 3]>,
+    unfused: OnceLock<Unfused>,
+    predict: OnceLock<wgpu::ComputePipeline>,
+    stream_read: OnceLock<wgpu::ComputePipeline>,
+}
+
+/// The unfused gradient's three kernels: forward, delta, xt_delta.
+pub struct Unfused {
     pub forward: wgpu::ComputePipeline,
     pub delta: wgpu::ComputePipeline,
     pub xt_delta: wgpu::ComputePipeline,
-    /// z = xW + b of each row of a shard (predictions).
-    pub predict: wgpu::ComputePipeline,
-    /// The memory floor: one streaming read of X (benchmarks only).
-    pub stream_read: wgpu::ComputePipeline,
-    /// Column sums and label counts (standardization, balanced class weights).
-    pub moments: wgpu::ComputePipeline,
+}
+
+/// `cell`'s pipelines, made by `make` on first use and checked for validation errors.
+fn built<'k, T>(
+    ctx: &GpuContext,
+    cell: &'k OnceLock<T>,
+    what: &str,
+    make: impl FnOnce() -> T,
+) -> Result<&'k T> {
+    if let Some(built) = cell.get() {
+        return Ok(built);
+    }
+    let scope = ctx.device().push_error_scope(wgpu::ErrorFilter::Validation);
+    let made = make();
+    if let Some(e) = pollster::block_on(scope.pop()) {
+        return Err(Error::gpu(format!("building the {what} kernels: {e}")));
+    }
+    ctx.check()?;
+    Ok(cell.get_or_init(|| made))
 }
 
 impl Kernels {
@@ -515,6 +727,7 @@ impl Kernels {
                 "downhill.gradient",
                 &[RO, RW, Binding::Uniform, RO],
             ),
+            slice: bind_group_layout(device, "downhill.slice", &[Binding::SliceUniform]),
             reduce: bind_group_layout(device, "downhill.reduce", &[RO, RW]),
             update: bind_group_layout(
                 device,
@@ -537,7 +750,7 @@ impl Kernels {
             "gradient",
             GRADIENT,
             "gradient_partials",
-            &[step, shard, &layouts.gradient],
+            &[step, shard, &layouts.gradient, &layouts.slice],
         );
         let reduce = build(
             "reduce",
@@ -545,32 +758,7 @@ impl Kernels {
             "reduce_partials",
             &[step, &layouts.reduce],
         );
-        let update = build("update", UPDATE, "update", &[step, &layouts.update]);
-        let forward = build(
-            "forward",
-            FORWARD,
-            "forward",
-            &[step, shard, &layouts.forward],
-        );
-        let delta = build("delta", DELTA, "delta_rows", &[step, shard, &layouts.delta]);
-        let xt_delta = build(
-            "xt_delta",
-            XT_DELTA,
-            "xt_delta",
-            &[step, shard, &layouts.xt_delta],
-        );
-        let predict = build(
-            "predict",
-            PREDICT,
-            "predict_rows",
-            &[shard, &layouts.predict],
-        );
-        let stream_read = build(
-            "stream_read",
-            STREAM_READ,
-            "stream_read",
-            &[&layouts.stream_read],
-        );
+        let update_one = build("update", UPDATE, "update", &[step, &layouts.update]);
         let moments = build(
             "moments",
             MOMENTS,
@@ -586,13 +774,77 @@ impl Kernels {
             layouts,
             gradient,
             reduce,
-            update,
-            forward,
-            delta,
-            xt_delta,
-            predict,
-            stream_read,
+            update_one,
             moments,
+            update_split: OnceLock::new(),
+            unfused: OnceLock::new(),
+            predict: OnceLock::new(),
+            stream_read: OnceLock::new(),
+        })
+    }
+
+    fn build(
+        &self,
+        ctx: &GpuContext,
+        name: &str,
+        kernel: &str,
+        entry: &str,
+        groups: &[&wgpu::BindGroupLayout],
+    ) -> wgpu::ComputePipeline {
+        self.constants
+            .pipeline(ctx.device(), name, kernel, entry, groups)
+    }
+
+    /// The descent step's three dispatches, for many parameters: check, apply, params.
+    pub fn update_split(&self, ctx: &GpuContext) -> Result<&[wgpu::ComputePipeline; 3]> {
+        let groups = [&self.layouts.step, &self.layouts.update];
+        built(ctx, &self.update_split, "update", || {
+            ["update_check", "update_apply", "update_params"]
+                .map(|entry| self.build(ctx, entry, UPDATE, entry, &groups))
+        })
+    }
+
+    /// The unfused gradient's kernels (the oracle the fused one is tested against).
+    pub fn unfused(&self, ctx: &GpuContext) -> Result<&Unfused> {
+        let l = &self.layouts;
+        built(ctx, &self.unfused, "unfused", || Unfused {
+            forward: self.build(
+                ctx,
+                "forward",
+                FORWARD,
+                "forward",
+                &[&l.step, &l.shard, &l.forward],
+            ),
+            delta: self.build(
+                ctx,
+                "delta",
+                DELTA,
+                "delta_rows",
+                &[&l.step, &l.shard, &l.delta],
+            ),
+            xt_delta: self.build(
+                ctx,
+                "xt_delta",
+                XT_DELTA,
+                "xt_delta",
+                &[&l.step, &l.shard, &l.xt_delta],
+            ),
+        })
+    }
+
+    /// z = xW + b of each row of a shard (predictions).
+    pub fn predict(&self, ctx: &GpuContext) -> Result<&wgpu::ComputePipeline> {
+        let groups = [&self.layouts.shard, &self.layouts.predict];
+        built(ctx, &self.predict, "predict", || {
+            self.build(ctx, "predict", PREDICT, "predict_rows", &groups)
+        })
+    }
+
+    /// The memory floor: one streaming read of X (benchmarks only).
+    pub fn stream_read(&self, ctx: &GpuContext) -> Result<&wgpu::ComputePipeline> {
+        let groups = [&self.layouts.stream_read];
+        built(ctx, &self.stream_read, "stream_read", || {
+            self.build(ctx, "stream_read", STREAM_READ, "stream_read", &groups)
         })
     }
 }
@@ -668,6 +920,7 @@ mod tests {
         // WGSL: 8 u32/f32 (32 bytes), vec4<u32> (16, 16-aligned), 4 u32 (16) = 64.
         assert_eq!(size_of::<StepUniform>(), 64);
         assert_eq!(size_of::<ShardUniform>(), 16);
+        assert_eq!(size_of::<SliceUniform>(), 16);
         assert_eq!(size_of::<GeneratorUniform>(), 32);
         // WGSL: 8 scalars (32), vec2<u32> (8, 8-aligned), 2 u32 (8) = 48.
         assert_eq!(size_of::<SetupUniform>(), 48);
@@ -675,30 +928,123 @@ mod tests {
 
     #[test]
     fn tiles_fill_workgroup_memory() {
-        let c = ShaderConstants::new(&Objective::logistic(), 64, 1, Tuning::GPU, 32768).unwrap();
+        let c =
+            ShaderConstants::new(&Objective::logistic(), 64, 1, Tuning::GPU, 32768, None).unwrap();
         assert_eq!(c.tile_rows, (8192 - 64 - 256) / 66);
         assert_eq!((c.col_stride, c.row_groups, c.cols, c.kt), (16, 16, 1, 1));
-        let c = ShaderConstants::new(&Objective::logistic(), 7, 1, Tuning::CPU, 32768).unwrap();
+        let c =
+            ShaderConstants::new(&Objective::logistic(), 7, 1, Tuning::CPU, 32768, None).unwrap();
         assert_eq!(
             (c.dp, c.tile_rows, c.col_stride, c.row_groups),
             (8, 1024, 2, 32)
         );
         assert_eq!(c.w_cached, 1);
         let soft = Objective::softmax(10).unwrap();
-        let c = ShaderConstants::new(&soft, 300, 1, Tuning::GPU, 16384).unwrap();
+        let c = ShaderConstants::new(&soft, 300, 1, Tuning::GPU, 16384, None).unwrap();
         assert_eq!(
             (c.col_stride, c.cols, c.kt, c.class_tiles()),
             (75, 1, 10, 1)
         );
-        let c = ShaderConstants::new(&soft, 1300, 1, Tuning::GPU, 32768).unwrap();
+        let c = ShaderConstants::new(&soft, 1300, 1, Tuning::GPU, 32768, None).unwrap();
         assert_eq!(
             (c.col_stride, c.cols, c.kt, c.class_tiles()),
             (256, 2, 10, 1)
         );
-        let c = ShaderConstants::new(&Objective::softmax(40).unwrap(), 10, 1, Tuning::GPU, 16384)
-            .unwrap();
+        let c = ShaderConstants::new(
+            &Objective::softmax(40).unwrap(),
+            10,
+            1,
+            Tuning::GPU,
+            16384,
+            None,
+        )
+        .unwrap();
         assert_eq!((c.kt, c.class_tiles()), (32, 2));
-        assert!(ShaderConstants::new(&Objective::linear(), 10_000, 1, Tuning::GPU, 16384).is_err());
+        assert!(
+            ShaderConstants::new(&Objective::linear(), 10_000, 1, Tuning::GPU, 16384, None)
+                .is_err()
+        );
+    }
+
+    /// With llvmpipe's loop limit, every shape of the GPU tests' sweep (`tests/wide.rs`) is
+    /// planned within the budget on lavapipe's 32 KiB of workgroup memory (rows read in
+    /// place), or refused where a staged row cannot fit.
+    #[test]
+    fn plans_stay_within_the_loop_budget() {
+        let limit = 65_535;
+        let features = [
+            1, 3, 4, 5, 63, 64, 65, 511, 512, 513, 1023, 2048, 3000, 8192,
+        ];
+        let mut objectives = vec![Objective::linear(), Objective::logistic()];
+        for k in [2, 3, 31, 32, 33, 64, 100, 128, 512, 1000] {
+            objectives.push(Objective::softmax(k).unwrap());
+        }
+        for d in features {
+            for objective in &objectives {
+                for tuning in [Tuning::CPU, Tuning::GPU] {
+                    let c = match ShaderConstants::new(objective, d, 1, tuning, 32768, Some(limit))
+                    {
+                        Ok(c) => c,
+                        Err(Error::TooLarge { limit_name, .. }) => {
+                            assert!(tuning.stage && d == 8192, "{objective}, {d}: refused");
+                            assert_eq!(limit_name, "max_compute_workgroup_storage_size");
+                            continue;
+                        }
+                        Err(e) => panic!("{objective}, {d}, {tuning:?}: {e}"),
+                    };
+                    let worst =
+                        c.fixed_loops() + u64::from(c.slice_tiles) * c.tile_loops(c.tile_rows);
+                    assert!(
+                        worst <= loop_budget(limit),
+                        "{objective}, {d}: {worst} iterations"
+                    );
+                    assert!(c.kb >= 1 && c.kt >= 1 && c.tile_rows >= 1);
+                    assert!(c.class_blocks() * c.kb >= c.k);
+                }
+            }
+        }
+        // Without a limit nothing is sliced, and classes come sixteen to a block.
+        let c = ShaderConstants::new(
+            &Objective::softmax(1000).unwrap(),
+            64,
+            1,
+            Tuning::CPU,
+            32768,
+            None,
+        )
+        .unwrap();
+        assert_eq!((c.slice_tiles, c.kb, c.class_blocks()), (u32::MAX, 16, 63));
+        let c = ShaderConstants::new(
+            &Objective::softmax(10).unwrap(),
+            64,
+            1,
+            Tuning::CPU,
+            32768,
+            None,
+        )
+        .unwrap();
+        assert_eq!((c.kb, c.class_blocks()), (12, 1));
+        let c = ShaderConstants::new(
+            &Objective::softmax(3).unwrap(),
+            64,
+            1,
+            Tuning::CPU,
+            32768,
+            None,
+        )
+        .unwrap();
+        assert_eq!((c.kb, c.class_blocks()), (3, 1));
+        // A limit too small for one row's z is refused, naming it.
+        let e = ShaderConstants::new(
+            &Objective::logistic(),
+            8192,
+            1,
+            Tuning::CPU,
+            32768,
+            Some(2000),
+        )
+        .unwrap_err();
+        assert!(matches!(e, Error::LoopLimit { limit: 2000, .. }), "{e}");
     }
 
     #[test]

@@ -3,12 +3,13 @@
 //! the descent loop on the device in [`session`].
 
 pub mod kernels;
+mod probe;
 mod rows;
 pub mod session;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::error::{Error, Result};
 
@@ -156,6 +157,8 @@ pub struct GpuContext {
     injected: Mutex<InjectedFaults>,
     /// Pipelines by problem shape, so that sessions of the same shape build them once.
     kernels: Mutex<HashMap<kernels::ShaderConstants, Arc<kernels::Kernels>>>,
+    /// [`GpuContext::loop_limit`], once measured.
+    loop_limit: OnceLock<Option<u32>>,
 }
 
 impl GpuContext {
@@ -251,7 +254,21 @@ impl GpuContext {
             faults,
             injected: Mutex::new(InjectedFaults::default()),
             kernels: Mutex::new(HashMap::new()),
+            loop_limit: OnceLock::new(),
         }
+    }
+
+    /// The most loop iterations one invocation of a kernel runs in all, when the driver
+    /// sets such a limit (Mesa's llvmpipe: 65 535; it then leaves every loop early without
+    /// an error); `None` when it runs them all. Measured once per device by a probe kernel,
+    /// so that drivers nobody has tried are caught too. Kernels are planned to stay within
+    /// [`kernels::loop_budget`] of it, or refused with [`Error::LoopLimit`].
+    pub fn loop_limit(&self) -> Result<Option<u32>> {
+        if let Some(limit) = self.loop_limit.get() {
+            return Ok(*limit);
+        }
+        let limit = probe::measure(self)?;
+        Ok(*self.loop_limit.get_or_init(|| limit))
     }
 
     pub fn device(&self) -> &wgpu::Device {

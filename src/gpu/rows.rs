@@ -331,6 +331,16 @@ pub(crate) struct GeneratorTarget {
 impl Generator {
     /// Builds the kernels and generates the true parameters on the device.
     pub fn new(ctx: &GpuContext, constants: &ShaderConstants, problem: Synthetic) -> Result<Self> {
+        // generate_rows: one row an invocation (more past 65 535 workgroups), each looping
+        // over its features and, for each, the classes.
+        let (d, k) = (u64::from(constants.d), u64::from(constants.k));
+        let max_dim = u64::from(ctx.limits().max_compute_workgroups_per_dimension);
+        let rows_each = (problem.rows() as u64).div_ceil(max_dim * u64::from(constants.wg));
+        super::kernels::check_loops(
+            || format!("generating synthetic rows of {d} features and {k} outputs"),
+            rows_each.max(1) * (d * (k + 1) + 2 * k + 2),
+            constants.loop_limit,
+        )?;
         let kernels = GeneratorKernels::new(ctx, constants)?;
         let params = (constants.d + 1) * constants.k;
         let w_int = ctx.buffer(

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::GpuContext;
 use super::kernels::{
     GeneratorKernels, GeneratorUniform, Kernels, ROWS_TRAINING_AND_HELD_OUT, SetupUniform,
-    ShaderConstants, StepUniform, Tuning, grid,
+    ShaderConstants, SliceUniform, StepUniform, Tuning, check_loops, grid,
 };
 use super::rows::{
     DeviceRows, Plan, RowBuffers, STORAGE, bind_group, read_buffer, uniform_buffer, upload,
@@ -36,6 +36,11 @@ pub struct GpuOptions {
     pub max_device_bytes: Option<u64>,
     /// Kernel shapes. Default: [`Tuning::for_device`].
     pub tuning: Option<Tuning>,
+    /// The loop limit to plan the kernels for (`Some(None)`: as if there were none).
+    /// Default: the device's, measured ([`GpuContext::loop_limit`]). Planning for less
+    /// than the device has only costs speed; for more, kernels may end loops early and
+    /// give wrong numbers, which is what tests of `--verify` need.
+    pub loop_limit: Option<Option<u32>>,
 }
 
 /// The GPU backend: an open device (shared between clones) and the options of its sessions.
@@ -116,6 +121,8 @@ pub struct GpuSession<'a> {
     steps: wgpu::Buffer,
     staging: wgpu::Buffer,
     step_bind: wgpu::BindGroup,
+    /// Slice records (see `shaders/gradient.wgsl`), one per `slice_stride` bytes.
+    slices: Slices,
     gradient_bind: wgpu::BindGroup,
     reduce_bind: wgpu::BindGroup,
     update_bind: wgpu::BindGroup,
@@ -127,6 +134,8 @@ pub struct GpuSession<'a> {
     step_stride: u64,
     /// Workgroups per shard the partials buffer has room for.
     max_groups: u32,
+    /// Workgroups per shard of the moments pass ([`moment_groups`]).
+    moment_groups: u32,
     /// Reused bytes of the step records of one submission.
     records: Vec<u8>,
 }
@@ -170,8 +179,15 @@ impl<'a> GpuSession<'a> {
             shard_count,
             tuning,
             limits.max_compute_workgroup_storage_size,
+            match options.loop_limit {
+                Some(assumed) => assumed,
+                None => ctx.loop_limit()?,
+            },
         )?;
         let kernels = Kernels::shared(ctx, constants)?;
+        if !constants.update_in_one_workgroup() {
+            kernels.update_split(ctx)?;
+        }
         let p = u64::from(constants.p);
         let weighted = match &data {
             Data::Host(h) => h.weights().is_some(),
@@ -223,9 +239,19 @@ impl<'a> GpuSession<'a> {
                 hint: "",
             });
         }
+        let moment_groups = moment_groups(
+            ctx,
+            constants.loop_limit,
+            plan.ranges.iter().map(|r| r.len()).max().unwrap_or(0) as u64,
+            features as u64,
+            tuning.workgroup,
+            class_slots,
+            (shard_count as u64, max_groups),
+        )?;
+        let moment_bytes = 4 * (2 * features as u64 + class_slots + 1) * shard_count as u64;
         let partials = ctx.buffer(
             "downhill.partials",
-            partial_bytes * u64::from(max_groups),
+            (partial_bytes * u64::from(max_groups)).max(moment_bytes * u64::from(moment_groups)),
             STORAGE | wgpu::BufferUsages::COPY_SRC,
             false,
         )?;
@@ -243,18 +269,14 @@ impl<'a> GpuSession<'a> {
             wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             false,
         )?;
-        let step_bind = ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("downhill.step"),
-            layout: &kernels.layouts.step,
-            entries: &[wgpu::BindGroupEntry {
-                binding: 0,
-                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                    buffer: &steps,
-                    offset: 0,
-                    size: wgpu::BufferSize::new(size_of::<StepUniform>() as u64),
-                }),
-            }],
-        });
+        let step_bind = record_bind_group(
+            ctx,
+            "downhill.step",
+            &kernels.layouts.step,
+            &steps,
+            size_of::<StepUniform>(),
+        );
+        let slices = Slices::new(ctx, &kernels, rows, max_groups)?;
         let gradient_bind = bind_group(
             ctx,
             "downhill.gradient",
@@ -302,6 +324,7 @@ impl<'a> GpuSession<'a> {
             steps,
             staging,
             step_bind,
+            slices,
             gradient_bind,
             reduce_bind,
             update_bind,
@@ -310,6 +333,7 @@ impl<'a> GpuSession<'a> {
             weighted,
             step_stride,
             max_groups,
+            moment_groups,
             records: Vec::new(),
         };
         session.write_setup(&[1.0; 2]);
@@ -322,6 +346,19 @@ impl<'a> GpuSession<'a> {
     /// two slots (streamed).
     pub fn shard_count(&self) -> usize {
         self.ranges.len()
+    }
+
+    /// Dispatches of the fused gradient per shard in a full-batch pass: 1, or more where
+    /// the device's loop limit cuts the tiles into slices (`shaders/gradient.wgsl`).
+    pub fn slices_per_shard(&self) -> u32 {
+        let tile_rows = self.kernels.constants.tile_rows;
+        let most = self
+            .ranges
+            .iter()
+            .map(|r| r.len() as u32)
+            .max()
+            .unwrap_or(0);
+        most.div_ceil(tile_rows).div_ceil(self.slices.span).max(1)
     }
 
     /// The rows of each shard (resident) or chunk (streamed).
@@ -400,16 +437,18 @@ impl<'a> GpuSession<'a> {
         &self,
         pass: &mut wgpu::ComputePass<'_>,
         slot: usize,
-        groups: u32,
+        uniform: &StepUniform,
         shards: &[RowBuffers],
     ) {
+        let groups = uniform.groups;
         let offset = [(slot as u64 * self.step_stride) as u32];
         pass.set_pipeline(&self.kernels.gradient);
         pass.set_bind_group(0, &self.step_bind, &offset);
         pass.set_bind_group(2, &self.gradient_bind, &[]);
         for shard in shards {
             pass.set_bind_group(1, &shard.bind, &[]);
-            pass.dispatch_workgroups(groups, self.kernels.constants.class_tiles(), 1);
+            self.slices
+                .dispatch(pass, &self.kernels.constants, uniform, &shard.rows, groups);
         }
     }
 
@@ -425,19 +464,35 @@ impl<'a> GpuSession<'a> {
         pass.set_bind_group(1, &self.reduce_bind, &[]);
         pass.dispatch_workgroups(gx, gy, 1);
         if update {
-            pass.set_pipeline(&self.kernels.update);
             pass.set_bind_group(0, &self.step_bind, &offset);
             pass.set_bind_group(1, &self.update_bind, &[]);
-            pass.dispatch_workgroups(1, 1, 1);
+            if c.update_in_one_workgroup() {
+                pass.set_pipeline(&self.kernels.update_one);
+                pass.dispatch_workgroups(1, 1, 1);
+            } else {
+                let (gx, gy) = grid(((c.d + 1) * c.k).div_ceil(c.wg), max_dim);
+                let split = self
+                    .kernels
+                    .update_split(self.ctx)
+                    .expect("built with the session");
+                for pipeline in split {
+                    pass.set_pipeline(pipeline);
+                    pass.dispatch_workgroups(gx, gy, 1);
+                }
+            }
         }
     }
 
     /// Streams every chunk through the slots for the step whose record is at slot 0: each
     /// chunk's partial gradient in a submission of its own, so that the host fills one slot
     /// while the device computes on the other. Returns the encoder for what follows.
-    fn stream_gradient(&mut self, groups: u32) -> Result<wgpu::CommandEncoder> {
-        let (kernels, step_bind, gradient_bind) =
-            (&self.kernels, &self.step_bind, &self.gradient_bind);
+    fn stream_gradient(&mut self, uniform: &StepUniform) -> Result<wgpu::CommandEncoder> {
+        let (kernels, step_bind, gradient_bind, slices) = (
+            &self.kernels,
+            &self.step_bind,
+            &self.gradient_bind,
+            &self.slices,
+        );
         pass_over_rows(
             self.ctx,
             &mut self.device_rows,
@@ -447,7 +502,13 @@ impl<'a> GpuSession<'a> {
                 pass.set_bind_group(0, step_bind, &[0]);
                 pass.set_bind_group(1, &rows.bind, &[]);
                 pass.set_bind_group(2, gradient_bind, &[]);
-                pass.dispatch_workgroups(groups, kernels.constants.class_tiles(), 1);
+                slices.dispatch(
+                    pass,
+                    &kernels.constants,
+                    uniform,
+                    &rows.rows,
+                    uniform.groups,
+                );
             },
         )?;
         Ok(self.encoder("downhill.finish"))
@@ -455,10 +516,10 @@ impl<'a> GpuSession<'a> {
 
     /// Records (resident) or streams (streamed) the gradient of the step at record slot 0,
     /// then its finish; submits unless `keep` and returns the encoder for more commands.
-    fn one_step(&mut self, groups: u32, update: bool) -> Result<wgpu::CommandEncoder> {
+    fn one_step(&mut self, uniform: &StepUniform, update: bool) -> Result<wgpu::CommandEncoder> {
         let mut encoder = match &self.device_rows {
             DeviceRows::Resident(_) => self.encoder("downhill.step"),
-            DeviceRows::Streamed(_) => self.stream_gradient(groups)?,
+            DeviceRows::Streamed(_) => self.stream_gradient(uniform)?,
         };
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
@@ -466,7 +527,7 @@ impl<'a> GpuSession<'a> {
                 timestamp_writes: None,
             });
             if let DeviceRows::Resident(shards) = &self.device_rows {
-                self.record_gradient(&mut pass, 0, groups, shards);
+                self.record_gradient(&mut pass, 0, uniform, shards);
             }
             self.record_finish(&mut pass, 0, update);
         }
@@ -491,7 +552,7 @@ impl<'a> GpuSession<'a> {
         let step = self.evaluation_step();
         let uniform = self.step_uniform(&step, 0, rows);
         self.write_records(&[uniform]);
-        let encoder = self.one_step(uniform.groups, false)?;
+        let encoder = self.one_step(&uniform, false)?;
         self.read_back(encoder, &self.grad, first, entries)
     }
 
@@ -518,7 +579,7 @@ impl<'a> GpuSession<'a> {
             bytemuck::cast_slice(&center_f32),
         )?;
         let step = self.evaluation_step();
-        let groups = self.max_groups;
+        let groups = self.moment_groups;
         let mut uniform = StepUniform::new(&step, 0, groups, RowSet::Training, &self.setup.rule);
         uniform.groups = groups;
         self.write_records(&[uniform]);
@@ -601,13 +662,14 @@ impl<'a> GpuSession<'a> {
                 )
             })
             .collect();
+        let pipeline = self.kernels.stream_read(self.ctx)?;
         let mut encoder = self.encoder("downhill.stream_read");
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("downhill.stream_read"),
                 timestamp_writes: None,
             });
-            pass.set_pipeline(&self.kernels.stream_read);
+            pass.set_pipeline(pipeline);
             for bind in &binds {
                 pass.set_bind_group(0, bind, &[]);
                 pass.dispatch_workgroups(groups.max(1), 1, 1);
@@ -716,6 +778,15 @@ impl<'a> GpuSession<'a> {
         };
         let max_dim = ctx.limits().max_compute_workgroups_per_dimension;
         let row_groups = batch.len.div_ceil(c.wg).min(max_dim);
+        // forward: its rows' z, class by class over the features; xt_delta: a column's
+        // products over the rows, WG at a time.
+        let rows_each = u64::from(batch.len.div_ceil(row_groups * c.wg));
+        let (d, k) = (u64::from(c.d), u64::from(c.k));
+        let limit = c.loop_limit;
+        let what = || format!("the unfused gradient of {d} features and {k} outputs");
+        check_loops(what, rows_each * (k * (d + 1) + 3 * k + 1), limit)?;
+        check_loops(what, u64::from(batch.len.div_ceil(c.wg)) + 16, limit)?;
+        let unfused = self.kernels.unfused(ctx)?;
         let mut encoder = self.encoder("downhill.unfused");
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
@@ -724,13 +795,13 @@ impl<'a> GpuSession<'a> {
             });
             pass.set_bind_group(0, &self.step_bind, &[0]);
             pass.set_bind_group(1, &shard.bind, &[]);
-            pass.set_pipeline(&self.kernels.forward);
+            pass.set_pipeline(&unfused.forward);
             pass.set_bind_group(2, &forward_bind, &[]);
             pass.dispatch_workgroups(row_groups, 1, 1);
-            pass.set_pipeline(&self.kernels.delta);
+            pass.set_pipeline(&unfused.delta);
             pass.set_bind_group(2, &delta_bind, &[]);
             pass.dispatch_workgroups(row_groups, 1, 1);
-            pass.set_pipeline(&self.kernels.xt_delta);
+            pass.set_pipeline(&unfused.xt_delta);
             pass.set_bind_group(2, &xt_bind, &[]);
             let (gx, gy) = grid(c.p, max_dim);
             pass.dispatch_workgroups(gx, gy, 1);
@@ -793,6 +864,14 @@ impl Session for GpuSession<'_> {
 
     fn configure(&mut self, setup: &Setup) -> Result<Configured> {
         setup.rule.validate()?;
+        if setup.standardize {
+            // update_params: each bias entry's shift is a sum over the features.
+            check_loops(
+                || format!("standardized descent on {} features", self.features),
+                self.features as u64 + 1,
+                self.kernels.constants.loop_limit,
+            )?;
+        }
         let params = self.params()?;
         let raw: Vec<f64> = params.flat();
         let (d, k) = (self.features, self.objective.outputs());
@@ -867,7 +946,7 @@ impl Session for GpuSession<'_> {
             uniform.rows = ROWS_TRAINING_AND_HELD_OUT;
         }
         self.write_records(&[uniform]);
-        let encoder = self.one_step(uniform.groups, true)?;
+        let encoder = self.one_step(&uniform, true)?;
         let v = self.read_back(encoder, &self.grad, self.loss_entry(), 10)?;
         let training = self.evaluation_from(&v[..5]);
         let evaluations = Evaluations {
@@ -890,7 +969,7 @@ impl Session for GpuSession<'_> {
     fn pass_sums(&mut self, step: &Step, rows: RowSet) -> Result<PassSums> {
         let uniform = self.step_uniform(step, 0, rows);
         self.write_records(&[uniform]);
-        let encoder = self.one_step(uniform.groups, false)?;
+        let encoder = self.one_step(&uniform, false)?;
         let values = self.read_back(encoder, &self.grad, 0, self.kernels.constants.p)?;
         let n = (self.features + 1) * self.objective.outputs();
         let all: Vec<f64> = values.iter().map(|&v| f64::from(v)).collect();
@@ -960,7 +1039,7 @@ impl GpuSession<'_> {
     fn clear_status(&self) {
         self.ctx
             .queue()
-            .write_buffer(&self.status, 0, bytemuck::cast_slice(&[0u32, 0]));
+            .write_buffer(&self.status, 0, bytemuck::cast_slice(&[0u32, u32::MAX]));
     }
 
     /// How the steps since `status` was cleared ended.
@@ -1016,6 +1095,23 @@ impl GpuSession<'_> {
                 hint: "; predict with --backend cpu",
             });
         }
+        let max_dim = ctx.limits().max_compute_workgroups_per_dimension;
+        let wg = u64::from(self.kernels.constants.wg);
+        if k > u64::from(max_dim) {
+            return Err(Error::TooLarge {
+                what: format!("predicting {k} classes (one row of workgroups each)"),
+                bytes: k,
+                limit_name: "max_compute_workgroups_per_dimension",
+                limit: u64::from(max_dim),
+                hint: "; predict with --backend cpu",
+            });
+        }
+        let sweeps = most_rows.div_ceil(u64::from(max_dim) * wg).max(1);
+        check_loops(
+            || format!("predicting rows of {} features", self.features),
+            sweeps * (self.features as u64 + 1),
+            self.kernels.constants.loop_limit,
+        )?;
         let z = ctx.buffer(
             "downhill.predict.z",
             bytes,
@@ -1035,7 +1131,7 @@ impl GpuSession<'_> {
             &kernels.layouts.predict,
             &[&self.params, &z],
         );
-        let max_dim = ctx.limits().max_compute_workgroups_per_dimension;
+        let pipeline = kernels.predict(ctx)?;
         let mut out = Vec::with_capacity(self.rows * k as usize);
         let predict = |encoder: &mut wgpu::CommandEncoder, rows: &RowBuffers| -> u64 {
             let n = rows.rows.len() as u32;
@@ -1044,10 +1140,11 @@ impl GpuSession<'_> {
                     label: Some("downhill.predict"),
                     timestamp_writes: None,
                 });
-                pass.set_pipeline(&kernels.predict);
+                pass.set_pipeline(pipeline);
                 pass.set_bind_group(0, &rows.bind, &[]);
                 pass.set_bind_group(1, &bind, &[]);
-                pass.dispatch_workgroups(n.div_ceil(kernels.constants.wg).clamp(1, max_dim), 1, 1);
+                let groups = n.div_ceil(kernels.constants.wg).clamp(1, max_dim);
+                pass.dispatch_workgroups(groups, k as u32, 1);
             }
             let size = 4 * k * u64::from(n);
             encoder.copy_buffer_to_buffer(&z, 0, &readback, 0, size);
@@ -1080,15 +1177,11 @@ impl GpuSession<'_> {
     /// Records the steps, up to STEPS_PER_SUBMIT of them per submission.
     fn run_resident(&mut self, steps: &[Step]) {
         let mut uniforms = Vec::with_capacity(STEPS_PER_SUBMIT);
-        let mut groups = Vec::with_capacity(STEPS_PER_SUBMIT);
         for (chunk_index, chunk) in steps.chunks(STEPS_PER_SUBMIT).enumerate() {
             uniforms.clear();
-            groups.clear();
             for (i, step) in chunk.iter().enumerate() {
                 let index = (chunk_index * STEPS_PER_SUBMIT + i) as u32;
-                let uniform = self.step_uniform(step, index, RowSet::Training);
-                groups.push(uniform.groups);
-                uniforms.push(uniform);
+                uniforms.push(self.step_uniform(step, index, RowSet::Training));
             }
             self.write_records(&uniforms);
             let DeviceRows::Resident(shards) = &self.device_rows else {
@@ -1100,8 +1193,8 @@ impl GpuSession<'_> {
                     label: Some("downhill.descent"),
                     timestamp_writes: None,
                 });
-                for (slot, &g) in groups.iter().enumerate() {
-                    self.record_gradient(&mut pass, slot, g, shards);
+                for (slot, uniform) in uniforms.iter().enumerate() {
+                    self.record_gradient(&mut pass, slot, uniform, shards);
                     self.record_finish(&mut pass, slot, true);
                 }
             }
@@ -1123,9 +1216,8 @@ impl GpuSession<'_> {
                 ));
             }
             let uniform = self.step_uniform(step, index as u32, RowSet::Training);
-            let groups = uniform.groups;
             self.write_records(&[uniform]);
-            let encoder = self.one_step(groups, true)?;
+            let encoder = self.one_step(&uniform, true)?;
             self.ctx.queue().submit([encoder.finish()]);
         }
         Ok(())
@@ -1136,7 +1228,7 @@ impl GpuSession<'_> {
 /// one that makes synthetic labels): the check that it rounds as Rust's `as f32` does.
 pub fn convert_i64_on_device(gpu: &Gpu, values: &[i64]) -> Result<Vec<f32>> {
     let ctx = gpu.context();
-    let constants = ShaderConstants::new(&Objective::linear(), 1, 1, Tuning::GPU, 16384)?;
+    let constants = ShaderConstants::new(&Objective::linear(), 1, 1, Tuning::GPU, 16384, None)?;
     let kernels = GeneratorKernels::new(ctx, &constants)?;
     let words: Vec<u32> = values
         .iter()
@@ -1188,6 +1280,148 @@ pub fn convert_i64_on_device(gpu: &Gpu, values: &[i64]) -> Result<Vec<f32>> {
 /// Rows two ranges share.
 fn overlap(a: &Range<u32>, b: Range<u32>) -> u32 {
     a.end.min(b.end).saturating_sub(a.start.max(b.start))
+}
+
+/// A bind group of one record of `size` bytes of `buffer`, read at dynamic offsets.
+fn record_bind_group(
+    ctx: &GpuContext,
+    label: &str,
+    layout: &wgpu::BindGroupLayout,
+    buffer: &wgpu::Buffer,
+    size: usize,
+) -> wgpu::BindGroup {
+    ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some(label),
+        layout,
+        entries: &[wgpu::BindGroupEntry {
+            binding: 0,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer,
+                offset: 0,
+                size: wgpu::BufferSize::new(size as u64),
+            }),
+        }],
+    })
+}
+
+/// Workgroups per shard for the moments pass over shards of up to `rows` rows: `groups`
+/// (at most one per WG rows), or more where a block of rows per workgroup would run past
+/// the device's loop limit (each of a block's rows is read for ⌈d / WG⌉ columns;
+/// `shaders/moments.wgsl`).
+fn moment_groups(
+    ctx: &GpuContext,
+    limit: Option<u32>,
+    rows: u64,
+    d: u64,
+    wg: u32,
+    class_slots: u64,
+    (shards, groups): (u64, u32),
+) -> Result<u32> {
+    // A workgroup's block of rows is at least WG rows (one tile): more workgroups than
+    // that would only add their label sums, K of them each, to the partials.
+    let groups = groups.min(rows.div_ceil(u64::from(wg)).max(1) as u32);
+    let Some(limit) = limit else {
+        return Ok(groups);
+    };
+    let owned = d.div_ceil(u64::from(wg));
+    let fixed = owned + (class_slots + 1) * (u64::from(wg.ilog2()) + 2) + 16;
+    let what = || format!("column moments of {rows} rows of {d} features");
+    let room = super::kernels::loop_budget(limit).saturating_sub(fixed);
+    let per_row = owned + 3;
+    if room < per_row * u64::from(wg) {
+        return Err(Error::LoopLimit {
+            what: what(),
+            needed: fixed + per_row * u64::from(wg),
+            limit: u64::from(limit),
+        });
+    }
+    let needed = (rows * per_row).div_ceil(room);
+    let moment_bytes = 4 * (2 * d + class_slots + 1) * shards;
+    let most = ctx.storage_binding_limit() / moment_bytes;
+    if needed > most {
+        return Err(Error::LoopLimit {
+            what: what(),
+            needed: fixed + rows.div_ceil(most) * per_row,
+            limit: u64::from(limit),
+        });
+    }
+    Ok(groups.max(needed as u32))
+}
+
+/// The slice records of the fused gradient: slice i covers tiles i·S .. (i + 1)·S of a
+/// step, S = most workgroups × [`ShaderConstants::slice_tiles`], so that no workgroup of a
+/// dispatch takes more than `slice_tiles` tiles (see `shaders/gradient.wgsl`). One record
+/// where the device has no loop limit.
+struct Slices {
+    buffer: wgpu::Buffer,
+    bind: wgpu::BindGroup,
+    /// Bytes between records (the device's uniform offset alignment).
+    stride: u64,
+    /// Tiles per slice, S.
+    span: u32,
+}
+
+impl Slices {
+    /// Records for steps over up to `rows` rows with up to `max_groups` workgroups each.
+    fn new(ctx: &GpuContext, kernels: &Kernels, rows: usize, max_groups: u32) -> Result<Self> {
+        let c = &kernels.constants;
+        let span = max_groups.saturating_mul(c.slice_tiles);
+        let tiles = (rows as u64).div_ceil(u64::from(c.tile_rows)).max(1);
+        let count = tiles.div_ceil(u64::from(span)) as u32;
+        let stride = (size_of::<SliceUniform>() as u64)
+            .next_multiple_of(u64::from(ctx.limits().min_uniform_buffer_offset_alignment));
+        let mut bytes = vec![0u8; (stride * u64::from(count)) as usize];
+        for (i, record) in bytes.chunks_exact_mut(stride as usize).enumerate() {
+            let slice = SliceUniform::new(i as u32, span);
+            record[..size_of::<SliceUniform>()].copy_from_slice(bytemuck::bytes_of(&slice));
+        }
+        let buffer = uniform_buffer(ctx, "downhill.slices", &bytes)?;
+        let bind = record_bind_group(
+            ctx,
+            "downhill.slices",
+            &kernels.layouts.slice,
+            &buffer,
+            size_of::<SliceUniform>(),
+        );
+        Ok(Slices {
+            buffer,
+            bind,
+            stride,
+            span,
+        })
+    }
+
+    /// Records the fused gradient of the step `uniform` over the rows `held` of one shard
+    /// (or streamed chunk) with `groups` workgroups: one dispatch per slice of its tiles.
+    fn dispatch(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        c: &ShaderConstants,
+        uniform: &StepUniform,
+        held: &Range<u32>,
+        groups: u32,
+    ) {
+        // The kernel's own count: a batch in file order visits this shard's rows of it.
+        let positions = if uniform.shuffled != 0 {
+            uniform.pos_count
+        } else {
+            overlap(
+                held,
+                uniform.pos_begin..uniform.pos_begin + uniform.pos_count,
+            )
+        };
+        let tiles = positions.div_ceil(c.tile_rows);
+        let count = tiles.div_ceil(self.span).max(1);
+        debug_assert!(
+            u64::from(count) * self.stride <= self.buffer.size(),
+            "slice records"
+        );
+        for slice in 0..count {
+            let offset = (u64::from(slice) * self.stride) as u32;
+            pass.set_bind_group(3, &self.bind, &[offset]);
+            pass.dispatch_workgroups(groups, c.class_tiles(), 1);
+        }
+    }
 }
 
 /// Records `record` over every run of rows: all resident shards in one submission, or
