@@ -50,6 +50,7 @@ pub mod predict;
 pub mod rng;
 pub mod synth;
 pub mod train;
+pub mod verify;
 
 pub use backend::{Backend, BackendKind, Data, Session};
 pub use data::Dataset;

@@ -81,6 +81,12 @@ pub struct FitArgs {
     /// epoch. Default: all the device allows.
     #[arg(long)]
     max_device_bytes: Option<u64>,
+    /// Before descending, compare the backend's loss and gradient with the f64 reference's
+    /// on the same rows (all of them up to 100 000, a fixed sample of 100 000 above), at
+    /// the starting parameters and at a fixed point; stop with an error if they differ
+    /// beyond f32 rounding (10⁻⁴ relative).
+    #[arg(long)]
+    verify: bool,
     #[command(flatten)]
     training: TrainingArgs,
 }
@@ -311,13 +317,17 @@ pub fn fit(args: FitArgs, quiet: bool, processes: super::Processes) -> Result<()
     if args.checkpoint.is_some() || args.resume.is_some() {
         trainer = trainer.data_id(data.fingerprint());
     }
-    if let Some(path) = &args.init {
-        trainer = trainer.init(params_file::read(
+    let init = match &args.init {
+        Some(path) => Some(params_file::read(
             path,
             m.model,
             features,
             Some(objective.outputs()),
-        )?);
+        )?),
+        None => None,
+    };
+    if let Some(params) = &init {
+        trainer = trainer.init(params.clone());
     }
     let gpu_options = downhill::gpu::GpuOptions {
         max_device_bytes: args.max_device_bytes,
@@ -335,6 +345,30 @@ pub fn fit(args: FitArgs, quiet: bool, processes: super::Processes) -> Result<()
     }
     let device = session.describe();
     log::info!("{objective} on {rows} rows × {features} features");
+    let verified = if args.verify {
+        // The fit's own session when it holds few enough rows, else one on the sample.
+        let verified = if rows <= downhill::verify::SAMPLE_ROWS {
+            downhill::verify::verify_session(
+                session.as_mut(),
+                &data,
+                objective,
+                init.as_ref(),
+                &device,
+            )?
+        } else {
+            downhill::verify::verify(selected.backend.as_ref(), &data, objective, init.as_ref())?
+        };
+        log::info!(
+            "verified against the f64 reference on {} rows: loss within {:.1e}, gradient \
+             within {:.1e} of its largest entry",
+            verified.rows,
+            verified.loss,
+            verified.gradient
+        );
+        Some(verified)
+    } else {
+        None
+    };
 
     // Across processes, every rank must stop at the same step: Ctrl-C ends them all.
     if processes.size == 1 {
@@ -399,6 +433,7 @@ pub fn fit(args: FitArgs, quiet: bool, processes: super::Processes) -> Result<()
         features,
         fit: &fit,
         truth: truth.as_ref(),
+        verified: verified.as_ref(),
     };
     if m.backend.json {
         println!("{}", report.json());
@@ -423,6 +458,8 @@ struct FitReport<'a> {
     features: usize,
     fit: &'a Fit,
     truth: Option<&'a Params>,
+    /// What `--verify` measured.
+    verified: Option<&'a downhill::verify::Verified>,
 }
 
 impl FitReport<'_> {
@@ -479,6 +516,9 @@ impl FitReport<'_> {
         if let Some(cw) = &self.fit.configured.class_weights {
             out["class_weights"] = json!(cw);
         }
+        if let Some(v) = self.verified {
+            out["verified"] = json!({"rows": v.rows, "loss": v.loss, "gradient": v.gradient});
+        }
         if let Some(truth) = self.truth {
             let distance = self.fit.params.distance(truth);
             out["distance_to_truth"] = json!(distance);
@@ -502,6 +542,13 @@ impl FitReport<'_> {
         );
         s += &format!("weights: {}\n", preview(f.params.weights()));
         s += &format!("bias: {}\n", preview(f.params.bias()));
+        if let Some(v) = self.verified {
+            s += &format!(
+                "verified against the f64 reference on {} rows: loss within {:.1e}, gradient \
+                 within {:.1e}\n",
+                v.rows, v.loss, v.gradient
+            );
+        }
         if let Some(truth) = self.truth {
             let distance = f.params.distance(truth);
             s += &format!(
