@@ -758,3 +758,55 @@ fn the_cpu_loop_level_comes_from_the_environment() {
         "{stderr}"
     );
 }
+
+#[test]
+fn verify_compares_the_backend_with_the_reference_before_the_fit() {
+    let backends: &[&str] = if common::gpu().is_some() {
+        &["cpu", "gpu"]
+    } else {
+        &["cpu"]
+    };
+    // 3 000 rows: all of them compared; 150 000: the first 100 000 of the synthetic rows.
+    for (rows, compared) in [("3000", 3000), ("150000", 100_000)] {
+        for backend in backends {
+            let args = [
+                "fit",
+                "--model",
+                "softmax",
+                "--classes",
+                "40",
+                "--rows",
+                rows,
+                "--features",
+                "70",
+                "--epochs",
+                "2",
+                "--backend",
+                backend,
+                "--verify",
+                "--json",
+            ];
+            let out = report(&downhill(&args));
+            let v = &out["verified"];
+            assert_eq!(v["rows"], compared, "{backend}: {v}");
+            for what in ["loss", "gradient"] {
+                let e = v[what].as_f64().unwrap();
+                assert!(
+                    (0.0..1e-5).contains(&e),
+                    "{backend}, {rows} rows: {what} {e}"
+                );
+            }
+        }
+    }
+    let plain = report(&downhill(&[
+        "fit",
+        "--model",
+        "linear",
+        "--rows",
+        "100",
+        "--features",
+        "2",
+        "--json",
+    ]));
+    assert!(plain.get("verified").is_none());
+}
