@@ -2,7 +2,9 @@
 //! into [`Error`]s. Kernels live in `shaders/`; their host side in [`kernels`]; buffers and
 //! the descent loop on the device in [`session`].
 
+mod dispatch;
 pub mod kernels;
+pub mod plan;
 mod probe;
 mod rows;
 pub mod session;
@@ -262,7 +264,7 @@ impl GpuContext {
     /// sets such a limit (Mesa's llvmpipe: 65 535; it then leaves every loop early without
     /// an error); `None` when it runs them all. Measured once per device by a probe kernel,
     /// so that drivers nobody has tried are caught too. Kernels are planned to stay within
-    /// [`kernels::loop_budget`] of it, or refused with [`Error::LoopLimit`].
+    /// [`plan::loop_budget`] of it, or refused with [`Error::LoopLimit`].
     pub fn loop_limit(&self) -> Result<Option<u32>> {
         if let Some(limit) = self.loop_limit.get() {
             return Ok(*limit);

@@ -336,7 +336,7 @@ impl Generator {
         let (d, k) = (u64::from(constants.d), u64::from(constants.k));
         let max_dim = u64::from(ctx.limits().max_compute_workgroups_per_dimension);
         let rows_each = (problem.rows() as u64).div_ceil(max_dim * u64::from(constants.wg));
-        super::kernels::check_loops(
+        super::plan::check_loops(
             || format!("generating synthetic rows of {d} features and {k} outputs"),
             rows_each.max(1) * (d * (k + 1) + 2 * k + 2),
             constants.loop_limit,

@@ -7,10 +7,12 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use super::GpuContext;
+use super::dispatch::{Slices, moment_groups, record_bind_group};
 use super::kernels::{
     GeneratorKernels, GeneratorUniform, Kernels, ROWS_TRAINING_AND_HELD_OUT, SetupUniform,
-    ShaderConstants, SliceUniform, StepUniform, Tuning, check_loops, grid,
+    ShaderConstants, StepUniform, Tuning, grid,
 };
+use super::plan::check_loops;
 use super::rows::{
     DeviceRows, Plan, RowBuffers, STORAGE, bind_group, read_buffer, uniform_buffer, upload,
 };
@@ -1278,150 +1280,8 @@ pub fn convert_i64_on_device(gpu: &Gpu, values: &[i64]) -> Result<Vec<f32>> {
 }
 
 /// Rows two ranges share.
-fn overlap(a: &Range<u32>, b: Range<u32>) -> u32 {
+pub(super) fn overlap(a: &Range<u32>, b: Range<u32>) -> u32 {
     a.end.min(b.end).saturating_sub(a.start.max(b.start))
-}
-
-/// A bind group of one record of `size` bytes of `buffer`, read at dynamic offsets.
-fn record_bind_group(
-    ctx: &GpuContext,
-    label: &str,
-    layout: &wgpu::BindGroupLayout,
-    buffer: &wgpu::Buffer,
-    size: usize,
-) -> wgpu::BindGroup {
-    ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
-        label: Some(label),
-        layout,
-        entries: &[wgpu::BindGroupEntry {
-            binding: 0,
-            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                buffer,
-                offset: 0,
-                size: wgpu::BufferSize::new(size as u64),
-            }),
-        }],
-    })
-}
-
-/// Workgroups per shard for the moments pass over shards of up to `rows` rows: `groups`
-/// (at most one per WG rows), or more where a block of rows per workgroup would run past
-/// the device's loop limit (each of a block's rows is read for ⌈d / WG⌉ columns;
-/// `shaders/moments.wgsl`).
-fn moment_groups(
-    ctx: &GpuContext,
-    limit: Option<u32>,
-    rows: u64,
-    d: u64,
-    wg: u32,
-    class_slots: u64,
-    (shards, groups): (u64, u32),
-) -> Result<u32> {
-    // A workgroup's block of rows is at least WG rows (one tile): more workgroups than
-    // that would only add their label sums, K of them each, to the partials.
-    let groups = groups.min(rows.div_ceil(u64::from(wg)).max(1) as u32);
-    let Some(limit) = limit else {
-        return Ok(groups);
-    };
-    let owned = d.div_ceil(u64::from(wg));
-    let fixed = owned + (class_slots + 1) * (u64::from(wg.ilog2()) + 2) + 16;
-    let what = || format!("column moments of {rows} rows of {d} features");
-    let room = super::kernels::loop_budget(limit).saturating_sub(fixed);
-    let per_row = owned + 3;
-    if room < per_row * u64::from(wg) {
-        return Err(Error::LoopLimit {
-            what: what(),
-            needed: fixed + per_row * u64::from(wg),
-            limit: u64::from(limit),
-        });
-    }
-    let needed = (rows * per_row).div_ceil(room);
-    let moment_bytes = 4 * (2 * d + class_slots + 1) * shards;
-    let most = ctx.storage_binding_limit() / moment_bytes;
-    if needed > most {
-        return Err(Error::LoopLimit {
-            what: what(),
-            needed: fixed + rows.div_ceil(most) * per_row,
-            limit: u64::from(limit),
-        });
-    }
-    Ok(groups.max(needed as u32))
-}
-
-/// The slice records of the fused gradient: slice i covers tiles i·S .. (i + 1)·S of a
-/// step, S = most workgroups × [`ShaderConstants::slice_tiles`], so that no workgroup of a
-/// dispatch takes more than `slice_tiles` tiles (see `shaders/gradient.wgsl`). One record
-/// where the device has no loop limit.
-struct Slices {
-    buffer: wgpu::Buffer,
-    bind: wgpu::BindGroup,
-    /// Bytes between records (the device's uniform offset alignment).
-    stride: u64,
-    /// Tiles per slice, S.
-    span: u32,
-}
-
-impl Slices {
-    /// Records for steps over up to `rows` rows with up to `max_groups` workgroups each.
-    fn new(ctx: &GpuContext, kernels: &Kernels, rows: usize, max_groups: u32) -> Result<Self> {
-        let c = &kernels.constants;
-        let span = max_groups.saturating_mul(c.slice_tiles);
-        let tiles = (rows as u64).div_ceil(u64::from(c.tile_rows)).max(1);
-        let count = tiles.div_ceil(u64::from(span)) as u32;
-        let stride = (size_of::<SliceUniform>() as u64)
-            .next_multiple_of(u64::from(ctx.limits().min_uniform_buffer_offset_alignment));
-        let mut bytes = vec![0u8; (stride * u64::from(count)) as usize];
-        for (i, record) in bytes.chunks_exact_mut(stride as usize).enumerate() {
-            let slice = SliceUniform::new(i as u32, span);
-            record[..size_of::<SliceUniform>()].copy_from_slice(bytemuck::bytes_of(&slice));
-        }
-        let buffer = uniform_buffer(ctx, "downhill.slices", &bytes)?;
-        let bind = record_bind_group(
-            ctx,
-            "downhill.slices",
-            &kernels.layouts.slice,
-            &buffer,
-            size_of::<SliceUniform>(),
-        );
-        Ok(Slices {
-            buffer,
-            bind,
-            stride,
-            span,
-        })
-    }
-
-    /// Records the fused gradient of the step `uniform` over the rows `held` of one shard
-    /// (or streamed chunk) with `groups` workgroups: one dispatch per slice of its tiles.
-    fn dispatch(
-        &self,
-        pass: &mut wgpu::ComputePass<'_>,
-        c: &ShaderConstants,
-        uniform: &StepUniform,
-        held: &Range<u32>,
-        groups: u32,
-    ) {
-        // The kernel's own count: a batch in file order visits this shard's rows of it.
-        let positions = if uniform.shuffled != 0 {
-            uniform.pos_count
-        } else {
-            overlap(
-                held,
-                uniform.pos_begin..uniform.pos_begin + uniform.pos_count,
-            )
-        };
-        let tiles = positions.div_ceil(c.tile_rows);
-        let count = tiles.div_ceil(self.span).max(1);
-        debug_assert!(
-            u64::from(count) * self.stride <= self.buffer.size(),
-            "slice records"
-        );
-        for slice in 0..count {
-            let offset = (u64::from(slice) * self.stride) as u32;
-            pass.set_bind_group(3, &self.bind, &[offset]);
-            pass.dispatch_workgroups(groups, c.class_tiles(), 1);
-        }
-    }
 }
 
 /// Records `record` over every run of rows: all resident shards in one submission, or

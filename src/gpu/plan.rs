@@ -1,0 +1,215 @@
+//! The fused kernel's plan under a device's loop limit (`GpuContext::loop_limit`): an
+//! upper bound of each loop's iterations per invocation, kernel by kernel, and the class
+//! blocks, tiles, classes per class tile and slices that keep them within the budget.
+
+use super::kernels::ShaderConstants;
+use crate::error::{Error, Result};
+
+/// The share of a device's loop limit that the host plans to use (three quarters): the
+/// counts below are upper bounds of the kernels' loops, and a driver may count a few more
+/// of its own.
+pub fn loop_budget(limit: u32) -> u64 {
+    u64::from(limit) / 4 * 3
+}
+
+/// Classes per block when `k` classes are cut into `blocks` blocks: a multiple of 4 from 4
+/// classes on (the kernel then takes them four at a time), else `k`.
+pub(super) fn class_block(k: u32, blocks: u32) -> u32 {
+    let kb = k.div_ceil(blocks);
+    if kb >= 4 { kb.next_multiple_of(4) } else { kb }
+}
+
+/// Fails with [`Error::LoopLimit`] when `needed` iterations per invocation exceed the
+/// budget of `limit` (no limit: never).
+pub fn check_loops(what: impl FnOnce() -> String, needed: u64, limit: Option<u32>) -> Result<()> {
+    match limit {
+        Some(limit) if needed > loop_budget(limit) => Err(Error::LoopLimit {
+            what: what(),
+            needed,
+            limit: u64::from(limit),
+        }),
+        _ => Ok(()),
+    }
+}
+
+impl ShaderConstants {
+    /// Shrinks the class blocks and the tiles until one tile's loops fit in `budget`
+    /// iterations per invocation, then sets how many tiles a workgroup takes per dispatch.
+    pub(super) fn fit_loop_budget(&mut self, budget: u64, limit: u32) -> Result<()> {
+        let refuse = |needed: u64| Error::LoopLimit {
+            what: format!(
+                "the fused gradient of {} features and {} outputs",
+                self.d, self.k
+            ),
+            needed,
+            limit: u64::from(limit),
+        };
+        // Fewer classes per class tile while the final sums over the row groups (a loop
+        // per accumulator) take more than half the budget.
+        while self.fixed_loops() > budget / 2 && self.kt > 1 {
+            self.kt = self.kt.div_ceil(2);
+        }
+        let fixed = self.fixed_loops();
+        let room = budget.checked_sub(fixed).ok_or_else(|| refuse(fixed))?;
+        // Smaller class blocks, while one block of z alone does not fit.
+        let mut blocks = self.class_blocks();
+        while self.block_loops() > room && self.kb > 1 {
+            blocks += 1;
+            self.kb = class_block(self.k, blocks);
+        }
+        if self.block_loops() > room {
+            return Err(refuse(fixed + self.block_loops()));
+        }
+        while self.tile_loops(self.tile_rows) > room && self.tile_rows > 1 {
+            self.tile_rows = self.tile_rows.div_ceil(2);
+        }
+        let per_tile = self.tile_loops(self.tile_rows);
+        if per_tile > room {
+            return Err(refuse(fixed + per_tile));
+        }
+        self.slice_tiles = u32::try_from(room / per_tile).unwrap_or(u32::MAX);
+        Ok(())
+    }
+
+    /// Whether the descent step runs in one workgroup (`update` in `shaders/update.wgsl`):
+    /// up to 256 entries per invocation, within the device's loop budget with its three
+    /// loops over them (and a sum over the features per bias entry when standardizing).
+    pub fn update_in_one_workgroup(&self) -> bool {
+        let n = u64::from(self.d + 1) * u64::from(self.k);
+        let each = n.div_ceil(u64::from(self.wg));
+        let loops = 3 * each + u64::from(self.k).div_ceil(u64::from(self.wg)) * u64::from(self.d);
+        each <= 256 && self.loop_limit.is_none_or(|l| loops + 16 <= loop_budget(l))
+    }
+
+    /// Classes blocks per row: ⌈K / KB⌉.
+    pub fn class_blocks(&self) -> u32 {
+        self.k.div_ceil(self.kb)
+    }
+
+    /// Loop iterations of one class block of z (`logits` in `shaders/gradient.wgsl`): the
+    /// inner loop turns once per class, or once per four when KB ≥ 4.
+    fn block_loops(&self) -> u64 {
+        let (q, kb) = (u64::from(self.dp / 4), u64::from(self.kb));
+        let inner = if kb >= 4 { kb / 4 } else { kb };
+        inner + q * (inner + 1) + kb + 1
+    }
+
+    /// An upper bound of the loop iterations one invocation of the fused kernel runs per
+    /// tile of `rows` rows (the loops of `shaders/gradient.wgsl`, each counted with its
+    /// most iterations; batch_row's cycle walking as four rounds).
+    fn tile_loops(&self, rows: u32) -> u64 {
+        let (wg, rows) = (u64::from(self.wg), u64::from(rows));
+        let (q, k) = (u64::from(self.dp / 4), u64::from(self.k));
+        let per_invocation = |items: u64| items.div_ceil(wg);
+        let status = per_invocation(rows) * (1 + 16);
+        let staging = u64::from(self.stage) * per_invocation(rows * q);
+        let logits = per_invocation(rows * u64::from(self.class_blocks())) * self.block_loops();
+        let deltas = per_invocation(rows) * (5 * k + 4);
+        // Column quad 0 adds the bias sums beside its x^T delta.
+        let accumulate = (u64::from(self.cols) + 1)
+            * (rows.div_ceil(u64::from(self.row_groups)) * (u64::from(self.kt) + 1) + 1);
+        1 + status + staging + logits + deltas + accumulate
+    }
+
+    /// An upper bound of the fused kernel's loop iterations per invocation outside the
+    /// tiles: caching W, clearing the accumulators, the final sums over the row groups and
+    /// the workgroup.
+    fn fixed_loops(&self) -> u64 {
+        let wg = u64::from(self.wg);
+        let (q, k) = (u64::from(self.dp / 4), u64::from(self.k));
+        let accumulators = u64::from(self.cols) * u64::from(self.kt);
+        let w_cache = u64::from(self.w_cached) * (q * k).div_ceil(wg);
+        let tree = u64::from(wg.ilog2()) + 2;
+        let bias = u64::from(self.kt) * (u64::from(self.row_groups) + 1);
+        let writes = accumulators * (4 * (u64::from(self.row_groups) + 1) + 1) + bias;
+        w_cache + writes + 10 * tree + accumulators + u64::from(self.kt) + 16
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::kernels::Tuning;
+    use crate::model::Objective;
+
+    /// With llvmpipe's loop limit, every shape of the GPU tests' sweep (`tests/wide.rs`) is
+    /// planned within the budget on lavapipe's 32 KiB of workgroup memory (rows read in
+    /// place), or refused where a staged row cannot fit.
+    #[test]
+    fn plans_stay_within_the_loop_budget() {
+        let limit = 65_535;
+        let features = [
+            1, 3, 4, 5, 63, 64, 65, 511, 512, 513, 1023, 2048, 3000, 8192,
+        ];
+        let mut objectives = vec![Objective::linear(), Objective::logistic()];
+        for k in [2, 3, 31, 32, 33, 64, 100, 128, 512, 1000] {
+            objectives.push(Objective::softmax(k).unwrap());
+        }
+        for d in features {
+            for objective in &objectives {
+                for tuning in [Tuning::CPU, Tuning::GPU] {
+                    let c = match ShaderConstants::new(objective, d, 1, tuning, 32768, Some(limit))
+                    {
+                        Ok(c) => c,
+                        Err(Error::TooLarge { limit_name, .. }) => {
+                            assert!(tuning.stage && d == 8192, "{objective}, {d}: refused");
+                            assert_eq!(limit_name, "max_compute_workgroup_storage_size");
+                            continue;
+                        }
+                        Err(e) => panic!("{objective}, {d}, {tuning:?}: {e}"),
+                    };
+                    let worst =
+                        c.fixed_loops() + u64::from(c.slice_tiles) * c.tile_loops(c.tile_rows);
+                    assert!(
+                        worst <= loop_budget(limit),
+                        "{objective}, {d}: {worst} iterations"
+                    );
+                    assert!(c.kb >= 1 && c.kt >= 1 && c.tile_rows >= 1);
+                    assert!(c.class_blocks() * c.kb >= c.k);
+                }
+            }
+        }
+        // Without a limit nothing is sliced, and classes come sixteen to a block.
+        let c = ShaderConstants::new(
+            &Objective::softmax(1000).unwrap(),
+            64,
+            1,
+            Tuning::CPU,
+            32768,
+            None,
+        )
+        .unwrap();
+        assert_eq!((c.slice_tiles, c.kb, c.class_blocks()), (u32::MAX, 16, 63));
+        let c = ShaderConstants::new(
+            &Objective::softmax(10).unwrap(),
+            64,
+            1,
+            Tuning::CPU,
+            32768,
+            None,
+        )
+        .unwrap();
+        assert_eq!((c.kb, c.class_blocks()), (12, 1));
+        let c = ShaderConstants::new(
+            &Objective::softmax(3).unwrap(),
+            64,
+            1,
+            Tuning::CPU,
+            32768,
+            None,
+        )
+        .unwrap();
+        assert_eq!((c.kb, c.class_blocks()), (3, 1));
+        // A limit too small for one row's z is refused, naming it.
+        let e = ShaderConstants::new(
+            &Objective::logistic(),
+            8192,
+            1,
+            Tuning::CPU,
+            32768,
+            Some(2000),
+        )
+        .unwrap_err();
+        assert!(matches!(e, Error::LoopLimit { limit: 2000, .. }), "{e}");
+    }
+}
