@@ -148,7 +148,7 @@ pub fn run(
             }
         }
         if options.cpu {
-            let data = problem.generate();
+            let data = problem.generate()?;
             let cpu = Cpu::default();
             let mut session = cpu.open(Data::Host(&data), objective)?;
             let bytes = 4 * (data.x().len() + data.y().len()) as u64;

@@ -64,9 +64,10 @@ impl Dataset {
             return Err(Error::Shape {
                 what: "X".into(),
                 expected: format!(
-                    "{} values ({} rows × {features} features)",
+                    "{} values ({} × {})",
                     y.len() * features,
-                    y.len()
+                    crate::error::count(y.len(), "row"),
+                    crate::error::count(features, "feature")
                 ),
                 found: format!("{} values", x.len()),
             });
@@ -125,7 +126,7 @@ impl Dataset {
 
     /// Like [`Dataset::new`], copying from slices.
     pub fn from_slices(x: &[f32], y: &[f32], features: usize) -> Result<Self> {
-        Self::from_floats(Floats::copy_of(x), y.to_vec(), features)
+        Self::from_floats(Floats::copy_of(x)?, y.to_vec(), features)
     }
 
     /// Reads a CSV file with a header row. `target` names the label column; every other
@@ -200,17 +201,17 @@ impl Dataset {
     }
 
     /// Rows `rows` as a dataset of their own (weights and column names kept).
-    pub fn slice(&self, rows: std::ops::Range<usize>) -> Dataset {
+    pub fn slice(&self, rows: std::ops::Range<usize>) -> Result<Dataset> {
         let d = self.features;
-        Dataset {
+        Ok(Dataset {
             rows: rows.len(),
             features: d,
-            x: Floats::copy_of(&self.x[rows.start * d..rows.end * d]),
+            x: Floats::copy_of(&self.x[rows.start * d..rows.end * d])?,
             y: self.y[rows.clone()].to_vec(),
             weights: self.weights.as_ref().map(|w| w[rows.clone()].to_vec()),
             feature_names: self.feature_names.clone(),
             origin: self.origin.clone(),
-        }
+        })
     }
 
     /// Row i of X.
@@ -241,7 +242,8 @@ impl Dataset {
     }
 
     /// The number of classes the labels imply: max label + 1. Labels must be
-    /// non-negative integers.
+    /// non-negative integers, and every class 0 … max must have a row: a stray label
+    /// (1 000 000 among 0, 1, 2) would otherwise make a model of a million classes.
     pub fn class_count(&self) -> Result<usize> {
         let mut max = 0usize;
         for (i, &y) in self.y.iter().enumerate() {
@@ -255,7 +257,29 @@ impl Dataset {
             }
             max = max.max(y as usize);
         }
-        Ok(max + 1)
+        let k = max + 1;
+        // More classes than rows leave some empty; count them without a table of k.
+        let empty = if k > self.rows {
+            let mut seen: Vec<usize> = self.y.iter().map(|&y| y as usize).collect();
+            seen.sort_unstable();
+            seen.dedup();
+            k - seen.len()
+        } else {
+            let mut seen = vec![false; k];
+            for &y in &self.y {
+                seen[y as usize] = true;
+            }
+            seen.iter().filter(|s| !**s).count()
+        };
+        if empty > 0 {
+            return Err(Error::EmptyClasses {
+                location: self
+                    .label_location(self.y.iter().position(|&y| y as usize == max).unwrap_or(0)),
+                largest: max,
+                empty,
+            });
+        }
+        Ok(k)
     }
 
     /// Checks every label against what the objective accepts.
@@ -301,25 +325,25 @@ mod arrays {
     use crate::floats::Floats;
 
     /// `len` values into line-aligned storage.
-    fn floats(values: impl Iterator<Item = f32>, len: usize) -> Floats {
-        let mut x = Floats::zeroed(len);
+    fn floats(values: impl Iterator<Item = f32>, len: usize) -> Result<Floats> {
+        let mut x = Floats::zeroed(len, || format!("a copy of X ({len} floats)"))?;
         for (slot, v) in x.iter_mut().zip(values) {
             *slot = v;
         }
-        x
+        Ok(x)
     }
 
     impl Dataset {
         /// From X (rows × features, any memory order) and y; values are copied in row
         /// order and must be finite.
         pub fn from_arrays(x: ArrayView2<'_, f32>, y: ArrayView1<'_, f32>) -> Result<Self> {
-            Self::from_floats(floats(x.iter().copied(), x.len()), y.to_vec(), x.ncols())
+            Self::from_floats(floats(x.iter().copied(), x.len())?, y.to_vec(), x.ncols())
         }
 
         /// [`Dataset::from_arrays`] from f64 arrays, rounded to f32.
         pub fn from_arrays_f64(x: ArrayView2<'_, f64>, y: ArrayView1<'_, f64>) -> Result<Self> {
             Self::from_floats(
-                floats(x.iter().map(|&v| v as f32), x.len()),
+                floats(x.iter().map(|&v| v as f32), x.len())?,
                 y.iter().map(|&v| v as f32).collect(),
                 x.ncols(),
             )

@@ -14,6 +14,23 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// An output that could not be written; `what` says which part of writing it failed.
+    #[error("{path}: could not write it: {what}: {source}")]
+    Write {
+        path: PathBuf,
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// An output that would replace one of the command's inputs or another output.
+    #[error("{output} is the same file as the {role} {other}; choose another output path")]
+    OutputClash {
+        output: String,
+        other: String,
+        role: &'static str,
+    },
+
     #[error("{path}: the file is empty; expected a header row naming the columns")]
     EmptyFile { path: PathBuf },
 
@@ -45,11 +62,24 @@ pub enum Error {
         problem: &'static str,
     },
 
-    #[error("{path}: no column named {name:?}; the columns are: {}", available.join(", "))]
+    #[error("{path}: no column named {name:?}; the columns are: {}{hint}", available.join(", "))]
     MissingColumn {
         path: PathBuf,
         name: String,
         available: Vec<String>,
+        /// Why the columns may not be what they seem (another separator), or nothing.
+        hint: String,
+    },
+
+    #[error(
+        "{path}: the header names the column {name:?} twice (columns {first} and {second}, \
+         counted from 1); rename one"
+    )]
+    DuplicateColumn {
+        path: PathBuf,
+        name: String,
+        first: usize,
+        second: usize,
     },
 
     #[error("{path}: the target column {name:?} is the only column; there are no features")]
@@ -61,6 +91,21 @@ pub enum Error {
         objective: String,
         expected: &'static str,
         value: f32,
+    },
+
+    /// Softmax classes inferred from the largest label, some of which no row has.
+    #[error(
+        "{location}: the largest label is {largest}, so {} would be inferred, but {} \
+         of them {} no rows; give --classes K to fit that many classes anyway, or \
+         relabel the classes 0, 1, …, k−1",
+        count(*.largest + 1, "class"),
+        .empty,
+        if *.empty == 1 { "has" } else { "have" }
+    )]
+    EmptyClasses {
+        location: String,
+        largest: usize,
+        empty: usize,
     },
 
     #[error("invalid {name} {value}: {reason}")]
@@ -153,6 +198,24 @@ pub enum Error {
         detail: String,
     },
 
+    /// Host memory that the machine does not have.
+    #[error(
+        "{what} needs {bytes} bytes ({}) of host memory, {}. Try fewer rows, a float32 .npy \
+         file (mapped from disk, not read into memory), the GPU backend (which streams rows \
+         through its memory, --max-device-bytes), or --devices to split the rows",
+        gib(*.bytes),
+        match .available {
+            Some(free) => format!("but the machine has {free} bytes ({}) available", gib(*free)),
+            None => "more than the system could give".to_string(),
+        }
+    )]
+    OutOfMemory {
+        what: String,
+        bytes: u64,
+        /// What the system had available (Linux's MemAvailable plus free swap).
+        available: Option<u64>,
+    },
+
     #[error(
         "the GPU ran out of memory allocating {what} ({bytes} bytes): {message}. Try \
          --max-device-bytes N to stream the rows through less memory, fewer rows, or \
@@ -177,9 +240,22 @@ pub enum Error {
     )]
     GpuValidation { message: String },
 
+    /// The loss is already non-finite before the first step: no learning rate can help.
     #[error(
-        "the loss became non-finite at epoch {epoch} (learning rate {lr}); \
-         try a smaller --lr. The last finite parameters are kept"
+        "the loss is non-finite at the starting parameters, before any step{}",
+        if *.custom {
+            ": the loss expression is undefined there (a logarithm of a value ≤ 0, a \
+             division by 0, an overflow); change the expression or the starting parameters"
+        } else {
+            "; check the starting parameters (--init) and the data for huge values"
+        }
+    )]
+    NonFiniteStart { custom: bool },
+
+    #[error(
+        "the loss became non-finite at epoch {epoch} (learning rate {}); \
+         try a smaller --lr. The last finite parameters are kept",
+        number(*.lr)
     )]
     Diverged {
         epoch: u64,
@@ -187,6 +263,34 @@ pub enum Error {
         /// The parameters before the step that went non-finite.
         last_finite: Box<Params>,
     },
+}
+
+/// `x` in the shortest text that reads back as the same f64: plain for ordinary
+/// magnitudes (`0.1`, `250`), in exponent form outside 10⁻⁴ … 10¹⁶ (`1e308`, `2.5e-7`), so
+/// that a message never spells out a 309-digit integer.
+pub fn number(x: f64) -> String {
+    let a = x.abs();
+    if a != 0.0 && a.is_finite() && !(1e-4..1e16).contains(&a) {
+        format!("{x:e}")
+    } else {
+        format!("{x}")
+    }
+}
+
+/// Bytes in GiB, for messages.
+fn gib(bytes: u64) -> String {
+    format!("{:.1} GiB", bytes as f64 / f64::from(1u32 << 30))
+}
+
+/// `n` and the noun, singular or plural as `n` asks: `1 row`, `3 rows`.
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else if noun.ends_with('s') {
+        format!("{n} {noun}es")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 /// The crate's result type.

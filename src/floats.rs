@@ -30,24 +30,27 @@ enum Storage {
 }
 
 impl Floats {
-    /// `len` zeros. Large buffers are given huge pages before their first touch (that is
-    /// when the kernel chooses the page size).
-    pub fn zeroed(len: usize) -> Self {
-        let buf = vec![0.0f32; len + LINE - 1];
+    /// `len` zeros for `what` (named in the error when the memory cannot be had). Large
+    /// buffers are given huge pages before their first touch (that is when the kernel
+    /// chooses the page size).
+    pub fn zeroed(len: usize, what: impl Fn() -> String) -> crate::Result<Self> {
+        let buf = crate::memory::filled(len.saturating_add(LINE - 1), 0.0f32, what)?;
         advise_huge_pages(&buf);
         let start = line_offset(&buf);
-        Floats {
+        Ok(Floats {
             storage: Storage::Heap(buf),
             start,
             len,
-        }
+        })
     }
 
     /// A line-aligned copy of `values`.
-    pub fn copy_of(values: &[f32]) -> Self {
-        let mut copy = Floats::zeroed(values.len());
+    pub fn copy_of(values: &[f32]) -> crate::Result<Self> {
+        let mut copy = Floats::zeroed(values.len(), || {
+            format!("a copy of X ({} floats)", values.len())
+        })?;
         copy.copy_from_slice(values);
-        copy
+        Ok(copy)
     }
 
     /// Takes `v` over, moving its values up to the first line boundary in place (the
@@ -223,8 +226,17 @@ impl DerefMut for Floats {
 }
 
 impl Clone for Floats {
+    /// An infallible copy (as `Vec`'s); readers and backends size theirs with
+    /// [`Floats::copy_of`], which reports memory it cannot have.
     fn clone(&self) -> Self {
-        Floats::copy_of(self)
+        let mut buf = vec![0.0f32; self.len + LINE - 1];
+        let start = line_offset(&buf);
+        buf[start..start + self.len].copy_from_slice(self);
+        Floats {
+            storage: Storage::Heap(buf),
+            start,
+            len: self.len,
+        }
     }
 }
 
@@ -262,7 +274,7 @@ mod tests {
             let floats = Floats::from_vec(v);
             assert_eq!(floats.as_ptr() as usize % 64, 0, "len {len}");
             assert_eq!(&*floats, &values[..]);
-            let zeros = Floats::zeroed(len);
+            let zeros = Floats::zeroed(len, String::new).unwrap();
             assert_eq!(zeros.as_ptr() as usize % 64, 0);
             assert!(zeros.iter().all(|&v| v == 0.0) && zeros.len() == len);
             assert_eq!(floats.clone(), floats);

@@ -19,6 +19,15 @@ impl Predictions {
     /// Predicts every row of `session` with `params` (computed where the session's rows
     /// live: on the GPU for a GPU session).
     pub fn of(session: &mut dyn Session, params: &Params) -> Result<Self> {
+        // z, the probabilities from it and their text: about five f64s a number.
+        let (n, k) = (session.rows(), session.objective().outputs());
+        let numbers = n.saturating_mul(k).saturating_mul(5);
+        crate::memory::check(crate::memory::bytes_of::<f64>(numbers), || {
+            format!(
+                "the predictions of {} with {k} outputs",
+                crate::error::count(n, "row")
+            )
+        })?;
         session.set_params(params)?;
         let z = session.predict()?;
         let objective = session.objective();

@@ -174,20 +174,32 @@ impl Synthetic {
     }
 
     /// Generates X and y on the CPU, rows in parallel (each row depends on its index alone).
-    pub fn generate(&self) -> Dataset {
+    pub fn generate(&self) -> Result<Dataset> {
         self.generate_rows(0..self.rows)
     }
 
     /// Rows `rows` of the problem (the same values as those rows of [`Synthetic::generate`]).
-    pub fn generate_rows(&self, rows: std::ops::Range<usize>) -> Dataset {
+    pub fn generate_rows(&self, rows: std::ops::Range<usize>) -> Result<Dataset> {
         let (d, k) = (self.features, self.objective.outputs());
         let w: Vec<i64> = (0..=d)
             .flat_map(|j| (0..k).map(move |c| (j, c)))
             .map(|(j, c)| i64::from(self.param_int(j as u32, c as u32)))
             .collect();
         let tables = quantile_tables();
-        let mut x = Floats::zeroed(rows.len() * d);
-        let mut y = vec![0.0f32; rows.len()];
+        let n = rows.len();
+        let what = || {
+            format!(
+                "the synthetic rows ({} × {}, in host memory for the CPU)",
+                crate::error::count(n, "row"),
+                crate::error::count(d, "feature")
+            )
+        };
+        crate::memory::check(
+            crate::memory::bytes_of::<f32>(n.saturating_mul(d.saturating_add(1))),
+            what,
+        )?;
+        let mut x = Floats::zeroed(n.saturating_mul(d), what)?;
+        let mut y = crate::memory::filled(n, 0.0f32, what)?;
         const BLOCK: usize = 1024;
         x.par_chunks_mut(BLOCK * d)
             .zip(y.par_chunks_mut(BLOCK))
@@ -207,7 +219,7 @@ impl Synthetic {
                     *label = self.label(i, &z, &tables);
                 }
             });
-        Dataset::from_floats(x, y, d).expect("synthetic data are finite and well shaped")
+        Ok(Dataset::from_floats(x, y, d).expect("synthetic data are finite and well shaped"))
     }
 
     /// The label of row `i` from its exact z (in units of 2^−(16 + r)).
@@ -261,7 +273,7 @@ mod tests {
     #[test]
     fn features_look_standard_normal() {
         let s = Synthetic::new(20_000, 4, Objective::linear(), 3).unwrap();
-        let data = s.generate();
+        let data = s.generate().unwrap();
         let n = data.x().len() as f64;
         let mean = data.x().iter().map(|&v| f64::from(v)).sum::<f64>() / n;
         let var = data
@@ -280,7 +292,7 @@ mod tests {
         // allow 4 sd. The noise of the labels must not correlate with any feature.
         let (n, d) = (40_000, 6);
         let s = Synthetic::new(n, d, Objective::linear(), 17).unwrap();
-        let data = s.generate();
+        let data = s.generate().unwrap();
         let truth = s.true_params();
         let bound = 4.0 / (n as f64).sqrt();
         let data = &data;
@@ -299,7 +311,7 @@ mod tests {
     #[test]
     fn logistic_labels_follow_sigmoid_of_true_z() {
         let s = Synthetic::new(50_000, 3, Objective::logistic(), 11).unwrap();
-        let data = s.generate();
+        let data = s.generate().unwrap();
         let truth = s.true_params();
         let (mut expected, mut observed) = (0.0, 0.0);
         for i in 0..data.rows() {
@@ -316,7 +328,7 @@ mod tests {
     #[test]
     fn softmax_labels_use_every_class() {
         let s = Synthetic::new(3000, 5, Objective::softmax(4).unwrap(), 1).unwrap();
-        let data = s.generate();
+        let data = s.generate().unwrap();
         for c in 0..4 {
             let count = data.y().iter().filter(|&&y| y == c as f32).count();
             assert!(count > 150, "class {c} has {count} rows");
@@ -327,13 +339,16 @@ mod tests {
     fn the_same_seed_gives_the_same_data() {
         let a = Synthetic::new(100, 7, Objective::linear(), 5)
             .unwrap()
-            .generate();
+            .generate()
+            .unwrap();
         let b = Synthetic::new(100, 7, Objective::linear(), 5)
             .unwrap()
-            .generate();
+            .generate()
+            .unwrap();
         let c = Synthetic::new(100, 7, Objective::linear(), 6)
             .unwrap()
-            .generate();
+            .generate()
+            .unwrap();
         assert_eq!(a, b);
         assert_ne!(a.x(), c.x());
     }

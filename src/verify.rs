@@ -145,7 +145,7 @@ pub fn verify(
         _ if data.window().len() <= SAMPLE_ROWS => data.clone(),
         Data::Synthetic(_) => Data::part(data.clone(), 0..SAMPLE_ROWS)?,
         _ => {
-            host = sample_host(&data.to_host())?;
+            host = sample_host(&*data.to_host()?)?;
             Data::Host(&host)
         }
     };

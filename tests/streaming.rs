@@ -132,7 +132,7 @@ fn streamed_host_rows_equal_resident_rows_bit_for_bit() {
 fn streamed_synthetic_rows_are_generated_chunk_by_chunk() {
     let objective = Objective::logistic();
     let synthetic = Synthetic::new(30_000, 13, objective, 4).unwrap();
-    let expected = synthetic.generate();
+    let expected = synthetic.generate().unwrap();
     for (tuning, gpu) in common::gpu_tunings() {
         let streamed = gpu.with_options(GpuOptions {
             max_device_bytes: Some(300_000),

@@ -29,7 +29,7 @@ fn device_generated_rows_equal_cpu_generated_rows_bit_for_bit() {
         });
         for &(objective, rows, features, seed) in &cases {
             let problem = Synthetic::new(rows, features, objective, seed).unwrap();
-            let expected = problem.generate();
+            let expected = problem.generate().unwrap();
             let mut session = sharded
                 .session(Data::Synthetic(problem), objective)
                 .unwrap();

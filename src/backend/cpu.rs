@@ -172,8 +172,11 @@ impl Backend for Cpu {
     }
 
     fn open<'a>(&'a self, data: Data<'a>, objective: Objective) -> Result<Box<dyn Session + 'a>> {
+        let n = data.window().len();
+        let chunks = n.div_ceil(chunk_rows(n));
+        super::check_host_memory(&data, objective, chunks)?;
         Ok(Box::new(CpuSession::from_host(
-            data.into_host_rows(),
+            data.into_host_rows()?,
             objective,
             self.simd,
         )))
@@ -475,7 +478,9 @@ impl Session for CpuSession<'_> {
         let raw = self.raw();
         let k = self.objective.outputs();
         let data = &self.data;
-        let mut z = vec![0.0; data.rows() * k];
+        let mut z = crate::memory::filled(data.rows().saturating_mul(k), 0.0, || {
+            format!("the predictions ({} × {k} numbers)", data.rows())
+        })?;
         z.par_chunks_mut(k * 4096)
             .enumerate()
             .for_each(|(chunk, zs)| {

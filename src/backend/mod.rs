@@ -114,30 +114,30 @@ impl<'a> Data<'a> {
     }
 
     /// The rows in host memory (a part's rows only), generating synthetic ones on the CPU.
-    pub fn to_host(&self) -> Cow<'_, Dataset> {
-        match self {
+    pub fn to_host(&self) -> Result<Cow<'_, Dataset>> {
+        Ok(match self {
             Data::Host(d) => Cow::Borrowed(*d),
-            Data::Synthetic(s) => Cow::Owned(s.generate()),
+            Data::Synthetic(s) => Cow::Owned(s.generate()?),
             Data::Part { whole, rows } => Cow::Owned(match whole.as_ref() {
-                Data::Host(d) => d.slice(rows.clone()),
-                Data::Synthetic(s) => s.generate_rows(rows.clone()),
+                Data::Host(d) => d.slice(rows.clone())?,
+                Data::Synthetic(s) => s.generate_rows(rows.clone())?,
                 Data::Part { .. } => unreachable!("Data::part refuses parts of parts"),
             }),
-        }
+        })
     }
 
     /// The rows a host backend keeps, with where they sit in the whole problem.
-    pub(crate) fn into_host_rows(self) -> HostRows<'a> {
+    pub(crate) fn into_host_rows(self) -> Result<HostRows<'a>> {
         let (total, offset) = (self.rows(), self.window().start);
         let data = match self {
-            Data::Part { .. } => Cow::Owned(self.to_host().into_owned()),
-            whole => whole.into_host(),
+            Data::Part { .. } => Cow::Owned(self.to_host()?.into_owned()),
+            whole => whole.into_host()?,
         };
-        HostRows {
+        Ok(HostRows {
             data,
             offset,
             total,
-        }
+        })
     }
 
     /// A fingerprint of the rows, for checkpoints: of every value of X, y and the weights
@@ -162,13 +162,37 @@ impl<'a> Data<'a> {
     }
 
     /// Like [`Data::to_host`], keeping the borrow of host rows.
-    pub fn into_host(self) -> Cow<'a, Dataset> {
-        match self {
+    pub fn into_host(self) -> Result<Cow<'a, Dataset>> {
+        Ok(match self {
             Data::Host(d) => Cow::Borrowed(d),
-            Data::Synthetic(s) => Cow::Owned(s.generate()),
-            part => Cow::Owned(part.to_host().into_owned()),
-        }
+            Data::Synthetic(s) => Cow::Owned(s.generate()?),
+            part => Cow::Owned(part.to_host()?.into_owned()),
+        })
     }
+}
+
+/// Refuses a host session the machine has no memory for, before any of it is taken: the
+/// rows when they are not in host memory yet (synthetic ones, a part's copy), and the
+/// parameter vectors (θ, the optimizer's state, the raw parameters, ∇, f32 copies: about
+/// eight of (d + 1)·k numbers) plus `partials` per-chunk sums of the same length.
+pub(crate) fn check_host_memory(data: &Data, objective: Objective, partials: usize) -> Result<()> {
+    use crate::memory::bytes_of;
+    let (n, d, k) = (data.window().len(), data.features(), objective.outputs());
+    let rows = match data {
+        Data::Host(_) => 0,
+        _ => bytes_of::<f32>(n.saturating_mul(d.saturating_add(1))),
+    };
+    let params = d.saturating_add(1).saturating_mul(k);
+    let vectors = bytes_of::<f64>(params.saturating_mul(8usize.saturating_add(partials)));
+    crate::memory::check(rows.saturating_add(vectors), || {
+        format!(
+            "a host session of {} × {} and {} ({rows} bytes of rows, {vectors} of \
+             parameter-sized vectors)",
+            crate::error::count(n, "row"),
+            crate::error::count(d, "feature"),
+            crate::error::count(k, "output")
+        )
+    })
 }
 
 /// Which rows one descent step uses: positions `start..start + len` of the epoch's order.

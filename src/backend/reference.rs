@@ -25,8 +25,9 @@ impl Backend for Reference {
     }
 
     fn open<'a>(&'a self, data: Data<'a>, objective: Objective) -> Result<Box<dyn Session + 'a>> {
+        super::check_host_memory(&data, objective, 1)?;
         Ok(Box::new(ReferenceSession::new(
-            data.into_host_rows(),
+            data.into_host_rows()?,
             objective,
         )))
     }

@@ -148,6 +148,11 @@ fn take_row<'c>(
             Role::Skip => {}
         }
     }
+    if out.x.capacity() - out.x.len() < row.len() {
+        // Grown as a Vec would be, but refused with an error rather than an abort.
+        let more = out.x.len().max(1024 * row.len());
+        crate::memory::reserve(&mut out.x, more, || "X of the rows read so far".into())?;
+    }
     out.x.extend_from_slice(row);
     out.y.push(label);
     out.weights.push(weight);
@@ -263,6 +268,8 @@ fn parse_lines(
         .collect();
     for part in parsed {
         let part = part?;
+        let what = || format!("{}: X of the rows up to line {next}", path.display());
+        crate::memory::reserve(&mut out.x, part.x.len(), what)?;
         out.x.extend(part.x);
         out.y.extend(part.y);
         out.weights.extend(part.weights);

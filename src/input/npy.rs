@@ -172,7 +172,10 @@ impl Array {
     fn values(mut self, path: &Path) -> Result<Vec<f32>> {
         let count: usize = self.shape.iter().product();
         let size = self.dtype.size();
-        let mut out = Vec::with_capacity(count);
+        let mut out = Vec::new();
+        crate::memory::reserve(&mut out, count, || {
+            format!("{}: its {count} elements as f32", path.display())
+        })?;
         let mut buf = vec![0u8; (1 << 20) / size * size];
         while out.len() < count {
             let want = ((count - out.len()) * size).min(buf.len());

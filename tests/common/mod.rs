@@ -75,6 +75,7 @@ pub fn problem(rows: usize, features: usize, objective: Objective, seed: u64) ->
     Synthetic::new(rows, features, objective, seed)
         .unwrap()
         .generate()
+        .unwrap()
 }
 
 /// Parameters with entries uniform in [−scale, scale), from a hash of `seed`.
