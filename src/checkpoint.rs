@@ -80,17 +80,25 @@ impl Checkpoint {
             path: path.into(),
             message: format!("not written: {e}"),
         })?;
-        params_file::write_atomically(path, text.as_bytes())
+        crate::output::write(path, format!("{text}\n").as_bytes())
     }
 
-    pub fn load(path: &Path) -> Result<Self> {
+    /// Reads a checkpoint file and checks that its fields hold together
+    /// ([`Checkpoint::validate`]).
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::parse(&text, path)
+    }
+
+    /// A checkpoint from the text of the file at `path` (named in errors), validated.
+    pub fn parse(text: &str, path: &Path) -> Result<Self> {
         let fail = |message: String| Error::Checkpoint {
             path: path.into(),
             message,
         };
         let value: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| params_file::json_error(path, &e))?;
+            serde_json::from_str(text).map_err(|e| params_file::json_error(path, &e))?;
         match value.get("format").and_then(|f| f.as_str()) {
             Some(FORMAT) => {}
             Some(other) => {
@@ -100,7 +108,165 @@ impl Checkpoint {
             }
             None => return Err(fail("not a checkpoint (no \"format\" field)".into())),
         }
-        serde_json::from_value(value).map_err(|e| fail(e.to_string()))
+        let checkpoint: Checkpoint =
+            serde_json::from_value(value).map_err(|e| fail(e.to_string()))?;
+        checkpoint.validate().map_err(fail)?;
+        Ok(checkpoint)
+    }
+
+    /// The epochs the fit that wrote this checkpoint ran to (from its options).
+    pub fn epochs(&self) -> Option<u64> {
+        options_without_epochs(&self.options).1
+    }
+
+    /// Checks what a checkpoint must hold on its own, whoever resumes it: shapes of θ, the
+    /// optimizer state and the raw parameters; finite values; the epoch within the fit's
+    /// epochs and the random state at that epoch; the best epoch and the log up to it.
+    /// The message names the field and its value.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let (d, k) = (self.features, self.outputs);
+        if self.rows == 0 || d == 0 || k == 0 {
+            return Err(format!(
+                "rows {}, features {d} and outputs {k} must all be at least 1",
+                self.rows
+            ));
+        }
+        let n = d
+            .checked_add(1)
+            .and_then(|v| v.checked_mul(k))
+            .ok_or_else(|| format!("features {d} × outputs {k} overflow"))?;
+        let s = &self.snapshot;
+        if s.theta.len() != n {
+            return Err(format!(
+                "snapshot.theta holds {}; {d} features and {k} outputs need {n}",
+                crate::error::count(s.theta.len(), "number")
+            ));
+        }
+        if s.raw.len() != n {
+            return Err(format!(
+                "snapshot.raw holds {}; {d} features and {k} outputs need {n}",
+                crate::error::count(s.raw.len(), "number")
+            ));
+        }
+        if !(s.state.is_empty() || s.state.len() == n || s.state.len() == 2 * n) {
+            return Err(format!(
+                "snapshot.state holds {}; an optimizer keeps 0, {n} or {} here",
+                crate::error::count(s.state.len(), "number"),
+                2 * n
+            ));
+        }
+        let finite = |name: &str, values: &[f64], f32_range: bool| {
+            let bad = values
+                .iter()
+                .position(|v| !v.is_finite() || (f32_range && v.abs() > f64::from(f32::MAX)));
+            match bad {
+                Some(i) => Err(format!(
+                    "{name}[{i}] is {}, not a finite f32 number",
+                    crate::error::number(values[i])
+                )),
+                None => Ok(()),
+            }
+        };
+        finite("snapshot.theta", &s.theta, true)?;
+        finite("snapshot.raw", &s.raw, true)?;
+        finite("snapshot.state", &s.state, false)?;
+        if let Some(p) = &self.best.params {
+            if p.len() != n {
+                return Err(format!(
+                    "best.params holds {}, not {n}",
+                    crate::error::count(p.len(), "number")
+                ));
+            }
+            finite("best.params", p, true)?;
+        }
+        let (_, epochs) = options_without_epochs(&self.options);
+        let epochs = epochs
+            .ok_or_else(|| format!("options {:?} do not name the fit's epochs", self.options))?;
+        if self.epoch > epochs {
+            return Err(format!(
+                "epoch {} is past the {epochs} epochs of the fit that wrote it",
+                self.epoch
+            ));
+        }
+        if self.rng.epoch != self.epoch {
+            return Err(format!(
+                "rng.epoch {} differs from epoch {}",
+                self.rng.epoch, self.epoch
+            ));
+        }
+        if self.step_in_epoch > 0 && self.epoch == epochs {
+            return Err(format!(
+                "step_in_epoch {} after the last epoch",
+                self.step_in_epoch
+            ));
+        }
+        if self.best.epoch > self.epoch {
+            return Err(format!(
+                "best.epoch {} is after epoch {}",
+                self.best.epoch, self.epoch
+            ));
+        }
+        if !self.best.value.is_finite() {
+            return Err(format!("best.value {} is not finite", self.best.value));
+        }
+        if self.waited > self.epoch {
+            return Err(format!(
+                "waited {} is more than the {} epochs run",
+                self.waited, self.epoch
+            ));
+        }
+        let Some(first) = self.log.first() else {
+            return Err("log is empty; it starts with epoch 0".into());
+        };
+        if first.epoch != 0 {
+            return Err(format!("log[0].epoch is {}, not 0", first.epoch));
+        }
+        for (i, pair) in self.log.windows(2).enumerate() {
+            if pair[1].epoch <= pair[0].epoch {
+                return Err(format!(
+                    "log[{}].epoch {} does not follow log[{i}].epoch {}",
+                    i + 1,
+                    pair[1].epoch,
+                    pair[0].epoch
+                ));
+            }
+        }
+        for (i, entry) in self.log.iter().enumerate() {
+            if entry.epoch > self.epoch {
+                return Err(format!(
+                    "log[{i}].epoch {} is after epoch {}",
+                    entry.epoch, self.epoch
+                ));
+            }
+            let losses =
+                std::iter::once(entry.training.loss).chain(entry.validation.map(|v| v.loss));
+            if losses.clone().any(|l| !l.is_finite()) {
+                return Err(format!("log[{i}] holds a non-finite loss"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the step counts against the fit resuming it: `steps` steps an epoch.
+    pub(crate) fn check_steps(&self, steps: u64) -> Result<()> {
+        let fail = |message: String| Error::ResumeMismatch { message };
+        if self.step_in_epoch >= steps.max(1) {
+            return Err(fail(format!(
+                "the checkpoint's step_in_epoch {} is not within an epoch of {steps} steps",
+                self.step_in_epoch
+            )));
+        }
+        let expected = self
+            .epoch
+            .checked_mul(steps)
+            .and_then(|t| t.checked_add(self.step_in_epoch));
+        if expected != Some(self.rng.step) {
+            return Err(fail(format!(
+                "the checkpoint's rng.step {} is not epoch {} × {steps} steps + step_in_epoch {}",
+                self.rng.step, self.epoch, self.step_in_epoch
+            )));
+        }
+        Ok(())
     }
 
     /// Refuses to resume a different problem: objective, shape, rows and options must be
@@ -112,6 +278,7 @@ impl Checkpoint {
         features: usize,
         data: Option<&str>,
         options: &str,
+        depends_on_epochs: Option<&str>,
     ) -> Result<()> {
         let fail = |message: String| Error::ResumeMismatch { message };
         let here = (
@@ -151,7 +318,25 @@ impl Checkpoint {
                 "the rows differ from the checkpoint's (fingerprint {b}, not {a})"
             )));
         }
-        if self.options != options {
+        // The epochs may grow: a fit is resumed to train longer.
+        let (their_options, their_epochs) = options_without_epochs(&self.options);
+        let (our_options, our_epochs) = options_without_epochs(options);
+        if let (Some(theirs), Some(ours)) = (their_epochs, our_epochs) {
+            if ours < self.epoch {
+                return Err(fail(format!(
+                    "the checkpoint is at epoch {}, past --epochs {ours}",
+                    self.epoch
+                )));
+            }
+            if ours != theirs && depends_on_epochs.is_some() {
+                return Err(fail(format!(
+                    "the checkpoint was written by a fit of {theirs} epochs, and {} depends on \
+                     the number of epochs; resume with --epochs {theirs}",
+                    depends_on_epochs.unwrap_or_default()
+                )));
+            }
+        }
+        if their_options != our_options {
             let theirs: Vec<&str> = self.options.split(", ").collect();
             let ours: Vec<&str> = options.split(", ").collect();
             let first = theirs.iter().zip(&ours).find(|(a, b)| a != b).map_or_else(
@@ -164,6 +349,22 @@ impl Checkpoint {
         }
         Ok(())
     }
+}
+
+/// The options' text without its `epochs N` entry, and N.
+fn options_without_epochs(options: &str) -> (String, Option<u64>) {
+    let mut epochs = None;
+    let rest: Vec<&str> = options
+        .split(", ")
+        .filter(|part| match part.strip_prefix("epochs ") {
+            Some(n) => {
+                epochs = n.parse().ok();
+                false
+            }
+            None => true,
+        })
+        .collect();
+    (rest.join(", "), epochs)
 }
 
 /// A short fingerprint of a byte stream (FNV-1a folded through a 64-bit mix): enough to

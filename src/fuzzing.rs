@@ -93,3 +93,105 @@ pub fn params(bytes: &[u8]) {
     }
     let _ = std::fs::remove_file(path);
 }
+
+/// The rows [`checkpoint`] resumes on: `rows` × `features`, labels fit for `objective`.
+fn checkpoint_rows(rows: usize, features: usize, objective: &crate::Objective) -> Dataset {
+    let x: Vec<f32> = (0..rows * features)
+        .map(|i| (i % 7) as f32 / 7.0 - 0.4)
+        .collect();
+    let y: Vec<f32> = (0..rows)
+        .map(|i| match objective.model() {
+            Model::Linear => i as f32 / rows as f32,
+            Model::Logistic => (i % 2) as f32,
+            Model::Softmax => (i % objective.outputs()) as f32,
+        })
+        .collect();
+    Dataset::new(x, y, features).expect("finite rows of the stated shape")
+}
+
+/// The options of the fits [`checkpoint_seeds`] checkpoints, and [`checkpoint`] resumes.
+fn checkpoint_trainer(epochs: u64, adam: bool) -> crate::Trainer {
+    let t = crate::Trainer::new()
+        .epochs(epochs)
+        .batch_size(4)
+        .log_every(2);
+    if adam {
+        t.optimizer(crate::train::OptimizerKind::Adam)
+    } else {
+        t
+    }
+}
+
+/// Checkpoint bytes: parsed and validated; when small enough, resumed on the f64
+/// reference with the options [`checkpoint_seeds`] wrote them with, for two epochs more
+/// than the fit that wrote them.
+pub fn checkpoint(bytes: &[u8]) {
+    let text = String::from_utf8_lossy(bytes);
+    let path = std::path::Path::new("fuzzed-checkpoint.json");
+    let Ok(ck) = crate::checkpoint::Checkpoint::parse(&text, path) else {
+        return;
+    };
+    let n = (ck.features + 1) * ck.outputs;
+    assert_eq!(
+        ck.snapshot.theta.len(),
+        n,
+        "a checkpoint of the wrong θ was accepted"
+    );
+    assert!(ck.log.first().is_some_and(|e| e.epoch == 0));
+    let Some(epochs) = ck.epochs() else {
+        panic!("a checkpoint without epochs was accepted");
+    };
+    let loss = ck.loss_fn.parse().ok();
+    let small = ck.rows.saturating_mul(ck.features) <= 4096 && ck.outputs <= 8 && epochs <= 40;
+    let Ok(objective) = crate::Objective::new(ck.model, loss, ck.outputs) else {
+        return;
+    };
+    if !small {
+        return;
+    }
+    let data = checkpoint_rows(ck.rows, ck.features, &objective);
+    // Two epochs past the checkpoint's fit: resuming to train longer.
+    for adam in [false, true] {
+        let trainer = checkpoint_trainer(epochs + 2, adam).resume(ck.clone());
+        let backend = crate::backend::reference::Reference;
+        if let Ok(fit) = crate::fit(&backend, &data, objective, &trainer) {
+            assert_eq!(fit.epochs, epochs + 2);
+            assert!(fit.params.is_finite() || fit.loss.is_nan());
+        }
+    }
+}
+
+/// Checkpoints of small fits (every model, SGD and Adam, between epochs and mid-epoch):
+/// the corpus of [`checkpoint`], written to `fuzz/corpus/checkpoint` by the ignored test
+/// `tests/fuzz.rs::write_checkpoint_corpus`.
+pub fn checkpoint_seeds() -> Vec<(String, Vec<u8>)> {
+    let dir = std::env::temp_dir().join(format!("downhill-ck-seeds-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("the temporary directory is writable");
+    let mut seeds = Vec::new();
+    for (name, model, outputs) in [
+        ("linear", Model::Linear, 1),
+        ("logistic", Model::Logistic, 1),
+        ("softmax", Model::Softmax, 3),
+    ] {
+        let objective = crate::Objective::new(model, None, outputs).expect("a built-in objective");
+        let data = checkpoint_rows(10, 2, &objective);
+        for adam in [false, true] {
+            let path = dir.join(format!("{name}.json"));
+            let trainer = checkpoint_trainer(6, adam).checkpoint(&path, 3);
+            crate::fit(
+                &crate::backend::reference::Reference,
+                &data,
+                objective,
+                &trainer,
+            )
+            .expect("a small fit");
+            let optimizer = if adam { "adam" } else { "sgd" };
+            seeds.push((
+                format!("{name}_{optimizer}.json"),
+                std::fs::read(&path).expect("the checkpoint was written"),
+            ));
+        }
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    seeds
+}

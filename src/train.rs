@@ -10,7 +10,7 @@ use crate::backend::{
     Step,
 };
 use crate::checkpoint::{Best, Checkpoint, Checkpointing, RngState};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, number};
 use crate::model::{Loss, Model, Objective, Params};
 use crate::optim::{Optimizer, Regularization, Schedule, UpdateRule};
 use crate::rng::Permutation;
@@ -517,14 +517,14 @@ impl Trainer {
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return Err(Error::option(
                 "learning rate",
-                self.lr,
+                number(self.lr),
                 "must be a finite number > 0",
             ));
         }
         if self.lr as f32 == 0.0 || !(self.lr as f32).is_finite() {
             return Err(Error::option(
                 "learning rate",
-                self.lr,
+                number(self.lr),
                 "is outside the range of f32",
             ));
         }
@@ -541,7 +541,7 @@ impl Trainer {
         if let (Some(m), false) = (self.momentum, momentum_ok) {
             return Err(Error::option(
                 "momentum",
-                m,
+                number(m),
                 format!(
                     "applies to --optimizer momentum or nesterov, not {}",
                     self.update_rule().optimizer.name()
@@ -557,7 +557,7 @@ impl Trainer {
                 if let Some(v) = v {
                     return Err(Error::option(
                         name,
-                        v,
+                        number(v),
                         format!(
                             "applies to --optimizer adam, not {}",
                             self.update_rule().optimizer.name()
@@ -570,12 +570,20 @@ impl Trainer {
         if let Some(f) = self.validation_fraction
             && !(f > 0.0 && f < 1.0)
         {
-            return Err(Error::option("validation fraction", f, "must be in (0, 1)"));
+            return Err(Error::option(
+                "validation fraction",
+                number(f),
+                "must be in (0, 1)",
+            ));
         }
         if let Some(t) = self.tol
             && !(t.is_finite() && t >= 0.0)
         {
-            return Err(Error::option("tol", t, "must be a finite number ≥ 0"));
+            return Err(Error::option(
+                "tol",
+                number(t),
+                "must be a finite number ≥ 0",
+            ));
         }
         if self.patience == Some(0) {
             return Err(Error::option("patience", 0, "must be at least 1"));
@@ -784,17 +792,31 @@ impl Trainer {
                     session.features(),
                     self.data_id.as_deref(),
                     &self.options_fingerprint(),
+                    (self.schedule == Schedule::Cosine).then_some("the cosine schedule"),
                 )?;
+                ck.check_steps(self.steps_per_epoch(session.rows()))?;
                 session.restore(&ck.snapshot)?;
                 let params = ck.best.params.as_deref().map(|flat| {
                     Params::from_flat_f64(session.features(), objective.outputs(), flat)
                 });
                 log::info!("resuming at epoch {} (step {})", ck.epoch, ck.rng.step);
+                let mut log = ck.log.clone();
+                // A finished fit logs its last epoch whatever --log-every says; a longer
+                // one would not have logged it.
+                let finished = ck.epochs() == Some(ck.epoch);
+                if finished
+                    && self.epochs > ck.epoch
+                    && !ck.epoch.is_multiple_of(self.log_every)
+                    && log.last().is_some_and(|e| e.epoch == ck.epoch)
+                    && log.len() > 1
+                {
+                    log.pop();
+                }
                 LoopState {
                     epoch: ck.epoch,
                     step_in_epoch: ck.step_in_epoch,
                     t: ck.rng.step,
-                    log: ck.log.clone(),
+                    log,
                     best: (ck.best.value, ck.best.epoch, params),
                     waited: ck.waited,
                     evaluated: ck.evaluated,
@@ -805,6 +827,11 @@ impl Trainer {
                     session.set_params(init)?;
                 }
                 let entry = evaluate(session, 0)?;
+                if !entry.training.loss.is_finite() {
+                    return Err(Error::NonFiniteStart {
+                        custom: matches!(objective.loss(), Loss::Custom(_)),
+                    });
+                }
                 let mut log = Vec::new();
                 record(session, observer, &mut log, entry)?;
                 LoopState {
@@ -946,6 +973,10 @@ impl Trainer {
             }
             state.epoch = end;
             state.evaluated = false;
+        }
+        if stop == StopReason::Epochs && self.checkpointing.is_some() {
+            // The state at the end, so that the fit can be resumed to train longer.
+            self.write_checkpoint(session, &state)?;
         }
         if let StopReason::Interrupted { .. } = stop {
             // The parameters after the last step, however far into an epoch it was.

@@ -114,3 +114,20 @@ fn npy_reader_survives_its_corpus_and_mutations() {
 fn parameter_file_reader_survives_its_corpus_and_mutations() {
     run("params", downhill::fuzzing::params);
 }
+
+#[test]
+fn checkpoint_reader_and_resume_survive_their_corpus_and_mutations() {
+    run("checkpoint", downhill::fuzzing::checkpoint);
+}
+
+/// The checkpoint corpus is written by fits: `cargo test --release --test fuzz --
+/// --ignored write_checkpoint_corpus` rewrites it after a change of format.
+#[test]
+#[ignore]
+fn write_checkpoint_corpus() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/checkpoint");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, bytes) in downhill::fuzzing::checkpoint_seeds() {
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+}
