@@ -48,6 +48,8 @@ enum Command {
 
 /// The exit status of a run stopped by Ctrl-C, as shells report SIGINT.
 const INTERRUPTED: u8 = 130;
+/// The exit status of a write to a closed pipe, as shells report SIGPIPE.
+const CLOSED_PIPE: u8 = 141;
 
 fn main() -> ExitCode {
     // Mesa's Vulkan drivers print "error: XDG_RUNTIME_DIR is invalid or not set" when it is
@@ -74,7 +76,7 @@ fn main() -> ExitCode {
     let processes = cli::Processes::single();
     cli::progress::init_logging(cli.verbose, cli.quiet || !processes.writes());
     if processes.size > 1 && !matches!(cli.command, Command::Fit(_)) {
-        eprintln!("error: only fit runs across MPI processes; run the others as one process");
+        cli::out::warn("error: only fit runs across MPI processes; run the others as one process");
         return ExitCode::FAILURE;
     }
     let result = match cli.command {
@@ -88,11 +90,13 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e @ Error::Interrupted { .. }) => {
-            eprintln!("{e}");
+            cli::out::warn(&e);
             ExitCode::from(INTERRUPTED)
         }
+        // The reader of stdout has gone (`| head`): nothing is wrong, nothing more to say.
+        Err(e) if cli::out::is_closed_pipe(&e) => ExitCode::from(CLOSED_PIPE),
         Err(e) => {
-            eprintln!("error: {e}");
+            cli::out::warn(format_args!("error: {e}"));
             ExitCode::FAILURE
         }
     }

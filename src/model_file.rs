@@ -107,7 +107,7 @@ impl SavedModel {
     /// Writes the file atomically (a reader never sees half of it).
     pub fn save(&self, path: &Path) -> Result<()> {
         let text = serde_json::to_string_pretty(&self.to_json()).expect("JSON of numbers");
-        params_file::write_atomically(path, text.as_bytes())
+        crate::output::write(path, format!("{text}\n").as_bytes())
     }
 
     pub fn load(path: &Path) -> Result<Self> {

@@ -6,7 +6,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, number};
 
 /// The update rule θ ← θ − (…) applied to the (regularized) gradient.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -46,7 +46,7 @@ impl Optimizer {
             if (0.0..1.0).contains(&v) {
                 Ok(())
             } else {
-                Err(Error::option(name, v, "must be in [0, 1)"))
+                Err(Error::option(name, number(v), "must be in [0, 1)"))
             }
         };
         match *self {
@@ -60,7 +60,11 @@ impl Optimizer {
                 if eps.is_finite() && eps > 0.0 {
                     Ok(())
                 } else {
-                    Err(Error::option("eps", eps, "must be a finite number > 0"))
+                    Err(Error::option(
+                        "eps",
+                        number(eps),
+                        "must be a finite number > 0",
+                    ))
                 }
             }
         }
@@ -80,7 +84,11 @@ impl Regularization {
     fn validate(&self) -> Result<()> {
         for (name, v) in [("l2", self.l2), ("l1", self.l1)] {
             if !(v.is_finite() && v >= 0.0) {
-                return Err(Error::option(name, v, "must be a finite number ≥ 0"));
+                return Err(Error::option(
+                    name,
+                    number(v),
+                    "must be a finite number ≥ 0",
+                ));
             }
         }
         Ok(())

@@ -3,7 +3,6 @@
 //! Linear and logistic: `weights` is d numbers and `bias` one number. Softmax: `weights`
 //! is d rows of k numbers (W is d×k) and `bias` k numbers. Unknown fields are ignored.
 
-use std::io::Write;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -55,29 +54,10 @@ pub fn json_parts(model: Model, params: &Params) -> (Value, Value) {
     }
 }
 
-/// Writes a parameter file atomically: a temporary file beside it, flushed, then renamed.
+/// Writes a parameter file ([`crate::output::write`]: atomically for a regular file).
 pub fn write(path: &Path, objective: &Objective, params: &Params) -> Result<()> {
     let text = serde_json::to_string_pretty(&to_json(objective, params)).expect("JSON of numbers");
-    write_atomically(path, text.as_bytes())
-}
-
-/// Writes `bytes` to `path` through a temporary file and a rename, so that a reader (or a
-/// crash) never sees half a file.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = std::path::PathBuf::from(tmp);
-    let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.write_all(b"\n")?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    result.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::io(path, e)
-    })
+    crate::output::write(path, format!("{text}\n").as_bytes())
 }
 
 /// Reads a parameter file for `model` on `features` features. `classes` is k when the

@@ -1,4 +1,4 @@
-//! Pictures of a fit, drawn with plotters: the loss against the epoch (PNG) and, for
+//! Pictures of a fit, drawn with plotters: the loss against the epoch (PNG or SVG) and, for
 //! one-feature problems, the data with the fitted line or sigmoid moving over the epochs
 //! (GIF), as the teaching notes animate their SGD fit. Text is set in DejaVu Sans, built
 //! in, so nothing depends on the machine's fonts.
@@ -35,6 +35,60 @@ fn register_font() {
     });
 }
 
+/// What a picture file holds, chosen by its name's extension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Png,
+    Svg,
+    Gif,
+}
+
+impl Format {
+    /// The format of `path` among `allowed`, or an error naming the extensions supported
+    /// for `what` (the option that names the file, as `plot`).
+    pub fn of(path: &Path, allowed: &[Format], what: &'static str) -> Result<Format> {
+        let extension = path
+            .extension()
+            .map(|e| e.to_string_lossy().to_ascii_lowercase());
+        let found = match extension.as_deref() {
+            Some("png") => Some(Format::Png),
+            Some("svg") => Some(Format::Svg),
+            Some("gif") => Some(Format::Gif),
+            _ => None,
+        };
+        match found {
+            Some(f) if allowed.contains(&f) => Ok(f),
+            _ => {
+                let names: Vec<String> = allowed
+                    .iter()
+                    .map(|f| format!(".{}", f.extension()))
+                    .collect();
+                Err(Error::option(
+                    what,
+                    path.display(),
+                    format!(
+                        "the {what} file's format is chosen by its extension: {}",
+                        names.join(" or ")
+                    ),
+                ))
+            }
+        }
+    }
+
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Png => "png",
+            Format::Svg => "svg",
+            Format::Gif => "gif",
+        }
+    }
+}
+
+/// The formats [`loss_plot`] writes.
+pub const PLOT_FORMATS: &[Format] = &[Format::Png, Format::Svg];
+/// The formats [`fit_animation`] writes.
+pub const ANIMATION_FORMATS: &[Format] = &[Format::Gif];
+
 fn picture_error(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::Picture {
         path: path.into(),
@@ -58,9 +112,11 @@ pub const PALETTE: [RGBColor; 4] = [
 ];
 
 /// Draws the training loss (and the validation loss, when rows were held out) of each
-/// logged epoch as a PNG. The loss axis is logarithmic when the losses are positive and
+/// logged epoch as a PNG or an SVG, by `path`'s extension, written as
+/// [`crate::output::write`] writes files. The loss axis is logarithmic when the losses are positive and
 /// span more than a factor of 30.
 pub fn loss_plot(path: &Path, objective: &Objective, log: &[LogEntry]) -> Result<()> {
+    let format = Format::of(path, PLOT_FORMATS, "plot")?;
     register_font();
     let mut curves = vec![Curve {
         label: "training".into(),
@@ -95,7 +151,6 @@ pub fn loss_plot(path: &Path, objective: &Objective, log: &[LogEntry]) -> Result
     let epochs = 0.0..last_epoch;
     let loss_name = format!("loss ({})", objective.loss());
     let caption = format!("{} regression: loss by epoch", objective.model());
-    let root = BitMapBackend::new(path, LOSS_PLOT_SIZE).into_drawing_area();
     // A log axis is drawn as log10 of the loss on a linear axis, labelled with the loss:
     // plotters' own log axis leaves the lower decades unlabelled.
     let logarithmic = lo > 0.0 && hi / lo > 30.0;
@@ -129,16 +184,21 @@ pub fn loss_plot(path: &Path, objective: &Objective, log: &[LogEntry]) -> Result
     };
     // Losses fall: the upper right corner is free.
     let legend = SeriesLabelPosition::UpperRight;
-    draw_curves(
-        &root,
-        &caption,
-        (epochs, "epoch"),
-        range,
-        &axis,
-        &curves,
+    let chart = Chart {
+        caption: &caption,
+        x: (epochs, "epoch"),
+        y: range,
+        axis: &axis,
+        curves: &curves,
         legend,
-    )
-    .map_err(|e| picture_error(path, e))
+    };
+    crate::output::write_with(path, |tmp| {
+        let drawn = match format {
+            Format::Svg => chart.draw(&SVGBackend::new(tmp, LOSS_PLOT_SIZE).into_drawing_area()),
+            _ => chart.draw(&BitMapBackend::new(tmp, LOSS_PLOT_SIZE).into_drawing_area()),
+        };
+        drawn.map_err(|e| picture_error(path, e))
+    })
 }
 
 /// The loss axis: its name, and whether positions are log10 of the loss.
@@ -185,69 +245,101 @@ pub fn curve_plot(path: &Path, caption: &str, axes: (&str, &str), curves: &[Curv
     ) else {
         return Err(picture_error(path, "no finite point to draw"));
     };
-    let root = BitMapBackend::new(path, LOSS_PLOT_SIZE).into_drawing_area();
     let axis = Axis {
         name: axes.1.to_string(),
         logarithmic: false,
     };
     let legend = SeriesLabelPosition::UpperMiddle;
-    draw_curves(&root, caption, (xs, axes.0), ys, &axis, curves, legend)
-        .map_err(|e| picture_error(path, e))
+    let chart = Chart {
+        caption,
+        x: (xs, axes.0),
+        y: ys,
+        axis: &axis,
+        curves,
+        legend,
+    };
+    crate::output::write_with(path, |tmp| {
+        let root = BitMapBackend::new(tmp, LOSS_PLOT_SIZE).into_drawing_area();
+        chart.draw(&root).map_err(|e| picture_error(path, e))
+    })
 }
 
-fn draw_curves(
-    root: &DrawingArea<BitMapBackend<'_>, Shift>,
-    caption: &str,
-    (epochs, x_name): (Range<f64>, &str),
-    losses: Range<f64>,
-    axis: &Axis,
-    curves: &[Curve],
+/// Curves on linear or log-as-linear axes, with a legend: what [`loss_plot`] and
+/// [`curve_plot`] draw, on any plotters backend (PNG or SVG).
+struct Chart<'a> {
+    caption: &'a str,
+    /// The x range and the x axis's name.
+    x: (Range<f64>, &'a str),
+    y: Range<f64>,
+    axis: &'a Axis,
+    curves: &'a [Curve],
     legend: SeriesLabelPosition,
-) -> std::result::Result<(), Box<dyn std::error::Error>> {
-    root.fill(&WHITE)?;
-    let mut chart = ChartBuilder::on(root)
-        .caption(caption, ("sans-serif", 24))
-        .margin(18)
-        .x_label_area_size(50)
-        .y_label_area_size(90)
-        .build_cartesian_2d(epochs, losses)?;
-    chart
-        .configure_mesh()
-        .x_desc(x_name)
-        .y_desc(&axis.name)
-        .x_label_formatter(&|v| short_number(*v))
-        .label_style(("sans-serif", 15))
-        .axis_desc_style(("sans-serif", 17))
-        .y_labels(12)
-        .y_label_formatter(&|v| axis.label(*v))
-        .draw()?;
-    for curve in curves {
-        let color = curve.color;
+}
+
+impl Chart<'_> {
+    fn draw<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+    ) -> std::result::Result<(), Box<dyn std::error::Error>>
+    where
+        DB::ErrorType: 'static,
+    {
+        let Chart {
+            caption,
+            x: (epochs, x_name),
+            y: losses,
+            axis,
+            curves,
+            legend,
+        } = self;
+        let (epochs, losses) = (epochs.clone(), losses.clone());
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(root)
+            .caption(caption, ("sans-serif", 24))
+            .margin(18)
+            .x_label_area_size(50)
+            .y_label_area_size(90)
+            .build_cartesian_2d(epochs, losses)?;
         chart
-            .draw_series(LineSeries::new(
-                curve.points.iter().copied(),
-                color.stroke_width(2),
-            ))?
-            .label(curve.label.as_str())
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 24, y)], color.stroke_width(3)));
-        if curve.points.len() <= 60 {
-            chart.draw_series(
-                curve
-                    .points
-                    .iter()
-                    .map(|&p| Circle::new(p, 3, color.filled())),
-            )?;
+            .configure_mesh()
+            .x_desc(*x_name)
+            .y_desc(&axis.name)
+            .x_label_formatter(&|v| short_number(*v))
+            .label_style(("sans-serif", 15))
+            .axis_desc_style(("sans-serif", 17))
+            .y_labels(12)
+            .y_label_formatter(&|v| axis.label(*v))
+            .draw()?;
+        for curve in *curves {
+            let color = curve.color;
+            chart
+                .draw_series(LineSeries::new(
+                    curve.points.iter().copied(),
+                    color.stroke_width(2),
+                ))?
+                .label(curve.label.as_str())
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 24, y)], color.stroke_width(3))
+                });
+            if curve.points.len() <= 60 {
+                chart.draw_series(
+                    curve
+                        .points
+                        .iter()
+                        .map(|&p| Circle::new(p, 3, color.filled())),
+                )?;
+            }
         }
+        chart
+            .configure_series_labels()
+            .position(legend.clone())
+            .label_font(("sans-serif", 16))
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()?;
+        root.present()?;
+        Ok(())
     }
-    chart
-        .configure_series_labels()
-        .position(legend)
-        .label_font(("sans-serif", 16))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()?;
-    root.present()?;
-    Ok(())
 }
 
 /// A tick label: plain for ordinary magnitudes, scientific otherwise.
@@ -270,7 +362,7 @@ pub fn frame_count(logged: usize) -> usize {
 
 /// Draws a one-feature problem's rows and the fitted line (linear) or sigmoid (logistic)
 /// at each of `frames` (epoch, loss, parameters) as an animated GIF, one frame per entry
-/// (evenly sampled down to [`MAX_FRAMES`]).
+/// (evenly sampled down to [`MAX_FRAMES`]), written as [`crate::output::write`] writes.
 pub fn fit_animation(
     path: &Path,
     model: Model,
@@ -278,6 +370,7 @@ pub fn fit_animation(
     y: &[f32],
     frames: &[(u64, f64, Params)],
 ) -> Result<()> {
+    Format::of(path, ANIMATION_FORMATS, "animate")?;
     register_font();
     if model == Model::Softmax {
         return Err(picture_error(
@@ -324,24 +417,26 @@ pub fn fit_animation(
             i * (frames.len() - 1) / (count - 1)
         }
     });
-    let root = BitMapBackend::gif(path, ANIMATION_SIZE, 120)
-        .map_err(|e| picture_error(path, e))?
-        .into_drawing_area();
-    for index in chosen {
-        let (epoch, loss, params) = &frames[index];
-        draw_frame(
-            &root,
-            model,
-            &points,
-            xs.clone(),
-            ys.clone(),
-            *epoch,
-            *loss,
-            params,
-        )
-        .map_err(|e| picture_error(path, e))?;
-    }
-    Ok(())
+    crate::output::write_with(path, |tmp| {
+        let root = BitMapBackend::gif(tmp, ANIMATION_SIZE, 120)
+            .map_err(|e| picture_error(path, e))?
+            .into_drawing_area();
+        for index in chosen {
+            let (epoch, loss, params) = &frames[index];
+            draw_frame(
+                &root,
+                model,
+                &points,
+                xs.clone(),
+                ys.clone(),
+                *epoch,
+                *loss,
+                params,
+            )
+            .map_err(|e| picture_error(path, e))?;
+        }
+        Ok(())
+    })
 }
 
 #[allow(clippy::too_many_arguments)]

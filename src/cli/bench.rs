@@ -4,6 +4,8 @@ use clap::Args;
 
 use downhill::Error;
 
+use super::out;
+
 #[derive(Args)]
 pub struct BenchArgs {
     /// Problem shapes, ROWSxFEATURES, comma separated.
@@ -42,13 +44,13 @@ fn parse_shape(s: &str) -> Result<(usize, usize), String> {
 pub fn devices() -> Result<(), Error> {
     let adapters = downhill::gpu::adapters();
     if adapters.is_empty() {
-        println!(
+        out::line(
             "no GPU adapters found (on Debian, apt-get install mesa-vulkan-drivers libvulkan1 \
-             gives a software one)"
-        );
+             gives a software one)",
+        )?;
     }
     for (i, a) in adapters.iter().enumerate() {
-        println!("[{i}] {a}");
+        out::line(format_args!("[{i}] {a}"))?;
     }
     Ok(())
 }
@@ -67,7 +69,7 @@ pub fn bench(args: BenchArgs) -> Result<(), Error> {
         match downhill::gpu::Gpu::open() {
             Ok(gpu) => Some(gpu),
             Err(e) => {
-                eprintln!("no GPU measurements: {e}");
+                out::warn(format_args!("no GPU measurements: {e}"));
                 None
             }
         }
@@ -80,7 +82,7 @@ pub fn bench(args: BenchArgs) -> Result<(), Error> {
         bench::find_python()
     };
     if !args.no_numpy && python.is_none() {
-        eprintln!("no numpy baseline: set DOWNHILL_PYTHON to a Python with numpy");
+        out::warn("no numpy baseline: set DOWNHILL_PYTHON to a Python with numpy");
     }
     let options = BenchOptions {
         shapes: args.shapes.clone(),
@@ -92,18 +94,18 @@ pub fn bench(args: BenchArgs) -> Result<(), Error> {
     };
     let mut seen = Vec::new();
     let all = bench::run(&options, &mut |m: &Measurement| {
-        eprintln!("{}", bench_line(m, &seen));
+        out::warn(bench_line(m, &seen));
         seen.push(m.clone());
     })?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&all).expect("numbers"));
+        out::line(serde_json::to_string_pretty(&all).expect("numbers"))?;
     } else {
-        println!(
+        out::line(format_args!(
             "{:<7} {:>14} {:>9} {:>11} {:>8} {:>11} {:>9} {:>9}",
             "backend", "shape", "mode", "s/epoch", "GB/s", "floor s", "/floor", "/numpy"
-        );
+        ))?;
         for m in &all {
-            println!("{}", bench_line(m, &all));
+            out::line(bench_line(m, &all))?;
         }
         // Each backend's device once, in the order they were measured.
         let mut devices: Vec<String> = Vec::new();
@@ -114,11 +116,11 @@ pub fn bench(args: BenchArgs) -> Result<(), Error> {
             }
         }
         for d in devices {
-            println!("  {d}");
+            out::line(format_args!("  {d}"))?;
         }
-        println!(
-            "  medians of the timed epochs; the floor is one streaming read of X on the same device (GB/s counts X and y)"
-        );
+        out::line(
+            "  medians of the timed epochs; the floor is one streaming read of X on the same device (GB/s counts X and y)",
+        )?;
     }
     Ok(())
 }

@@ -6,6 +6,7 @@ use clap::Args;
 use serde_json::{Value, json};
 
 use downhill::backend::{self, ClassWeights, Data};
+use downhill::error::count;
 use downhill::input::{self, Target};
 use downhill::optim::{Schedule, UpdateRule};
 use downhill::train::{Interrupt, LogEntry, OptimizerKind, StopReason};
@@ -15,6 +16,7 @@ use downhill::{
 };
 
 use super::args::{ModelArgs, TargetArgs, columns, parse, target_name};
+use super::out;
 use super::progress::{FitProgress, stop_on_ctrl_c};
 
 #[derive(Args)]
@@ -223,9 +225,9 @@ impl FitArgs {
                 let started = std::time::Instant::now();
                 let dataset = input::read(path, &spec)?;
                 log::info!(
-                    "read {} rows × {} features from {} in {:.2} s",
-                    dataset.rows(),
-                    dataset.features(),
+                    "read {} × {} from {} in {:.2} s",
+                    count(dataset.rows(), "row"),
+                    count(dataset.features(), "feature"),
                     path.display(),
                     started.elapsed().as_secs_f64()
                 );
@@ -274,6 +276,60 @@ impl FitArgs {
         self.training.apply(trainer)
     }
 
+    /// Refuses, before any work, outputs that would land on an input or on each other and
+    /// picture names whose format is not written.
+    fn check_files(&self) -> Result<(), Error> {
+        let outputs: Vec<(&'static str, &std::path::Path)> = [
+            ("--out", &self.out),
+            ("--checkpoint", &self.checkpoint),
+            ("--plot", &self.plot),
+            ("--animate", &self.animate),
+        ]
+        .into_iter()
+        .filter_map(|(name, p)| p.as_deref().map(|p| (name, p)))
+        .collect();
+        let target_file = self
+            .target
+            .target
+            .as_deref()
+            .map(std::path::Path::new)
+            .filter(|p| p.extension().is_some_and(|e| e == "npy"));
+        let inputs: Vec<(&'static str, &std::path::Path)> = [
+            ("--data", self.data.as_deref()),
+            ("--target", target_file),
+            ("--init", self.init.as_deref()),
+            ("--resume", self.resume.as_deref()),
+        ]
+        .into_iter()
+        .filter_map(|(name, p)| p.map(|p| (name, p)))
+        .collect();
+        downhill::output::check_outputs(&outputs, &inputs, &[("--checkpoint", "--resume")])?;
+        let host_only = matches!(
+            self.model.backend.backend,
+            backend::BackendKind::Cpu | backend::BackendKind::Reference
+        ) && self.devices.is_none();
+        let cpu_devices = self
+            .devices
+            .as_deref()
+            .is_some_and(|d| d.split(',').all(|p| p.trim() == "cpu"));
+        if let Some(bytes) = self.max_device_bytes
+            && (host_only || cpu_devices)
+        {
+            return Err(Error::option(
+                "max-device-bytes",
+                bytes,
+                "limits the GPU's memory for rows; the CPU backend holds them in host memory",
+            ));
+        }
+        if let Some(path) = &self.plot {
+            plot::Format::of(path, plot::PLOT_FORMATS, "plot")?;
+        }
+        if let Some(path) = &self.animate {
+            plot::Format::of(path, plot::ANIMATION_FORMATS, "animate")?;
+        }
+        Ok(())
+    }
+
     /// Refuses an animation the data cannot make, before any work is done.
     fn check_animation(&self, objective: &Objective, features: usize) -> Result<(), Error> {
         let Some(path) = &self.animate else {
@@ -283,7 +339,8 @@ impl FitArgs {
             Some("the animation draws linear and logistic models (a line or a sigmoid)".into())
         } else if features != 1 {
             Some(format!(
-                "the animation draws one-feature problems; this one has {features} features"
+                "the animation draws one-feature problems; this one has {}",
+                count(features, "feature")
             ))
         } else {
             None
@@ -296,6 +353,7 @@ impl FitArgs {
 }
 
 pub fn fit(args: FitArgs, quiet: bool, processes: super::Processes) -> Result<(), Error> {
+    args.check_files()?;
     let interrupt = Interrupt::new();
     let mut trainer = args.trainer(interrupt.clone())?;
     let (source, objective) = args.source()?;
@@ -344,7 +402,14 @@ pub fn fit(args: FitArgs, quiet: bool, processes: super::Processes) -> Result<()
         log::warn!("{notice}");
     }
     let device = session.describe();
-    log::info!("{objective} on {rows} rows × {features} features");
+    if args.max_device_bytes.is_some() && !device.contains("gpu") {
+        log::warn!("--max-device-bytes has no effect on {device}: it limits a GPU's memory");
+    }
+    log::info!(
+        "{objective} on {} × {}",
+        count(rows, "row"),
+        count(features, "feature")
+    );
     let verified = if args.verify {
         // The fit's own session when it holds few enough rows, else one on the sample.
         let verified = if rows <= downhill::verify::SAMPLE_ROWS {
@@ -417,7 +482,7 @@ pub fn fit(args: FitArgs, quiet: bool, processes: super::Processes) -> Result<()
         plot::loss_plot(path, &objective, &fit.log)?;
     }
     if let (Some(path), Some(frames)) = (&args.animate, &progress.frames) {
-        let host = data.to_host();
+        let host = data.to_host()?;
         plot::fit_animation(path, objective.model(), host.x(), host.y(), frames)?;
     }
     let truth = match &source {
@@ -436,9 +501,9 @@ pub fn fit(args: FitArgs, quiet: bool, processes: super::Processes) -> Result<()
         verified: verified.as_ref(),
     };
     if m.backend.json {
-        println!("{}", report.json());
+        out::line(report.json())?;
     } else {
-        print!("{}", report.text());
+        out::print(&report.text())?;
     }
     match fit.stop {
         StopReason::Interrupted { step } => Err(Error::Interrupted {
@@ -530,10 +595,10 @@ impl FitReport<'_> {
     fn text(&self) -> String {
         let f = self.fit;
         let mut s = format!(
-            "{} on {} rows × {} features\nbackend: {}\nepochs: {} ({}), {}, descent loop: {:.3} s\n",
+            "{} on {} × {}\nbackend: {}\nepochs: {} ({}), {}, descent loop: {:.3} s\n",
             self.objective,
-            self.rows,
-            self.features,
+            count(self.rows, "row"),
+            count(self.features, "feature"),
             self.device,
             f.epochs,
             f.stop.describe(),

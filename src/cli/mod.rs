@@ -3,6 +3,7 @@
 pub mod args;
 pub mod bench;
 pub mod fit;
+pub mod out;
 pub mod predict;
 pub mod progress;
 

@@ -12,6 +12,7 @@ use downhill::input::{self, Target};
 use downhill::{Dataset, Error, Model, Params, Predictions, SavedModel, Trainer, params_file};
 
 use super::args::{BackendArgs, ModelArgs, TargetArgs, columns};
+use super::out;
 
 #[derive(Args)]
 pub struct PredictArgs {
@@ -24,7 +25,7 @@ pub struct PredictArgs {
     /// Also write probabilities: P(y = 1) (logistic), one column per class (softmax).
     #[arg(long)]
     proba: bool,
-    /// Write the predictions (CSV) here instead of stdout.
+    /// Write the predictions (CSV) here instead of stdout (`-`: stdout).
     #[arg(long)]
     out: Option<PathBuf>,
     #[command(flatten)]
@@ -70,7 +71,31 @@ fn read_for(
     data: &Path,
     target: Target,
 ) -> Result<Dataset, Error> {
-    let dataset = input::read(data, &model.columns(target))?;
+    let dataset = match (&model.features, &target, &model.target) {
+        // Columns by position: the model's own label column, when the file has it, is
+        // not a feature.
+        (None, Target::None, Some(label)) => {
+            match input::read(data, &model.columns(Target::Column(label.clone()))) {
+                Err(Error::MissingColumn { .. }) => input::read(data, &model.columns(target))?,
+                read => {
+                    log::info!(
+                        "{}: column {label:?} is the model's target, not a feature",
+                        data.display()
+                    );
+                    read?
+                }
+            }
+        }
+        _ => input::read(data, &model.columns(target))?,
+    };
+    if model.features.is_none() {
+        log::warn!(
+            "{} names no feature columns: the columns of {} are taken in order as its {}",
+            path.display(),
+            data.display(),
+            downhill::error::count(model.params.features(), "feature")
+        );
+    }
     if dataset.features() != model.params.features() {
         return Err(Error::Shape {
             what: format!("{} (for the model in {})", data.display(), path.display()),
@@ -86,6 +111,14 @@ fn read_for(
 }
 
 pub fn predict(args: PredictArgs) -> Result<(), Error> {
+    let to_file = args.out.as_deref().filter(|p| *p != Path::new("-"));
+    if let Some(out) = to_file {
+        downhill::output::check_outputs(
+            &[("--out", out)],
+            &[("--model-file", &args.model_file), ("--data", &args.data)],
+            &[],
+        )?;
+    }
     let model = SavedModel::load(&args.model_file)?;
     let dataset = read_for(&model, &args.model_file, &args.data, Target::None)?;
     let objective = model.prediction_objective()?;
@@ -94,16 +127,16 @@ pub fn predict(args: PredictArgs) -> Result<(), Error> {
     let mut session = selected.backend.open(Data::Host(&dataset), objective)?;
     let predictions = Predictions::of(session.as_mut(), &model.params)?;
     let text = predictions_csv(&predictions, args.proba);
-    match &args.out {
+    match to_file {
         Some(out) => {
-            params_file::write_atomically(out, text.trim_end().as_bytes())?;
+            downhill::output::write(out, text.as_bytes())?;
             log::info!(
                 "wrote {} predictions to {}",
                 predictions.rows(),
                 out.display()
             );
         }
-        None => print!("{text}"),
+        None => out::print(&text)?,
     }
     Ok(())
 }
@@ -186,20 +219,21 @@ pub fn score(args: ScoreArgs) -> Result<(), Error> {
         if let Some(r2) = e.r2 {
             out["r2"] = json!(r2);
         }
-        println!("{out}");
+        out::line(out)?;
     } else {
-        println!(
-            "rows: {}\nloss ({}): {}",
+        let mut text = format!(
+            "rows: {}\nloss ({}): {}\n",
             dataset.rows(),
             model.loss_fn,
             e.loss
         );
         if let Some(a) = e.accuracy {
-            println!("accuracy: {a}");
+            let _ = writeln!(text, "accuracy: {a}");
         }
         if let Some(r2) = e.r2 {
-            println!("r2: {r2}");
+            let _ = writeln!(text, "r2: {r2}");
         }
+        out::print(&text)?;
     }
     Ok(())
 }
@@ -237,9 +271,12 @@ pub fn grad(args: GradArgs) -> Result<(), Error> {
     let (grad_w, grad_b) = params_file::json_parts(m.model, &as_params);
     let out = json!({"loss": grad.loss, "grad_w": grad_w, "grad_b": grad_b});
     if m.backend.json {
-        println!("{out}");
+        out::line(out)?;
     } else {
-        println!("loss: {}\ngrad_w: {grad_w}\ngrad_b: {grad_b}", grad.loss);
+        out::line(format_args!(
+            "loss: {}\ngrad_w: {grad_w}\ngrad_b: {grad_b}",
+            grad.loss
+        ))?;
     }
     Ok(())
 }

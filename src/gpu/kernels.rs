@@ -287,14 +287,29 @@ impl ShaderConstants {
         let per_row = staged.saturating_add(k).saturating_add(1);
         let tile_rows = (floats.saturating_sub(wg) / per_row).min(MAX_TILE_ROWS);
         if tile_rows == 0 {
+            // Which of the two makes the row too large: the features alone fit with a
+            // few outputs, or they do not.
+            let classes_cause = staged.saturating_add(2).saturating_add(wg) <= floats && k > 2;
+            let (what, hint) = if classes_cause {
+                (
+                    format!(
+                        "one row of {k} classes (with {}) in the fused gradient kernel",
+                        crate::error::count(d, "feature")
+                    ),
+                    "; use --backend cpu for this many classes",
+                )
+            } else {
+                (
+                    format!("one row of {d} features and {k} outputs in the fused gradient kernel"),
+                    "; use --backend cpu for this many features",
+                )
+            };
             return Err(Error::TooLarge {
-                what: format!(
-                    "one row of {d} features and {k} outputs in the fused gradient kernel"
-                ),
+                what,
                 bytes: u64::from(per_row + wg + 8) * 4,
                 limit_name: "max_compute_workgroup_storage_size",
                 limit: u64::from(workgroup_bytes),
-                hint: "; use --backend cpu for this many features",
+                hint,
             });
         }
         let quads = dp / 4;

@@ -70,6 +70,16 @@ pub(crate) struct Layout {
 impl Layout {
     /// Resolves `spec` against the file's column names.
     pub fn new(path: &Path, header: &[String], spec: &Columns) -> Result<Self> {
+        for (second, name) in header.iter().enumerate() {
+            if let Some(first) = header[..second].iter().position(|h| h == name) {
+                return Err(Error::DuplicateColumn {
+                    path: path.into(),
+                    name: name.clone(),
+                    first: first + 1,
+                    second: second + 1,
+                });
+            }
+        }
         let column = |name: &str| {
             header
                 .iter()
@@ -78,6 +88,7 @@ impl Layout {
                     path: path.into(),
                     name: name.to_string(),
                     available: header.to_vec(),
+                    hint: separator_hint(header),
                 })
         };
         let target = match &spec.target {
@@ -142,6 +153,24 @@ impl Layout {
 
     pub fn names(&self, header: &[String]) -> Vec<String> {
         self.features.iter().map(|&i| header[i].clone()).collect()
+    }
+}
+
+/// A hint for a header that is one field holding another separator: downhill's CSV files
+/// are separated by commas.
+fn separator_hint(header: &[String]) -> String {
+    let [only] = header else {
+        return String::new();
+    };
+    let separator = [(';', "semicolons"), ('\t', "tabs"), ('|', "vertical bars")]
+        .into_iter()
+        .find(|(c, _)| only.contains(*c));
+    match separator {
+        Some((_, name)) => format!(
+            ". The header is one field holding {name}: the file seems separated by {name}, \
+             and downhill reads comma-separated values: convert the separators to commas"
+        ),
+        None => String::new(),
     }
 }
 
