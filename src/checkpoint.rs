@@ -295,8 +295,9 @@ impl Checkpoint {
         }
         if (rows, features) != (self.rows, self.features) {
             return Err(fail(format!(
-                "the checkpoint's data has {} rows × {} features, this fit's {rows} × {features}",
-                self.rows, self.features
+                "the checkpoint's data has {} × {}, this fit's {rows} × {features}",
+                crate::error::count(self.rows, "row"),
+                crate::error::count(self.features, "feature")
             )));
         }
         let n = (features + 1) * objective.outputs();

@@ -197,8 +197,9 @@ fn read_standardization(
             .ok_or_else(|| format!("standardization.{name} must be an array of numbers"))?;
         if list.len() != features {
             return Err(format!(
-                "standardization.{name} has {} numbers, but the weights have {features} features",
-                list.len()
+                "standardization.{name} has {}, but the weights have {}",
+                crate::error::count(list.len(), "number"),
+                crate::error::count(features, "feature")
             ));
         }
         Ok(list)

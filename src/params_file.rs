@@ -106,8 +106,9 @@ pub(crate) fn parse(
             let weights = numbers(&file.weights, "weights")?;
             if weights.len() != features {
                 return Err(fail(format!(
-                    "weights has {} numbers, but the data has {features} features",
-                    weights.len()
+                    "weights has {}, but the data has {}",
+                    crate::error::count(weights.len(), "number"),
+                    crate::error::count(features, "feature")
                 )));
             }
             let bias = match &file.bias {
@@ -127,8 +128,9 @@ pub(crate) fn parse(
                 .ok_or_else(|| fail("weights must be d rows of k numbers (W is d×k)".into()))?;
             if rows.len() != features {
                 return Err(fail(format!(
-                    "weights has {} rows, but the data has {features} features",
-                    rows.len()
+                    "weights has {}, but the data has {}",
+                    crate::error::count(rows.len(), "row"),
+                    crate::error::count(features, "feature")
                 )));
             }
             let bias = numbers(&file.bias, "bias")?;

@@ -7,10 +7,41 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 
-use common::cli::{downhill, fails, json, scratch, write};
+use common::cli::{downhill, fails, scratch, write};
 use serde_json::Value;
+
+/// A command line split at spaces (the scratch paths hold none).
+fn argv(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
+}
+
+/// Runs `downhill LINE`.
+fn run(line: &str) -> Output {
+    downhill(&argv(line))
+}
+
+/// Runs `downhill LINE`, which must succeed.
+fn ok(line: &str) -> Output {
+    let out = run(line);
+    assert!(
+        out.status.success(),
+        "{line}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Runs `downhill LINE … --json`, which must succeed: its report.
+fn report(line: &str) -> Value {
+    serde_json::from_slice(&ok(&format!("{line} --json")).stdout).expect("one JSON object")
+}
+
+/// Runs `downhill LINE`, which must fail with status 1 and no panic: its message.
+fn refused(line: &str) -> String {
+    fails(&argv(line))
+}
 
 /// A CSV of `rows` rows, features a, b and a label y in {0, 1, 2}.
 fn three_classes(dir: &Path, name: &str, rows: usize) -> String {
@@ -24,33 +55,25 @@ fn three_classes(dir: &Path, name: &str, rows: usize) -> String {
     write(dir, name, &text)
 }
 
-fn path(p: &Path) -> &str {
-    p.to_str().unwrap()
+fn text(p: &Path) -> String {
+    p.display().to_string()
 }
 
-/// Fits a softmax model on `data` (reference backend) into `out`.
+fn is_link(p: &Path) -> bool {
+    std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink())
+}
+
+/// `fit` of softmax on `data` (label y) on the reference, then `extra`.
+fn softmax_fit(data: &str, extra: &str) -> String {
+    format!("fit --model softmax --data {data} --target y --backend reference {extra}")
+}
+
+/// Fits a softmax model on `data` into `out`.
 fn softmax_model(data: &str, out: &Path) {
-    let done = downhill(&[
-        "fit",
-        "--model",
-        "softmax",
-        "--data",
+    ok(&softmax_fit(
         data,
-        "--target",
-        "y",
-        "--epochs",
-        "5",
-        "--backend",
-        "reference",
-        "--out",
-        path(out),
-        "-q",
-    ]);
-    assert!(
-        done.status.success(),
-        "{}",
-        String::from_utf8_lossy(&done.stderr)
-    );
+        &format!("--epochs 5 -q --out {}", text(out)),
+    ));
 }
 
 #[test]
@@ -60,16 +83,12 @@ fn a_closed_pipe_ends_predict_quietly() {
     let model = dir.join("m.json");
     softmax_model(&data, &model);
     // Far more than a pipe's buffer: the reader stops after one line, as `| head -1`.
+    let line = format!(
+        "predict --model-file {} --data {data} --proba --backend cpu",
+        text(&model)
+    );
     let mut child = Command::new(env!("CARGO_BIN_EXE_downhill"))
-        .args([
-            "predict",
-            "--model-file",
-            path(&model),
-            "--data",
-            &data,
-            "--proba",
-        ])
-        .args(["--backend", "cpu"])
+        .args(argv(&line))
         .env("XDG_RUNTIME_DIR", std::env::temp_dir())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -96,10 +115,7 @@ fn a_full_stdout_is_an_error_not_a_panic() {
     let dir = scratch("full-stdout");
     let data = three_classes(&dir, "d.csv", 50);
     let out = Command::new(env!("CARGO_BIN_EXE_downhill"))
-        .args([
-            "fit", "--model", "softmax", "--data", &data, "--target", "y",
-        ])
-        .args(["--epochs", "2", "--backend", "reference", "-q"])
+        .args(argv(&softmax_fit(&data, "--epochs 2 -q")))
         .env("XDG_RUNTIME_DIR", std::env::temp_dir())
         .stdout(std::fs::File::create("/dev/full").unwrap())
         .output()
@@ -115,41 +131,36 @@ fn a_full_stdout_is_an_error_not_a_panic() {
 
 #[cfg(unix)]
 #[test]
+fn a_closed_stderr_is_no_panic() {
+    let dir = scratch("closed-stderr");
+    let data = three_classes(&dir, "d.csv", 30);
+    // The message has nowhere to go; the exit status still says what happened.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{} fit --model softmax --data {data} --target nothing 2>&-; echo $?",
+            env!("CARGO_BIN_EXE_downhill")
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1");
+}
+
+#[cfg(unix)]
+#[test]
 fn outputs_through_links_fifos_and_devices_keep_what_is_there() {
     use std::os::unix::fs::FileTypeExt;
     let dir = scratch("outputs");
     let data = three_classes(&dir, "d.csv", 60);
-    let fit_to = |out: &str| {
-        downhill(&[
-            "fit",
-            "--model",
-            "softmax",
-            "--data",
-            &data,
-            "--target",
-            "y",
-            "--epochs",
-            "3",
-            "--backend",
-            "reference",
-            "--out",
-            out,
-            "-q",
-        ])
-    };
+    let fit_to = |out: &str| run(&softmax_fit(&data, &format!("--epochs 3 -q --out {out}")));
     // A link: its target is written, the link kept.
     let target = dir.join("real.json");
     std::fs::write(&target, "old").unwrap();
     let link = dir.join("link.json");
     let _ = std::fs::remove_file(&link);
     std::os::unix::fs::symlink("real.json", &link).unwrap();
-    assert!(fit_to(path(&link)).status.success());
-    assert!(
-        std::fs::symlink_metadata(&link)
-            .unwrap()
-            .file_type()
-            .is_symlink()
-    );
+    assert!(fit_to(&text(&link)).status.success());
+    assert!(is_link(&link));
     let model: Value = serde_json::from_slice(&std::fs::read(&target).unwrap()).unwrap();
     assert_eq!(model["model"], "softmax");
 
@@ -167,7 +178,7 @@ fn outputs_through_links_fifos_and_devices_keep_what_is_there() {
         let fifo = fifo.clone();
         std::thread::spawn(move || std::fs::read(fifo).unwrap())
     };
-    let done = fit_to(path(&fifo));
+    let done = fit_to(&text(&fifo));
     assert!(
         done.status.success(),
         "{}",
@@ -196,28 +207,15 @@ fn outputs_through_links_fifos_and_devices_keep_what_is_there() {
     let model = dir.join("m.json");
     softmax_model(&data, &model);
     for out in ["/dev/stdout", "-"] {
-        let printed = downhill(&[
-            "predict",
-            "--model-file",
-            path(&model),
-            "--data",
-            &data,
-            "--out",
-            out,
-            "--backend",
-            "reference",
-        ]);
-        assert!(printed.status.success(), "{out}");
+        let printed = ok(&format!(
+            "predict --model-file {} --data {data} --out {out} --backend reference",
+            text(&model)
+        ));
         let text = String::from_utf8_lossy(&printed.stdout);
         assert_eq!(text.lines().count(), 61, "{out}: {text}");
         assert!(text.starts_with("class\n"), "{out}");
     }
-    assert!(
-        std::fs::symlink_metadata("/dev/stdout")
-            .unwrap()
-            .file_type()
-            .is_symlink()
-    );
+    assert!(is_link(Path::new("/dev/stdout")));
     // No temporary file is left beside any of them.
     let stray: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
@@ -235,65 +233,35 @@ fn an_output_onto_an_input_is_refused_before_any_work() {
     let model = dir.join("m.json");
     softmax_model(&data, &model);
     let model_bytes = std::fs::read(&model).unwrap();
-    let fit = |extra: &[&str]| {
-        let mut args = vec![
-            "fit",
-            "--model",
-            "softmax",
-            "--data",
-            &data,
-            "--target",
-            "y",
-            "--epochs",
-            "2",
-            "--backend",
-            "reference",
-        ];
-        args.extend_from_slice(extra);
-        fails(&args)
-    };
-    let message = fit(&["--out", &data]);
+    let (m, png) = (text(&model), data.replace(".csv", ".png"));
+    let twice = text(&dir.join("twice.json"));
+    for (extra, named) in [
+        (format!("--out {data}"), ["--out", "--data"]),
+        (format!("--checkpoint {data}"), ["--checkpoint", "--data"]),
+        (
+            format!("--plot {png} --out {data}"),
+            ["same file", "--data"],
+        ),
+        (format!("--init {m} --out {m}"), ["--out", "--init"]),
+        (
+            format!("--out {twice} --checkpoint {twice}"),
+            ["--checkpoint", "the output --out"],
+        ),
+    ] {
+        let message = refused(&softmax_fit(&data, &format!("--epochs 2 {extra}")));
+        assert!(
+            named.iter().all(|n| message.contains(n)),
+            "{extra}: {message}"
+        );
+    }
+    let message = refused(&format!(
+        "predict --model-file {m} --data {data} --out {data}"
+    ));
     assert!(
         message.contains("--out") && message.contains("--data"),
         "{message}"
     );
-    let message = fit(&["--checkpoint", &data]);
-    assert!(
-        message.contains("--checkpoint") && message.contains("--data"),
-        "{message}"
-    );
-    let message = fit(&["--plot", &data.replace(".csv", ".png"), "--out", &data]);
-    assert!(message.contains("same file"), "{message}");
-    let message = fit(&["--init", path(&model), "--out", path(&model)]);
-    assert!(message.contains("--init"), "{message}");
-    let twice = dir.join("twice.json");
-    let message = fit(&["--out", path(&twice), "--checkpoint", path(&twice)]);
-    assert!(
-        message.contains("--out") && message.contains("--checkpoint"),
-        "{message}"
-    );
-    let message = fails(&[
-        "predict",
-        "--model-file",
-        path(&model),
-        "--data",
-        &data,
-        "--out",
-        &data,
-    ]);
-    assert!(
-        message.contains("--out") && message.contains("--data"),
-        "{message}"
-    );
-    let message = fails(&[
-        "predict",
-        "--model-file",
-        path(&model),
-        "--data",
-        &data,
-        "--out",
-        path(&model),
-    ]);
+    let message = refused(&format!("predict --model-file {m} --data {data} --out {m}"));
     assert!(message.contains("--model-file"), "{message}");
     // Through a link to the data, too.
     #[cfg(unix)]
@@ -301,14 +269,9 @@ fn an_output_onto_an_input_is_refused_before_any_work() {
         let link = dir.join("alias.csv");
         let _ = std::fs::remove_file(&link);
         std::os::unix::fs::symlink(&data, &link).unwrap();
-        let message = fit(&["--out", path(&link)]);
+        let message = refused(&softmax_fit(&data, &format!("--out {}", text(&link))));
         assert!(message.contains("same file"), "{message}");
-        assert!(
-            std::fs::symlink_metadata(&link)
-                .unwrap()
-                .file_type()
-                .is_symlink()
-        );
+        assert!(is_link(&link));
     }
     assert_eq!(
         std::fs::read(&data).unwrap(),
@@ -320,46 +283,45 @@ fn an_output_onto_an_input_is_refused_before_any_work() {
         model_bytes,
         "the model was overwritten"
     );
-    assert!(!twice.exists());
+    assert!(!Path::new(&twice).exists());
+}
+
+#[test]
+fn outputs_that_cannot_be_written_are_refused_before_any_work() {
+    let dir = scratch("unwritable");
+    let data = three_classes(&dir, "d.csv", 30);
+    let checkpoint = dir.join("never-ck.json");
+    let _ = std::fs::remove_file(&checkpoint);
+    let mut cases = vec![
+        (text(&dir.join("no-such-dir").join("m.json")), "no-such-dir"),
+        (text(&dir), "is a directory"),
+    ];
+    if cfg!(target_os = "linux") {
+        cases.push(("/proc/version".into(), "cannot create a file in /proc"));
+    }
+    for (out, expected) in &cases {
+        let extra = format!("--checkpoint {} --out {out}", text(&checkpoint));
+        let message = refused(&softmax_fit(&data, &extra));
+        assert!(message.contains(expected), "{out}: {message}");
+        assert!(!checkpoint.exists(), "{out}: the fit ran");
+    }
 }
 
 #[test]
 fn shapes_beyond_memory_are_refused_with_the_bytes_needed() {
     // 40 TB of synthetic rows on the CPU, and parameters of 2·10⁹ classes.
-    let message = fails(&[
-        "fit",
-        "--model",
-        "logistic",
-        "--rows",
-        "1000000000",
-        "--features",
-        "10000",
-        "--backend",
-        "cpu",
-    ]);
-    assert!(message.contains("bytes"), "{message}");
+    let message = refused("fit --model logistic --rows 1000000000 --features 10000 --backend cpu");
     assert!(
-        message.contains("host memory") && message.contains("Try fewer rows"),
+        message.contains("bytes") && message.contains("host memory"),
         "{message}"
     );
+    assert!(message.contains("Try fewer rows"), "{message}");
     assert!(!message.contains("memory allocation"), "{message}");
     let dir = scratch("memory");
     let data = write(&dir, "d.csv", "a,y\n1,0\n2,1\n3,2\n");
-    let message = fails(&[
-        "fit",
-        "--model",
-        "softmax",
-        "--data",
-        &data,
-        "--target",
-        "y",
-        "--classes",
-        "2000000000",
-        "--backend",
-        "cpu",
-        "--epochs",
-        "1",
-    ]);
+    let message = refused(&format!(
+        "fit --model softmax --data {data} --target y --classes 2000000000 --backend cpu"
+    ));
     assert!(
         message.contains("2000000000 outputs") && message.contains("bytes"),
         "{message}"
@@ -388,98 +350,40 @@ fn the_library_refuses_memory_it_cannot_have() {
 fn stray_labels_are_refused_naming_the_largest_and_the_empty_classes() {
     let dir = scratch("labels");
     let data = write(&dir, "d.csv", "a,y\n1,0\n2,1\n3,1000000\n");
-    let message = fails(&[
-        "fit",
-        "--model",
-        "softmax",
-        "--data",
-        &data,
-        "--target",
-        "y",
-        "--backend",
-        "reference",
-    ]);
-    assert!(message.contains("d.csv, line 4, column 2"), "{message}");
-    assert!(message.contains("largest label is 1000000"), "{message}");
-    assert!(message.contains("999998 of them have no rows"), "{message}");
-    assert!(message.contains("--classes"), "{message}");
-    let message = fails(&[
-        "fit",
-        "--model",
-        "softmax",
-        "--data",
-        &data,
-        "--target",
-        "y",
+    let message = refused(&softmax_fit(&data, ""));
+    for expected in [
+        "d.csv, line 4, column 2",
+        "largest label is 1000000",
+        "999998 of them have no rows",
         "--classes",
-        "3",
-        "--backend",
-        "reference",
-    ]);
+    ] {
+        assert!(message.contains(expected), "{expected}: {message}");
+    }
+    let message = refused(&softmax_fit(&data, "--classes 3"));
     assert!(message.contains("d.csv, line 4, column 2 (y)"), "{message}");
     // One empty class among few: the same refusal, by count.
     let gap = write(&dir, "gap.csv", "a,y\n1,0\n2,2\n3,0\n");
-    let message = fails(&[
-        "fit",
-        "--model",
-        "softmax",
-        "--data",
-        &gap,
-        "--target",
-        "y",
-        "--backend",
-        "reference",
-    ]);
+    let message = refused(&softmax_fit(&gap, ""));
     assert!(message.contains("1 of them has no rows"), "{message}");
     // Too many classes for the GPU's workgroup memory: the message names classes.
     if common::gpu().is_some() {
-        let message = fails(&[
-            "fit",
-            "--model",
-            "softmax",
-            "--data",
-            &data,
-            "--target",
-            "y",
-            "--classes",
-            "1000001",
-            "--backend",
-            "gpu",
-        ]);
+        let message = refused(&format!(
+            "fit --model softmax --data {data} --target y --classes 1000001 --backend gpu"
+        ));
         assert!(message.contains("1000001 classes"), "{message}");
         assert!(message.contains("for this many classes"), "{message}");
     }
 }
 
-/// A finished 6-epoch checkpoint of a small fit, and the options that wrote it.
-fn checkpoint_of(dir: &Path, data: &str, backend: &str, extra: &[&str]) -> (PathBuf, Value) {
+/// A checkpoint, on `backend`, of a finished 6-epoch fit with `extra` options.
+fn checkpoint_of(dir: &Path, data: &str, backend: &str, extra: &str) -> (PathBuf, Value) {
     let ck = dir.join("ck.json");
     let _ = std::fs::remove_file(&ck);
-    let mut args = vec![
-        "fit",
-        "--model",
-        "softmax",
-        "--data",
-        data,
-        "--target",
-        "y",
-        "--epochs",
-        "6",
-        "--backend",
-        backend,
-        "--checkpoint",
-        path(&ck),
-        "--checkpoint-every",
-        "3",
-        "-q",
-    ];
-    args.extend_from_slice(extra);
-    let done = downhill(&args);
-    assert!(
-        done.status.success(),
-        "{}",
-        String::from_utf8_lossy(&done.stderr)
-    );
+    ok(&format!(
+        "fit --model softmax --data {data} --target y --epochs 6 --backend {backend} \
+         --checkpoint {} --checkpoint-every 3 -q {extra}",
+        text(&ck)
+    ));
     let value = serde_json::from_slice(&std::fs::read(&ck).unwrap()).unwrap();
     (ck, value)
 }
@@ -491,13 +395,13 @@ type Damage = Box<dyn Fn(&mut Value)>;
 fn damaged_checkpoints_are_refused_naming_the_field() {
     let dir = scratch("checkpoints");
     let data = three_classes(&dir, "d.csv", 30);
-    let (_, good) = checkpoint_of(
-        &dir,
-        &data,
-        "reference",
-        &["--optimizer", "adam", "--batch-size", "8"],
-    );
+    let options = "--optimizer adam --batch-size 8";
+    let (_, good) = checkpoint_of(&dir, &data, "reference", options);
     assert_eq!(good["epoch"], 6, "a finished fit leaves its last state");
+    let reversed = |c: &mut Value| {
+        let log: Vec<Value> = c["log"].as_array().unwrap().iter().rev().cloned().collect();
+        c["log"] = log.into();
+    };
     let cases: Vec<(&str, Damage, &str)> = vec![
         (
             "step",
@@ -517,27 +421,14 @@ fn damaged_checkpoints_are_refused_naming_the_field() {
         (
             "state",
             Box::new(|c| c["snapshot"]["state"] = vec![1.0].into()),
-            "snapshot.state holds 1",
+            "snapshot.state holds 1 number;",
         ),
         (
             "raw",
             Box::new(|c| c["snapshot"]["raw"] = vec![0.0; 2].into()),
-            "snapshot.raw holds 2",
+            "snapshot.raw holds 2 numbers",
         ),
-        (
-            "log",
-            Box::new(|c| {
-                let log = c["log"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .rev()
-                    .cloned()
-                    .collect::<Vec<_>>();
-                c["log"] = log.into();
-            }),
-            "log[0].epoch",
-        ),
+        ("log", Box::new(reversed), "log[0].epoch"),
         (
             "rng",
             Box::new(|c| c["rng"]["step"] = 3.into()),
@@ -553,25 +444,10 @@ fn damaged_checkpoints_are_refused_naming_the_field() {
         let mut ck = good.clone();
         damage(&mut ck);
         let bad = write(&dir, &format!("{name}.json"), &ck.to_string());
-        let message = fails(&[
-            "fit",
-            "--model",
-            "softmax",
-            "--data",
+        let message = refused(&softmax_fit(
             &data,
-            "--target",
-            "y",
-            "--epochs",
-            "6",
-            "--optimizer",
-            "adam",
-            "--batch-size",
-            "8",
-            "--backend",
-            "reference",
-            "--resume",
-            &bad,
-        ]);
+            &format!("--epochs 6 {options} --resume {bad}"),
+        ));
         assert!(message.contains(expected), "{name}: {message}");
         assert!(!message.contains("smaller --lr"), "{name}: {message}");
     }
@@ -581,43 +457,21 @@ fn damaged_checkpoints_are_refused_naming_the_field() {
 fn resume_with_more_epochs_continues_to_the_uninterrupted_bits() {
     let dir = scratch("longer");
     let data = three_classes(&dir, "d.csv", 50);
-    for backend in ["reference", "cpu"] {
+    let gpu = common::gpu().is_some().then_some("gpu");
+    for backend in ["reference", "cpu"].into_iter().chain(gpu) {
         for extra in [
-            &["--optimizer", "adam", "--log-every", "4"][..],
-            &[
-                "--batch-size",
-                "16",
-                "--optimizer",
-                "momentum",
-                "--lr-schedule",
-                "exp:0.9",
-            ][..],
+            "--optimizer adam --log-every 4",
+            "--batch-size 16 --optimizer momentum --lr-schedule exp:0.9",
         ] {
             let (ck, _) = checkpoint_of(&dir, &data, backend, extra);
-            let fit = |epochs: &str, resume: bool| {
-                let mut args = vec![
-                    "fit",
-                    "--model",
-                    "softmax",
-                    "--data",
-                    &data,
-                    "--target",
-                    "y",
-                    "--epochs",
-                    epochs,
-                    "--backend",
-                    backend,
-                    "--json",
-                    "-q",
-                ];
-                args.extend_from_slice(extra);
-                if resume {
-                    args.extend_from_slice(&["--resume", path(&ck)]);
-                }
-                json(&args)
+            let fit = |epochs: u64, more: &str| {
+                report(&format!(
+                    "fit --model softmax --data {data} --target y --epochs {epochs} \
+                     --backend {backend} -q {extra} {more}"
+                ))
             };
-            let resumed = fit("15", true);
-            let straight = fit("15", false);
+            let resumed = fit(15, &format!("--resume {}", text(&ck)));
+            let straight = fit(15, "");
             for key in [
                 "weights",
                 "bias",
@@ -626,49 +480,24 @@ fn resume_with_more_epochs_continues_to_the_uninterrupted_bits() {
                 "epochs",
                 "loss",
             ] {
-                assert_eq!(resumed[key], straight[key], "{backend} {extra:?}: {key}");
+                assert_eq!(resumed[key], straight[key], "{backend} {extra}: {key}");
             }
             assert_eq!(resumed["epochs"], 15);
             // Fewer epochs than the checkpoint has run: refused.
-            let mut args = vec![
-                "fit",
-                "--model",
-                "softmax",
-                "--data",
-                &data,
-                "--target",
-                "y",
-                "--epochs",
-                "4",
-                "--backend",
-                backend,
-                "--resume",
-                path(&ck),
-            ];
-            args.extend_from_slice(extra);
-            let message = fails(&args);
+            let message = refused(&format!(
+                "fit --model softmax --data {data} --target y --epochs 4 --backend {backend} \
+                 {extra} --resume {}",
+                text(&ck)
+            ));
             assert!(message.contains("at epoch 6, past --epochs 4"), "{message}");
         }
     }
     // The cosine schedule depends on the number of epochs: it cannot be extended.
-    let (ck, _) = checkpoint_of(&dir, &data, "reference", &["--lr-schedule", "cosine"]);
-    let message = fails(&[
-        "fit",
-        "--model",
-        "softmax",
-        "--data",
+    let (ck, _) = checkpoint_of(&dir, &data, "reference", "--lr-schedule cosine");
+    let message = refused(&softmax_fit(
         &data,
-        "--target",
-        "y",
-        "--epochs",
-        "12",
-        "--lr-schedule",
-        "cosine",
-        "--backend",
-        "reference",
-        "--resume",
-        path(&ck),
-    ]);
+        &format!("--epochs 12 --lr-schedule cosine --resume {}", text(&ck)),
+    ));
     assert!(
         message.contains("cosine") && message.contains("--epochs 6"),
         "{message}"
@@ -686,53 +515,28 @@ fn picture_names_are_checked_before_any_work() {
         ("--animate", "anim.png", ".gif"),
     ] {
         let picture = dir.join(name);
-        let message = fails(&[
-            "fit",
-            "--model",
-            "logistic",
-            "--data",
-            &data,
-            "--target",
-            "y",
-            "--backend",
-            "reference",
-            "--out",
-            path(&out),
-            option,
-            path(&picture),
-        ]);
+        let message = refused(&format!(
+            "fit --model logistic --data {data} --target y --backend reference --out {} \
+             {option} {}",
+            text(&out),
+            text(&picture)
+        ));
         assert!(message.contains(expected), "{name}: {message}");
         assert!(!message.contains("ImageError"), "{name}: {message}");
         assert!(!out.exists() && !picture.exists(), "{name}: work was done");
     }
     let binary = write(&dir, "b.csv", "a,y\n0,0\n1,0\n2,1\n3,1\n");
     let svg = dir.join("loss.svg");
-    let done = downhill(&[
-        "fit",
-        "--model",
-        "logistic",
-        "--data",
-        &binary,
-        "--target",
-        "y",
-        "--backend",
-        "reference",
-        "--epochs",
-        "30",
-        "--plot",
-        path(&svg),
-        "-q",
-    ]);
+    ok(&format!(
+        "fit --model logistic --data {binary} --target y --backend reference --epochs 30 \
+         --plot {} -q",
+        text(&svg)
+    ));
+    let drawn = std::fs::read_to_string(&svg).unwrap();
     assert!(
-        done.status.success(),
+        drawn.starts_with("<svg") && drawn.contains("loss by epoch"),
         "{}",
-        String::from_utf8_lossy(&done.stderr)
-    );
-    let text = std::fs::read_to_string(&svg).unwrap();
-    assert!(
-        text.starts_with("<svg") && text.contains("loss by epoch"),
-        "{}",
-        &text[..80]
+        &drawn[..80]
     );
 }
 
@@ -740,95 +544,44 @@ fn picture_names_are_checked_before_any_work() {
 fn messages_say_what_is_wrong_in_few_words() {
     let dir = scratch("messages");
     let data = three_classes(&dir, "d.csv", 30);
-    let fit = |extra: &[&str]| {
-        let mut args = vec![
-            "fit",
-            "--model",
-            "softmax",
-            "--data",
-            &data,
-            "--target",
-            "y",
-            "--backend",
-            "reference",
-        ];
-        args.extend_from_slice(extra);
-        fails(&args)
-    };
-    let message = fit(&["--lr", "1e308"]);
+    let message = refused(&softmax_fit(&data, "--lr 1e308"));
     assert!(
         message.contains("1e308") && !message.contains("100000000000"),
         "{message}"
     );
-    let message = fails(&[
-        "fit",
-        "--model",
-        "logistic",
-        "--rows",
-        "100",
-        "--features",
-        "2",
-        "--backend",
-        "cpu",
-        "--max-device-bytes",
-        "1000",
-    ]);
+    let message = refused(
+        "fit --model logistic --rows 100 --features 2 --backend cpu --max-device-bytes 1000",
+    );
     assert!(
         message.contains("max-device-bytes") && message.contains("CPU"),
         "{message}"
     );
     let linear = write(&dir, "l.csv", "x,y\n1,1\n2,2\n3,3\n");
-    let message = fails(&[
-        "fit",
-        "--model",
-        "linear",
-        "--data",
-        &linear,
-        "--target",
-        "y",
-        "--loss-expr",
-        "ln(z)",
-        "--backend",
-        "reference",
-    ]);
+    let message = refused(&format!(
+        "fit --model linear --data {linear} --target y --loss-expr ln(z) --backend reference"
+    ));
     assert!(message.contains("starting parameters"), "{message}");
     assert!(message.contains("expression is undefined"), "{message}");
     assert!(!message.contains("smaller --lr"), "{message}");
     // Singular where there is one.
-    let one = downhill(&[
-        "fit",
-        "--model",
-        "linear",
-        "--data",
-        &linear,
-        "--target",
-        "y",
-        "--backend",
-        "reference",
-        "--epochs",
-        "1",
-    ]);
-    let text = String::from_utf8_lossy(&one.stdout);
-    assert!(text.contains("3 rows × 1 feature\n"), "{text}");
+    let one = ok(&format!(
+        "fit --model linear --data {linear} --target y --backend reference --epochs 1"
+    ));
+    let summary = String::from_utf8_lossy(&one.stdout);
+    assert!(summary.contains("3 rows × 1 feature\n"), "{summary}");
     // Another separator, and a repeated name.
     let semicolons = write(&dir, "s.csv", "a;b;y\n1;2;0\n");
-    let message = fails(&[
-        "fit",
-        "--model",
-        "logistic",
-        "--data",
-        &semicolons,
-        "--target",
-        "y",
-    ]);
+    let message = refused(&format!(
+        "fit --model logistic --data {semicolons} --target y"
+    ));
     assert!(
         message.contains("semicolons") && message.contains("commas"),
         "{message}"
     );
     let repeated = write(&dir, "r.csv", "a,a,y\n1,2,0\n3,4,1\n");
-    let message = fails(&[
-        "fit", "--model", "logistic", "--data", &repeated, "--target", "y",
-    ]);
+    let message = refused(&format!(
+        "fit --model logistic --data {repeated} --target y"
+    ));
     assert!(
         message.contains("\"a\" twice (columns 1 and 2"),
         "{message}"
@@ -846,87 +599,17 @@ fn a_model_without_feature_names_takes_columns_by_position_only_when_they_match(
     let labelled = write(&dir, "labelled.csv", "a,b,y\n1,0,1\n0,1,0\n");
     let features_only = write(&dir, "features.csv", "a,b\n1,0\n0,1\n");
     // Three columns for two features: refused, naming the count.
-    let message = fails(&[
-        "predict",
-        "--model-file",
-        path(&unnamed),
-        "--data",
-        &labelled,
-    ]);
+    let predict = |model: &Path, data: &str| {
+        format!("predict --model-file {} --data {data} --proba", text(model))
+    };
+    let message = refused(&predict(&unnamed, &labelled));
     assert!(message.contains("2 feature columns"), "{message}");
-    let by_position = downhill(&[
-        "predict",
-        "--model-file",
-        path(&unnamed),
-        "--data",
-        &features_only,
-        "--proba",
-    ]);
-    assert!(by_position.status.success());
+    let by_position = ok(&predict(&unnamed, &features_only));
     // A model that names its target but not its features: the target column is not a
     // feature.
     model.target = Some("y".into());
     let with_target = dir.join("with_target.json");
     model.save(&with_target).unwrap();
-    let labelled_out = downhill(&[
-        "predict",
-        "--model-file",
-        path(&with_target),
-        "--data",
-        &labelled,
-        "--proba",
-    ]);
-    let stderr = String::from_utf8_lossy(&labelled_out.stderr);
-    assert!(labelled_out.status.success(), "{stderr}");
+    let labelled_out = ok(&predict(&with_target, &labelled));
     assert_eq!(labelled_out.stdout, by_position.stdout);
-}
-
-#[test]
-fn outputs_that_cannot_be_written_are_refused_before_any_work() {
-    let dir = scratch("unwritable");
-    let data = three_classes(&dir, "d.csv", 30);
-    let checkpoint = dir.join("never-ck.json");
-    let _ = std::fs::remove_file(&checkpoint);
-    let missing = dir.join("no-such-dir").join("m.json");
-    let mut cases = vec![(path(&missing).to_string(), "no-such-dir")];
-    cases.push((path(&dir).to_string(), "is a directory"));
-    if cfg!(target_os = "linux") {
-        cases.push(("/proc/version".to_string(), "cannot create a file in /proc"));
-    }
-    for (out, expected) in &cases {
-        let message = fails(&[
-            "fit",
-            "--model",
-            "softmax",
-            "--data",
-            &data,
-            "--target",
-            "y",
-            "--backend",
-            "reference",
-            "--checkpoint",
-            path(&checkpoint),
-            "--out",
-            out,
-        ]);
-        assert!(message.contains(expected), "{out}: {message}");
-        assert!(!checkpoint.exists(), "{out}: the fit ran");
-    }
-}
-
-#[cfg(unix)]
-#[test]
-fn a_closed_stderr_is_no_panic() {
-    let dir = scratch("closed-stderr");
-    let data = three_classes(&dir, "d.csv", 30);
-    // stderr closed: the error message has nowhere to go, and the exit code still says it.
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "{} fit --model softmax --data {data} --target nothing 2>&-; echo $?",
-            env!("CARGO_BIN_EXE_downhill")
-        ))
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1");
 }

@@ -315,9 +315,7 @@ fn parameter_file_mistakes_name_the_file_and_the_shape() {
         "short.json",
         r#"{"model": "logistic", "weights": [1], "bias": 0}"#,
     );
-    assert!(
-        grad(&short).contains("short.json: weights has 1 numbers, but the data has 2 features")
-    );
+    assert!(grad(&short).contains("short.json: weights has 1 number, but the data has 2 features"));
     let broken = write(&dir, "broken.json", "{\"weights\": [1, 2],\n \"bias\": }");
     let e = grad(&broken);
     assert!(

@@ -84,7 +84,7 @@ impl Backend for Parallel {
             return Err(Error::option(
                 "devices",
                 parts * processes,
-                format!("more workers than the {rows} rows"),
+                format!("more workers than the {}", crate::error::count(rows, "row")),
             ));
         }
         let mut sessions = Vec::with_capacity(parts);

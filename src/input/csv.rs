@@ -198,6 +198,10 @@ fn read_plain(path: &Path, spec: &Columns) -> Result<Dataset> {
     let mut line = 2u64;
     loop {
         let mut chunk = std::mem::take(&mut carry);
+        // A very long line grows the chunk: refused with an error, not an abort.
+        crate::memory::reserve(&mut chunk, CHUNK_BYTES as usize, || {
+            format!("{}: the line at line {line}", path.display())
+        })?;
         let before = chunk.len();
         (&mut reader)
             .take(CHUNK_BYTES)

@@ -59,6 +59,15 @@ pub fn read(path: &Path, spec: &Columns) -> Result<Dataset> {
     let layout = Layout::new(path, &header, spec)?;
     let d = layout.features.len();
     let (mut x, mut y, mut weights) = (Vec::new(), Vec::new(), Vec::new());
+    // Sized from the footer's row count before any row is read.
+    let rows = usize::try_from(reader.metadata().file_metadata().num_rows()).unwrap_or(0);
+    crate::memory::reserve(&mut x, rows.saturating_mul(d), || {
+        format!(
+            "{}: X of its {}",
+            path.display(),
+            crate::error::count(rows, "row")
+        )
+    })?;
     for (i, row) in reader.into_iter().enumerate() {
         let row = row.map_err(|e| fail(path, format!("row {i}: {e}")))?;
         let cells: Vec<&Field> = row.get_column_iter().map(|(_, f)| f).collect();
