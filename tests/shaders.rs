@@ -73,6 +73,7 @@ fn every_kernel_parses_and_validates_over_a_grid_of_constants() {
         }
     }
     assert!(checked > 1000, "only {checked} kernels were checked");
+    println!("{checked} kernel sources validated");
     validate(
         "loop_probe.wgsl",
         include_str!("../shaders/loop_probe.wgsl"),
