@@ -9,6 +9,7 @@ use std::time::Instant;
 use crate::backend::cpu::{Cpu, stream_read};
 use crate::backend::{Backend, Data, Session};
 use crate::error::{Error, Result};
+#[cfg(feature = "gpu")]
 use crate::gpu::Gpu;
 use crate::model::Objective;
 use crate::synth::Synthetic;
@@ -26,6 +27,7 @@ pub struct BenchOptions {
     /// Measure the CPU backend.
     pub cpu: bool,
     /// Measure this GPU, if any.
+    #[cfg(feature = "gpu")]
     pub gpu: Option<Gpu>,
     /// A Python with numpy, to time numpy's epoch on the same shapes.
     pub python: Option<String>,
@@ -159,6 +161,7 @@ pub fn run(
             };
             modes.measure("cpu", bytes, session.as_mut(), floor, &mut emit)?;
         }
+        #[cfg(feature = "gpu")]
         if let Some(gpu) = &options.gpu {
             let mut session = gpu.session(Data::Synthetic(problem), objective)?;
             let bytes = session.data_bytes();

@@ -318,6 +318,7 @@ impl Error {
         }
     }
 
+    #[cfg(feature = "gpu")]
     pub(crate) fn gpu(message: impl ToString) -> Self {
         Error::Gpu {
             message: message.to_string(),

@@ -38,6 +38,7 @@ pub mod data;
 pub mod error;
 pub mod floats;
 pub mod fuzzing;
+#[cfg(feature = "gpu")]
 pub mod gpu;
 pub mod input;
 pub mod math;
@@ -47,6 +48,7 @@ pub mod model_file;
 pub mod optim;
 pub mod output;
 pub mod params_file;
+#[cfg(feature = "plot")]
 pub mod plot;
 pub mod predict;
 pub mod rng;

@@ -5,8 +5,13 @@
 pub mod cpu;
 #[cfg(feature = "mpi")]
 pub mod mpi;
+pub mod options;
 pub mod parallel;
 pub mod reference;
+mod select;
+
+pub use options::GpuOptions;
+pub use select::{Selected, select, select_devices};
 
 use std::borrow::Cow;
 
@@ -646,178 +651,5 @@ impl std::str::FromStr for BackendKind {
                 "expected auto, gpu, cpu or reference",
             )),
         }
-    }
-}
-
-/// A backend and a sentence saying why it was chosen.
-pub struct Selected {
-    pub backend: Box<dyn Backend>,
-    pub reason: String,
-    /// The GPU `auto` chose: what an out-of-memory may fall back from.
-    auto_gpu: Option<crate::gpu::Gpu>,
-    /// Where to go when the backend runs out of memory loading the rows, in order, with
-    /// what to say.
-    fallbacks: Vec<(Box<dyn Backend>, String)>,
-}
-
-impl Selected {
-    /// The GPU as `auto` would take it: an out-of-memory while loading rows falls back
-    /// (see [`Selected::with_fallbacks`]).
-    pub fn auto_gpu(gpu: crate::gpu::Gpu) -> Self {
-        let reason = format!("gpu: {} (auto)", gpu.context().describe());
-        Selected {
-            backend: Box::new(gpu.clone()),
-            reason,
-            auto_gpu: Some(gpu),
-            fallbacks: Vec::new(),
-        }
-    }
-
-    pub fn plain(backend: Box<dyn Backend>, reason: impl Into<String>) -> Self {
-        Selected {
-            backend,
-            reason: reason.into(),
-            auto_gpu: None,
-            fallbacks: Vec::new(),
-        }
-    }
-
-    /// When `auto` chose a GPU: if loading `data` runs out of device memory, stream the
-    /// rows through a quarter of their bytes instead, and if that fails too, use the CPU.
-    pub fn with_fallbacks(mut self, data: &Data<'_>) -> Self {
-        let Some(gpu) = &self.auto_gpu else {
-            return self;
-        };
-        let row_bytes = 4 * (data.features() as u64 + 2);
-        let budget = (data.rows() as u64 * row_bytes / 4).max(row_bytes * 1024);
-        let streamed = gpu.with_options(crate::gpu::GpuOptions {
-            max_device_bytes: Some(budget),
-            ..gpu.options()
-        });
-        self.fallbacks = vec![
-            (
-                Box::new(streamed),
-                format!(
-                    "streaming the rows through {} MiB of it instead",
-                    budget >> 20
-                ),
-            ),
-            (
-                Box::new(cpu::Cpu::default()),
-                "using the CPU instead".into(),
-            ),
-        ];
-        self
-    }
-
-    /// Opens a session on the backend, or on the fallbacks in turn when it runs out of
-    /// device memory; the notices say what happened.
-    pub fn open<'s>(
-        &'s self,
-        data: Data<'s>,
-        objective: Objective,
-    ) -> Result<(Box<dyn Session + 's>, Vec<String>)> {
-        let mut notices = Vec::new();
-        let mut failure = match self.backend.open(data.clone(), objective) {
-            Ok(session) => return Ok((session, notices)),
-            Err(e) if e.is_out_of_memory() && !self.fallbacks.is_empty() => e,
-            Err(e) => return Err(e),
-        };
-        for (backend, what) in &self.fallbacks {
-            notices.push(format!("{failure}; {what}"));
-            failure = match backend.open(data.clone(), objective) {
-                Ok(session) => return Ok((session, notices)),
-                Err(e) if e.is_out_of_memory() => e,
-                Err(e) => return Err(e),
-            };
-        }
-        Err(failure)
-    }
-}
-
-/// This process's index among the processes of an MPI launch on its node (Open MPI, MPICH,
-/// Slurm); 0 without a launcher.
-fn local_rank() -> usize {
-    [
-        "OMPI_COMM_WORLD_LOCAL_RANK",
-        "MPI_LOCALRANKID",
-        "SLURM_LOCALID",
-    ]
-    .iter()
-    .find_map(|v| std::env::var(v).ok()?.parse().ok())
-    .unwrap_or(0)
-}
-
-/// The workers `--devices` names, comma separated: `all` (every adapter), adapter indices
-/// as `downhill devices` lists them (an index may repeat: each opens a device of its own),
-/// `local-rank` (the adapter whose index is this process's rank on its node) and `cpu`.
-/// The rows are split evenly across them.
-pub fn select_devices(spec: &str, gpu: crate::gpu::GpuOptions) -> Result<Selected> {
-    use crate::gpu::{Gpu, GpuContext};
-    cpu::Simd::from_env()?;
-    let mut workers: Vec<Box<dyn Backend>> = Vec::new();
-    let mut names = Vec::new();
-    for token in spec.split(',').map(str::trim) {
-        let indices: Vec<usize> = match token {
-            "cpu" => {
-                workers.push(Box::new(cpu::Cpu::default()));
-                names.push("cpu".to_string());
-                continue;
-            }
-            "all" => (0..GpuContext::count()).collect(),
-            // One GPU per process on a node: the launcher's local rank picks the adapter.
-            "local-rank" => vec![local_rank()],
-            number => vec![number.parse().map_err(|_| {
-                crate::Error::option(
-                    "devices",
-                    spec,
-                    format!("{token:?} is not all, local-rank, cpu or an adapter index"),
-                )
-            })?],
-        };
-        if indices.is_empty() {
-            return Err(crate::Error::NoAdapter {
-                reason: "--devices all: wgpu found no adapter".into(),
-            });
-        }
-        for i in indices {
-            let ctx = GpuContext::open_nth(i)?;
-            names.push(format!("[{i}] {}", ctx.describe()));
-            workers.push(Box::new(Gpu::new(ctx).with_options(gpu)));
-        }
-    }
-    if workers.is_empty() {
-        return Err(crate::Error::option("devices", spec, "names no device"));
-    }
-    Ok(Selected::plain(
-        Box::new(parallel::Parallel::new(workers)),
-        format!("parallel over {}", names.join(", ")),
-    ))
-}
-
-/// Opens the backend `kind` names. `Auto` takes a hardware GPU when wgpu finds one (or
-/// the adapter WGPU_ADAPTER_NAME names), else the CPU. `gpu` options apply to GPU backends.
-pub fn select(kind: BackendKind, gpu: crate::gpu::GpuOptions) -> Result<Selected> {
-    use crate::gpu::{Gpu, GpuContext};
-    // Any choice may end on the CPU (auto, or a fallback): a bad level is refused first.
-    cpu::Simd::from_env()?;
-    match kind {
-        BackendKind::Gpu => {
-            let gpu = Gpu::open()?.with_options(gpu);
-            let reason = format!("gpu: {}", gpu.context().describe());
-            Ok(Selected::plain(Box::new(gpu), reason))
-        }
-        BackendKind::Auto => match GpuContext::open_hardware()? {
-            Ok(ctx) => Ok(Selected::auto_gpu(Gpu::new(ctx).with_options(gpu))),
-            Err(why) => Ok(Selected::plain(
-                Box::new(cpu::Cpu::default()),
-                format!("cpu (auto: {why})"),
-            )),
-        },
-        BackendKind::Cpu => Ok(Selected::plain(Box::new(cpu::Cpu::default()), "cpu")),
-        BackendKind::Reference => Ok(Selected::plain(
-            Box::new(reference::Reference),
-            "reference (f64)",
-        )),
     }
 }

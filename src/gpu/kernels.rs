@@ -12,43 +12,9 @@ use crate::error::{Error, Result};
 use crate::model::{Loss, Model, Objective};
 use crate::optim::{Optimizer, UpdateRule, adam_corrections};
 
-/// How the kernels are shaped for a device.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Tuning {
-    /// Invocations per workgroup; a power of two (tree reductions halve it).
-    pub workgroup: u32,
-    /// Copy each tile of rows into workgroup memory (see `shaders/gradient.wgsl`).
-    pub stage: bool,
-    /// Most workgroups per shard in one fused gradient dispatch; each writes one partial.
-    pub max_groups: u32,
-    /// vec4 accumulators per invocation in the fused kernel (column quads owned ×
-    /// classes of a class tile): registers on a GPU, ordinary memory on a CPU-type adapter.
-    pub accumulators: u32,
-}
+pub use crate::backend::options::Tuning;
 
 impl Tuning {
-    /// GPUs: wide workgroups, tiles staged in workgroup memory, enough workgroups to fill
-    /// every compute unit, 32 accumulators (one pass over X serves 32 classes when an
-    /// invocation owns one column quad).
-    pub const GPU: Tuning = Tuning {
-        workgroup: 256,
-        stage: true,
-        max_groups: 1024,
-        accumulators: 32,
-    };
-
-    /// CPU-type adapters (lavapipe, WARP) run a workgroup on one thread, pay for each
-    /// barrier once per 8-wide slice of it, and have workgroup memory that is ordinary
-    /// memory: narrow workgroups, rows read in place, a few workgroups per core, and
-    /// four times the accumulators (a quarter of the class tiles, each of which computes
-    /// every z again).
-    pub const CPU: Tuning = Tuning {
-        workgroup: 64,
-        stage: false,
-        max_groups: 64,
-        accumulators: 128,
-    };
-
     /// The default for an adapter.
     pub fn for_device(info: &wgpu::AdapterInfo) -> Tuning {
         match info.device_type {

@@ -16,6 +16,7 @@ use super::plan::check_loops;
 use super::rows::{
     DeviceRows, Plan, RowBuffers, STORAGE, bind_group, read_buffer, uniform_buffer, upload,
 };
+pub use crate::backend::options::GpuOptions;
 use crate::backend::reference::{balanced, check_params_shape};
 use crate::backend::{
     Backend, Batch, ClassWeights, Configured, Data, Evaluation, Evaluations, PassSums, RowSet,
@@ -27,23 +28,6 @@ use crate::optim::Standardization;
 
 /// Steps recorded per submission (and step records in the uniform buffer).
 const STEPS_PER_SUBMIT: usize = 256;
-
-/// Tuning knobs of the GPU backend. The defaults use everything the adapter allows.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct GpuOptions {
-    /// Largest shard of X in bytes. Default: the adapter's storage binding limit.
-    pub max_shard_bytes: Option<u64>,
-    /// Most bytes of rows (X and y) to hold on the device. Rows beyond it are streamed
-    /// through two slots each step. Default: no limit beyond the device's own.
-    pub max_device_bytes: Option<u64>,
-    /// Kernel shapes. Default: [`Tuning::for_device`].
-    pub tuning: Option<Tuning>,
-    /// The loop limit to plan the kernels for (`Some(None)`: as if there were none).
-    /// Default: the device's, measured ([`GpuContext::loop_limit`]). Planning for less
-    /// than the device has only costs speed; for more, kernels may end loops early and
-    /// give wrong numbers, which is what tests of `--verify` need.
-    pub loop_limit: Option<Option<u32>>,
-}
 
 /// The GPU backend: an open device (shared between clones) and the options of its sessions.
 #[derive(Clone)]

@@ -3,6 +3,7 @@
 
 pub mod csv;
 pub mod npy;
+#[cfg(feature = "parquet")]
 pub mod parquet;
 
 use std::path::{Path, PathBuf};
@@ -54,7 +55,14 @@ pub fn read(path: &Path, spec: &Columns) -> Result<Dataset> {
         .as_deref()
     {
         Some("npy") => npy::read(path, spec),
+        #[cfg(feature = "parquet")]
         Some("parquet" | "parq") => parquet::read(path, spec),
+        #[cfg(not(feature = "parquet"))]
+        Some("parquet" | "parq") => Err(Error::Format {
+            path: path.into(),
+            message: "this build of downhill reads no Parquet (its `parquet` feature is off)"
+                .into(),
+        }),
         _ => csv::read(path, spec),
     }
 }
