@@ -1,0 +1,408 @@
+//! One pass over a batch's rows: per-chunk partial sums of the gradient and the metrics,
+//! with rows weighted by class, by sample and by the split.
+
+use super::*;
+
+/// How rows count in a pass: their sample weight times their class's weight, or nothing
+/// when the pass does not use them.
+#[derive(Clone, Copy)]
+pub(super) struct Weighting<'p> {
+    pub(super) sample: Option<&'p [f32]>,
+    pub(super) class: Option<&'p [f64]>,
+    /// The held-out rows' bits ([`CpuSession::held_out`]), when rows are held out.
+    pub(super) held_out: Option<&'p [u64]>,
+    pub(super) rows: RowSet,
+}
+
+impl Weighting<'_> {
+    /// True when every row weighs 1.
+    pub(super) fn plain(&self) -> bool {
+        self.sample.is_none()
+            && self.class.is_none()
+            && (self.held_out.is_none() || self.rows == RowSet::All)
+    }
+
+    #[inline(always)]
+    pub(super) fn of(&self, row: usize, label: f32) -> f32 {
+        self.in_set(self.rows, row, label)
+    }
+
+    /// The row's weight in the pass's rows and in the held-out rows.
+    #[inline(always)]
+    pub(super) fn and_held_out(&self, row: usize, label: f32) -> (f32, f32) {
+        (
+            self.of(row, label),
+            self.in_set(RowSet::Validation, row, label),
+        )
+    }
+
+    #[inline(always)]
+    pub(super) fn in_set(&self, rows: RowSet, row: usize, label: f32) -> f32 {
+        let held = self
+            .held_out
+            .map(|bits| bits[row / 64] >> (row % 64) & 1 == 1);
+        if !rows.uses(held) {
+            return 0.0;
+        }
+        let sample = self.sample.map_or(1.0, |w| w[row]);
+        let class = self
+            .class
+            .map_or(1.0, |c| c[(label as usize).min(c.len() - 1)] as f32);
+        sample * class
+    }
+}
+
+/// What one chunk needs to compute its partial.
+pub(super) struct Pass<'p> {
+    /// Global rows `offset..offset + data.rows()`.
+    pub(super) data: &'p Dataset,
+    pub(super) offset: usize,
+    pub(super) objective: Objective,
+    pub(super) wt: &'p [f32],
+    pub(super) with_gradient: bool,
+    pub(super) with_metrics: bool,
+    /// Sum the held-out rows' metrics too (after the pass's own, in each partial).
+    pub(super) with_held_out: bool,
+    pub(super) simd: Simd,
+    pub(super) weights: Weighting<'p>,
+}
+
+impl Pass<'_> {
+    /// Adds the chunk's rows (batch positions `positions`) into `partial`.
+    pub(super) fn run(&self, batch: &Batch, positions: Range<u32>, partial: &mut [f64]) {
+        SCRATCH.with_borrow_mut(|scratch| {
+            #[cfg(target_arch = "x86_64")]
+            match self.simd {
+                // SAFETY: the CPU has AVX-512F, AVX2 and FMA (the level is available).
+                Simd::Avx512 => {
+                    return unsafe { self.run_avx512(batch, positions, partial, scratch) };
+                }
+                // SAFETY: the CPU has AVX2 and FMA (the level is available).
+                Simd::Avx2 => return unsafe { self.run_avx2(batch, positions, partial, scratch) },
+                Simd::Portable => {}
+            }
+            self.run_portable(batch, positions, partial, scratch)
+        })
+    }
+
+    // Everything the hot loop calls is `#[inline(always)]` and free of closures (a closure
+    // is a function of its own, compiled without these target features).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn run_avx2(
+        &self,
+        batch: &Batch,
+        positions: Range<u32>,
+        partial: &mut [f64],
+        scratch: &mut Scratch,
+    ) {
+        self.run_generic::<true, false>(batch, positions, partial, scratch)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn run_avx512(
+        &self,
+        batch: &Batch,
+        positions: Range<u32>,
+        partial: &mut [f64],
+        scratch: &mut Scratch,
+    ) {
+        self.run_generic::<true, true>(batch, positions, partial, scratch)
+    }
+
+    pub(super) fn run_portable(
+        &self,
+        batch: &Batch,
+        positions: Range<u32>,
+        partial: &mut [f64],
+        scratch: &mut Scratch,
+    ) {
+        self.run_generic::<false, false>(batch, positions, partial, scratch)
+    }
+
+    /// The fused loop, a tile of rows at a time: (1) z of every row of the tile (k dot
+    /// products, eight rows at a time for one output; the rows come from memory once, asked
+    /// for a few kilobytes ahead), (2) δ of every row, vectorized across rows, (3) Σ δ·x
+    /// from the same rows, now in cache, into f32 sums moved into f64 once per tile.
+    /// `FMA`: the CPU has AVX2 and FMA, so fused multiply-adds (one rounding) and the
+    /// kernels of `avx2` are used; `WIDE`: it has AVX-512F too, and those of `avx512`.
+    #[inline(always)]
+    pub(super) fn run_generic<const FMA: bool, const WIDE: bool>(
+        &self,
+        batch: &Batch,
+        positions: Range<u32>,
+        partial: &mut [f64],
+        scratch: &mut Scratch,
+    ) {
+        let d = self.data.features();
+        let ahead = PREFETCH_BYTES.div_ceil(4 * d);
+        let window = self.offset..self.offset + self.data.rows();
+        match batch.order {
+            None => {
+                // In order, position p is row p: the positions within the window.
+                let start = (positions.start as usize).max(window.start);
+                let end = (positions.end as usize).min(window.end);
+                if start >= end {
+                    return;
+                }
+                let rows = InOrder {
+                    start: start - self.offset,
+                    len: end - start,
+                    ahead,
+                };
+                self.tiles_for::<FMA, WIDE, _>(rows, partial, scratch)
+            }
+            Some(order) => {
+                // Each position's row once (a permutation costs a few dozen integer
+                // operations, sixteen positions at a time), kept for the tile passes: the
+                // rows of the window, local.
+                scratch.rows.clear();
+                order.apply_all(positions, &mut scratch.rows);
+                scratch.rows.retain(|i| window.contains(i));
+                for i in &mut scratch.rows {
+                    *i -= self.offset;
+                }
+                let rows = std::mem::take(&mut scratch.rows);
+                let listed = Listed {
+                    rows: &rows,
+                    ahead,
+                    y: self.data.y(),
+                };
+                self.tiles_for::<FMA, WIDE, _>(listed, partial, scratch);
+                scratch.rows = rows;
+            }
+        }
+    }
+
+    /// [`Self::tiles`] with k known at compile time when it is 1 (linear, logistic).
+    #[inline(always)]
+    pub(super) fn tiles_for<const FMA: bool, const WIDE: bool, R: RowOrder>(
+        &self,
+        rows: R,
+        partial: &mut [f64],
+        s: &mut Scratch,
+    ) {
+        if self.objective.outputs() == 1 {
+            self.tiles::<FMA, WIDE, true, R>(rows, partial, s)
+        } else {
+            self.tiles::<FMA, WIDE, false, R>(rows, partial, s)
+        }
+    }
+
+    /// The three passes over each tile of `rows`. `ONE`: k = 1.
+    #[inline(always)]
+    pub(super) fn tiles<const FMA: bool, const WIDE: bool, const ONE: bool, R: RowOrder>(
+        &self,
+        rows: R,
+        partial: &mut [f64],
+        s: &mut Scratch,
+    ) {
+        let d = self.data.features();
+        let k = if ONE { 1 } else { self.objective.outputs() };
+        let x = self.data.x();
+        let y = self.data.y();
+        let (wt, bias) = self.wt.split_at(d * k);
+        let tile = tile_rows(d);
+        s.sized(tile, d, k);
+        let (starts, z, labels, losses, weights, held_weights) = (
+            &mut s.starts[..tile],
+            &mut s.z[..tile * k],
+            &mut s.labels[..tile],
+            &mut s.losses[..tile],
+            &mut s.weights[..tile],
+            &mut s.held_weights[..tile],
+        );
+        let predictions = &mut s.predictions[..tile];
+        let (sums, bias_sums) = (&mut s.sums[..d * k], &mut s.bias_sums[..k]);
+        let plain = self.weights.plain();
+        let mut metrics = [0.0f64; METRICS];
+        let mut held_out = [0.0f64; METRICS];
+        let len = rows.len();
+        for (t, first) in (0..len).step_by(tile).enumerate() {
+            let count = tile.min(len - first);
+            let starts = &mut starts[..count];
+            // Where each row begins, its label and its weight: consecutive rows' labels
+            // are read in place.
+            let labels: &[f32] = match rows.consecutive() {
+                Some(row0) if plain => {
+                    let i = row0 + first;
+                    for (r, start) in starts.iter_mut().enumerate() {
+                        *start = (i + r) * d;
+                    }
+                    &y[i..i + count]
+                }
+                _ => {
+                    for (r, start) in starts.iter_mut().enumerate() {
+                        let i = rows.row(first + r);
+                        *start = i * d;
+                        labels[r] = y[i];
+                        if self.with_held_out {
+                            (weights[r], held_weights[r]) = self.weights.and_held_out(i, y[i]);
+                        } else if !plain {
+                            weights[r] = self.weights.of(i, y[i]);
+                        }
+                    }
+                    &labels[..count]
+                }
+            };
+            // (1) z = x·W + b, row-major in `z` (k per row).
+            let together = if ONE {
+                tile_dots::<FMA, WIDE, R>(&rows, first, starts, x, wt, bias[0], z)
+            } else {
+                0
+            };
+            for r in together..count {
+                rows.prefetch(x, d, first + r..first + r + 1);
+                let xr = &x[starts[r]..starts[r] + d];
+                for c in 0..k {
+                    z[r * k + c] = bias[c] + dot::<FMA>(xr, &wt[c * d..(c + 1) * d]);
+                }
+            }
+            if self.with_metrics {
+                for (r, p) in predictions[..count].iter_mut().enumerate() {
+                    *p = predicted(&z[r * k..(r + 1) * k]) as f32;
+                }
+            }
+            // (2) z becomes δ, and the loss of each row.
+            row_deltas::<FMA>(
+                &self.objective,
+                &mut z[..count * k],
+                labels,
+                &mut losses[..count],
+                self.with_metrics,
+            );
+            // (3) Σ w δ·x and Σ w δ, from the rows now in cache, asking for the rows a
+            // tile further on meanwhile, so that memory stays busy while this pass computes.
+            if ONE {
+                rows.prefetch(x, d, first + tile..first + tile + count);
+                if self.with_gradient {
+                    if !plain {
+                        for (zr, w) in z[..count].iter_mut().zip(&weights[..count]) {
+                            *zr *= w;
+                        }
+                    }
+                    bias_sums[0] += lane_sum(&z[..count]);
+                    tile_gradient::<FMA, WIDE>(x, starts, &z[..count], sums);
+                }
+            } else if !self.with_gradient {
+                rows.prefetch(x, d, first + tile..first + tile + count);
+            } else {
+                for r in 0..count {
+                    rows.prefetch(x, d, first + tile + r..first + tile + r + 1);
+                    let xr = &x[starts[r]..starts[r] + d];
+                    let w = if plain { 1.0 } else { weights[r] };
+                    if w == 0.0 {
+                        continue;
+                    }
+                    for c in 0..k {
+                        let delta = if plain {
+                            z[r * k + c]
+                        } else {
+                            w * z[r * k + c]
+                        };
+                        axpy::<FMA>(delta, xr, &mut sums[c * d..(c + 1) * d]);
+                        bias_sums[c] += delta;
+                    }
+                }
+            }
+            if plain && !self.with_metrics {
+                // Σw of unit weights, without a chain of dependent adds per row.
+                metrics[1] += count as f64;
+            } else if !self.with_metrics {
+                for &w in &weights[..count] {
+                    metrics[1] += f64::from(w);
+                }
+            } else {
+                for r in 0..count {
+                    let w = if plain { 1.0 } else { weights[r] };
+                    add_metrics(&mut metrics, w, losses[r], predictions[r], labels[r]);
+                }
+                if self.with_held_out {
+                    for r in 0..count {
+                        let w = held_weights[r];
+                        add_metrics(&mut held_out, w, losses[r], predictions[r], labels[r]);
+                    }
+                }
+            }
+            if (t + 1) % FLUSH_TILES == 0 {
+                flush(sums, bias_sums, partial);
+            }
+        }
+        flush(sums, bias_sums, partial);
+        for (p, m) in partial[(d + 1) * k..]
+            .iter_mut()
+            .zip(metrics.iter().chain(&held_out))
+        {
+            *p += m;
+        }
+    }
+}
+
+/// Adds a row of weight `w` to the metric sums Σwℓ, Σw, Σw[correct], Σwy, Σwy².
+#[inline(always)]
+pub(super) fn add_metrics(
+    sums: &mut [f64; METRICS],
+    w: f32,
+    loss: f32,
+    predicted: f32,
+    label: f32,
+) {
+    let (w, label) = (f64::from(w), f64::from(label));
+    let correct = f64::from(predicted == label.round() as f32);
+    sums[0] += w * f64::from(loss);
+    sums[1] += w;
+    sums[2] += w * correct;
+    sums[3] += w * label;
+    sums[4] += w * label * label;
+}
+
+/// z of a tile's rows for one output (row r at `x[starts[r]..]`, `w` holding d weights),
+/// eight rows at a time where the CPU has AVX2 and FMA; returns how many rows it computed.
+#[inline(always)]
+pub(super) fn tile_dots<const FMA: bool, const WIDE: bool, R: RowOrder>(
+    rows: &R,
+    first: usize,
+    starts: &[usize],
+    x: &[f32],
+    w: &[f32],
+    b: f32,
+    z: &mut [f32],
+) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if FMA {
+        let eights = starts.chunks_exact(8);
+        let done = starts.len() - eights.remainder().len();
+        for (e, eight) in eights.enumerate() {
+            rows.prefetch(x, w.len(), first + 8 * e..first + 8 * e + 8);
+            let eight: &[usize; 8] = eight.try_into().expect("eight rows");
+            let dots = if WIDE {
+                // SAFETY: `WIDE` is set only by `run_avx512`, on CPUs with AVX-512F too.
+                unsafe { avx512::dot8(x, eight, w, b) }
+            } else {
+                // SAFETY: `FMA` is set only by `run_avx2` and `run_avx512`, on CPUs with
+                // AVX2 and FMA.
+                unsafe { avx2::dot8(x, eight, w, b) }
+            };
+            z[8 * e..8 * e + 8].copy_from_slice(&dots);
+        }
+        return done;
+    }
+    let _ = (rows, first, starts, x, w, b, z);
+    0
+}
+
+/// The class predicted from z: z > 0 for one output, else the first largest.
+#[inline(always)]
+pub(super) fn predicted(z: &[f32]) -> usize {
+    if z.len() == 1 {
+        return usize::from(z[0] > 0.0);
+    }
+    let mut best = 0;
+    for (c, &v) in z.iter().enumerate() {
+        if v > z[best] {
+            best = c;
+        }
+    }
+    best
+}

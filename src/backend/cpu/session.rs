@@ -1,0 +1,413 @@
+//! The CPU session: the rows, the parameters and their optimizer state, and the
+//! session contract over the passes of `pass.rs`.
+
+use super::*;
+
+/// Data in host memory; the optimizer's parameters in f64, the raw-space ones the loop
+/// reads in f32.
+pub struct CpuSession<'a> {
+    /// Global rows `offset..offset + data.rows()` of a problem of `total` rows.
+    pub(super) data: Cow<'a, Dataset>,
+    pub(super) offset: usize,
+    pub(super) total: usize,
+    pub(super) objective: Objective,
+    /// The optimizer's parameters (W row-major d×k, then b; standardized space when
+    /// standardizing), its state, and what the session was configured with.
+    pub(super) theta: Vec<f64>,
+    pub(super) state: Vec<f64>,
+    pub(super) setup: Setup,
+    pub(super) standardization: Option<Standardization>,
+    pub(super) class_weights: Option<Vec<f64>>,
+    /// Raw-space Wᵀ (k rows of d) then b: each class's weights contiguous for the dot
+    /// products.
+    pub(super) wt: Vec<f32>,
+    /// One partial per chunk ((d + 1)·k gradient sums class-major, then Σwℓ, Σw,
+    /// Σw[correct], Σwy, Σwy², then those five of the held-out rows), reused every step.
+    pub(super) partials: Vec<Vec<f64>>,
+    /// The vector instructions the loop runs with.
+    pub(super) simd: Simd,
+    /// Bit r % 64 of word r / 64: whether local row r is held out (empty without a
+    /// split). Hashing each row's index again in every pass cost more than the pass.
+    pub(super) held_out: Vec<u64>,
+}
+
+/// Metric sums after the gradient sums of a partial.
+pub(super) const METRICS: usize = 5;
+
+/// What a pass over the rows is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Wanted {
+    /// A descent step: ∇J (and Σw).
+    Gradient,
+    /// An evaluation: the loss and metrics, no ∇J (the pass skips Σ δ·x).
+    Metrics,
+    Both,
+    /// Both, and the metrics of the held-out rows, which the pass reads anyway.
+    BothAndHeldOut,
+}
+
+/// What a pass over the rows added up.
+pub(super) struct Summed {
+    /// The weighted mean ∇J (raw space, W's layout then b; zeros unless wanted).
+    pub(super) grad: Vec<f64>,
+    /// Σwℓ, Σw, Σw[correct], Σwy, Σwy² (Σw only unless wanted).
+    pub(super) metrics: [f64; METRICS],
+    /// The same five of the held-out rows ([`Wanted::BothAndHeldOut`]; else zeros).
+    pub(super) held_out: [f64; METRICS],
+}
+
+impl<'a> CpuSession<'a> {
+    /// A session on `data` whose loop runs at this CPU's widest level.
+    pub fn new(data: Cow<'a, Dataset>, objective: Objective) -> Self {
+        let total = data.rows();
+        Self::from_host(
+            HostRows {
+                data,
+                offset: 0,
+                total,
+            },
+            objective,
+            Simd::detected(),
+        )
+    }
+
+    pub(crate) fn from_host(rows: HostRows<'a>, objective: Objective, simd: Simd) -> Self {
+        let (d, k) = (rows.data.features(), objective.outputs());
+        CpuSession {
+            data: rows.data,
+            offset: rows.offset,
+            total: rows.total,
+            objective,
+            theta: vec![0.0; (d + 1) * k],
+            state: Vec::new(),
+            setup: Setup::default(),
+            standardization: None,
+            class_weights: None,
+            wt: vec![0.0; (d + 1) * k],
+            partials: Vec::new(),
+            simd,
+            held_out: Vec::new(),
+        }
+    }
+
+    /// The raw-space parameters (W row-major, then b).
+    pub(super) fn raw(&self) -> Vec<f64> {
+        crate::backend::raw_parameters(
+            &self.theta,
+            self.standardization.as_ref(),
+            self.objective.outputs(),
+        )
+    }
+
+    /// Rewrites the loop's f32 Wᵀ and b from θ.
+    pub(super) fn refresh(&mut self) {
+        let (d, k) = (self.data.features(), self.objective.outputs());
+        let raw = self.raw();
+        for c in 0..k {
+            for j in 0..d {
+                self.wt[c * d + j] = raw[j * k + c] as f32;
+            }
+            self.wt[d * k + c] = raw[d * k + c] as f32;
+        }
+    }
+
+    /// The weighted mean ∇J and the metric sums over the batch's rows in `rows`.
+    pub(super) fn batch_gradient(&mut self, batch: &Batch, rows: RowSet, wanted: Wanted) -> Summed {
+        let (d, k) = (self.data.features(), self.objective.outputs());
+        let p = (d + 1) * k + 2 * METRICS;
+        let chunk = chunk_rows(batch.len as usize);
+        let chunks = (batch.len as usize).div_ceil(chunk);
+        if self.partials.len() < chunks {
+            self.partials.resize_with(chunks, || vec![0.0; p]);
+        }
+        let pass = Pass {
+            data: &self.data,
+            offset: self.offset,
+            objective: self.objective,
+            wt: &self.wt,
+            with_gradient: wanted != Wanted::Metrics,
+            with_metrics: wanted != Wanted::Gradient,
+            with_held_out: wanted == Wanted::BothAndHeldOut && self.setup.split.is_some(),
+            simd: self.simd,
+            weights: Weighting {
+                sample: self.data.weights(),
+                class: self.class_weights.as_deref(),
+                held_out: self.setup.split.is_some().then_some(&self.held_out[..]),
+                rows,
+            },
+        };
+        self.partials[..chunks]
+            .par_iter_mut()
+            .enumerate()
+            .for_each(|(i, partial)| {
+                let start = batch.start + (i * chunk) as u32;
+                let end = (start + chunk as u32).min(batch.start + batch.len);
+                partial.fill(0.0);
+                pass.run(batch, start..end, partial);
+            });
+        // In chunk order: the same sums whatever thread ran which chunk.
+        let mut total = vec![0.0; p];
+        for partial in &self.partials[..chunks] {
+            for (t, v) in total.iter_mut().zip(partial) {
+                *t += v;
+            }
+        }
+        let mut metrics = [0.0; METRICS];
+        metrics.copy_from_slice(&total[(d + 1) * k..][..METRICS]);
+        let mut held_out = [0.0; METRICS];
+        held_out.copy_from_slice(&total[(d + 1) * k + METRICS..]);
+        let weight = metrics[1];
+        let mean = |v: f64| if weight > 0.0 { v / weight } else { 0.0 };
+        // Partials hold Wᵀ's layout (class-major); return W's (feature-major).
+        let mut grad = vec![0.0; (d + 1) * k];
+        for c in 0..k {
+            for j in 0..d {
+                grad[j * k + c] = mean(total[c * d + j]);
+            }
+            grad[d * k + c] = mean(total[d * k + c]);
+        }
+        Summed {
+            grad,
+            metrics,
+            held_out,
+        }
+    }
+
+    /// Applies `steps` (see [`Session::run`]); the first step's pass sums what `first`
+    /// asks for. When it asks for metrics, they give the evaluations at the parameters
+    /// before that step (of the training rows, and of the held-out rows with
+    /// [`Wanted::BothAndHeldOut`]) when the step is over every row; when the training loss
+    /// is not finite, no step is applied (and the outcome says `Completed`).
+    pub(super) fn descend(
+        &mut self,
+        steps: &[Step],
+        first: Wanted,
+    ) -> (Option<Evaluations>, RunOutcome) {
+        let (d, k) = (self.data.features(), self.objective.outputs());
+        let model = self.objective.model();
+        let mut next = self.theta.clone();
+        let mut state = self.state.clone();
+        let mut evaluations = None;
+        for (s, step) in steps.iter().enumerate() {
+            let wanted = if s == 0 { first } else { Wanted::Gradient };
+            let summed = self.batch_gradient(&step.batch, RowSet::Training, wanted);
+            let mut grad = summed.grad;
+            if wanted != Wanted::Gradient {
+                let training = Evaluation::from_sums(model, summed.metrics);
+                evaluations = Some(Evaluations {
+                    training,
+                    validation: (wanted == Wanted::BothAndHeldOut)
+                        .then(|| Evaluation::from_sums(model, summed.held_out)),
+                });
+                if !training.loss.is_finite() {
+                    return (evaluations, RunOutcome::Completed);
+                }
+            }
+            if let Some(st) = &self.standardization {
+                st.gradient_to_standardized(&mut grad, k);
+            }
+            next.copy_from_slice(&self.theta);
+            state.copy_from_slice(&self.state);
+            self.setup
+                .rule
+                .apply(&mut next, &grad, &mut state, d * k, step.t, step.lr);
+            if grad.iter().chain(&next).any(|v| !v.is_finite()) {
+                return (evaluations, RunOutcome::Diverged { step: s });
+            }
+            std::mem::swap(&mut self.theta, &mut next);
+            std::mem::swap(&mut self.state, &mut state);
+            self.refresh();
+            if self.wt.iter().any(|v| !v.is_finite()) {
+                return (evaluations, RunOutcome::Diverged { step: s });
+            }
+        }
+        (evaluations, RunOutcome::Completed)
+    }
+
+    pub(super) fn full_batch(&self) -> Batch {
+        Batch {
+            start: 0,
+            len: self.total as u32,
+            order: None,
+        }
+    }
+}
+
+impl Session for CpuSession<'_> {
+    fn describe(&self) -> String {
+        format!(
+            "cpu ({} threads, {})",
+            rayon::current_num_threads(),
+            match self.simd {
+                Simd::Avx512 => "AVX-512",
+                Simd::Avx2 => "AVX2+FMA",
+                Simd::Portable => "portable loops",
+            }
+        )
+    }
+
+    fn objective(&self) -> Objective {
+        self.objective
+    }
+
+    fn rows(&self) -> usize {
+        self.total
+    }
+
+    fn features(&self) -> usize {
+        self.data.features()
+    }
+
+    fn set_params(&mut self, params: &Params) -> Result<()> {
+        let (d, k) = (self.data.features(), self.objective.outputs());
+        check_params_shape(params, d, k)?;
+        let raw: Vec<f64> = params.flat();
+        self.theta = match &self.standardization {
+            Some(s) => s.from_raw(&raw, k),
+            None => raw,
+        };
+        self.refresh();
+        Ok(())
+    }
+
+    fn params(&mut self) -> Result<Params> {
+        // What the loop computes with: the f32 parameters.
+        let (d, k) = (self.data.features(), self.objective.outputs());
+        let mut params = Params::zeros(d, k);
+        for c in 0..k {
+            for j in 0..d {
+                params.weights_mut()[j * k + c] = f64::from(self.wt[c * d + j]);
+            }
+            params.bias_mut()[c] = f64::from(self.wt[d * k + c]);
+        }
+        Ok(params)
+    }
+
+    fn gradient(&mut self) -> Result<Gradient> {
+        let dk = self.data.features() * self.objective.outputs();
+        let Summed { grad, metrics, .. } =
+            self.batch_gradient(&self.full_batch(), RowSet::All, Wanted::Both);
+        Ok(Gradient {
+            loss: metrics[0] / metrics[1],
+            weights: grad[..dk].to_vec(),
+            bias: grad[dk..].to_vec(),
+        })
+    }
+
+    fn loss(&mut self) -> Result<f64> {
+        Ok(self.evaluate(RowSet::All)?.loss)
+    }
+
+    fn predict(&mut self) -> Result<Vec<f64>> {
+        let raw = self.raw();
+        let k = self.objective.outputs();
+        let data = &self.data;
+        let mut z = crate::memory::filled(data.rows().saturating_mul(k), 0.0, || {
+            format!("the predictions ({} × {k} numbers)", data.rows())
+        })?;
+        z.par_chunks_mut(k * 4096)
+            .enumerate()
+            .for_each(|(chunk, zs)| {
+                for (i, zi) in zs.chunks_mut(k).enumerate() {
+                    crate::math::logits(data.row(chunk * 4096 + i), &raw, zi);
+                }
+            });
+        Ok(z)
+    }
+
+    fn run(&mut self, steps: &[Step]) -> Result<RunOutcome> {
+        Ok(self.descend(steps, Wanted::Gradient).1)
+    }
+
+    fn evaluate_and_run(
+        &mut self,
+        steps: &[Step],
+        held_out: bool,
+    ) -> Result<(Evaluations, Option<RunOutcome>)> {
+        let first = if held_out {
+            Wanted::BothAndHeldOut
+        } else {
+            Wanted::Both
+        };
+        if steps.first().is_some_and(|s| s.batch == self.full_batch())
+            && let (Some(evaluations), outcome) = self.descend(steps, first)
+        {
+            let finite = evaluations.training.loss.is_finite();
+            return Ok((evaluations, finite.then_some(outcome)));
+        }
+        evaluate_then_run(self, steps, held_out)
+    }
+
+    fn configure(&mut self, setup: &Setup) -> Result<Configured> {
+        setup.rule.validate()?;
+        let raw = self.raw();
+        // The statistics of the training rows, as the reference computes them (f64, two
+        // passes); they are computed once per fit.
+        let rows = HostRows {
+            data: Cow::Borrowed(self.data.as_ref()),
+            offset: self.offset,
+            total: self.total,
+        };
+        let configured = ReferenceSession::new(rows, self.objective).configure(setup)?;
+        let k = self.objective.outputs();
+        self.setup = setup.clone();
+        self.held_out = match setup.split {
+            Some(split) => held_out_bits(&split, self.offset, self.data.rows()),
+            None => Vec::new(),
+        };
+        self.standardization = configured.standardization.clone();
+        self.class_weights = configured.class_weights.clone();
+        self.theta = match &self.standardization {
+            Some(s) => s.from_raw(&raw, k),
+            None => raw,
+        };
+        self.state = vec![0.0; setup.rule.optimizer.state_len() * self.theta.len()];
+        self.refresh();
+        Ok(configured)
+    }
+
+    fn evaluate(&mut self, rows: RowSet) -> Result<Evaluation> {
+        let metrics = self
+            .batch_gradient(&self.full_batch(), rows, Wanted::Metrics)
+            .metrics;
+        Ok(Evaluation::from_sums(self.objective.model(), metrics))
+    }
+
+    fn pass_sums(&mut self, step: &Step, rows: RowSet) -> Result<PassSums> {
+        let Summed { grad, metrics, .. } = self.batch_gradient(&step.batch, rows, Wanted::Both);
+        let weight = metrics[1];
+        Ok(PassSums {
+            gradient: grad.iter().map(|g| g * weight).collect(),
+            metrics,
+        })
+    }
+
+    fn column_sums(&mut self, center: &[f64]) -> Result<Vec<f64>> {
+        let rows = HostRows {
+            data: Cow::Borrowed(self.data.as_ref()),
+            offset: self.offset,
+            total: self.total,
+        };
+        let mut reference = ReferenceSession::new(rows, self.objective);
+        reference.configure(&Setup {
+            split: self.setup.split,
+            ..Setup::default()
+        })?;
+        reference.column_sums(center)
+    }
+
+    fn snapshot(&mut self) -> Result<Snapshot> {
+        Ok(Snapshot::of_host(
+            &self.theta,
+            &self.state,
+            self.standardization.as_ref(),
+            self.objective.outputs(),
+        ))
+    }
+
+    fn restore(&mut self, snapshot: &Snapshot) -> Result<()> {
+        snapshot.restore_into(&mut self.theta, &mut self.state)?;
+        self.refresh();
+        Ok(())
+    }
+}
