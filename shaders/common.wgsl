@@ -1,5 +1,5 @@
 // Shared by every downhill kernel. The host prepends the constants of one problem
-// (src/gpu/kernels.rs, `ShaderConstants`):
+// (src/gpu/constants.rs, `ShaderConstants`):
 //   D features; DP = D rounded up to a multiple of 4, the stride of rows in device memory
 //   (zero padded); Q = DP / 4; K outputs; P = (D + 1) * K + 10 entries of a partial or of
 //   `grad` (W, then b as a last row, then the sums below); MODEL and LOSS (codes below);
@@ -18,7 +18,7 @@ const LOSS_CUSTOM: u32 = 3u; // `custom_loss` is generated from the user's expre
 const NO_ROW: u32 = 0xffffffffu;
 
 // One descent step (or one evaluation): which rows, in which order, and the learning rate.
-// Mirrors `StepUniform` in src/gpu/kernels.rs field by field.
+// Mirrors `StepUniform` in src/gpu/uniforms.rs field by field.
 struct Step {
     pos_begin: u32,   // first position of the batch in the epoch's order
     pos_count: u32,   // rows in the batch
@@ -35,7 +35,7 @@ struct Step {
     adam_root: f32,   // sqrt(1 - beta2^t)
 }
 
-// What stays fixed for a fit. Mirrors `SetupUniform` in src/gpu/kernels.rs.
+// What stays fixed for a fit. Mirrors `SetupUniform` in src/gpu/uniforms.rs.
 struct Setup {
     optimizer: u32,   // 0 sgd, 1 momentum, 2 nesterov, 3 adam
     momentum: f32,

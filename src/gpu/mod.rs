@@ -2,12 +2,14 @@
 //! into [`Error`]s. Kernels live in `shaders/`; their host side in [`kernels`]; buffers and
 //! the descent loop on the device in [`session`].
 
+mod constants;
 mod dispatch;
 pub mod kernels;
 pub mod plan;
 mod probe;
 mod rows;
 pub mod session;
+mod uniforms;
 
 use std::collections::HashMap;
 use std::fmt;

@@ -1,0 +1,291 @@
+//! The shape constants of one problem (tile, class blocks, slices within the loop limit),
+//! and the WGSL source of each kernel with them written in as `const`s.
+
+use super::kernels::Tuning;
+use super::plan::{class_block, loop_budget};
+use crate::backend::RowSet;
+use crate::error::{Error, Result};
+use crate::model::{Loss, Model, Objective};
+
+/// Most rows in one tile of the fused kernel.
+const MAX_TILE_ROWS: u32 = 1024;
+
+/// Most classes whose z one invocation computes from one read of a row (a class block).
+const MAX_CLASS_BLOCK: u32 = 16;
+
+/// `Step.rows` of a pass that descends on the training rows and also sums the held-out
+/// rows' loss and metrics (from `P_HELD_OUT` of `grad`): full batches in file order.
+pub const ROWS_TRAINING_AND_HELD_OUT: u32 = 3;
+
+pub(super) const COMMON: &str = include_str!("../../shaders/common.wgsl");
+pub(super) const GRADIENT: &str = include_str!("../../shaders/gradient.wgsl");
+pub(super) const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
+pub(super) const UPDATE: &str = include_str!("../../shaders/update.wgsl");
+pub(super) const FORWARD: &str = include_str!("../../shaders/forward.wgsl");
+pub(super) const DELTA: &str = include_str!("../../shaders/delta.wgsl");
+pub(super) const XT_DELTA: &str = include_str!("../../shaders/xt_delta.wgsl");
+pub(super) const PREDICT: &str = include_str!("../../shaders/predict.wgsl");
+pub(super) const STREAM_READ: &str = include_str!("../../shaders/stream_read.wgsl");
+pub(super) const GENERATE: &str = include_str!("../../shaders/generate.wgsl");
+pub(super) const MOMENTS: &str = include_str!("../../shaders/moments.wgsl");
+
+/// The shape constants of one problem, written into every shader as WGSL `const`s.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ShaderConstants {
+    /// d, features.
+    pub d: u32,
+    /// Floats per row in device memory: d rounded up to a multiple of 4.
+    pub dp: u32,
+    /// k, outputs.
+    pub k: u32,
+    /// (d + 1)·k + 10: ∇W, ∇b, then the loss, the weight and the metric sums, then those
+    /// five of the held-out rows ([`ROWS_TRAINING_AND_HELD_OUT`]).
+    pub p: u32,
+    pub model: u32,
+    pub loss: u32,
+    /// 1 + the id of the custom loss whose WGSL the shaders carry; 0 for none.
+    pub custom: u32,
+    pub shards: u32,
+    /// Invocations per workgroup.
+    pub wg: u32,
+    /// 1: tiles are copied into workgroup memory; 0: rows are read in place.
+    pub stage: u32,
+    /// 1: W is held in workgroup memory as quads; 0: read from the parameter buffer.
+    pub w_cached: u32,
+    /// Rows per tile of the fused kernel, chosen to fill the workgroup memory.
+    pub tile_rows: u32,
+    /// Column quads (of dp / 4) accumulated side by side: min(WG, dp / 4).
+    pub col_stride: u32,
+    /// Invocations sharing one column quad, each taking every ROW_GROUPS-th tile row.
+    pub row_groups: u32,
+    /// Column quads each invocation owns: ⌈(dp / 4) / COL_STRIDE⌉.
+    pub cols: u32,
+    /// Classes accumulated per pass over X (class tile).
+    pub kt: u32,
+    /// Classes whose z one invocation computes from one read of a row (class block).
+    pub kb: u32,
+    /// Most tiles one workgroup handles in one dispatch (a slice of the step's tiles, see
+    /// `shaders/gradient.wgsl`): what keeps an invocation under the device's loop limit.
+    /// `u32::MAX` where the device has none.
+    pub slice_tiles: u32,
+    /// The device's loop limit these constants are planned for
+    /// ([`GpuContext::loop_limit`]); `None`: no limit.
+    pub loop_limit: Option<u32>,
+}
+
+impl ShaderConstants {
+    /// Chooses the fused kernel's tile for `objective` on `d` features, given the tuning,
+    /// the device's workgroup memory and its loop limit (iterations one invocation runs in
+    /// all, `None` for no limit); fails when one row does not fit either.
+    pub fn new(
+        objective: &Objective,
+        d: usize,
+        shards: usize,
+        tuning: Tuning,
+        workgroup_bytes: u32,
+        loop_limit: Option<u32>,
+    ) -> Result<Self> {
+        let wg = tuning.workgroup;
+        let k = objective.outputs() as u32;
+        let d32 = u32::try_from(d).map_err(|_| Error::option("features", d, "too many"))?;
+        let dp = d32.next_multiple_of(4);
+        // Workgroup memory: TILE_ROWS·(dp + k + 1) floats for rows (when staged), z and
+        // deltas, and row indices, plus WG floats for reductions and two vec4s for the
+        // arrays that are not used (length 1).
+        let mut floats = (workgroup_bytes / 4).saturating_sub(8);
+        // W as quads, when it takes at most a quarter of the workgroup memory.
+        let w_floats = dp.saturating_mul(k);
+        let w_cached = w_floats <= floats / 4;
+        if w_cached {
+            floats -= w_floats;
+        }
+        let staged = if tuning.stage { dp } else { 0 };
+        let per_row = staged.saturating_add(k).saturating_add(1);
+        let tile_rows = (floats.saturating_sub(wg) / per_row).min(MAX_TILE_ROWS);
+        if tile_rows == 0 {
+            // Which of the two makes the row too large: the features alone fit with a
+            // few outputs, or they do not.
+            let classes_cause = staged.saturating_add(2).saturating_add(wg) <= floats && k > 2;
+            let (what, hint) = if classes_cause {
+                (
+                    format!(
+                        "one row of {k} classes (with {}) in the fused gradient kernel",
+                        crate::error::count(d, "feature")
+                    ),
+                    "; use --backend cpu for this many classes",
+                )
+            } else {
+                (
+                    format!("one row of {d} features and {k} outputs in the fused gradient kernel"),
+                    "; use --backend cpu for this many features",
+                )
+            };
+            return Err(Error::TooLarge {
+                what,
+                bytes: u64::from(per_row + wg + 8) * 4,
+                limit_name: "max_compute_workgroup_storage_size",
+                limit: u64::from(workgroup_bytes),
+                hint,
+            });
+        }
+        let quads = dp / 4;
+        let col_stride = wg.min(quads);
+        let cols = quads.div_ceil(col_stride);
+        let kt = k.min((tuning.accumulators / cols).max(1));
+        let blocks = k.div_ceil(MAX_CLASS_BLOCK);
+        let mut c = ShaderConstants {
+            d: d32,
+            dp,
+            k,
+            p: (d32 + 1) * k + 10,
+            model: match objective.model() {
+                Model::Linear => 0,
+                Model::Logistic => 1,
+                Model::Softmax => 2,
+            },
+            loss: match objective.loss() {
+                Loss::Mse => 0,
+                Loss::Bce => 1,
+                Loss::Ce => 2,
+                Loss::Custom(_) => 3,
+            },
+            custom: match objective.loss() {
+                Loss::Custom(id) => id + 1,
+                _ => 0,
+            },
+            shards: shards as u32,
+            wg,
+            stage: u32::from(tuning.stage),
+            w_cached: u32::from(w_cached),
+            tile_rows,
+            col_stride,
+            row_groups: wg / col_stride,
+            cols,
+            kt,
+            kb: class_block(k, blocks),
+            slice_tiles: u32::MAX,
+            loop_limit,
+        };
+        if let Some(limit) = loop_limit {
+            c.fit_loop_budget(loop_budget(limit), limit)?;
+        }
+        Ok(c)
+    }
+
+    /// Class tiles: passes over X per gradient (1 unless k > KT).
+    pub fn class_tiles(&self) -> u32 {
+        self.k.div_ceil(self.kt)
+    }
+
+    /// The full WGSL source of a kernel: these constants, common.wgsl, the kernel.
+    pub fn source(&self, kernel: &str) -> String {
+        let constants = [
+            ("D", self.d),
+            ("DP", self.dp),
+            ("Q", self.dp / 4),
+            ("K", self.k),
+            ("P", self.p),
+            ("MODEL", self.model),
+            ("LOSS", self.loss),
+            ("SHARDS", self.shards),
+            ("WG", self.wg),
+            ("STAGE", self.stage),
+            (
+                "XS_LEN",
+                if self.stage == 1 {
+                    self.tile_rows * self.dp / 4
+                } else {
+                    1
+                },
+            ),
+            ("W_CACHED", self.w_cached),
+            (
+                "WS_LEN",
+                if self.w_cached == 1 {
+                    self.k * self.dp / 4
+                } else {
+                    1
+                },
+            ),
+            ("TILE_ROWS", self.tile_rows),
+            ("COL_STRIDE", self.col_stride),
+            ("ROW_GROUPS", self.row_groups),
+            ("COLS", self.cols),
+            ("KT", self.kt),
+            ("KB", self.kb),
+            // The quads of a block four classes at a time (1 where KB < 4 takes them singly).
+            ("KB4", (self.kb / 4).max(1)),
+            ("CLASS_BLOCKS", self.class_blocks()),
+            ("CLASS_SLOTS", self.k.max(2)),
+            ("ROWS_ALL", RowSet::All.code()),
+            ("ROWS_TRAINING", RowSet::Training.code()),
+            ("ROWS_HELD_OUT", RowSet::Validation.code()),
+            ("ROWS_TRAINING_AND_HELD_OUT", ROWS_TRAINING_AND_HELD_OUT),
+        ];
+        let mut text: String = constants
+            .iter()
+            .map(|(name, value)| format!("const {name}: u32 = {value}u;\n"))
+            .collect();
+        text.push('\n');
+        text.push_str(COMMON);
+        text.push('\n');
+        text.push_str(kernel);
+        text.push('\n');
+        match self.custom {
+            0 => text.push_str(crate::custom::WGSL_STUB),
+            id => text.push_str(&crate::custom::CustomLoss::lookup(id - 1).wgsl()),
+        }
+        text
+    }
+
+    /// A compute pipeline for `entry` of `kernel` (with these constants), whose bind groups
+    /// follow `groups`.
+    pub fn pipeline(
+        &self,
+        device: &wgpu::Device,
+        name: &str,
+        kernel: &str,
+        entry: &str,
+        groups: &[&wgpu::BindGroupLayout],
+    ) -> wgpu::ComputePipeline {
+        let label = format!("downhill.{name}");
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(&label),
+            source: wgpu::ShaderSource::Wgsl(self.source(kernel).into()),
+        });
+        let groups: Vec<Option<&wgpu::BindGroupLayout>> =
+            groups.iter().copied().map(Some).collect();
+        let layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(&label),
+            bind_group_layouts: &groups,
+            immediate_size: 0,
+        });
+        device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(&label),
+            layout: Some(&layout),
+            module: &module,
+            entry_point: Some(entry),
+            compilation_options: Default::default(),
+            cache: None,
+        })
+    }
+
+    /// Every kernel's source, for validation in tests.
+    pub fn all_sources(&self) -> Vec<(&'static str, String)> {
+        [
+            ("gradient", GRADIENT),
+            ("reduce", REDUCE),
+            ("update", UPDATE),
+            ("forward", FORWARD),
+            ("delta", DELTA),
+            ("xt_delta", XT_DELTA),
+            ("predict", PREDICT),
+            ("stream_read", STREAM_READ),
+            ("generate", GENERATE),
+            ("moments", MOMENTS),
+        ]
+        .into_iter()
+        .map(|(name, text)| (name, self.source(text)))
+        .collect()
+    }
+}
