@@ -8,13 +8,11 @@
 //   ROWS_ALL, ROWS_TRAINING, ROWS_HELD_OUT and ROWS_TRAINING_AND_HELD_OUT (the training
 //   rows, and the held-out rows' sums from P_HELD_OUT: full batches in file order).
 
-const MODEL_LINEAR: u32 = 0u;
-const MODEL_LOGISTIC: u32 = 1u;
-const MODEL_SOFTMAX: u32 = 2u;
-const LOSS_MSE: u32 = 0u;
-const LOSS_BCE: u32 = 1u;
-const LOSS_CE: u32 = 2u;
-const LOSS_CUSTOM: u32 = 3u; // `custom_loss` is generated from the user's expression
+//   The codes Rust and WGSL share come from Rust too: MODEL_LINEAR, MODEL_LOGISTIC,
+//   MODEL_SOFTMAX; LOSS_MSE, LOSS_BCE, LOSS_CE, LOSS_CUSTOM (`custom_loss` is generated
+//   from the user's expression); OPT_SGD, OPT_MOMENTUM, OPT_NESTEROV, OPT_ADAM; and
+//   STREAM_SPLIT, the hash stream of the held-out split.
+
 const NO_ROW: u32 = 0xffffffffu;
 
 // One descent step (or one evaluation): which rows, in which order, and the learning rate.
@@ -50,11 +48,6 @@ struct Setup {
     weighted: u32,    // 1: rows carry sample weights (the shard's w buffer)
 }
 
-const OPT_SGD: u32 = 0u;
-const OPT_MOMENTUM: u32 = 1u;
-const OPT_NESTEROV: u32 = 2u;
-const OPT_ADAM: u32 = 3u;
-const STREAM_SPLIT: u32 = 4u;
 
 // Gradient entries and the extra sums every reduction carries after them.
 const P_LOSS: u32 = (D + 1u) * K;       // sum of w * loss

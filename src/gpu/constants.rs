@@ -6,6 +6,36 @@ use super::plan::{class_block, loop_budget};
 use crate::backend::RowSet;
 use crate::error::{Error, Result};
 use crate::model::{Loss, Model, Objective};
+use crate::optim::Optimizer;
+
+/// The code of `model` in the kernels (`MODEL_*`): the one place it is written.
+pub(crate) fn model_code(model: Model) -> u32 {
+    match model {
+        Model::Linear => 0,
+        Model::Logistic => 1,
+        Model::Softmax => 2,
+    }
+}
+
+/// The code of `loss` in the kernels (`LOSS_*`).
+pub(crate) fn loss_code(loss: Loss) -> u32 {
+    match loss {
+        Loss::Mse => 0,
+        Loss::Bce => 1,
+        Loss::Ce => 2,
+        Loss::Custom(_) => 3,
+    }
+}
+
+/// The code of `optimizer` in the kernels (`OPT_*`, `Setup.optimizer`).
+pub(crate) fn optimizer_code(optimizer: &Optimizer) -> u32 {
+    match optimizer {
+        Optimizer::Sgd => 0,
+        Optimizer::Momentum { .. } => 1,
+        Optimizer::Nesterov { .. } => 2,
+        Optimizer::Adam { .. } => 3,
+    }
+}
 
 /// Most rows in one tile of the fused kernel.
 const MAX_TILE_ROWS: u32 = 1024;
@@ -138,17 +168,8 @@ impl ShaderConstants {
             dp,
             k,
             p: (d32 + 1) * k + 10,
-            model: match objective.model() {
-                Model::Linear => 0,
-                Model::Logistic => 1,
-                Model::Softmax => 2,
-            },
-            loss: match objective.loss() {
-                Loss::Mse => 0,
-                Loss::Bce => 1,
-                Loss::Ce => 2,
-                Loss::Custom(_) => 3,
-            },
+            model: model_code(objective.model()),
+            loss: loss_code(objective.loss()),
             custom: match objective.loss() {
                 Loss::Custom(id) => id + 1,
                 _ => 0,
@@ -221,6 +242,31 @@ impl ShaderConstants {
             ("ROWS_TRAINING", RowSet::Training.code()),
             ("ROWS_HELD_OUT", RowSet::Validation.code()),
             ("ROWS_TRAINING_AND_HELD_OUT", ROWS_TRAINING_AND_HELD_OUT),
+            ("MODEL_LINEAR", model_code(Model::Linear)),
+            ("MODEL_LOGISTIC", model_code(Model::Logistic)),
+            ("MODEL_SOFTMAX", model_code(Model::Softmax)),
+            ("LOSS_MSE", loss_code(Loss::Mse)),
+            ("LOSS_BCE", loss_code(Loss::Bce)),
+            ("LOSS_CE", loss_code(Loss::Ce)),
+            ("LOSS_CUSTOM", loss_code(Loss::Custom(0))),
+            ("OPT_SGD", optimizer_code(&Optimizer::Sgd)),
+            (
+                "OPT_MOMENTUM",
+                optimizer_code(&Optimizer::Momentum { momentum: 0.0 }),
+            ),
+            (
+                "OPT_NESTEROV",
+                optimizer_code(&Optimizer::Nesterov { momentum: 0.0 }),
+            ),
+            (
+                "OPT_ADAM",
+                optimizer_code(&Optimizer::Adam {
+                    beta1: 0.0,
+                    beta2: 0.0,
+                    eps: 0.0,
+                }),
+            ),
+            ("STREAM_SPLIT", crate::rng::STREAM_SPLIT),
         ];
         let mut text: String = constants
             .iter()

@@ -81,11 +81,13 @@ pub struct SetupUniform {
 
 impl SetupUniform {
     pub fn new(setup: &Setup, weighted: bool) -> Self {
-        let (optimizer, momentum, beta1, beta2, eps) = match setup.rule.optimizer {
-            Optimizer::Sgd => (0, 0.0, 0.0, 0.0, 1.0),
-            Optimizer::Momentum { momentum } => (1, momentum, 0.0, 0.0, 1.0),
-            Optimizer::Nesterov { momentum } => (2, momentum, 0.0, 0.0, 1.0),
-            Optimizer::Adam { beta1, beta2, eps } => (3, 0.0, beta1, beta2, eps),
+        let optimizer = super::constants::optimizer_code(&setup.rule.optimizer);
+        let (momentum, beta1, beta2, eps) = match setup.rule.optimizer {
+            Optimizer::Sgd => (0.0, 0.0, 0.0, 1.0),
+            Optimizer::Momentum { momentum } | Optimizer::Nesterov { momentum } => {
+                (momentum, 0.0, 0.0, 1.0)
+            }
+            Optimizer::Adam { beta1, beta2, eps } => (0.0, beta1, beta2, eps),
         };
         let split = setup.split;
         SetupUniform {
