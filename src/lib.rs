@@ -36,6 +36,7 @@ pub mod checkpoint;
 pub mod custom;
 pub mod data;
 pub mod error;
+pub mod fingerprint;
 pub mod floats;
 pub mod fuzzing;
 #[cfg(feature = "gpu")]

@@ -148,7 +148,7 @@ impl<'a> Data<'a> {
     /// A fingerprint of the rows, for checkpoints: of every value of X, y and the weights
     /// (host rows), or of the generator's settings (synthetic rows).
     pub fn fingerprint(&self) -> String {
-        use crate::checkpoint::fingerprint;
+        use crate::fingerprint::fingerprint;
         match self {
             Data::Host(d) => {
                 let weights = d.weights().unwrap_or(&[]);
@@ -420,8 +420,10 @@ pub trait Session {
     /// J and ∇J at the current parameters, over all rows.
     fn gradient(&mut self) -> Result<Gradient>;
 
-    /// J at the current parameters, over all rows.
-    fn loss(&mut self) -> Result<f64>;
+    /// J at the current parameters, over all rows: [`Session::evaluate`]'s loss.
+    fn loss(&mut self) -> Result<f64> {
+        Ok(self.evaluate(RowSet::All)?.loss)
+    }
 
     /// z = xW + b of every row at the current parameters: n rows of k values, row-major.
     /// See [`crate::predict::Predictions`] for the activations.

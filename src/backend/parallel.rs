@@ -267,10 +267,6 @@ impl Session for ParallelSession<'_> {
         })
     }
 
-    fn loss(&mut self) -> Result<f64> {
-        Ok(self.evaluate(RowSet::All)?.loss)
-    }
-
     fn predict(&mut self) -> Result<Vec<f64>> {
         if self.combine.rank().1 > 1 {
             return Err(Error::option(

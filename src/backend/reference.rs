@@ -213,10 +213,6 @@ impl Session for ReferenceSession<'_> {
         })
     }
 
-    fn loss(&mut self) -> Result<f64> {
-        Ok(self.evaluate(RowSet::All)?.loss)
-    }
-
     fn predict(&mut self) -> Result<Vec<f64>> {
         let raw = self.raw();
         let k = self.objective.outputs();

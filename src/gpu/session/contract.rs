@@ -49,10 +49,6 @@ impl Session for GpuSession<'_> {
         Ok(self.gradient_from(&values))
     }
 
-    fn loss(&mut self) -> Result<f64> {
-        Ok(self.evaluate(RowSet::All)?.loss)
-    }
-
     fn configure(&mut self, setup: &Setup) -> Result<Configured> {
         setup.rule.validate()?;
         if setup.standardize {
