@@ -75,7 +75,8 @@ impl Checkpoint {
     }
 
     /// Writes the file through a temporary file, a flush and a rename.
-    pub fn save(&self, path: &Path) -> Result<()> {
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
         let text = serde_json::to_string(self).map_err(|e| Error::Checkpoint {
             path: path.into(),
             message: format!("not written: {e}"),

@@ -105,12 +105,14 @@ impl SavedModel {
     }
 
     /// Writes the file atomically (a reader never sees half of it).
-    pub fn save(&self, path: &Path) -> Result<()> {
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
         let text = serde_json::to_string_pretty(&self.to_json()).expect("JSON of numbers");
         crate::output::write(path, format!("{text}\n").as_bytes())
     }
 
-    pub fn load(path: &Path) -> Result<Self> {
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         Self::parse(&text, path)
     }

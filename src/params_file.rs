@@ -55,14 +55,21 @@ pub fn json_parts(model: Model, params: &Params) -> (Value, Value) {
 }
 
 /// Writes a parameter file ([`crate::output::write`]: atomically for a regular file).
-pub fn write(path: &Path, objective: &Objective, params: &Params) -> Result<()> {
+pub fn write(path: impl AsRef<Path>, objective: &Objective, params: &Params) -> Result<()> {
+    let path = path.as_ref();
     let text = serde_json::to_string_pretty(&to_json(objective, params)).expect("JSON of numbers");
     crate::output::write(path, format!("{text}\n").as_bytes())
 }
 
 /// Reads a parameter file for `model` on `features` features. `classes` is k when the
 /// caller knows it (softmax); else the file's own k is taken.
-pub fn read(path: &Path, model: Model, features: usize, classes: Option<usize>) -> Result<Params> {
+pub fn read(
+    path: impl AsRef<Path>,
+    model: Model,
+    features: usize,
+    classes: Option<usize>,
+) -> Result<Params> {
+    let path = path.as_ref();
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     parse(&text, path, model, features, classes)
 }
@@ -177,7 +184,8 @@ fn strip_position(message: &str) -> &str {
 
 /// k of a softmax parameter file: the length of its bias. For choosing k before the data
 /// labels are read.
-pub fn softmax_classes(path: &Path) -> Result<Option<usize>> {
+pub fn softmax_classes(path: impl AsRef<Path>) -> Result<Option<usize>> {
+    let path = path.as_ref();
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let value: Value = serde_json::from_str(&text).map_err(|e| json_error(path, &e))?;
     Ok(value.get("bias").and_then(Value::as_array).map(Vec::len))

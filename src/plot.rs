@@ -113,9 +113,10 @@ pub const PALETTE: [RGBColor; 4] = [
 
 /// Draws the training loss (and the validation loss, when rows were held out) of each
 /// logged epoch as a PNG or an SVG, by `path`'s extension, written as
-/// [`crate::output::write`] writes files. The loss axis is logarithmic when the losses are positive and
-/// span more than a factor of 30.
-pub fn loss_plot(path: &Path, objective: &Objective, log: &[LogEntry]) -> Result<()> {
+/// [`crate::output::write`] writes files. The loss axis is logarithmic when the losses are
+/// positive and span more than a factor of 30.
+pub fn loss_plot(path: impl AsRef<Path>, objective: &Objective, log: &[LogEntry]) -> Result<()> {
+    let path = path.as_ref();
     let format = Format::of(path, PLOT_FORMATS, "plot")?;
     register_font();
     let mut curves = vec![Curve {
@@ -227,7 +228,13 @@ fn round_significant(v: f64, digits: i32) -> f64 {
 
 /// Draws `curves` (with their labels in a legend) on linear axes as a PNG of
 /// [`LOSS_PLOT_SIZE`]: for the teaching notes' function plots.
-pub fn curve_plot(path: &Path, caption: &str, axes: (&str, &str), curves: &[Curve]) -> Result<()> {
+pub fn curve_plot(
+    path: impl AsRef<Path>,
+    caption: &str,
+    axes: (&str, &str),
+    curves: &[Curve],
+) -> Result<()> {
+    let path = path.as_ref();
     register_font();
     let points = || curves.iter().flat_map(|c| c.points.iter().copied());
     let span = |values: &mut dyn Iterator<Item = f64>| {
@@ -364,12 +371,13 @@ pub fn frame_count(logged: usize) -> usize {
 /// at each of `frames` (epoch, loss, parameters) as an animated GIF, one frame per entry
 /// (evenly sampled down to [`MAX_FRAMES`]), written as [`crate::output::write`] writes.
 pub fn fit_animation(
-    path: &Path,
+    path: impl AsRef<Path>,
     model: Model,
     x: &[f32],
     y: &[f32],
     frames: &[(u64, f64, Params)],
 ) -> Result<()> {
+    let path = path.as_ref();
     Format::of(path, ANIMATION_FORMATS, "animate")?;
     register_font();
     if model == Model::Softmax {

@@ -28,14 +28,14 @@ fn read(name: &str, target: Target) -> Dataset {
         features: None,
         weights: None,
     };
-    input::read(&fixture(name), &spec).unwrap_or_else(|e| panic!("{name}: {e}"))
+    input::read(fixture(name), &spec).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
 /// The rows of make_formats.py: (age, dose, score) and the label, in that order.
 #[test]
 fn every_format_reads_the_same_rows() {
     let csv = input::read(
-        &fixture("data.csv"),
+        fixture("data.csv"),
         &Columns {
             target: Target::Column("outcome".into()),
             features: Some(vec!["age".into(), "dose".into(), "score".into()]),

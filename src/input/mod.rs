@@ -47,7 +47,8 @@ impl Columns {
 }
 
 /// Reads `path` by its extension: `.csv` (or anything else), `.npy`, `.parquet`.
-pub fn read(path: &Path, spec: &Columns) -> Result<Dataset> {
+pub fn read(path: impl AsRef<Path>, spec: &Columns) -> Result<Dataset> {
+    let path = path.as_ref();
     match path
         .extension()
         .and_then(|e| e.to_str())

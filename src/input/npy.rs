@@ -350,7 +350,13 @@ fn rowwise(array: Array, path: &Path, rows: usize, columns: usize) -> Result<Vec
 }
 
 /// Writes a 2-D (or, with one column, 1-D) float32 array: for tests and for exporting.
-pub fn write(path: &Path, values: &[f32], columns: usize, one_dimensional: bool) -> Result<()> {
+pub fn write(
+    path: impl AsRef<Path>,
+    values: &[f32],
+    columns: usize,
+    one_dimensional: bool,
+) -> Result<()> {
+    let path = path.as_ref();
     let rows = values.len() / columns.max(1);
     let shape = if one_dimensional {
         format!("({rows},)")
