@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use crate::model::Params;
 
 /// Everything that can go wrong in downhill, each with the data a user needs to fix it.
+/// New variants may come: match with a catch-all arm.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     #[error("{path}: {source}")]
     Io {

@@ -62,6 +62,9 @@ pub use data::Dataset;
 pub use error::{Error, Result};
 pub use model::{Gradient, Loss, Model, Objective, Params};
 pub use model_file::SavedModel;
+/// The ndarray version `Dataset::from_arrays` takes, for callers who want the same one.
+#[cfg(feature = "ndarray")]
+pub use ndarray;
 pub use predict::Predictions;
 pub use synth::Synthetic;
 pub use train::{Fit, Trainer};

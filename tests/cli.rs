@@ -530,6 +530,17 @@ fn training_options_reach_the_json() {
     );
     assert!(v["metrics"]["val_accuracy"].as_f64().unwrap() > 0.6, "{v}");
     assert_eq!(v["standardization"]["mean"].as_array().unwrap().len(), 5);
+    // Named as in model files: std, with scale = 1/std as before.
+    let (std, scale) = (&v["standardization"]["std"], &v["standardization"]["scale"]);
+    for (s, c) in std
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(scale.as_array().unwrap())
+    {
+        let (s, c) = (s.as_f64().unwrap(), c.as_f64().unwrap());
+        assert!((s * c - 1.0).abs() < 1e-12, "std {s}, scale {c}");
+    }
     assert_eq!(v["class_weights"].as_array().unwrap().len(), 2);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -576,7 +576,9 @@ impl FitReport<'_> {
             _ => out["accuracy_history"] = column(&|e| e.training.accuracy),
         }
         if let Some(st) = &self.fit.configured.standardization {
-            out["standardization"] = json!({"mean": st.mean, "scale": st.scale});
+            // `mean` and `std` as model files name them; `scale` (1/std) as before.
+            let std: Vec<f64> = st.scale.iter().map(|s| 1.0 / s).collect();
+            out["standardization"] = json!({"mean": st.mean, "std": std, "scale": st.scale});
         }
         if let Some(cw) = &self.fit.configured.class_weights {
             out["class_weights"] = json!(cw);
