@@ -165,7 +165,12 @@ pub fn select_devices(spec: &str, gpu: GpuOptions) -> Result<Selected> {
 }
 
 /// Opens the backend `kind` names. `Auto` takes a hardware GPU when wgpu finds one (or
-/// the adapter WGPU_ADAPTER_NAME names), else the CPU. `gpu` options apply to GPU backends.
+/// the adapter WGPU_ADAPTER_NAME names), else the CPU.
+///
+/// `gpu` shapes a GPU backend's sessions (most bytes of rows held on the device, shard
+/// size, kernel tuning, the loop limit planned for); `GpuOptions::default()` (what
+/// `Default::default()` gives) uses everything the adapter allows. CPU and reference
+/// backends ignore it.
 pub fn select(kind: BackendKind, gpu: GpuOptions) -> Result<Selected> {
     // Any choice may end on the CPU (auto, or a fallback): a bad level is refused first.
     cpu::Simd::from_env()?;
