@@ -26,14 +26,11 @@ pub fn write(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
             file.sync_all()
         });
         written.map_err(|e| {
-            let dir = tmp
-                .parent()
-                .map_or_else(|| ".".into(), |d| d.display().to_string());
-            Error::Write {
-                path: path.into(),
-                what: format!("writing a temporary file in {dir} to move into its place"),
-                source: e,
-            }
+            let what = format!(
+                "writing a temporary file in {} to move into its place",
+                dir_of(tmp)
+            );
+            write_error(path, what, e)
         })
     })
 }
@@ -43,21 +40,7 @@ pub fn write(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
 /// moves it into place as [`write`] does. Nothing is left behind when `draw` fails.
 pub fn write_with(path: impl AsRef<Path>, draw: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let path = path.as_ref();
-    let fail = |what: String, e: std::io::Error| Error::Write {
-        path: path.into(),
-        what,
-        source: e,
-    };
-    // Through the links, as the kernel follows them (`/dev/stdout` included).
-    let existing = std::fs::metadata(path).ok();
-    if let Some(m) = &existing
-        && m.is_dir()
-    {
-        return Err(fail(
-            "it is a directory".into(),
-            std::io::Error::from(std::io::ErrorKind::IsADirectory),
-        ));
-    }
+    let existing = existing(path)?;
     let direct = existing.as_ref().is_some_and(|m| !m.is_file());
     let target = if direct {
         path.to_path_buf()
@@ -82,7 +65,7 @@ pub fn write_with(path: impl AsRef<Path>, draw: impl FnOnce(&Path) -> Result<()>
             out.flush()
         });
         let _ = std::fs::remove_file(&tmp);
-        return copied.map_err(|e| fail("writing to it".into(), e));
+        return copied.map_err(|e| write_error(path, "writing to it", e));
     }
     if let Some(m) = &existing {
         // Keep the replaced file's permissions.
@@ -90,7 +73,7 @@ pub fn write_with(path: impl AsRef<Path>, draw: impl FnOnce(&Path) -> Result<()>
     }
     std::fs::rename(&tmp, &target).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
-        fail(format!("moving {} into its place", tmp.display()), e)
+        write_error(path, format!("moving {} into its place", tmp.display()), e)
     })
 }
 
@@ -110,11 +93,11 @@ pub fn resolve(path: &Path) -> Result<PathBuf> {
             _ => return Ok(at),
         }
     }
-    Err(Error::Write {
-        path: path.into(),
-        what: format!("following more than {MAX_LINKS} symbolic links"),
-        source: std::io::Error::other("too many levels of symbolic links"),
-    })
+    Err(write_error(
+        path,
+        format!("following more than {MAX_LINKS} symbolic links"),
+        std::io::Error::other("too many levels of symbolic links"),
+    ))
 }
 
 /// A fresh name beside `target`, hidden, ending in `target`'s extension.
@@ -138,32 +121,49 @@ fn temporary_beside(target: &Path) -> PathBuf {
 /// Checks, before any work, that `path` can be written: a FIFO or a device as it is; else
 /// a temporary file can be made (and is removed at once) where [`write`] will make its own.
 pub fn check_writable(path: &Path) -> Result<()> {
-    let fail = |what: String, e: std::io::Error| Error::Write {
-        path: path.into(),
-        what,
-        source: e,
-    };
-    match std::fs::metadata(path) {
-        Ok(m) if m.is_dir() => {
-            return Err(fail(
-                "it is a directory".into(),
-                std::io::Error::from(std::io::ErrorKind::IsADirectory),
-            ));
-        }
-        Ok(m) if !m.is_file() => return Ok(()),
-        _ => {}
+    if existing(path)?.is_some_and(|m| !m.is_file()) {
+        return Ok(());
     }
     let tmp = temporary_beside(&resolve(path)?);
-    let dir = match tmp.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.display().to_string(),
-        _ => ".".into(),
-    };
     match File::create_new(&tmp) {
         Ok(_) => {
             let _ = std::fs::remove_file(&tmp);
             Ok(())
         }
-        Err(e) => Err(fail(format!("cannot create a file in {dir}"), e)),
+        Err(e) => Err(write_error(
+            path,
+            format!("cannot create a file in {}", dir_of(&tmp)),
+            e,
+        )),
+    }
+}
+
+/// What is at `path` through its links, as the kernel follows them (`/dev/stdout`
+/// included): nothing, or something other than a directory, which no output replaces.
+fn existing(path: &Path) -> Result<Option<std::fs::Metadata>> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => Err(write_error(
+            path,
+            "it is a directory",
+            std::io::Error::from(std::io::ErrorKind::IsADirectory),
+        )),
+        found => Ok(found.ok()),
+    }
+}
+
+/// The directory `file` sits in, for messages (`.` for a bare name).
+fn dir_of(file: &Path) -> String {
+    match file.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.display().to_string(),
+        _ => ".".into(),
+    }
+}
+
+fn write_error(path: &Path, what: impl Into<String>, source: std::io::Error) -> Error {
+    Error::Write {
+        path: path.into(),
+        what: what.into(),
+        source,
     }
 }
 
