@@ -5,7 +5,7 @@
 //!
 //! cargo run --release --example line_fit
 
-use downhill::backend::{self, BackendKind};
+use downhill::BackendKind;
 use downhill::rng::cell_hash;
 use downhill::{Dataset, Objective, Params, Trainer};
 
@@ -20,7 +20,7 @@ fn main() -> downhill::Result<()> {
     let y: Vec<f32> = (0..n).map(|i| 3.0 * x[i] + 2.0 + uniform(2, i)).collect();
     let data = Dataset::new(x, y, 1)?;
 
-    let selected = backend::select(BackendKind::Auto, Default::default())?;
+    let selected = downhill::select(BackendKind::Auto, Default::default())?;
     eprintln!("backend: {}", selected.reason);
     let trainer = Trainer::new()
         .lr(0.1)

@@ -7,10 +7,10 @@ use std::process::Command;
 use std::time::Instant;
 
 use crate::backend::cpu::{Cpu, stream_read};
+#[cfg(feature = "gpu")]
+use crate::backend::gpu::Gpu;
 use crate::backend::{Backend, Data, Session};
 use crate::error::{Error, Result};
-#[cfg(feature = "gpu")]
-use crate::gpu::Gpu;
 use crate::model::Objective;
 use crate::synth::Synthetic;
 use crate::train::Trainer;
@@ -165,7 +165,7 @@ pub fn run(
         if let Some(gpu) = &options.gpu {
             let mut session = gpu.session(Data::Synthetic(problem), objective)?;
             let bytes = session.data_bytes();
-            let floor = |s: &crate::gpu::GpuSession<'_>| s.time_stream_read();
+            let floor = |s: &crate::backend::gpu::GpuSession<'_>| s.time_stream_read();
             modes.measure("gpu", bytes, &mut session, floor, &mut emit)?;
         }
         if let Some(python) = &options.python {

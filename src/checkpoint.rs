@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::Snapshot;
+use crate::descent::LogEntry;
 use crate::error::{Error, Result};
 use crate::model::{Model, Objective};
 use crate::params_file;
-use crate::train::LogEntry;
 
 /// What the file's `format` field says; anything else is refused.
 const FORMAT: &str = "downhill checkpoint 1";

@@ -10,15 +10,15 @@
 //!   p = softmax(z) and its one-hot target t_c = [c = y]; ℓ = Σ_c ℓ_c, and the kernels apply
 //!   the softmax Jacobian: δ_c = p_c (g_c − Σ_j g_j p_j) with g_j = ∂ℓ_j/∂p_j.
 //!
-//! A loss is registered once per process ([`CustomLoss::register`]) and named by
-//! [`Loss::Custom`], which keeps [`Loss`] a plain value.
+//! A loss is registered once per process ([`CustomLoss::register`], in `model.rs` beside
+//! the [`Loss`](crate::model::Loss) it returns) and named by
+//! [`Loss::Custom`](crate::model::Loss::Custom), which keeps `Loss` a plain value.
 
 use std::fmt::Write;
 use std::sync::{Arc, Mutex};
 
 use crate::autodiff::{Node, Op, Tape, Var};
 use crate::error::{Error, Result};
-use crate::model::Loss;
 
 /// What a custom loss is a function of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -126,20 +126,22 @@ impl CustomLoss {
         self.kind
     }
 
-    /// Interns the loss for this process; the returned [`Loss`] names it.
-    pub fn register(self) -> Loss {
+    /// Interns the loss for this process and returns its index in the registry, the same
+    /// index for the same loss registered again. [`CustomLoss::register`] wraps it in a
+    /// [`Loss`](crate::model::Loss).
+    pub(crate) fn intern(self) -> u32 {
         let mut registry = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(i) = registry
             .iter()
             .position(|l| l.name == self.name && l.kind == self.kind)
         {
-            return Loss::Custom(i as u32);
+            return i as u32;
         }
         registry.push(Arc::new(self));
-        Loss::Custom(registry.len() as u32 - 1)
+        registry.len() as u32 - 1
     }
 
-    /// The loss a [`Loss::Custom`] names.
+    /// The loss a [`Loss::Custom`](crate::model::Loss::Custom) names.
     pub fn lookup(id: u32) -> Arc<CustomLoss> {
         let registry = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
         Arc::clone(&registry[id as usize])

@@ -29,12 +29,32 @@ pub(crate) enum Origin {
         target_name: String,
         /// 1-based column of the target in the file.
         target_column: usize,
+        /// The reader's way to find row i's line (quoted cells may span lines).
+        line_of: LineOf,
     },
     /// A file of columns (Parquet) or arrays (.npy): rows are counted from 0.
     Table {
         path: PathBuf,
         target: String,
     },
+}
+
+/// The line in a text file where row i starts, as the file's reader finds it (0 when it
+/// cannot tell): the reader supplies it, so that datasets need not know file formats.
+#[derive(Clone, Copy)]
+pub(crate) struct LineOf(pub fn(&Path, usize) -> u64);
+
+impl PartialEq for LineOf {
+    /// Two datasets from the same file are equal whichever reader locates their lines.
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for LineOf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LineOf")
+    }
 }
 
 impl Dataset {
@@ -129,17 +149,6 @@ impl Dataset {
         Self::from_floats(Floats::copy_of(x)?, y.to_vec(), features)
     }
 
-    /// Reads a CSV file with a header row. `target` names the label column; every other
-    /// column is a feature, in file order. Every cell must be a finite number.
-    pub fn read_csv(path: impl AsRef<Path>, target: &str) -> Result<Self> {
-        Self::read_csv_weighted(path, target, None)
-    }
-
-    /// Reads CSV, .npy or Parquet (by extension) with the columns `spec` chooses.
-    pub fn read(path: impl AsRef<Path>, spec: &crate::input::Columns) -> Result<Self> {
-        crate::input::read(path.as_ref(), spec)
-    }
-
     /// Assembles a dataset a reader has checked: finite values, consistent lengths.
     pub(crate) fn assemble(
         x: impl Into<Floats>,
@@ -160,21 +169,6 @@ impl Dataset {
             feature_names,
             origin,
         }
-    }
-
-    /// [`Dataset::read_csv`] with per-row sample weights from column `weights` (not a
-    /// feature); each must be a finite number ≥ 0.
-    pub fn read_csv_weighted(
-        path: impl AsRef<Path>,
-        target: &str,
-        weights: Option<&str>,
-    ) -> Result<Self> {
-        let spec = crate::input::Columns {
-            target: crate::input::Target::Column(target.to_string()),
-            features: None,
-            weights: weights.map(str::to_string),
-        };
-        crate::input::csv::read(path.as_ref(), &spec)
     }
 
     pub fn rows(&self) -> usize {
@@ -232,10 +226,11 @@ impl Dataset {
                 path,
                 target_name,
                 target_column,
+                line_of,
             } => format!(
                 "{}, line {}, column {target_column} ({target_name})",
                 path.display(),
-                crate::input::csv::row_line(path, row)
+                (line_of.0)(path, row)
             ),
             Origin::Table { path, target } => format!("{}, row {row} ({target})", path.display()),
         }

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::model::Params;
+use crate::params::{Params, ShapeError};
 
 /// Everything that can go wrong in downhill, each with the data a user needs to fix it.
 /// New variants may come: match with a catch-all arm.
@@ -175,7 +175,7 @@ pub enum Error {
     },
 
     /// A kernel whose work per invocation exceeds the device's loop limit
-    /// ([`crate::gpu::GpuContext::loop_limit`]).
+    /// ([`crate::backend::gpu::GpuContext::loop_limit`]).
     #[error(
         "{what} needs up to {needed} loop iterations in one GPU invocation, more than the \
          device's loop limit of {limit} (its driver silently ends every loop of an invocation \
@@ -324,6 +324,16 @@ impl Error {
     pub(crate) fn gpu(message: impl ToString) -> Self {
         Error::Gpu {
             message: message.to_string(),
+        }
+    }
+}
+
+impl From<ShapeError> for Error {
+    fn from(e: ShapeError) -> Self {
+        Error::Shape {
+            what: e.what,
+            expected: e.expected,
+            found: e.found,
         }
     }
 }

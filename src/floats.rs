@@ -33,7 +33,7 @@ impl Floats {
     /// `len` zeros for `what` (named in the error when the memory cannot be had). Large
     /// buffers are given huge pages before their first touch (that is when the kernel
     /// chooses the page size).
-    pub fn zeroed(len: usize, what: impl Fn() -> String) -> crate::Result<Self> {
+    pub fn zeroed(len: usize, what: impl Fn() -> String) -> crate::error::Result<Self> {
         let buf = crate::memory::filled(len.saturating_add(LINE - 1), 0.0f32, what)?;
         advise_huge_pages(&buf);
         let start = line_offset(&buf);
@@ -45,7 +45,7 @@ impl Floats {
     }
 
     /// A line-aligned copy of `values`.
-    pub fn copy_of(values: &[f32]) -> crate::Result<Self> {
+    pub fn copy_of(values: &[f32]) -> crate::error::Result<Self> {
         let mut copy = Floats::zeroed(values.len(), || {
             format!("a copy of X ({} floats)", values.len())
         })?;

@@ -95,7 +95,7 @@ pub fn params(bytes: &[u8]) {
 }
 
 /// The rows [`checkpoint`] resumes on: `rows` × `features`, labels fit for `objective`.
-fn checkpoint_rows(rows: usize, features: usize, objective: &crate::Objective) -> Dataset {
+fn checkpoint_rows(rows: usize, features: usize, objective: &crate::model::Objective) -> Dataset {
     let x: Vec<f32> = (0..rows * features)
         .map(|i| (i % 7) as f32 / 7.0 - 0.4)
         .collect();
@@ -110,8 +110,8 @@ fn checkpoint_rows(rows: usize, features: usize, objective: &crate::Objective) -
 }
 
 /// The options of the fits [`checkpoint_seeds`] checkpoints, and [`checkpoint`] resumes.
-fn checkpoint_trainer(epochs: u64, adam: bool) -> crate::Trainer {
-    let t = crate::Trainer::new()
+fn checkpoint_trainer(epochs: u64, adam: bool) -> crate::train::Trainer {
+    let t = crate::train::Trainer::new()
         .epochs(epochs)
         .batch_size(4)
         .log_every(2);
@@ -143,7 +143,7 @@ pub fn checkpoint(bytes: &[u8]) {
     };
     let loss = ck.loss_fn.parse().ok();
     let small = ck.rows.saturating_mul(ck.features) <= 4096 && ck.outputs <= 8 && epochs <= 40;
-    let Ok(objective) = crate::Objective::new(ck.model, loss, ck.outputs) else {
+    let Ok(objective) = crate::model::Objective::new(ck.model, loss, ck.outputs) else {
         return;
     };
     if !small {
@@ -154,7 +154,7 @@ pub fn checkpoint(bytes: &[u8]) {
     for adam in [false, true] {
         let trainer = checkpoint_trainer(epochs + 2, adam).resume(ck.clone());
         let backend = crate::backend::reference::Reference;
-        if let Ok(fit) = crate::fit(&backend, &data, objective, &trainer) {
+        if let Ok(fit) = crate::train::fit(&backend, &data, objective, &trainer) {
             assert_eq!(fit.epochs, epochs + 2);
             assert!(fit.params.is_finite() || fit.loss.is_nan());
         }
@@ -173,12 +173,13 @@ pub fn checkpoint_seeds() -> Vec<(String, Vec<u8>)> {
         ("logistic", Model::Logistic, 1),
         ("softmax", Model::Softmax, 3),
     ] {
-        let objective = crate::Objective::new(model, None, outputs).expect("a built-in objective");
+        let objective =
+            crate::model::Objective::new(model, None, outputs).expect("a built-in objective");
         let data = checkpoint_rows(10, 2, &objective);
         for adam in [false, true] {
             let path = dir.join(format!("{name}.json"));
             let trainer = checkpoint_trainer(6, adam).checkpoint(&path, 3);
-            crate::fit(
+            crate::train::fit(
                 &crate::backend::reference::Reference,
                 &data,
                 objective,

@@ -21,7 +21,7 @@
 //! let grad = downhill::gradient(&backend, &data, Objective::linear(), None)?;
 //! assert_eq!((grad.weights[0], grad.bias[0]), (-20.0, -6.0));
 //!
-//! // A fit. `downhill::backend::select(BackendKind::Auto, Default::default())` picks the
+//! // A fit. `downhill::select(BackendKind::Auto, Default::default())` picks the
 //! // GPU when there is one.
 //! let fit = downhill::fit(&backend, &data, Objective::linear(), &Trainer::new().lr(0.05).epochs(2000))?;
 //! assert!((fit.params.weights()[0] - 2.0).abs() < 1e-3);
@@ -35,67 +35,47 @@ pub mod bench;
 pub mod checkpoint;
 pub mod custom;
 pub mod data;
+pub mod descent;
 pub mod error;
 pub mod fingerprint;
 pub mod floats;
 pub mod fuzzing;
-#[cfg(feature = "gpu")]
-pub mod gpu;
 pub mod input;
+pub mod loss;
 pub mod math;
 pub mod memory;
 pub mod model;
 pub mod model_file;
 pub mod optim;
 pub mod output;
+pub mod params;
 pub mod params_file;
 #[cfg(feature = "plot")]
 pub mod plot;
 pub mod predict;
 pub mod rng;
+pub mod selection;
 pub mod synth;
 pub mod train;
 pub mod verify;
 
-pub use backend::{Backend, BackendKind, Data, Session};
+/// The GPU backend, at its historical path (it lives in `backend/gpu/`).
+#[cfg(feature = "gpu")]
+pub use backend::gpu;
+pub use backend::gradient;
+pub use backend::{Backend, Data, Session};
 pub use data::Dataset;
 pub use error::{Error, Result};
-pub use model::{Gradient, Loss, Model, Objective, Params};
+pub use model::{Loss, Model, Objective};
 pub use model_file::SavedModel;
 /// The ndarray version `Dataset::from_arrays` takes, for callers who want the same one.
 #[cfg(feature = "ndarray")]
 pub use ndarray;
+pub use params::{Gradient, Params};
 pub use predict::Predictions;
+pub use selection::{BackendKind, Selected, select, select_devices};
 pub use synth::Synthetic;
-pub use train::{Fit, Trainer};
-
-/// J and ∇J over all rows of `data` at `params` (zeros when `None`), on `backend`.
-pub fn gradient(
-    backend: &dyn Backend,
-    data: &Dataset,
-    objective: Objective,
-    params: Option<&Params>,
-) -> Result<Gradient> {
-    data.check_labels(&objective)?;
-    let mut session = backend.open(Data::Host(data), objective)?;
-    if let Some(p) = params {
-        session.set_params(p)?;
-    }
-    session.gradient()
-}
-
-/// Fits `objective` to `data` on `backend` with the options of `trainer`.
-pub fn fit(
-    backend: &dyn Backend,
-    data: &Dataset,
-    objective: Objective,
-    trainer: &Trainer,
-) -> Result<Fit> {
-    trainer.validate()?;
-    data.check_labels(&objective)?;
-    let mut session = backend.open(Data::Host(data), objective)?;
-    trainer.fit(session.as_mut())
-}
+pub use train::{Fit, Trainer, fit};
 
 /// The README's Rust example, compiled and run as a doc test.
 #[doc = include_str!("../README.md")]

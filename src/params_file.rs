@@ -126,7 +126,7 @@ pub(crate) fn parse(
             if !bias.is_finite() {
                 return Err(fail("bias must be a finite number".into()));
             }
-            Params::new(features, 1, weights, vec![bias])
+            Ok(Params::new(features, 1, weights, vec![bias])?)
         }
         Model::Softmax => {
             let rows = file
@@ -159,7 +159,7 @@ pub(crate) fn parse(
                 }
                 weights.extend(row);
             }
-            Params::new(features, k, weights, bias)
+            Ok(Params::new(features, k, weights, bias)?)
         }
     }
 }

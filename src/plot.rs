@@ -11,10 +11,10 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
+use crate::descent::LogEntry;
 use crate::error::{Error, Result};
 use crate::math::sigmoid;
 use crate::model::{Model, Objective, Params};
-use crate::train::LogEntry;
 
 const FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 

@@ -18,7 +18,7 @@
 
 use rayon::prelude::*;
 
-use crate::backend::cpu::Simd;
+use crate::backend::cpu::simd::Simd;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::floats::Floats;

@@ -6,9 +6,10 @@
 
 use crate::backend::reference::Reference;
 use crate::backend::{Backend, Data, Session};
+use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::model::{Gradient, Objective, Params};
-use crate::{Dataset, rng};
+use crate::rng;
 
 /// Rows compared: all of them up to this many, else a fixed sample of this many.
 pub const SAMPLE_ROWS: usize = 100_000;

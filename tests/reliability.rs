@@ -329,7 +329,7 @@ fn out_of_memory_is_an_error_that_says_what_to_try() {
 /// either way the fit is the one the CPU makes.
 #[test]
 fn auto_falls_back_to_streaming_then_to_the_cpu() {
-    use downhill::backend::Selected;
+    use downhill::Selected;
     use downhill::gpu::InjectedFaults;
     let Some(gpu) = own_gpu() else { return };
     let objective = Objective::logistic();
@@ -369,7 +369,7 @@ fn auto_falls_back_to_streaming_then_to_the_cpu() {
         );
     }
     // Without auto there is no fallback: the error comes back as it is.
-    let plain = downhill::backend::select(downhill::BackendKind::Cpu, Default::default())
+    let plain = downhill::select(downhill::BackendKind::Cpu, Default::default())
         .unwrap()
         .with_fallbacks(&Data::Host(&data));
     assert!(plain.open(Data::Host(&data), objective).is_ok());

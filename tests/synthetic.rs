@@ -86,7 +86,7 @@ fn the_device_rounds_64_bit_integers_like_rust() {
             .wrapping_add(1_442_695_040_888_963_407);
         values.push((h as i64) >> (h % 40));
     }
-    let got = downhill::gpu::session::convert_i64_on_device(gpu, &values).unwrap();
+    let got = downhill::gpu::session::oracle::convert_i64_on_device(gpu, &values).unwrap();
     for (v, g) in values.iter().zip(&got) {
         assert_eq!(
             g.to_bits(),

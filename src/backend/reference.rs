@@ -11,7 +11,7 @@ use super::{
 };
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::math::row_loss_and_delta;
+use crate::loss::row_loss_and_delta;
 use crate::model::{Gradient, Model, Objective, Params};
 use crate::optim::Standardization;
 
@@ -200,7 +200,12 @@ impl Session for ReferenceSession<'_> {
     fn params(&mut self) -> Result<Params> {
         let (d, k) = (self.data.features(), self.objective.outputs());
         let raw = self.raw();
-        Params::new(d, k, raw[..d * k].to_vec(), raw[d * k..].to_vec())
+        Ok(Params::new(
+            d,
+            k,
+            raw[..d * k].to_vec(),
+            raw[d * k..].to_vec(),
+        )?)
     }
 
     fn gradient(&mut self) -> Result<Gradient> {

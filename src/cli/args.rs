@@ -4,7 +4,7 @@ use std::path::Path;
 
 use clap::Args;
 
-use downhill::backend::BackendKind;
+use downhill::BackendKind;
 use downhill::custom::{CustomLoss, LossKind};
 use downhill::input::{Columns, Target};
 use downhill::{Error, Loss, Model, params_file};

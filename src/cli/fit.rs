@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 use serde_json::{Value, json};
 
-use downhill::backend::{self, ClassWeights, Data};
+use downhill::backend::{ClassWeights, Data};
 use downhill::error::count;
 use downhill::input::{self, Target};
 use downhill::optim::{Schedule, UpdateRule};
@@ -185,7 +185,10 @@ impl TrainingArgs {
 /// With several processes (MPI), `selected` becomes this rank's worker of a run across
 /// all of them.
 #[cfg(feature = "mpi")]
-fn across_processes(selected: backend::Selected, processes: super::Processes) -> backend::Selected {
+fn across_processes(
+    selected: downhill::Selected,
+    processes: super::Processes,
+) -> downhill::Selected {
     use downhill::backend::mpi::Mpi;
     use downhill::backend::parallel::Parallel;
     if processes.size == 1 {
@@ -196,11 +199,11 @@ fn across_processes(selected: backend::Selected, processes: super::Processes) ->
         selected.reason, processes.rank, processes.size
     );
     let parallel = Parallel::new(vec![selected.backend]).across(Box::new(Mpi));
-    backend::Selected::plain(Box::new(parallel), reason)
+    downhill::Selected::plain(Box::new(parallel), reason)
 }
 
 #[cfg(not(feature = "mpi"))]
-fn across_processes(selected: backend::Selected, _: super::Processes) -> backend::Selected {
+fn across_processes(selected: downhill::Selected, _: super::Processes) -> downhill::Selected {
     selected
 }
 
@@ -306,7 +309,7 @@ impl FitArgs {
         downhill::output::check_outputs(&outputs, &inputs, &[("--checkpoint", "--resume")])?;
         let host_only = matches!(
             self.model.backend.backend,
-            backend::BackendKind::Cpu | backend::BackendKind::Reference
+            downhill::BackendKind::Cpu | downhill::BackendKind::Reference
         ) && self.devices.is_none();
         let cpu_devices = self
             .devices
@@ -392,8 +395,8 @@ pub fn fit(args: FitArgs, quiet: bool, processes: super::Processes) -> Result<()
         ..Default::default()
     };
     let selected = match &args.devices {
-        Some(spec) => backend::select_devices(spec, gpu_options)?,
-        None => backend::select(m.backend.backend, gpu_options)?.with_fallbacks(&data),
+        Some(spec) => downhill::select_devices(spec, gpu_options)?,
+        None => downhill::select(m.backend.backend, gpu_options)?.with_fallbacks(&data),
     };
     let selected = across_processes(selected, processes);
     log::info!("backend: {}", selected.reason);

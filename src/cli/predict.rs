@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use serde_json::json;
 
-use downhill::backend::{self, Data, RowSet};
+use downhill::backend::{Data, RowSet};
 use downhill::input::{self, Target};
 use downhill::{Dataset, Error, Model, Params, Predictions, SavedModel, Trainer, params_file};
 
@@ -122,7 +122,7 @@ pub fn predict(args: PredictArgs) -> Result<(), Error> {
     let model = SavedModel::load(&args.model_file)?;
     let dataset = read_for(&model, &args.model_file, &args.data, Target::None)?;
     let objective = model.prediction_objective()?;
-    let selected = backend::select(args.backend.backend, Default::default())?;
+    let selected = downhill::select(args.backend.backend, Default::default())?;
     log::info!("backend: {}", selected.reason);
     let mut session = selected.backend.open(Data::Host(&dataset), objective)?;
     let predictions = Predictions::of(session.as_mut(), &model.params)?;
@@ -205,7 +205,7 @@ pub fn score(args: ScoreArgs) -> Result<(), Error> {
     let dataset = read_for(&model, &args.model_file, &args.data, target)?;
     let objective = model.objective()?;
     dataset.check_labels(&objective)?;
-    let selected = backend::select(args.backend.backend, Default::default())?;
+    let selected = downhill::select(args.backend.backend, Default::default())?;
     log::info!("backend: {}", selected.reason);
     let mut session = selected.backend.open(Data::Host(&dataset), objective)?;
     session.configure(&Trainer::new().setup())?;
@@ -254,7 +254,7 @@ pub fn grad(args: GradArgs) -> Result<(), Error> {
         dataset.features(),
         Some(objective.outputs()),
     )?;
-    let selected = backend::select(m.backend.backend, Default::default())?;
+    let selected = downhill::select(m.backend.backend, Default::default())?;
     log::info!("backend: {}", selected.reason);
     let grad = downhill::gradient(
         selected.backend.as_ref(),

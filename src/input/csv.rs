@@ -10,8 +10,8 @@ use std::path::Path;
 
 use rayon::prelude::*;
 
-use super::{Columns, Layout, Target};
-use crate::data::{Dataset, Origin};
+use super::columns::{Columns, Layout, Target};
+use crate::data::{Dataset, LineOf, Origin};
 use crate::error::{Error, Result};
 
 /// Bytes of text parsed at a time.
@@ -97,6 +97,7 @@ impl Columnar {
                 path: path.into(),
                 target_name: header[t].clone(),
                 target_column: t + 1,
+                line_of: LineOf(row_line),
             },
         };
         let weights = layout.weights.map(|_| self.weights);

@@ -10,7 +10,7 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use super::{Columns, Layout, Target, cell_problem};
+use super::columns::{Columns, Layout, Target, cell_problem};
 use crate::data::{Dataset, Origin};
 use crate::error::{Error, Result};
 use crate::floats::Floats;

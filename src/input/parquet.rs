@@ -8,7 +8,7 @@ use std::path::Path;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::record::Field;
 
-use super::{Columns, Layout, Target, cell_problem};
+use super::columns::{Columns, Layout, Target, cell_problem};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 

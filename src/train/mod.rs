@@ -5,11 +5,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use crate::backend::{
-    Batch, ClassWeights, Configured, Evaluation, Evaluations, RunOutcome, Session, Setup, Split,
-    Step,
-};
+use crate::backend::{Backend, Session};
 use crate::checkpoint::{Best, Checkpoint, Checkpointing, RngState};
+use crate::data::Dataset;
+pub use crate::descent::LogEntry;
+use crate::descent::{
+    Batch, ClassWeights, Configured, Data, Evaluations, RunOutcome, Setup, Split, Step,
+};
 use crate::error::{Error, Result, number};
 use crate::model::{Loss, Model, Objective, Params};
 use crate::optim::{Optimizer, Regularization, Schedule, UpdateRule};
@@ -162,55 +164,6 @@ impl StopReason {
             }
             StopReason::Interrupted { step } => format!("interrupted after step {step}"),
         }
-    }
-}
-
-/// The losses and metrics at one logged epoch.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct LogEntry {
-    pub epoch: u64,
-    /// On the training rows.
-    pub training: Evaluation,
-    /// On the held-out rows, when there are any.
-    pub validation: Option<Evaluation>,
-}
-
-impl LogEntry {
-    /// The entry of `epoch`'s evaluations.
-    pub fn at(epoch: u64, evaluations: Evaluations) -> Self {
-        LogEntry {
-            epoch,
-            training: evaluations.training,
-            validation: evaluations.validation,
-        }
-    }
-
-    /// The loss early stopping watches: the held-out rows', when there are any.
-    pub fn monitored(&self) -> f64 {
-        self.validation.map_or(self.training.loss, |v| v.loss)
-    }
-}
-
-impl std::fmt::Display for LogEntry {
-    /// `loss 0.123456, accuracy 0.9000, val_loss …`: losses and metrics, held-out ones
-    /// prefixed `val_`.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "loss {:.6}", self.training.loss)?;
-        let metrics = |f: &mut std::fmt::Formatter<'_>, prefix: &str, v: &Evaluation| {
-            if let Some(a) = v.accuracy {
-                write!(f, ", {prefix}accuracy {a:.4}")?;
-            }
-            if let Some(r2) = v.r2 {
-                write!(f, ", {prefix}r2 {r2:.4}")?;
-            }
-            Ok(())
-        };
-        metrics(f, "", &self.training)?;
-        if let Some(v) = &self.validation {
-            write!(f, ", val_loss {:.6}", v.loss)?;
-            metrics(f, "val_", v)?;
-        }
-        Ok(())
     }
 }
 
@@ -401,6 +354,19 @@ impl Trainer {
         self.data_id = Some(fingerprint.into());
         self
     }
+}
+
+/// Fits `objective` to `data` on `backend` with the options of `trainer`.
+pub fn fit(
+    backend: &dyn Backend,
+    data: &Dataset,
+    objective: Objective,
+    trainer: &Trainer,
+) -> Result<Fit> {
+    trainer.validate()?;
+    data.check_labels(&objective)?;
+    let mut session = backend.open(Data::Host(data), objective)?;
+    trainer.fit(session.as_mut())
 }
 
 mod plan;

@@ -1,8 +1,18 @@
 //! The f32 row math of the hot loop: dot products, the gradient's axpy, ℓ and δ by row
-//! (`row_deltas`, the f32 twin of `crate::math::row_loss_and_delta`) and the polynomial
+//! (`row_deltas`, the f32 twin of `crate::loss::row_loss_and_delta`) and the polynomial
 //! exp and ln_1p, with their ulp tests.
 
-use super::*;
+use rayon::prelude::*;
+
+use super::order::{CHUNK_ROWS, PREFETCH_BYTES};
+use super::simd::Simd;
+#[cfg(target_arch = "x86_64")]
+use super::{avx2, avx512};
+use crate::model::{Loss, Model, Objective};
+
+/// Tiles whose sums are added in f32 before they are moved into f64: 256 rows at d = 64,
+/// few enough that f32 loses nothing a test at 1e-5 could see.
+pub(super) const FLUSH_TILES: usize = 16;
 
 /// Σ v in eight independent lanes: one chain of adds would wait for each add in turn.
 #[inline(always)]
@@ -112,7 +122,7 @@ pub(super) fn axpy<const FMA: bool>(a: f32, x: &[f32], acc: &mut [f32]) {
 }
 
 /// Turns the z of each row (k per row in `z`) into δ = ∂ℓ/∂z in place, and writes ℓ when
-/// `with_loss` (it costs a logarithm per row). The twin of `math::row_loss_and_delta`, in
+/// `with_loss` (it costs a logarithm per row). The twin of `loss::row_loss_and_delta`, in
 /// f32, with a branch-free exponential so that single-output models vectorize across rows.
 #[inline(always)]
 pub(super) fn row_deltas<const FMA: bool>(
@@ -130,7 +140,7 @@ pub(super) fn row_deltas<const FMA: bool>(
             for (a, &b) in z64.iter_mut().zip(zr.iter()) {
                 *a = f64::from(b);
             }
-            *l = crate::math::row_loss_and_delta(objective, &z64, f64::from(yr), &mut delta) as f32;
+            *l = crate::loss::row_loss_and_delta(objective, &z64, f64::from(yr), &mut delta) as f32;
             for (a, &b) in zr.iter_mut().zip(&delta) {
                 *a = b as f32;
             }

@@ -1,7 +1,41 @@
 //! One pass over a batch's rows: per-chunk partial sums of the gradient and the metrics,
 //! with rows weighted by class, by sample and by the split.
 
-use super::*;
+use std::ops::Range;
+
+use super::math::{FLUSH_TILES, axpy, dot, flush, lane_sum, row_deltas, tile_gradient};
+use super::order::{InOrder, Listed, PREFETCH_BYTES, RowOrder, SCRATCH, Scratch, tile_rows};
+use super::simd::Simd;
+#[cfg(target_arch = "x86_64")]
+use super::{avx2, avx512};
+use crate::backend::{Batch, RowSet};
+use crate::data::Dataset;
+use crate::model::Objective;
+
+/// Metric sums after the gradient sums of a partial.
+pub(super) const METRICS: usize = 5;
+
+/// What a pass over the rows is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Wanted {
+    /// A descent step: ∇J (and Σw).
+    Gradient,
+    /// An evaluation: the loss and metrics, no ∇J (the pass skips Σ δ·x).
+    Metrics,
+    Both,
+    /// Both, and the metrics of the held-out rows, which the pass reads anyway.
+    BothAndHeldOut,
+}
+
+/// What a pass over the rows added up.
+pub(super) struct Summed {
+    /// The weighted mean ∇J (raw space, W's layout then b; zeros unless wanted).
+    pub(super) grad: Vec<f64>,
+    /// Σwℓ, Σw, Σw[correct], Σwy, Σwy² (Σw only unless wanted).
+    pub(super) metrics: [f64; METRICS],
+    /// The same five of the held-out rows ([`Wanted::BothAndHeldOut`]; else zeros).
+    pub(super) held_out: [f64; METRICS],
+}
 
 /// How rows count in a pass: their sample weight times their class's weight, or nothing
 /// when the pass does not use them.

@@ -1,7 +1,22 @@
 //! The CPU session: the rows, the parameters and their optimizer state, and the
 //! session contract over the passes of `pass.rs`.
 
-use super::*;
+use std::borrow::Cow;
+
+use rayon::prelude::*;
+
+use super::order::{chunk_rows, held_out_bits};
+use super::pass::{METRICS, Pass, Summed, Wanted, Weighting};
+use super::simd::Simd;
+use crate::backend::reference::{ReferenceSession, check_params_shape};
+use crate::backend::{
+    Batch, Configured, Evaluation, Evaluations, HostRows, PassSums, RowSet, RunOutcome, Session,
+    Setup, Snapshot, Step, evaluate_then_run,
+};
+use crate::data::Dataset;
+use crate::error::Result;
+use crate::model::{Gradient, Objective, Params};
+use crate::optim::Standardization;
 
 /// Data in host memory; the optimizer's parameters in f64, the raw-space ones the loop
 /// reads in f32.
@@ -29,31 +44,6 @@ pub struct CpuSession<'a> {
     /// Bit r % 64 of word r / 64: whether local row r is held out (empty without a
     /// split). Hashing each row's index again in every pass cost more than the pass.
     pub(super) held_out: Vec<u64>,
-}
-
-/// Metric sums after the gradient sums of a partial.
-pub(super) const METRICS: usize = 5;
-
-/// What a pass over the rows is for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Wanted {
-    /// A descent step: ∇J (and Σw).
-    Gradient,
-    /// An evaluation: the loss and metrics, no ∇J (the pass skips Σ δ·x).
-    Metrics,
-    Both,
-    /// Both, and the metrics of the held-out rows, which the pass reads anyway.
-    BothAndHeldOut,
-}
-
-/// What a pass over the rows added up.
-pub(super) struct Summed {
-    /// The weighted mean ∇J (raw space, W's layout then b; zeros unless wanted).
-    pub(super) grad: Vec<f64>,
-    /// Σwℓ, Σw, Σw[correct], Σwy, Σwy² (Σw only unless wanted).
-    pub(super) metrics: [f64; METRICS],
-    /// The same five of the held-out rows ([`Wanted::BothAndHeldOut`]; else zeros).
-    pub(super) held_out: [f64; METRICS],
 }
 
 impl<'a> CpuSession<'a> {

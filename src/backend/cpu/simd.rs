@@ -1,6 +1,6 @@
 //! Which vector instructions the CPU loop runs with: detected, or chosen by `DOWNHILL_CPU_SIMD`.
 
-use super::*;
+use crate::error::{Error, Result};
 
 /// The environment variable that caps the vector instructions of the default [`Cpu`]
 /// backend: `avx2` or `portable` (or `avx512`, the widest there is). The loops add in

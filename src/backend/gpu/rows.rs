@@ -5,7 +5,7 @@
 
 use std::ops::Range;
 
-use super::GpuContext;
+use super::context::GpuContext;
 use super::kernels::{GeneratorKernels, GeneratorUniform, ShaderConstants, ShardUniform};
 use crate::data::Dataset;
 use crate::error::{Error, Result};

@@ -1,23 +1,11 @@
-//! The GPU backend: adapter choice, the device and its limits, and device errors turned
-//! into [`Error`]s. Kernels live in `shaders/`; their host side in [`kernels`]; buffers and
-//! the descent loop on the device in [`session`].
+//! The device: adapter choice, the device and its limits, what its sessions share, and
+//! device errors turned into [`Error`]s.
 
-mod constants;
-mod dispatch;
-pub mod kernels;
-pub mod plan;
-mod probe;
-mod rows;
-pub mod session;
-mod uniforms;
-
-use std::collections::HashMap;
+use std::any::Any;
 use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::error::{Error, Result};
-
-pub use session::{Gpu, GpuOptions, GpuSession};
 
 /// What `downhill devices` prints about one adapter.
 #[derive(Clone, Debug)]
@@ -159,10 +147,11 @@ pub struct GpuContext {
     info: wgpu::AdapterInfo,
     faults: Arc<Mutex<Vec<Fault>>>,
     injected: Mutex<InjectedFaults>,
-    /// Pipelines by problem shape, so that sessions of the same shape build them once.
-    kernels: Mutex<HashMap<kernels::ShaderConstants, Arc<kernels::Kernels>>>,
+    /// What is built once per device and shared by its sessions (the pipelines of each
+    /// problem shape, so that sessions of the same shape build them once), of any type.
+    shared: Mutex<Vec<Arc<dyn Any + Send + Sync>>>,
     /// [`GpuContext::loop_limit`], once measured.
-    loop_limit: OnceLock<Option<u32>>,
+    pub(super) loop_limit: OnceLock<Option<u32>>,
 }
 
 impl GpuContext {
@@ -257,22 +246,9 @@ impl GpuContext {
             info,
             faults,
             injected: Mutex::new(InjectedFaults::default()),
-            kernels: Mutex::new(HashMap::new()),
+            shared: Mutex::new(Vec::new()),
             loop_limit: OnceLock::new(),
         }
-    }
-
-    /// The most loop iterations one invocation of a kernel runs in all, when the driver
-    /// sets such a limit (Mesa's llvmpipe: 65 535; it then leaves every loop early without
-    /// an error); `None` when it runs them all. Measured once per device by a probe kernel,
-    /// so that drivers nobody has tried are caught too. Kernels are planned to stay within
-    /// [`plan::loop_budget`] of it, or refused with [`Error::LoopLimit`].
-    pub fn loop_limit(&self) -> Result<Option<u32>> {
-        if let Some(limit) = self.loop_limit.get() {
-            return Ok(*limit);
-        }
-        let limit = probe::measure(self)?;
-        Ok(*self.loop_limit.get_or_init(|| limit))
     }
 
     pub fn device(&self) -> &wgpu::Device {
@@ -406,16 +382,22 @@ impl GpuContext {
         Ok(buffer)
     }
 
-    pub(crate) fn cached_kernels(
+    /// The first value of type `T` shared on this device for which `matches` holds.
+    pub(crate) fn shared<T: Any + Send + Sync>(
         &self,
-        c: &kernels::ShaderConstants,
-    ) -> Option<Arc<kernels::Kernels>> {
-        self.kernels.lock().ok()?.get(c).cloned()
+        matches: impl Fn(&T) -> bool,
+    ) -> Option<Arc<T>> {
+        let shared = self.shared.lock().ok()?;
+        shared
+            .iter()
+            .filter_map(|v| Arc::clone(v).downcast::<T>().ok())
+            .find(|v| matches(v))
     }
 
-    pub(crate) fn cache_kernels(&self, c: kernels::ShaderConstants, k: Arc<kernels::Kernels>) {
-        if let Ok(mut cache) = self.kernels.lock() {
-            cache.insert(c, k);
+    /// Shares `value` with every later session on this device.
+    pub(crate) fn share<T: Any + Send + Sync>(&self, value: Arc<T>) {
+        if let Ok(mut shared) = self.shared.lock() {
+            shared.push(value);
         }
     }
 

@@ -9,14 +9,14 @@
 //! memory floor, rows read back) in `oracle.rs`.
 
 mod contract;
-mod oracle;
+pub mod oracle;
 mod predict;
 mod record;
 
 use std::ops::Range;
 use std::sync::Arc;
 
-use super::GpuContext;
+use super::context::GpuContext;
 use super::dispatch::{Slices, moment_groups, record_bind_group};
 use super::kernels::{
     GeneratorKernels, GeneratorUniform, Kernels, ROWS_TRAINING_AND_HELD_OUT, SetupUniform,
@@ -35,8 +35,6 @@ use crate::backend::{
 use crate::error::{Error, Result};
 use crate::model::{Gradient, Objective, Params};
 use crate::optim::Standardization;
-pub use oracle::convert_i64_on_device;
-pub(crate) use record::overlap;
 
 /// Steps recorded per submission (and step records in the uniform buffer).
 const STEPS_PER_SUBMIT: usize = 256;

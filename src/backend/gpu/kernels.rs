@@ -4,7 +4,7 @@
 
 use std::sync::OnceLock;
 
-use super::GpuContext;
+use super::context::GpuContext;
 use crate::error::{Error, Result};
 
 use super::constants::{
@@ -158,11 +158,11 @@ fn built<'k, T>(
 impl Kernels {
     /// The kernels for `constants`, built once per device and shared by its sessions.
     pub fn shared(ctx: &GpuContext, constants: ShaderConstants) -> Result<std::sync::Arc<Self>> {
-        if let Some(k) = ctx.cached_kernels(&constants) {
+        if let Some(k) = ctx.shared(|k: &Kernels| k.constants == constants) {
             return Ok(k);
         }
         let kernels = std::sync::Arc::new(Self::new(ctx, constants)?);
-        ctx.cache_kernels(constants, std::sync::Arc::clone(&kernels));
+        ctx.share(std::sync::Arc::clone(&kernels));
         Ok(kernels)
     }
 

@@ -4,10 +4,9 @@
 
 use std::ops::Range;
 
-use super::GpuContext;
+use super::context::GpuContext;
 use super::kernels::{Kernels, ShaderConstants, SliceUniform, StepUniform};
 use super::rows::uniform_buffer;
-use super::session::overlap;
 use crate::error::{Error, Result};
 
 /// A bind group of one record of `size` bytes of `buffer`, read at dynamic offsets.
@@ -155,4 +154,9 @@ impl Slices {
             pass.dispatch_workgroups(groups, c.class_tiles(), 1);
         }
     }
+}
+
+/// Rows two ranges share.
+pub(crate) fn overlap(a: &Range<u32>, b: Range<u32>) -> u32 {
+    a.end.min(b.end).saturating_sub(a.start.max(b.start))
 }

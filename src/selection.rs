@@ -1,12 +1,43 @@
 //! Choosing a backend: `--backend` and `--devices`, and the fallbacks of `auto` when a GPU
 //! runs out of memory loading the rows. Above the backends: it names each of them.
 
-use super::options::GpuOptions;
-use super::{Backend, BackendKind, Data, Session, cpu, parallel, reference};
-use crate::error::Result;
 #[cfg(feature = "gpu")]
-use crate::gpu::{Gpu, GpuContext};
+use crate::backend::gpu::{Gpu, GpuContext};
+use crate::backend::options::GpuOptions;
+use crate::backend::{Backend, Data, Session, cpu, parallel, reference};
+use crate::error::Result;
 use crate::model::Objective;
+
+/// Which backend to use, as `--backend` spells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BackendKind {
+    /// A hardware GPU when there is one, else the CPU.
+    Auto,
+    /// The adapter wgpu's environment selects, software ones included; an error when
+    /// there is none.
+    Gpu,
+    /// The CPU.
+    Cpu,
+    /// The f64 reference (the test oracle).
+    Reference,
+}
+
+impl std::str::FromStr for BackendKind {
+    type Err = crate::error::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(BackendKind::Auto),
+            "gpu" => Ok(BackendKind::Gpu),
+            "cpu" => Ok(BackendKind::Cpu),
+            "reference" => Ok(BackendKind::Reference),
+            _ => Err(crate::error::Error::option(
+                "backend",
+                s,
+                "expected auto, gpu, cpu or reference",
+            )),
+        }
+    }
+}
 
 /// A backend and a sentence saying why it was chosen.
 pub struct Selected {
@@ -137,7 +168,7 @@ pub fn select_devices(spec: &str, gpu: GpuOptions) -> Result<Selected> {
             // One GPU per process on a node: the launcher's local rank picks the adapter.
             "local-rank" => vec![local_rank()],
             number => vec![number.parse().map_err(|_| {
-                crate::Error::option(
+                crate::error::Error::option(
                     "devices",
                     spec,
                     format!("{token:?} is not all, local-rank, cpu or an adapter index"),
@@ -145,7 +176,7 @@ pub fn select_devices(spec: &str, gpu: GpuOptions) -> Result<Selected> {
             })?],
         };
         if indices.is_empty() {
-            return Err(crate::Error::NoAdapter {
+            return Err(crate::error::Error::NoAdapter {
                 reason: "--devices all: wgpu found no adapter".into(),
             });
         }
@@ -156,7 +187,11 @@ pub fn select_devices(spec: &str, gpu: GpuOptions) -> Result<Selected> {
         }
     }
     if workers.is_empty() {
-        return Err(crate::Error::option("devices", spec, "names no device"));
+        return Err(crate::error::Error::option(
+            "devices",
+            spec,
+            "names no device",
+        ));
     }
     Ok(Selected::plain(
         Box::new(parallel::Parallel::new(workers)),
@@ -219,7 +254,7 @@ const NO_GPU: &str = "this build of downhill has no GPU backend (its `gpu` featu
 
 #[cfg(not(feature = "gpu"))]
 fn open_gpu(_: GpuOptions) -> Result<Selected> {
-    Err(crate::Error::NoAdapter {
+    Err(crate::error::Error::NoAdapter {
         reason: NO_GPU.into(),
     })
 }
@@ -239,7 +274,7 @@ fn adapter_count() -> usize {
 
 #[cfg(not(feature = "gpu"))]
 fn open_adapter(_: usize, _: GpuOptions) -> Result<(String, Box<dyn Backend>)> {
-    Err(crate::Error::NoAdapter {
+    Err(crate::error::Error::NoAdapter {
         reason: NO_GPU.into(),
     })
 }

@@ -3,6 +3,7 @@
 //! streamed), evaluations, column moments, the status word, and the steps of a run.
 
 use super::*;
+use crate::backend::gpu::dispatch::overlap;
 
 impl GpuSession<'_> {
     /// Sets the parameters from raw-space values (W row-major, then b): `params` as they
@@ -372,11 +373,6 @@ impl GpuSession<'_> {
         }
         Ok(())
     }
-}
-
-/// Rows two ranges share.
-pub(crate) fn overlap(a: &Range<u32>, b: Range<u32>) -> u32 {
-    a.end.min(b.end).saturating_sub(a.start.max(b.start))
 }
 
 /// Records `record` over every run of rows: all resident shards in one submission, or

@@ -3,10 +3,10 @@
 //! without an error, so a kernel that loops longer computes a wrong number. One invocation
 //! of `shaders/loop_probe.wgsl` is asked for [`ASKED`] iterations and says how many it ran.
 
-use super::GpuContext;
+use super::context::GpuContext;
 use crate::error::{Error, Result};
 
-const PROBE: &str = include_str!("../../shaders/loop_probe.wgsl");
+const PROBE: &str = include_str!("../../../shaders/loop_probe.wgsl");
 
 /// Iterations the probe asks for: more than any limit a driver is known to set, few
 /// enough for one invocation of a GPU to run in about a millisecond.
@@ -68,4 +68,19 @@ pub fn measure(ctx: &GpuContext) -> Result<Option<u32>> {
     let bytes = ctx.read(&readback, 8)?;
     let ran = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
     Ok((ran < ASKED).then_some(ran))
+}
+
+impl GpuContext {
+    /// The most loop iterations one invocation of a kernel runs in all, when the driver
+    /// sets such a limit (Mesa's llvmpipe: 65 535; it then leaves every loop early without
+    /// an error); `None` when it runs them all. Measured once per device by a probe kernel,
+    /// so that drivers nobody has tried are caught too. Kernels are planned to stay within
+    /// [`super::plan::loop_budget`] of it, or refused with [`Error::LoopLimit`].
+    pub fn loop_limit(&self) -> Result<Option<u32>> {
+        if let Some(limit) = self.loop_limit.get() {
+            return Ok(*limit);
+        }
+        let limit = measure(self)?;
+        Ok(*self.loop_limit.get_or_init(|| limit))
+    }
 }

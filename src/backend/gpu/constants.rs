@@ -1,9 +1,9 @@
 //! The shape constants of one problem (tile, class blocks, slices within the loop limit),
 //! and the WGSL source of each kernel with them written in as `const`s.
 
-use super::kernels::Tuning;
 use super::plan::{class_block, loop_budget};
 use crate::backend::RowSet;
+use crate::backend::options::Tuning;
 use crate::error::{Error, Result};
 use crate::model::{Loss, Model, Objective};
 use crate::optim::Optimizer;
@@ -47,17 +47,17 @@ const MAX_CLASS_BLOCK: u32 = 16;
 /// rows' loss and metrics (from `P_HELD_OUT` of `grad`): full batches in file order.
 pub const ROWS_TRAINING_AND_HELD_OUT: u32 = 3;
 
-pub(super) const COMMON: &str = include_str!("../../shaders/common.wgsl");
-pub(super) const GRADIENT: &str = include_str!("../../shaders/gradient.wgsl");
-pub(super) const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
-pub(super) const UPDATE: &str = include_str!("../../shaders/update.wgsl");
-pub(super) const FORWARD: &str = include_str!("../../shaders/forward.wgsl");
-pub(super) const DELTA: &str = include_str!("../../shaders/delta.wgsl");
-pub(super) const XT_DELTA: &str = include_str!("../../shaders/xt_delta.wgsl");
-pub(super) const PREDICT: &str = include_str!("../../shaders/predict.wgsl");
-pub(super) const STREAM_READ: &str = include_str!("../../shaders/stream_read.wgsl");
-pub(super) const GENERATE: &str = include_str!("../../shaders/generate.wgsl");
-pub(super) const MOMENTS: &str = include_str!("../../shaders/moments.wgsl");
+pub(super) const COMMON: &str = include_str!("../../../shaders/common.wgsl");
+pub(super) const GRADIENT: &str = include_str!("../../../shaders/gradient.wgsl");
+pub(super) const REDUCE: &str = include_str!("../../../shaders/reduce.wgsl");
+pub(super) const UPDATE: &str = include_str!("../../../shaders/update.wgsl");
+pub(super) const FORWARD: &str = include_str!("../../../shaders/forward.wgsl");
+pub(super) const DELTA: &str = include_str!("../../../shaders/delta.wgsl");
+pub(super) const XT_DELTA: &str = include_str!("../../../shaders/xt_delta.wgsl");
+pub(super) const PREDICT: &str = include_str!("../../../shaders/predict.wgsl");
+pub(super) const STREAM_READ: &str = include_str!("../../../shaders/stream_read.wgsl");
+pub(super) const GENERATE: &str = include_str!("../../../shaders/generate.wgsl");
+pub(super) const MOMENTS: &str = include_str!("../../../shaders/moments.wgsl");
 
 /// The shape constants of one problem, written into every shader as WGSL `const`s.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

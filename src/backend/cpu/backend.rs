@@ -1,0 +1,59 @@
+//! The CPU backend itself: which vector instructions its loop runs at, and opening sessions.
+
+use super::order::chunk_rows;
+use super::session::CpuSession;
+use super::simd::{SIMD_VAR, Simd};
+use crate::backend::{Backend, Data, Session, check_host_memory};
+use crate::error::{Error, Result};
+use crate::model::Objective;
+
+/// The multi-threaded CPU backend (rayon's global pool), its loop compiled for one level
+/// of vector instructions: by default the widest this CPU has ([`Simd::detected`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Cpu {
+    simd: Simd,
+}
+
+impl Default for Cpu {
+    fn default() -> Self {
+        Cpu {
+            simd: Simd::detected(),
+        }
+    }
+}
+
+impl Cpu {
+    /// The backend with its loop at `simd`, if this CPU has it.
+    pub fn with_simd(simd: Simd) -> Result<Cpu> {
+        if !simd.available() {
+            return Err(Error::option(
+                SIMD_VAR,
+                simd.name(),
+                "this CPU does not have these instructions",
+            ));
+        }
+        Ok(Cpu { simd })
+    }
+
+    /// The level its loop runs at.
+    pub fn simd(&self) -> Simd {
+        self.simd
+    }
+}
+
+impl Backend for Cpu {
+    fn name(&self) -> &'static str {
+        "cpu"
+    }
+
+    fn open<'a>(&'a self, data: Data<'a>, objective: Objective) -> Result<Box<dyn Session + 'a>> {
+        let n = data.window().len();
+        let chunks = n.div_ceil(chunk_rows(n));
+        check_host_memory(&data, objective, chunks)?;
+        Ok(Box::new(CpuSession::from_host(
+            data.into_host_rows()?,
+            objective,
+            self.simd,
+        )))
+    }
+}

@@ -1,0 +1,17 @@
+//! The GPU backend: adapter choice, the device and its limits, and device errors turned
+//! into [`Error`]s. Kernels live in `shaders/`; their host side in [`kernels`]; buffers and
+//! the descent loop on the device in [`session`].
+
+mod constants;
+mod context;
+mod dispatch;
+pub mod kernels;
+mod loops;
+pub mod plan;
+mod probe;
+mod rows;
+pub mod session;
+mod uniforms;
+
+pub use context::{AdapterSummary, GpuContext, InjectedFaults, adapters, is_hardware};
+pub use session::{Gpu, GpuOptions, GpuSession};
