@@ -10,6 +10,7 @@
 pub mod cpu;
 #[cfg(feature = "gpu")]
 pub mod gpu;
+pub(crate) mod host;
 #[cfg(feature = "mpi")]
 pub mod mpi;
 pub mod options;
@@ -23,7 +24,7 @@ pub use crate::descent::{
     Batch, ClassWeights, Configured, Data, Evaluation, Evaluations, PassSums, RowSet, RunOutcome,
     Setup, Snapshot, Split, Step,
 };
-pub(crate) use crate::descent::{HostRows, check_host_memory, raw_parameters};
+pub(crate) use crate::descent::{HostRows, check_host_memory};
 use crate::error::Result;
 use crate::model::{Gradient, Objective, Params};
 
@@ -73,8 +74,18 @@ pub trait Session {
 
     fn params(&mut self) -> Result<Params>;
 
-    /// J and ∇J at the current parameters, over all rows.
-    fn gradient(&mut self) -> Result<Gradient>;
+    /// J and ∇J at the current parameters, over all rows: the weighted means of
+    /// [`Session::pass_sums`] of one full batch.
+    fn gradient(&mut self) -> Result<Gradient> {
+        let sums = self.pass_sums(&full_step(self.rows()), RowSet::All)?;
+        let mean = sums.mean_gradient();
+        let dk = self.features() * self.objective().outputs();
+        Ok(Gradient {
+            loss: sums.metrics[0] / sums.metrics[1].max(f64::MIN_POSITIVE),
+            weights: mean[..dk].to_vec(),
+            bias: mean[dk..].to_vec(),
+        })
+    }
 
     /// J at the current parameters, over all rows: [`Session::evaluate`]'s loss.
     fn loss(&mut self) -> Result<f64> {
@@ -108,8 +119,16 @@ pub trait Session {
     /// values.
     fn configure(&mut self, setup: &Setup) -> Result<Configured>;
 
-    /// The loss and metrics of the current parameters on `rows`.
-    fn evaluate(&mut self, rows: RowSet) -> Result<Evaluation>;
+    /// The loss and metrics of the current parameters on `rows`: the metric sums of
+    /// [`Session::pass_sums`] of one full batch. A backend may override it with a pass
+    /// that skips the gradient.
+    fn evaluate(&mut self, rows: RowSet) -> Result<Evaluation> {
+        let sums = self.pass_sums(&full_step(self.rows()), rows)?;
+        Ok(Evaluation::from_sums(
+            self.objective().model(),
+            sums.metrics,
+        ))
+    }
 
     /// The unnormalized sums of a pass over this session's rows of `step`'s batch, at the
     /// current parameters: what data-parallel descent adds up across workers.
@@ -128,34 +147,19 @@ pub trait Session {
     fn restore(&mut self, snapshot: &Snapshot) -> Result<()>;
 }
 
-/// One step of the setup's rule on the host, in f64: θ and the optimizer state move along
-/// the raw-space mean gradient `grad` (taken into the standardized space first when
-/// standardizing). When the gradient or the new θ is not finite, both stay as they were
-/// and the result is false.
-pub(crate) fn host_step(
-    setup: &Setup,
-    standardization: Option<&crate::optim::Standardization>,
-    theta: &mut Vec<f64>,
-    state: &mut Vec<f64>,
-    mut grad: Vec<f64>,
-    step: &Step,
-    k: usize,
-) -> bool {
-    if let Some(st) = standardization {
-        st.gradient_to_standardized(&mut grad, k);
+/// A step over all `rows` rows in file order, for passes that take no step (its `t` is
+/// the first step's, so that nothing derived from it divides by zero).
+pub(crate) fn full_step(rows: usize) -> Step {
+    Step {
+        epoch: 0,
+        t: 1,
+        batch: Batch {
+            start: 0,
+            len: rows as u32,
+            order: None,
+        },
+        lr: 0.0,
     }
-    let mut next = theta.clone();
-    let mut next_state = state.clone();
-    let weights = theta.len() - k;
-    setup
-        .rule
-        .apply(&mut next, &grad, &mut next_state, weights, step.t, step.lr);
-    if grad.iter().chain(&next).any(|v| !v.is_finite()) {
-        return false;
-    }
-    *theta = next;
-    *state = next_state;
-    true
 }
 
 /// A place to compute: opens sessions on data. Shareable between threads: each thread

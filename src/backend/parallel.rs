@@ -4,14 +4,14 @@
 //! is applied once in f64, and every worker is given the same new parameters. Per step only
 //! (d + 1)·k + 5 numbers per worker cross between workers.
 
-use crate::backend::reference::{balanced, check_params_shape};
-use crate::backend::{
-    Backend, Batch, ClassWeights, Configured, Data, Evaluation, Evaluations, PassSums, RowSet,
-    RunOutcome, Session, Setup, Snapshot, Step, evaluate_then_run, host_step,
+use super::host::{self, HostDescent};
+use super::{Backend, Session, evaluate_then_run, full_step};
+use crate::descent::{
+    ClassWeights, Configured, Data, Evaluation, Evaluations, PassSums, RowSet, RunOutcome, Setup,
+    Snapshot, Step,
 };
 use crate::error::{Error, Result};
-use crate::model::{Gradient, Objective, Params};
-use crate::optim::Standardization;
+use crate::model::{Objective, Params};
 
 /// Adds vectors across processes. Within one process there is nothing to add.
 pub trait Combine: Send + Sync {
@@ -93,17 +93,13 @@ impl Backend for Parallel {
             let window = mine.start + local.start..mine.start + local.end;
             sessions.push(worker.open(Data::part(data.clone(), window)?, objective)?);
         }
-        let n = (features + 1) * objective.outputs();
         Ok(Box::new(ParallelSession {
             workers: sessions,
             combine: self.combine.as_ref(),
             objective,
             rows,
             features,
-            theta: vec![0.0; n],
-            state: Vec::new(),
-            setup: Setup::default(),
-            standardization: None,
+            descent: HostDescent::new(features, objective.outputs()),
         }))
     }
 }
@@ -115,27 +111,14 @@ pub struct ParallelSession<'a> {
     objective: Objective,
     rows: usize,
     features: usize,
-    /// The optimizer's parameters (standardized space when standardizing) and state, in
-    /// f64, the same in every process.
-    theta: Vec<f64>,
-    state: Vec<f64>,
-    setup: Setup,
-    standardization: Option<Standardization>,
+    /// The optimizer's parameters and state, in f64, the same in every process.
+    descent: HostDescent,
 }
 
 impl ParallelSession<'_> {
-    fn raw(&self) -> Vec<f64> {
-        super::raw_parameters(
-            &self.theta,
-            self.standardization.as_ref(),
-            self.objective.outputs(),
-        )
-    }
-
     /// Gives every worker the raw-space parameters θ stands for.
     fn broadcast(&mut self) -> Result<()> {
-        let raw = self.raw();
-        let params = Params::from_flat_f64(self.features, self.objective.outputs(), &raw);
+        let params = self.descent.params();
         for w in &mut self.workers {
             w.set_params(&params)?;
         }
@@ -174,7 +157,6 @@ impl ParallelSession<'_> {
         steps: &[Step],
         evaluate: bool,
     ) -> Result<(Option<Evaluation>, RunOutcome)> {
-        let k = self.objective.outputs();
         let mut evaluation = None;
         for (s, step) in steps.iter().enumerate() {
             let sums = self.sums(step, RowSet::Training)?;
@@ -187,27 +169,12 @@ impl ParallelSession<'_> {
             }
             let grad = sums.mean_gradient();
             let loss = sums.metrics[0] / sums.metrics[1].max(f64::MIN_POSITIVE);
-            let (theta, state) = (&mut self.theta, &mut self.state);
-            let st = self.standardization.as_ref();
-            if !loss.is_finite() || !host_step(&self.setup, st, theta, state, grad, step, k) {
+            if !loss.is_finite() || !self.descent.step(grad, step) {
                 return Ok((evaluation, RunOutcome::Diverged { step: s }));
             }
             self.broadcast()?;
         }
         Ok((evaluation, RunOutcome::Completed))
-    }
-
-    fn full_step(&self) -> Step {
-        Step {
-            epoch: 0,
-            t: 1,
-            batch: Batch {
-                start: 0,
-                len: self.rows as u32,
-                order: None,
-            },
-            lr: 0.0,
-        }
     }
 }
 
@@ -236,35 +203,12 @@ impl Session for ParallelSession<'_> {
     }
 
     fn set_params(&mut self, params: &Params) -> Result<()> {
-        let k = self.objective.outputs();
-        check_params_shape(params, self.features, k)?;
-        let raw: Vec<f64> = params.flat();
-        self.theta = match &self.standardization {
-            Some(s) => s.from_raw(&raw, k),
-            None => raw,
-        };
+        self.descent.set_params(params)?;
         self.broadcast()
     }
 
     fn params(&mut self) -> Result<Params> {
-        let raw = self.raw();
-        Ok(Params::from_flat_f64(
-            self.features,
-            self.objective.outputs(),
-            &raw,
-        ))
-    }
-
-    fn gradient(&mut self) -> Result<Gradient> {
-        let step = self.full_step();
-        let sums = self.sums(&step, RowSet::All)?;
-        let mean = sums.mean_gradient();
-        let dk = self.features * self.objective.outputs();
-        Ok(Gradient {
-            loss: sums.metrics[0] / sums.metrics[1].max(f64::MIN_POSITIVE),
-            weights: mean[..dk].to_vec(),
-            bias: mean[dk..].to_vec(),
-        })
+        Ok(self.descent.params())
     }
 
     fn predict(&mut self) -> Result<Vec<f64>> {
@@ -291,7 +235,7 @@ impl Session for ParallelSession<'_> {
         steps: &[Step],
         held_out: bool,
     ) -> Result<(Evaluations, Option<RunOutcome>)> {
-        let full = self.full_step().batch;
+        let full = full_step(self.rows).batch;
         if steps.first().is_some_and(|s| s.batch == full) {
             // The workers' sums of the first step hold the training rows' metrics; the
             // held-out rows' are a pass of their own.
@@ -313,7 +257,7 @@ impl Session for ParallelSession<'_> {
 
     fn configure(&mut self, setup: &Setup) -> Result<Configured> {
         setup.rule.validate()?;
-        let raw = self.raw();
+        let raw = self.descent.unconfigure(setup);
         let (d, k) = (self.features, self.objective.outputs());
         // Workers only compute sums: they need the split and the row weights, not the
         // update rule or the standardization (the raw-space parameters are what they see).
@@ -324,54 +268,17 @@ impl Session for ParallelSession<'_> {
         for w in &mut self.workers {
             w.configure(&plain)?;
         }
-        let first = self.total(&mut |w| w.column_sums(&vec![0.0; d]))?;
-        let slots = k.max(2);
-        let training = first[2 * d + slots];
-        if training == 0.0 {
-            return Err(Error::option(
-                "validation fraction",
-                setup.split.map_or(0.0, |s| s.fraction),
-                "leaves no training rows",
-            ));
-        }
-        self.standardization = if setup.standardize {
-            let mean: Vec<f64> = first[..d].iter().map(|s| s / training).collect();
-            let second = self.total(&mut |w| w.column_sums(&mean))?;
-            let variance: Vec<f64> = second[d..2 * d].iter().map(|s| s / training).collect();
-            Some(Standardization::from_moments(mean, &variance))
-        } else {
-            None
-        };
-        let class_weights = match &setup.class_weights {
-            None => None,
-            Some(ClassWeights::Given(w)) => Some(w.clone()),
-            Some(ClassWeights::Balanced) => Some(balanced(&first[2 * d..2 * d + slots])),
-        };
-        if let Some(w) = &class_weights {
+        let rows = self.rows as u64;
+        let configured = host::configuration(setup, d, k, rows, &mut |c| self.column_sums(c))?;
+        if let Some(w) = &configured.class_weights {
             plain.class_weights = Some(ClassWeights::Given(w.clone()));
             for worker in &mut self.workers {
                 worker.configure(&plain)?;
             }
         }
-        self.setup = setup.clone();
-        self.theta = match &self.standardization {
-            Some(s) => s.from_raw(&raw, k),
-            None => raw,
-        };
-        self.state = vec![0.0; setup.rule.optimizer.state_len() * (d + 1) * k];
+        self.descent.configure(setup, configured.clone(), raw);
         self.broadcast()?;
-        Ok(Configured {
-            standardization: self.standardization.clone(),
-            class_weights,
-            training_rows: training as u64,
-            held_out_rows: self.rows as u64 - training as u64,
-        })
-    }
-
-    fn evaluate(&mut self, rows: RowSet) -> Result<Evaluation> {
-        let step = self.full_step();
-        let sums = self.sums(&step, rows)?;
-        Ok(Evaluation::from_sums(self.objective.model(), sums.metrics))
+        Ok(configured)
     }
 
     fn pass_sums(&mut self, step: &Step, rows: RowSet) -> Result<PassSums> {
@@ -383,16 +290,11 @@ impl Session for ParallelSession<'_> {
     }
 
     fn snapshot(&mut self) -> Result<Snapshot> {
-        Ok(Snapshot::of_host(
-            &self.theta,
-            &self.state,
-            self.standardization.as_ref(),
-            self.objective.outputs(),
-        ))
+        Ok(self.descent.snapshot())
     }
 
     fn restore(&mut self, snapshot: &Snapshot) -> Result<()> {
-        snapshot.restore_into(&mut self.theta, &mut self.state)?;
+        self.descent.restore(snapshot)?;
         self.broadcast()
     }
 }

@@ -16,5 +16,4 @@ pub use outcomes::{Evaluation, Evaluations, LogEntry, PassSums, RunOutcome};
 pub use rows::Data;
 pub(crate) use rows::{HostRows, check_host_memory};
 pub use snapshot::Snapshot;
-pub(crate) use snapshot::raw_parameters;
 pub use steps::{Batch, ClassWeights, Configured, RowSet, Setup, Split, Step};

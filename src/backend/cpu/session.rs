@@ -8,15 +8,14 @@ use rayon::prelude::*;
 use super::order::{chunk_rows, held_out_bits};
 use super::pass::{METRICS, Pass, Summed, Wanted, Weighting};
 use super::simd::Simd;
-use crate::backend::reference::{ReferenceSession, check_params_shape};
+use crate::backend::host::HostDescent;
 use crate::backend::{
     Batch, Configured, Evaluation, Evaluations, HostRows, PassSums, RowSet, RunOutcome, Session,
     Setup, Snapshot, Step, evaluate_then_run,
 };
 use crate::data::Dataset;
 use crate::error::Result;
-use crate::model::{Gradient, Objective, Params};
-use crate::optim::Standardization;
+use crate::model::{Objective, Params};
 
 /// Data in host memory; the optimizer's parameters in f64, the raw-space ones the loop
 /// reads in f32.
@@ -26,13 +25,9 @@ pub struct CpuSession<'a> {
     pub(super) offset: usize,
     pub(super) total: usize,
     pub(super) objective: Objective,
-    /// The optimizer's parameters (W row-major d×k, then b; standardized space when
-    /// standardizing), its state, and what the session was configured with.
-    pub(super) theta: Vec<f64>,
-    pub(super) state: Vec<f64>,
-    pub(super) setup: Setup,
-    pub(super) standardization: Option<Standardization>,
-    pub(super) class_weights: Option<Vec<f64>>,
+    /// The optimizer's parameters and state in f64, and what the session was configured
+    /// with.
+    pub(super) descent: HostDescent,
     /// Raw-space Wᵀ (k rows of d) then b: each class's weights contiguous for the dot
     /// products.
     pub(super) wt: Vec<f32>,
@@ -68,11 +63,7 @@ impl<'a> CpuSession<'a> {
             offset: rows.offset,
             total: rows.total,
             objective,
-            theta: vec![0.0; (d + 1) * k],
-            state: Vec::new(),
-            setup: Setup::default(),
-            standardization: None,
-            class_weights: None,
+            descent: HostDescent::new(d, k),
             wt: vec![0.0; (d + 1) * k],
             partials: Vec::new(),
             simd,
@@ -80,19 +71,10 @@ impl<'a> CpuSession<'a> {
         }
     }
 
-    /// The raw-space parameters (W row-major, then b).
-    pub(super) fn raw(&self) -> Vec<f64> {
-        crate::backend::raw_parameters(
-            &self.theta,
-            self.standardization.as_ref(),
-            self.objective.outputs(),
-        )
-    }
-
     /// Rewrites the loop's f32 Wᵀ and b from θ.
     pub(super) fn refresh(&mut self) {
         let (d, k) = (self.data.features(), self.objective.outputs());
-        let raw = self.raw();
+        let raw = self.descent.raw();
         for c in 0..k {
             for j in 0..d {
                 self.wt[c * d + j] = raw[j * k + c] as f32;
@@ -117,12 +99,17 @@ impl<'a> CpuSession<'a> {
             wt: &self.wt,
             with_gradient: wanted != Wanted::Metrics,
             with_metrics: wanted != Wanted::Gradient,
-            with_held_out: wanted == Wanted::BothAndHeldOut && self.setup.split.is_some(),
+            with_held_out: wanted == Wanted::BothAndHeldOut && self.descent.setup.split.is_some(),
             simd: self.simd,
             weights: Weighting {
                 sample: self.data.weights(),
-                class: self.class_weights.as_deref(),
-                held_out: self.setup.split.is_some().then_some(&self.held_out[..]),
+                class: self.descent.class_weights(),
+                held_out: self
+                    .descent
+                    .setup
+                    .split
+                    .is_some()
+                    .then_some(&self.held_out[..]),
                 rows,
             },
         };
@@ -173,15 +160,12 @@ impl<'a> CpuSession<'a> {
         steps: &[Step],
         first: Wanted,
     ) -> (Option<Evaluations>, RunOutcome) {
-        let (d, k) = (self.data.features(), self.objective.outputs());
         let model = self.objective.model();
-        let mut next = self.theta.clone();
-        let mut state = self.state.clone();
         let mut evaluations = None;
         for (s, step) in steps.iter().enumerate() {
             let wanted = if s == 0 { first } else { Wanted::Gradient };
             let summed = self.batch_gradient(&step.batch, RowSet::Training, wanted);
-            let mut grad = summed.grad;
+            let grad = summed.grad;
             if wanted != Wanted::Gradient {
                 let training = Evaluation::from_sums(model, summed.metrics);
                 evaluations = Some(Evaluations {
@@ -193,19 +177,9 @@ impl<'a> CpuSession<'a> {
                     return (evaluations, RunOutcome::Completed);
                 }
             }
-            if let Some(st) = &self.standardization {
-                st.gradient_to_standardized(&mut grad, k);
-            }
-            next.copy_from_slice(&self.theta);
-            state.copy_from_slice(&self.state);
-            self.setup
-                .rule
-                .apply(&mut next, &grad, &mut state, d * k, step.t, step.lr);
-            if grad.iter().chain(&next).any(|v| !v.is_finite()) {
+            if !self.descent.step(grad, step) {
                 return (evaluations, RunOutcome::Diverged { step: s });
             }
-            std::mem::swap(&mut self.theta, &mut next);
-            std::mem::swap(&mut self.state, &mut state);
             self.refresh();
             if self.wt.iter().any(|v| !v.is_finite()) {
                 return (evaluations, RunOutcome::Diverged { step: s });
@@ -249,13 +223,7 @@ impl Session for CpuSession<'_> {
     }
 
     fn set_params(&mut self, params: &Params) -> Result<()> {
-        let (d, k) = (self.data.features(), self.objective.outputs());
-        check_params_shape(params, d, k)?;
-        let raw: Vec<f64> = params.flat();
-        self.theta = match &self.standardization {
-            Some(s) => s.from_raw(&raw, k),
-            None => raw,
-        };
+        self.descent.set_params(params)?;
         self.refresh();
         Ok(())
     }
@@ -273,19 +241,8 @@ impl Session for CpuSession<'_> {
         Ok(params)
     }
 
-    fn gradient(&mut self) -> Result<Gradient> {
-        let dk = self.data.features() * self.objective.outputs();
-        let Summed { grad, metrics, .. } =
-            self.batch_gradient(&self.full_batch(), RowSet::All, Wanted::Both);
-        Ok(Gradient {
-            loss: metrics[0] / metrics[1],
-            weights: grad[..dk].to_vec(),
-            bias: grad[dk..].to_vec(),
-        })
-    }
-
     fn predict(&mut self) -> Result<Vec<f64>> {
-        let raw = self.raw();
+        let raw = self.descent.raw();
         let k = self.objective.outputs();
         let data = &self.data;
         let mut z = crate::memory::filled(data.rows().saturating_mul(k), 0.0, || {
@@ -326,28 +283,15 @@ impl Session for CpuSession<'_> {
 
     fn configure(&mut self, setup: &Setup) -> Result<Configured> {
         setup.rule.validate()?;
-        let raw = self.raw();
-        // The statistics of the training rows, as the reference computes them (f64, two
-        // passes); they are computed once per fit.
-        let rows = HostRows {
-            data: Cow::Borrowed(self.data.as_ref()),
-            offset: self.offset,
-            total: self.total,
-        };
-        let configured = ReferenceSession::new(rows, self.objective).configure(setup)?;
-        let k = self.objective.outputs();
-        self.setup = setup.clone();
         self.held_out = match setup.split {
             Some(split) => held_out_bits(&split, self.offset, self.data.rows()),
             None => Vec::new(),
         };
-        self.standardization = configured.standardization.clone();
-        self.class_weights = configured.class_weights.clone();
-        self.theta = match &self.standardization {
-            Some(s) => s.from_raw(&raw, k),
-            None => raw,
-        };
-        self.state = vec![0.0; setup.rule.optimizer.state_len() * self.theta.len()];
+        let (data, offset) = (&self.data, self.offset);
+        let rows = data.rows() as u64;
+        let configured = self.descent.reconfigure(setup, rows, |descent, c| {
+            descent.column_sums(data, offset, c)
+        })?;
         self.refresh();
         Ok(configured)
     }
@@ -369,30 +313,15 @@ impl Session for CpuSession<'_> {
     }
 
     fn column_sums(&mut self, center: &[f64]) -> Result<Vec<f64>> {
-        let rows = HostRows {
-            data: Cow::Borrowed(self.data.as_ref()),
-            offset: self.offset,
-            total: self.total,
-        };
-        let mut reference = ReferenceSession::new(rows, self.objective);
-        reference.configure(&Setup {
-            split: self.setup.split,
-            ..Setup::default()
-        })?;
-        reference.column_sums(center)
+        Ok(self.descent.column_sums(&self.data, self.offset, center))
     }
 
     fn snapshot(&mut self) -> Result<Snapshot> {
-        Ok(Snapshot::of_host(
-            &self.theta,
-            &self.state,
-            self.standardization.as_ref(),
-            self.objective.outputs(),
-        ))
+        Ok(self.descent.snapshot())
     }
 
     fn restore(&mut self, snapshot: &Snapshot) -> Result<()> {
-        snapshot.restore_into(&mut self.theta, &mut self.state)?;
+        self.descent.restore(snapshot)?;
         self.refresh();
         Ok(())
     }

@@ -64,50 +64,26 @@ impl Session for GpuSession<'_> {
         let (d, k) = (self.features, self.objective.outputs());
         self.setup = setup.clone();
         self.standardization = None;
+        // The training rows' sums with every class weighing 1.
         self.write_setup(&[1.0; 2]);
-        // The training rows' feature sums and label counts (center 0), then, when
-        // standardizing, their squared deviations from the means.
-        let first = self.column_moments(&vec![0.0; d])?;
-        let slots = k.max(2);
-        let counts = &first[2 * d..2 * d + slots];
-        let training = first[2 * d + slots];
-        if training == 0.0 {
-            let fraction = setup.split.map_or(0.0, |s| s.fraction);
-            return Err(Error::option(
-                "validation fraction",
-                fraction,
-                "leaves no training rows",
-            ));
-        }
-        if setup.standardize {
-            let mean: Vec<f64> = first[..d].iter().map(|s| s / training).collect();
-            let second = self.column_moments(&mean)?;
-            let variance: Vec<f64> = second[d..2 * d].iter().map(|s| s / training).collect();
-            let st = Standardization::from_moments(mean, &variance);
+        let rows = self.held_rows();
+        let configured = host::configuration(setup, d, k, rows, &mut |c| self.column_moments(c))?;
+        if let Some(st) = &configured.standardization {
             let values: Vec<f32> = st.mean.iter().chain(&st.scale).map(|&v| v as f32).collect();
             self.ctx
                 .queue()
                 .write_buffer(&self.moments, 0, bytemuck::cast_slice(&values));
-            self.standardization = Some(st);
         }
-        let class_weights = match &setup.class_weights {
-            None => None,
-            Some(ClassWeights::Given(w)) => Some(w.clone()),
-            Some(ClassWeights::Balanced) => Some(balanced(counts)),
-        };
-        self.write_setup(class_weights.as_deref().unwrap_or(&[]));
+        self.standardization = configured.standardization.clone();
+        let class_weights = configured.class_weights.as_deref();
+        self.write_setup(class_weights.unwrap_or(&[]));
         self.write_raw(&raw);
         let state = vec![0.0f32; 2 * raw.len()];
         self.ctx
             .queue()
             .write_buffer(&self.state, 0, bytemuck::cast_slice(&state));
         self.ctx.check()?;
-        Ok(Configured {
-            standardization: self.standardization.clone(),
-            class_weights,
-            training_rows: training as u64,
-            held_out_rows: self.held_rows() - training as u64,
-        })
+        Ok(configured)
     }
 
     fn evaluate(&mut self, rows: RowSet) -> Result<Evaluation> {

@@ -26,11 +26,11 @@ use super::plan::check_loops;
 use super::rows::{
     DeviceRows, Plan, RowBuffers, STORAGE, bind_group, read_buffer, uniform_buffer, upload,
 };
+use crate::backend::host::{self, check_params_shape};
 pub use crate::backend::options::GpuOptions;
-use crate::backend::reference::{balanced, check_params_shape};
 use crate::backend::{
-    Backend, Batch, ClassWeights, Configured, Data, Evaluation, Evaluations, PassSums, RowSet,
-    RunOutcome, Session, Setup, Snapshot, Step, evaluate_then_run,
+    Backend, Batch, Configured, Data, Evaluation, Evaluations, PassSums, RowSet, RunOutcome,
+    Session, Setup, Snapshot, Step, evaluate_then_run,
 };
 use crate::error::{Error, Result};
 use crate::model::{Gradient, Objective, Params};
