@@ -117,7 +117,7 @@ impl SavedModel {
         Self::parse(&text, path)
     }
 
-    fn parse(text: &str, path: &Path) -> Result<Self> {
+    pub(crate) fn parse(text: &str, path: &Path) -> Result<Self> {
         let fail = |message: String| Error::ParamsFile {
             path: path.into(),
             message,

@@ -240,6 +240,46 @@ fn a_float32_npy_is_mapped_and_reads_the_same_rows() {
     );
 }
 
+/// The readers of `impl Read` (standard input, a network stream, bytes in memory) read
+/// what the file readers read, and name the source as they are told in their messages.
+#[test]
+fn readers_of_bytes_read_what_the_file_readers_read() {
+    let csv = read("data.csv", Target::Column("outcome".into()));
+    let text = std::fs::read(fixture("data.csv")).unwrap();
+    let spec = Columns::target("outcome");
+    let from = input::csv::read_from(text.as_slice(), "-", &spec).unwrap();
+    assert_eq!(
+        (from.x(), from.y(), from.feature_names()),
+        (csv.x(), csv.y(), csv.feature_names())
+    );
+    let bad = "a,outcome\n1,0\n2,x\n";
+    let e = input::csv::read_from(bad.as_bytes(), "stdin", &spec).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "stdin, line 3, column 2 (outcome): not a number: \"x\""
+    );
+
+    let dir = scratch("io-npy-bytes");
+    let x = dir.join("X.npy");
+    // X with the label as a fourth column: row i is its three features, then its label.
+    let rows: Vec<f32> = (0..csv.rows())
+        .flat_map(|i| csv.row(i).iter().copied().chain([csv.y()[i]]))
+        .collect();
+    input::npy::write(&x, &rows, 4, false).unwrap();
+    let spec = Columns {
+        target: Target::Index(3),
+        features: None,
+        weights: None,
+    };
+    let file = input::read(&x, &spec).unwrap();
+    let bytes = std::fs::read(&x).unwrap();
+    let memory = input::npy::read_from(bytes.as_slice(), "X.npy", &spec).unwrap();
+    assert_eq!((memory.x(), memory.y()), (file.x(), file.y()));
+    assert_eq!((memory.x(), memory.y()), (csv.x(), csv.y()));
+    let e = input::npy::read_from(&bytes[..bytes.len() - 1], "X.npy", &spec).unwrap_err();
+    assert!(e.to_string().starts_with("X.npy: "), "{e}");
+}
+
 /// fit → save → load → predict gives what the fitted parameters predict in memory, on every
 /// backend.
 #[test]

@@ -164,3 +164,12 @@ pub(crate) fn cell_problem(value: f32) -> Option<&'static str> {
         Some("NaN or infinite value")
     }
 }
+
+/// Every byte of `reader`, for the readers of `impl Read`; errors name it `name`.
+pub(crate) fn read_all(mut reader: impl std::io::Read, name: &Path) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    reader
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(name, e))?;
+    Ok(bytes)
+}

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use rayon::prelude::*;
 
-use super::columns::{Columns, Layout, Target};
+use super::columns::{Columns, Layout, Target, read_all};
 use crate::data::{Dataset, LineOf, Origin};
 use crate::error::{Error, Result};
 
@@ -40,8 +40,56 @@ fn roles(layout: &Layout, columns: usize) -> Vec<Role> {
     roles
 }
 
+/// Where the text comes from: a file, opened again for each pass over it (the scan for
+/// quotes, the rows, an error's line number), or bytes in memory. `name` is what messages
+/// call it.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    File(&'a Path),
+    Bytes { name: &'a Path, bytes: &'a [u8] },
+}
+
+impl<'a> Source<'a> {
+    fn name(self) -> &'a Path {
+        match self {
+            Source::File(path) => path,
+            Source::Bytes { name, .. } => name,
+        }
+    }
+
+    fn open(self) -> Result<Box<dyn BufRead + 'a>> {
+        Ok(match self {
+            Source::File(path) => {
+                let file = File::open(path).map_err(|e| Error::io(path, e))?;
+                Box::new(BufReader::with_capacity(1 << 20, file))
+            }
+            Source::Bytes { bytes, .. } => Box::new(bytes),
+        })
+    }
+}
+
 /// Reads a CSV file with the columns `spec` chooses.
 pub fn read(path: &Path, spec: &Columns) -> Result<Dataset> {
+    read_source(Source::File(path), spec)
+}
+
+/// Reads CSV text from `reader` with the columns `spec` chooses; messages call it `name`
+/// (`-` for standard input, say). The text is held in memory while it is parsed, and
+/// errors about a label name its row rather than its line.
+pub fn read_from(reader: impl Read, name: impl AsRef<Path>, spec: &Columns) -> Result<Dataset> {
+    let name = name.as_ref();
+    let bytes = read_all(reader, name)?;
+    read_source(
+        Source::Bytes {
+            name,
+            bytes: &bytes,
+        },
+        spec,
+    )
+}
+
+fn read_source(source: Source, spec: &Columns) -> Result<Dataset> {
+    let path = source.name();
     if let Target::File(_) = spec.target {
         return Err(Error::option(
             "target",
@@ -49,16 +97,15 @@ pub fn read(path: &Path, spec: &Columns) -> Result<Dataset> {
             "a label file goes with .npy data; name a column",
         ));
     }
-    if has_quotes(path)? {
-        read_quoted(path, spec)
+    if has_quotes(source)? {
+        read_quoted(source, spec)
     } else {
-        read_plain(path, spec)
+        read_plain(source, spec)
     }
 }
 
-fn has_quotes(path: &Path) -> Result<bool> {
-    let mut file =
-        BufReader::with_capacity(1 << 20, File::open(path).map_err(|e| Error::io(path, e))?);
+fn has_quotes(source: Source) -> Result<bool> {
+    let (path, mut file) = (source.name(), source.open()?);
     loop {
         let buf = file.fill_buf().map_err(|e| Error::io(path, e))?;
         if buf.is_empty() {
@@ -83,21 +130,28 @@ struct Columnar {
 impl Columnar {
     fn finish(
         self,
-        path: &Path,
+        source: Source,
         header: &[String],
         layout: &Layout,
         spec: &Columns,
     ) -> Result<Dataset> {
+        let path = source.name();
         if self.y.is_empty() {
             return Err(Error::HeaderOnly { path: path.into() });
         }
         let origin = match (&spec.target, layout.target) {
             (Target::None, _) | (_, None) => Origin::Memory,
-            (_, Some(t)) => Origin::Csv {
-                path: path.into(),
-                target_name: header[t].clone(),
-                target_column: t + 1,
-                line_of: LineOf(row_line),
+            (_, Some(t)) => match source {
+                Source::File(path) => Origin::Csv {
+                    path: path.into(),
+                    target_name: header[t].clone(),
+                    target_column: t + 1,
+                    line_of: LineOf(row_line),
+                },
+                Source::Bytes { name, .. } => Origin::Table {
+                    path: name.into(),
+                    target: header[t].clone(),
+                },
             },
         };
         let weights = layout.weights.map(|_| self.weights);
@@ -176,9 +230,8 @@ fn split_header(line: &str) -> Vec<String> {
 }
 
 /// The fast path: no quotes, so a record is a line and a field is what lies between commas.
-fn read_plain(path: &Path, spec: &Columns) -> Result<Dataset> {
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut reader = BufReader::with_capacity(1 << 20, file);
+fn read_plain(source: Source, spec: &Columns) -> Result<Dataset> {
+    let (path, mut reader) = (source.name(), source.open()?);
     let mut first = Vec::new();
     reader
         .read_until(b'\n', &mut first)
@@ -235,7 +288,7 @@ fn read_plain(path: &Path, spec: &Columns) -> Result<Dataset> {
             break;
         }
     }
-    out.finish(path, &header, &layout, spec)
+    out.finish(source, &header, &layout, spec)
 }
 
 /// Parses whole lines (the first is line `first_line`) on all cores, appending their rows
@@ -330,16 +383,16 @@ fn parse_part(
 }
 
 /// The general path, for files with quoted fields: the `csv` crate, one record at a time.
-fn read_quoted(path: &Path, spec: &Columns) -> Result<Dataset> {
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+fn read_quoted(source: Source, spec: &Columns) -> Result<Dataset> {
+    let path = source.name();
     let mut csv = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
-        .from_reader(BufReader::with_capacity(1 << 20, file));
+        .from_reader(source.open()?);
     let mut record = csv::StringRecord::new();
     if !csv
         .read_record(&mut record)
-        .map_err(|e| csv_error(path, e))?
+        .map_err(|e| csv_error(source, e))?
     {
         return Err(Error::EmptyFile { path: path.into() });
     }
@@ -360,9 +413,9 @@ fn read_quoted(path: &Path, spec: &Columns) -> Result<Dataset> {
     let mut row = vec![0.0f32; layout.features.len()];
     while csv
         .read_record(&mut record)
-        .map_err(|e| csv_error(path, e))?
+        .map_err(|e| csv_error(source, e))?
     {
-        let line = || record.position().map_or(0, |p| line_at(path, p.byte()));
+        let line = || record.position().map_or(0, |p| line_at(source, p.byte()));
         if record.len() != header.len() {
             // A trailing blank line reads as one empty field: skip it rather than complain.
             if record.len() == 1 && record[0].trim().is_empty() {
@@ -385,17 +438,17 @@ fn read_quoted(path: &Path, spec: &Columns) -> Result<Dataset> {
         };
         take_row(record.iter(), &roles, &mut row, &mut out, &fail)?;
     }
-    out.finish(path, &header, &layout, spec)
+    out.finish(source, &header, &layout, spec)
 }
 
 /// The 1-based line of the record the csv crate places at byte `offset`. The crate's own
 /// line numbers skip blank lines, and its offsets may point at the line break before the
 /// record, so: count the newlines before the record's first byte that is not a line break.
 /// Used for error messages only, so it reads the file again.
-fn line_at(path: &Path, offset: u64) -> u64 {
-    let Ok(file) = File::open(path) else { return 0 };
+fn line_at(source: Source, offset: u64) -> u64 {
+    let Ok(text) = source.open() else { return 0 };
     let mut newlines = 1;
-    for (at, byte) in BufReader::new(file).bytes().enumerate() {
+    for (at, byte) in text.bytes().enumerate() {
         let Ok(byte) = byte else { return 0 };
         if at as u64 >= offset && byte != b'\r' && byte != b'\n' {
             break;
@@ -418,11 +471,14 @@ pub(crate) fn row_line(path: &Path, row: usize) -> u64 {
             return 0;
         }
     }
-    record.position().map_or(0, |p| line_at(path, p.byte()))
+    record
+        .position()
+        .map_or(0, |p| line_at(Source::File(path), p.byte()))
 }
 
-fn csv_error(path: &Path, err: csv::Error) -> Error {
-    let line = err.position().map_or(0, |p| line_at(path, p.byte()));
+fn csv_error(source: Source, err: csv::Error) -> Error {
+    let path = source.name();
+    let line = err.position().map_or(0, |p| line_at(source, p.byte()));
     match err.into_kind() {
         csv::ErrorKind::Io(e) => Error::io(path, e),
         csv::ErrorKind::Utf8 { err, .. } => Error::Csv {
@@ -443,7 +499,8 @@ mod tests {
     use super::*;
 
     /// Reads `text` as a file through both paths (as it is, and with a quoted header
-    /// cell, which sends it through the csv crate); both must agree.
+    /// cell, which sends it through the csv crate), and each from memory too; all four
+    /// must agree.
     fn read(text: &str, target: &str) -> Result<Dataset, String> {
         let dir = std::env::temp_dir().join(format!("downhill-csv-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -456,10 +513,14 @@ mod tests {
         std::fs::write(&path, &quoted_text).unwrap();
         let quoted = super::read(&path, &spec).map_err(clean);
         std::fs::remove_file(&path).unwrap();
-        match (&plain, &quoted) {
-            (Ok(a), Ok(b)) => assert_eq!((a.x(), a.y()), (b.x(), b.y())),
-            (Err(a), Err(b)) => assert_eq!(a, b),
-            _ => panic!("the paths disagree: {plain:?} vs {quoted:?}"),
+        let memory =
+            |text: &str| read_from(text.as_bytes(), "t.csv", &spec).map_err(|e| e.to_string());
+        for other in [&quoted, &memory(text), &memory(&quoted_text)] {
+            match (&plain, other) {
+                (Ok(a), Ok(b)) => assert_eq!((a.x(), a.y()), (b.x(), b.y())),
+                (Err(a), Err(b)) => assert_eq!(a, b),
+                _ => panic!("the readers disagree: {plain:?} vs {other:?}"),
+            }
         }
         plain
     }

@@ -10,7 +10,7 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use super::columns::{Columns, Layout, Target, cell_problem};
+use super::columns::{Columns, Layout, Target, cell_problem, read_all};
 use crate::data::{Dataset, Origin};
 use crate::error::{Error, Result};
 use crate::floats::Floats;
@@ -47,11 +47,12 @@ impl Dtype {
 
 /// An open array: its element type, shape, order, and a reader at its first element,
 /// which is byte `offset` of the file.
-struct Array {
+/// An array's header, and its data to read from `data` (at byte `offset` of the file).
+struct Array<R> {
     dtype: Dtype,
     shape: Vec<usize>,
     fortran: bool,
-    data: BufReader<File>,
+    data: R,
     offset: usize,
 }
 
@@ -62,10 +63,15 @@ fn fail(path: &Path, message: impl Into<String>) -> Error {
     }
 }
 
-fn open(path: &Path) -> Result<Array> {
+fn open(path: &Path) -> Result<Array<BufReader<File>>> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
-    let mut data = BufReader::with_capacity(1 << 20, file);
+    header(BufReader::with_capacity(1 << 20, file), file_len, path)
+}
+
+/// Reads the header of an array of `file_len` bytes from `data`, leaving `data` at the
+/// first element; sizes are checked against `file_len` before anything is allocated.
+fn header<R: Read>(mut data: R, file_len: u64, path: &Path) -> Result<Array<R>> {
     let mut magic = [0u8; 8];
     data.read_exact(&mut magic)
         .map_err(|_| fail(path, "not a .npy file (too short)"))?;
@@ -167,7 +173,7 @@ fn open(path: &Path) -> Result<Array> {
     })
 }
 
-impl Array {
+impl<R: Read> Array<R> {
     /// Every element, as f32, in file order.
     fn values(mut self, path: &Path) -> Result<Vec<f32>> {
         let count: usize = self.shape.iter().product();
@@ -197,6 +203,30 @@ impl Array {
 /// Reads X (2-D) and the labels `spec` names.
 pub fn read(path: &Path, spec: &Columns) -> Result<Dataset> {
     let array = open(path)?;
+    // A float32 X in C order whose every column is a feature is mapped, not read.
+    read_array(array, path, spec, |array, count| {
+        Floats::map(array.data.get_ref(), array.offset, count).map_err(|e| Error::io(path, e))
+    })
+}
+
+/// Reads X from the `.npy` bytes of `reader`, with the labels `spec` names (a column, or
+/// a label file by path); messages call it `name`. The bytes are held in memory while
+/// they are read.
+pub fn read_from(reader: impl Read, name: impl AsRef<Path>, spec: &Columns) -> Result<Dataset> {
+    let name = name.as_ref();
+    let bytes = read_all(reader, name)?;
+    let array = header(bytes.as_slice(), bytes.len() as u64, name)?;
+    read_array(array, name, spec, |_, _| Ok(None))
+}
+
+/// The dataset of X's array, with `map(array, count)` to map a whole float32 X in C order
+/// instead of reading it (`None`: read it).
+fn read_array<R: Read>(
+    array: Array<R>,
+    path: &Path,
+    spec: &Columns,
+    map: impl FnOnce(&Array<R>, usize) -> Result<Option<Floats>>,
+) -> Result<Dataset> {
     let (rows, columns) = match array.shape.as_slice() {
         [r, c] => (*r, *c),
         [r] => (*r, 1),
@@ -246,8 +276,7 @@ pub fn read(path: &Path, spec: &Columns) -> Result<Dataset> {
     // Every column a feature, in order: X is the file's array as it stands.
     let whole = layout.features.iter().copied().eq(0..columns) && layout.weights.is_none();
     let mapped = if whole && labels.is_some() && array.dtype == Dtype::F4 && !array.fortran {
-        Floats::map(array.data.get_ref(), array.offset, rows * columns)
-            .map_err(|e| Error::io(path, e))?
+        map(&array, rows * columns)?
     } else {
         None
     };
@@ -335,7 +364,7 @@ enum Values {
 }
 
 /// Every element of a 2-D array, row-major (a Fortran-order array is transposed).
-fn rowwise(array: Array, path: &Path, rows: usize, columns: usize) -> Result<Vec<f32>> {
+fn rowwise<R: Read>(array: Array<R>, path: &Path, rows: usize, columns: usize) -> Result<Vec<f32>> {
     let fortran = array.fortran;
     let values = array.values(path)?;
     if fortran && columns > 1 {
