@@ -39,7 +39,7 @@ impl Evaluation {
 }
 
 /// What [`Session::evaluate_and_run`] found at the parameters before its steps.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Evaluations {
     pub training: Evaluation,
     /// The held-out rows', when asked for.
