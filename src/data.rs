@@ -37,6 +37,10 @@ pub(crate) enum Origin {
         path: PathBuf,
         target: String,
     },
+    /// Labels of their own file (a 1-D .npy): rows are counted from 0.
+    LabelFile {
+        path: PathBuf,
+    },
 }
 
 /// The line in a text file where row i starts, as the file's reader finds it (0 when it
@@ -233,6 +237,17 @@ impl Dataset {
                 (line_of.0)(path, row)
             ),
             Origin::Table { path, target } => format!("{}, row {row} ({target})", path.display()),
+            Origin::LabelFile { path } => format!("{}, row {row} (label)", path.display()),
+        }
+    }
+
+    /// The column the labels came from, when a file named it (`None` for rows built in
+    /// memory and for labels of their own file).
+    pub fn target_name(&self) -> Option<&str> {
+        match &self.origin {
+            Origin::Csv { target_name, .. } => Some(target_name),
+            Origin::Table { target, .. } => Some(target),
+            Origin::Memory | Origin::LabelFile { .. } => None,
         }
     }
 

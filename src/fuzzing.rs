@@ -74,7 +74,7 @@ pub fn params(bytes: &[u8]) {
             }
         }
     }
-    if let Ok(saved) = crate::model_file::SavedModel::parse(text, path)
+    if let Ok(saved) = crate::model_file::FittedModel::parse(text, path)
         && let Some(names) = &saved.features
     {
         assert_eq!(names.len(), saved.params.features());

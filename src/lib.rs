@@ -38,6 +38,7 @@ pub mod data;
 pub mod descent;
 pub mod error;
 pub mod fingerprint;
+pub mod fitted;
 pub mod floats;
 pub mod fuzzing;
 pub mod input;
@@ -67,7 +68,9 @@ pub use backend::{Backend, Data, Session};
 pub use data::Dataset;
 pub use error::{Error, Result};
 pub use model::{Loss, Model, Objective};
-pub use model_file::SavedModel;
+pub use model_file::FittedModel;
+/// The name of [`FittedModel`] before fits returned one; model files are unchanged.
+pub type SavedModel = FittedModel;
 /// The ndarray version `Dataset::from_arrays` takes, for callers who want the same one.
 #[cfg(feature = "ndarray")]
 pub use ndarray;

@@ -1,4 +1,4 @@
-//! Model files: a parameter file (see [`crate::params_file`]) plus what prediction needs to
+//! Fitted models and their files: a parameter file (see [`crate::params_file`]) plus what prediction needs to
 //! find its columns again — the feature names, the target — and the standardization the
 //! descent used, for the record. Any model file is also a parameter file for `--init`.
 //!
@@ -21,9 +21,10 @@ use crate::model::{Loss, Model, Objective, Params};
 use crate::optim::Standardization;
 use crate::params_file;
 
-/// A fitted model and how to feed it.
+/// A fitted model and how to feed it: what [`crate::fit`] returns (as [`crate::Fit::model`])
+/// and what a model file holds. Predicting and scoring with it are in `fitted.rs`.
 #[derive(Clone, Debug, PartialEq)]
-pub struct SavedModel {
+pub struct FittedModel {
     pub model: Model,
     /// The loss as the file names it: `mse`, `bce`, `ce` or `custom:EXPRESSION`.
     pub loss_fn: String,
@@ -36,10 +37,10 @@ pub struct SavedModel {
     pub standardization: Option<Standardization>,
 }
 
-impl SavedModel {
+impl FittedModel {
     /// A model fitted for `objective`.
     pub fn new(objective: &Objective, params: Params) -> Self {
-        SavedModel {
+        FittedModel {
             model: objective.model(),
             loss_fn: objective.loss().to_string(),
             params,
@@ -47,6 +48,14 @@ impl SavedModel {
             target: None,
             standardization: None,
         }
+    }
+
+    /// With the feature names of the rows it was fitted on, and their label column when
+    /// the rows came from a file that names it.
+    pub fn with_data(mut self, data: &crate::data::Dataset) -> Self {
+        self.features = Some(data.feature_names().to_vec());
+        self.target = data.target_name().map(str::to_string);
+        self
     }
 
     /// The objective it was fitted for; a `custom:` loss is compiled again from its
@@ -176,7 +185,7 @@ impl SavedModel {
             None => None,
             Some(s) => Some(read_standardization(s, params.features()).map_err(fail)?),
         };
-        Ok(SavedModel {
+        Ok(FittedModel {
             model,
             loss_fn,
             params,
@@ -234,7 +243,7 @@ mod tests {
             vec![0.1, 0.2, 0.3],
         )
         .unwrap();
-        let mut model = SavedModel::new(&objective, params);
+        let mut model = FittedModel::new(&objective, params);
         model.features = Some(vec!["a".into(), "b".into()]);
         model.target = Some("label".into());
         model.standardization = Some(Standardization {
@@ -242,7 +251,7 @@ mod tests {
             scale: vec![0.5, 4.0],
         });
         let text = serde_json::to_string(&model.to_json()).unwrap();
-        let back = SavedModel::parse(&text, Path::new("m.json")).unwrap();
+        let back = FittedModel::parse(&text, Path::new("m.json")).unwrap();
         assert_eq!(back, model);
         assert_eq!(back.objective().unwrap(), objective);
     }
@@ -250,18 +259,19 @@ mod tests {
     #[test]
     fn a_plain_parameter_file_is_a_model_when_it_names_the_model() {
         let text = r#"{"model": "linear", "weights": [2.0], "bias": -1.0}"#;
-        let model = SavedModel::parse(text, Path::new("p.json")).unwrap();
+        let model = FittedModel::parse(text, Path::new("p.json")).unwrap();
         assert_eq!(model.loss_fn, "mse");
         assert_eq!(model.features, None);
-        let missing = SavedModel::parse(r#"{"weights": [2.0], "bias": -1.0}"#, Path::new("p.json"))
-            .unwrap_err()
-            .to_string();
+        let missing =
+            FittedModel::parse(r#"{"weights": [2.0], "bias": -1.0}"#, Path::new("p.json"))
+                .unwrap_err()
+                .to_string();
         assert!(
             missing.contains("p.json") && missing.contains("no \"model\""),
             "{missing}"
         );
         let short = r#"{"model": "linear", "weights": [2.0], "bias": 0, "features": ["a", "b"]}"#;
-        let err = SavedModel::parse(short, Path::new("p.json"))
+        let err = FittedModel::parse(short, Path::new("p.json"))
             .unwrap_err()
             .to_string();
         assert!(err.contains("features names 2 columns"), "{err}");
@@ -273,9 +283,9 @@ mod tests {
             .unwrap()
             .register();
         let objective = Objective::new(Model::Linear, Some(loss), 1).unwrap();
-        let model = SavedModel::new(&objective, Params::zeros(1, 1));
+        let model = FittedModel::new(&objective, Params::zeros(1, 1));
         assert_eq!(model.loss_fn, "custom:(z - y)^2 / 2");
-        let back = SavedModel::parse(&model.to_json().to_string(), Path::new("m.json")).unwrap();
+        let back = FittedModel::parse(&model.to_json().to_string(), Path::new("m.json")).unwrap();
         assert_eq!(back.objective().unwrap().model(), Model::Linear);
     }
 }

@@ -280,6 +280,49 @@ fn readers_of_bytes_read_what_the_file_readers_read() {
     assert!(e.to_string().starts_with("X.npy: "), "{e}");
 }
 
+/// The model a fit returns carries the rows' columns and the descent's standardization,
+/// and predicts and scores what its session would, on every backend.
+#[test]
+fn a_fit_returns_a_model_that_predicts_scores_and_saves() {
+    let data = read("data.csv", Target::Column("outcome".into()));
+    let objective = Objective::logistic();
+    let trainer = Trainer::new().epochs(100).lr(0.1).standardize(true);
+    let fit = downhill::fit(&Reference, &data, objective, &trainer).unwrap();
+    let model = &fit.model;
+    assert_eq!(model.params, fit.params);
+    assert_eq!(model.features.as_deref(), Some(data.feature_names()));
+    assert_eq!(model.target.as_deref(), Some("outcome"));
+    assert_eq!(model.standardization, fit.configured.standardization);
+    assert_eq!(model.objective().unwrap(), objective);
+    // The score of the final parameters is the fit's final evaluation.
+    let score = model.score(&Reference, &data).unwrap();
+    assert_eq!(score.loss, fit.loss);
+    assert_eq!(score.accuracy, fit.last.training.accuracy);
+    let path = scratch("io-fitted").join("model.json");
+    model.save(&path).unwrap();
+    let loaded = downhill::FittedModel::load(&path).unwrap();
+    assert_eq!(&loaded, model);
+    let mut session = Reference
+        .open(downhill::Data::Host(&data), objective)
+        .unwrap();
+    let expected = Predictions::of(session.as_mut(), &fit.params).unwrap();
+    for (name, backend) in common::all_backends() {
+        let p = loaded.predict(backend.as_ref(), &data).unwrap();
+        common::assert_close(&name, p.logits(), expected.logits(), 1e-4);
+        let s = loaded.score(backend.as_ref(), &data).unwrap();
+        assert!(
+            (s.loss - fit.loss).abs() < 1e-5,
+            "{name}: {} vs {}",
+            s.loss,
+            fit.loss
+        );
+    }
+    // Rows of other columns are refused, naming what the model expects.
+    let two = Dataset::new(vec![0.0; 4], vec![0.0, 1.0], 2).unwrap();
+    let e = loaded.predict(&Reference, &two).unwrap_err().to_string();
+    assert!(e.contains("expected 3 feature columns"), "{e}");
+}
+
 /// fit → save → load → predict gives what the fitted parameters predict in memory, on every
 /// backend.
 #[test]

@@ -11,7 +11,7 @@ use downhill::input::{self, Target};
 use downhill::optim::{Schedule, UpdateRule};
 use downhill::train::{Interrupt, LogEntry, OptimizerKind, StopReason};
 use downhill::{
-    Dataset, Error, Fit, Model, Objective, Params, SavedModel, Synthetic, Trainer, params_file,
+    Dataset, Error, Fit, FittedModel, Model, Objective, Params, Synthetic, Trainer, params_file,
     plot,
 };
 
@@ -447,13 +447,12 @@ pub fn fit(args: FitArgs, quiet: bool, processes: super::Processes) -> Result<()
         FitProgress::new(args.epochs, rows, quiet || !writes, args.animate.is_some());
     let result = trainer.fit_with(session.as_mut(), &mut progress);
     progress.finish();
-    let saved = |params: &Params, fit: Option<&Fit>| -> SavedModel {
-        let mut model = SavedModel::new(&objective, params.clone());
+    // The model as a file gives it: with the columns the rows came from.
+    let with_columns = |mut model: FittedModel| -> FittedModel {
         if let Source::File { dataset, target } = &source {
             model.features = Some(dataset.feature_names().to_vec());
             model.target = target_name(target);
         }
-        model.standardization = fit.and_then(|f| f.configured.standardization.clone());
         model
     };
     let fit = match result {
@@ -464,7 +463,7 @@ pub fn fit(args: FitArgs, quiet: bool, processes: super::Processes) -> Result<()
             last_finite,
         }) => {
             if let Some(out) = args.out.as_ref().filter(|_| writes) {
-                saved(&last_finite, None).save(out)?;
+                with_columns(FittedModel::new(&objective, (*last_finite).clone())).save(out)?;
                 log::warn!("wrote the last finite parameters to {}", out.display());
             }
             return Err(Error::Diverged {
@@ -479,7 +478,7 @@ pub fn fit(args: FitArgs, quiet: bool, processes: super::Processes) -> Result<()
         return Ok(());
     }
     if let Some(out) = &args.out {
-        saved(&fit.params, Some(&fit)).save(out)?;
+        with_columns(fit.model.clone()).save(out)?;
     }
     if let Some(path) = &args.plot {
         plot::loss_plot(path, &objective, &fit.log)?;

@@ -7,9 +7,8 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use serde_json::json;
 
-use downhill::backend::{Data, RowSet};
 use downhill::input::{self, Target};
-use downhill::{Dataset, Error, Model, Params, Predictions, SavedModel, Trainer, params_file};
+use downhill::{Error, FittedModel, Model, Params, Predictions, params_file};
 
 use super::args::{BackendArgs, ModelArgs, TargetArgs, columns};
 use super::out;
@@ -64,52 +63,6 @@ pub struct GradArgs {
     weights: PathBuf,
 }
 
-/// Reads the model's feature columns (and `target`) of `data`, checking the count.
-fn read_for(
-    model: &SavedModel,
-    path: &Path,
-    data: &Path,
-    target: Target,
-) -> Result<Dataset, Error> {
-    let dataset = match (&model.features, &target, &model.target) {
-        // Columns by position: the model's own label column, when the file has it, is
-        // not a feature.
-        (None, Target::None, Some(label)) => {
-            match input::read(data, &model.columns(Target::Column(label.clone()))) {
-                Err(Error::MissingColumn { .. }) => input::read(data, &model.columns(target))?,
-                read => {
-                    log::info!(
-                        "{}: column {label:?} is the model's target, not a feature",
-                        data.display()
-                    );
-                    read?
-                }
-            }
-        }
-        _ => input::read(data, &model.columns(target))?,
-    };
-    if model.features.is_none() {
-        log::warn!(
-            "{} names no feature columns: the columns of {} are taken in order as its {}",
-            path.display(),
-            data.display(),
-            downhill::error::count(model.params.features(), "feature")
-        );
-    }
-    if dataset.features() != model.params.features() {
-        return Err(Error::Shape {
-            what: format!("{} (for the model in {})", data.display(), path.display()),
-            expected: format!("{} feature columns", model.params.features()),
-            found: format!(
-                "{} ({})",
-                dataset.features(),
-                dataset.feature_names().join(", ")
-            ),
-        });
-    }
-    Ok(dataset)
-}
-
 pub fn predict(args: PredictArgs) -> Result<(), Error> {
     let to_file = args.out.as_deref().filter(|p| *p != Path::new("-"));
     if let Some(out) = to_file {
@@ -119,13 +72,11 @@ pub fn predict(args: PredictArgs) -> Result<(), Error> {
             &[],
         )?;
     }
-    let model = SavedModel::load(&args.model_file)?;
-    let dataset = read_for(&model, &args.model_file, &args.data, Target::None)?;
-    let objective = model.prediction_objective()?;
+    let model = FittedModel::load(&args.model_file)?;
+    let dataset = model.read(&args.data, Target::None)?;
     let selected = downhill::select(args.backend.backend, Default::default())?;
     log::info!("backend: {}", selected.reason);
-    let mut session = selected.backend.open(Data::Host(&dataset), objective)?;
-    let predictions = Predictions::of(session.as_mut(), &model.params)?;
+    let predictions = model.predict(selected.backend.as_ref(), &dataset)?;
     let text = predictions_csv(&predictions, args.proba);
     match to_file {
         Some(out) => {
@@ -188,7 +139,7 @@ fn predictions_csv(p: &Predictions, proba: bool) -> String {
 }
 
 pub fn score(args: ScoreArgs) -> Result<(), Error> {
-    let model = SavedModel::load(&args.model_file)?;
+    let model = FittedModel::load(&args.model_file)?;
     let target = args
         .target
         .target_or(model.target.clone().map(Target::Column))
@@ -202,15 +153,10 @@ pub fn score(args: ScoreArgs) -> Result<(), Error> {
                 ),
             )
         })?;
-    let dataset = read_for(&model, &args.model_file, &args.data, target)?;
-    let objective = model.objective()?;
-    dataset.check_labels(&objective)?;
+    let dataset = model.read(&args.data, target)?;
     let selected = downhill::select(args.backend.backend, Default::default())?;
     log::info!("backend: {}", selected.reason);
-    let mut session = selected.backend.open(Data::Host(&dataset), objective)?;
-    session.configure(&Trainer::new().setup())?;
-    session.set_params(&model.params)?;
-    let e = session.evaluate(RowSet::All)?;
+    let e = model.score(selected.backend.as_ref(), &dataset)?;
     if args.backend.json {
         let mut out = json!({"rows": dataset.rows(), "loss_fn": model.loss_fn, "loss": e.loss});
         if let Some(a) = e.accuracy {

@@ -340,9 +340,8 @@ fn read_array<R: Read>(
         Values::Mapped(floats) => floats,
     };
     let origin = match &target {
-        Target::File(y_path) => Origin::Table {
+        Target::File(y_path) => Origin::LabelFile {
             path: y_path.clone(),
-            target: "label".into(),
         },
         _ => layout.origin(path, &header),
     };

@@ -14,6 +14,7 @@ use crate::descent::{
 };
 use crate::error::{Error, Result, number};
 use crate::model::{Loss, Model, Objective, Params};
+use crate::model_file::FittedModel;
 use crate::optim::{Optimizer, Regularization, Schedule, UpdateRule};
 use crate::rng::Permutation;
 
@@ -189,6 +190,10 @@ pub struct Fit {
     pub configured: Configured,
     /// Seconds spent in the descent loop alone (no loading, generation or upload).
     pub train_seconds: f64,
+    /// The fitted model: the objective, `params`, the standardization the descent used
+    /// and, from [`fit`], the rows' feature names and label column; it predicts, scores
+    /// and saves.
+    pub model: FittedModel,
 }
 
 impl Trainer {
@@ -366,7 +371,9 @@ pub fn fit(
     trainer.validate()?;
     data.check_labels(&objective)?;
     let mut session = backend.open(Data::Host(data), objective)?;
-    trainer.fit(session.as_mut())
+    let mut fit = trainer.fit(session.as_mut())?;
+    fit.model = fit.model.with_data(data);
+    Ok(fit)
 }
 
 mod plan;

@@ -128,8 +128,12 @@ impl Trainer {
             session,
             ..
         } = run;
+        let params = session.params()?;
+        let mut model = FittedModel::new(&session.objective(), params.clone());
+        model.standardization = configured.standardization.clone();
         Ok(Fit {
-            params: session.params()?,
+            params,
+            model,
             loss: entry.training.loss,
             history: state.log.iter().map(|e| e.training.loss).collect(),
             history_epochs: state.log.iter().map(|e| e.epoch).collect(),
