@@ -29,31 +29,42 @@
 //! # Ok::<(), downhill::Error>(())
 //! ```
 
+// The documented API is the modules below without `#[doc(hidden)]` and the re-exports
+// after them. The hidden modules are the command line's and the fuzz targets' helpers
+// (bench timing, fuzz entry points, output and memory checks, aligned floats, hashes):
+// public because the binary and `fuzz/` are other crates, not for library users.
 pub mod autodiff;
 pub mod backend;
+#[doc(hidden)]
 pub mod bench;
 pub mod checkpoint;
 pub mod custom;
 pub mod data;
 pub mod descent;
 pub mod error;
+#[doc(hidden)]
 pub mod fingerprint;
-pub mod fitted;
+mod fitted;
+#[doc(hidden)]
 pub mod floats;
+#[doc(hidden)]
 pub mod fuzzing;
 pub mod input;
 pub mod loss;
 pub mod math;
+#[doc(hidden)]
 pub mod memory;
 pub mod model;
 pub mod model_file;
 pub mod optim;
+#[doc(hidden)]
 pub mod output;
 pub mod params;
 pub mod params_file;
 #[cfg(feature = "plot")]
 pub mod plot;
 pub mod predict;
+#[doc(hidden)]
 pub mod rng;
 pub mod selection;
 pub mod synth;

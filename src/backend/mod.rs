@@ -2,7 +2,7 @@
 //! the session holds the data and the parameters where the backend computes (device
 //! memory for the GPU) and runs descent steps there.
 //!
-//! Each backend lives in its own module below this one: [`cpu`], [`gpu`], [`reference`],
+//! Each backend lives in its own module below this one: [`cpu`], [`gpu`], [`mod@reference`],
 //! [`parallel`] (a backend made of backends) and `mpi`. The vocabulary they speak
 //! ([`Step`], [`RowSet`], [`PassSums`], …) is [`crate::descent`], re-exported here;
 //! choosing one is [`crate::selection`], above them all.

@@ -17,7 +17,7 @@ pub struct Evaluation {
 }
 
 impl Evaluation {
-    /// From the weighted sums every backend accumulates: Σwℓ, Σw, Σw[correct], Σwy, Σwy².
+    /// From the weighted sums every backend accumulates: Σwℓ, Σw, Σw\[correct\], Σwy, Σwy².
     pub fn from_sums(model: Model, sums: [f64; 5]) -> Self {
         let [loss, weight, correct, sum_y, sum_y2] = sums;
         let mean = |v: f64| if weight > 0.0 { v / weight } else { f64::NAN };
@@ -38,7 +38,7 @@ impl Evaluation {
     }
 }
 
-/// What [`Session::evaluate_and_run`] found at the parameters before its steps.
+/// What [`Session::evaluate_and_run`](crate::Session::evaluate_and_run) found at the parameters before its steps.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Evaluations {
     pub training: Evaluation,
@@ -50,7 +50,7 @@ pub struct Evaluations {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RunOutcome {
     Completed,
-    /// Step `step` (an index into the slice given to [`Session::run`]) met a non-finite
+    /// Step `step` (an index into the slice given to [`Session::run`](crate::Session::run)) met a non-finite
     /// loss, gradient or parameter; it and every later step were not applied.
     Diverged {
         step: usize,
@@ -58,7 +58,7 @@ pub enum RunOutcome {
 }
 
 /// Sums over rows: Σ w·∂ℓ/∂θ in raw space (W row-major, then b), and the metric sums Σwℓ,
-/// Σw, Σw[correct], Σwy, Σwy².
+/// Σw, Σw\[correct\], Σwy, Σwy².
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct PassSums {
     pub gradient: Vec<f64>,

@@ -109,7 +109,7 @@ pub struct Setup {
     pub standardize: bool,
 }
 
-/// What [`Session::configure`] derived from the rows.
+/// What [`Session::configure`](crate::Session::configure) derived from the rows.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Configured {
     pub standardization: Option<crate::optim::Standardization>,

@@ -2,7 +2,7 @@
 
 use crate::error::{Error, Result};
 
-/// The environment variable that caps the vector instructions of the default [`Cpu`]
+/// The environment variable that caps the vector instructions of the default [`Cpu`](super::Cpu)
 /// backend: `avx2` or `portable` (or `avx512`, the widest there is). The loops add in
 /// different orders, so their last bits differ; the cap reproduces a narrower CPU's bits.
 pub const SIMD_VAR: &str = "DOWNHILL_CPU_SIMD";

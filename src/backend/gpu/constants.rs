@@ -99,7 +99,7 @@ pub struct ShaderConstants {
     /// `u32::MAX` where the device has none.
     pub slice_tiles: u32,
     /// The device's loop limit these constants are planned for
-    /// ([`GpuContext::loop_limit`]); `None`: no limit.
+    /// ([`GpuContext::loop_limit`](super::GpuContext::loop_limit)); `None`: no limit.
     pub loop_limit: Option<u32>,
 }
 

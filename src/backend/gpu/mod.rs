@@ -1,12 +1,14 @@
 //! The GPU backend: adapter choice, the device and its limits, and device errors turned
-//! into [`Error`]s. Kernels live in `shaders/`; their host side in [`kernels`]; buffers and
+//! into [`Error`](crate::Error)s. Kernels live in `shaders/`; their host side in [`kernels`]; buffers and
 //! the descent loop on the device in [`session`].
 
 mod constants;
 mod context;
 mod dispatch;
+#[doc(hidden)]
 pub mod kernels;
 mod loops;
+#[doc(hidden)]
 pub mod plan;
 mod probe;
 mod rows;

@@ -1,4 +1,4 @@
-//! A problem on the device: its rows (resident in shards, or streamed; see [`super::rows`]),
+//! A problem on the device: its rows (resident in shards, or streamed; see `gpu/rows.rs`),
 //! the parameters, and the descent loop recorded into command buffers, several steps per
 //! submission. Nothing comes back to the host inside the loop except a status word per
 //! run and the loss when the caller asks for it.
