@@ -36,7 +36,7 @@ impl Session for GpuSession<'_> {
     fn params(&mut self) -> Result<Params> {
         let count = (self.features as u32 + 1) * self.kernels.constants.k;
         let encoder = self.encoder("downhill.params");
-        let values = self.read_back(encoder, &self.params, 0, count)?;
+        let values = self.read_back(encoder, &self.buffers.params, 0, count)?;
         Ok(Params::from_flat(
             self.features,
             self.objective.outputs(),
@@ -72,7 +72,7 @@ impl Session for GpuSession<'_> {
             let values: Vec<f32> = st.mean.iter().chain(&st.scale).map(|&v| v as f32).collect();
             self.ctx
                 .queue()
-                .write_buffer(&self.moments, 0, bytemuck::cast_slice(&values));
+                .write_buffer(&self.buffers.moments, 0, bytemuck::cast_slice(&values));
         }
         self.standardization = configured.standardization.clone();
         let class_weights = configured.class_weights.as_deref();
@@ -81,7 +81,7 @@ impl Session for GpuSession<'_> {
         let state = vec![0.0f32; 2 * raw.len()];
         self.ctx
             .queue()
-            .write_buffer(&self.state, 0, bytemuck::cast_slice(&state));
+            .write_buffer(&self.buffers.state, 0, bytemuck::cast_slice(&state));
         self.ctx.check()?;
         Ok(configured)
     }
@@ -110,7 +110,7 @@ impl Session for GpuSession<'_> {
         }
         self.write_records(&[uniform]);
         let encoder = self.one_step(&uniform, true)?;
-        let v = self.read_back(encoder, &self.grad, self.loss_entry(), 10)?;
+        let v = self.read_back(encoder, &self.buffers.grad, self.loss_entry(), 10)?;
         let training = self.evaluation_from(&v[..5]);
         let evaluations = Evaluations {
             training,
@@ -133,7 +133,7 @@ impl Session for GpuSession<'_> {
         let uniform = self.step_uniform(step, 0, rows);
         self.write_records(&[uniform]);
         let encoder = self.one_step(&uniform, false)?;
-        let values = self.read_back(encoder, &self.grad, 0, self.kernels.constants.p)?;
+        let values = self.read_back(encoder, &self.buffers.grad, 0, self.kernels.constants.p)?;
         let n = (self.features + 1) * self.objective.outputs();
         let all: Vec<f64> = values.iter().map(|&v| f64::from(v)).collect();
         // The reduction wrote the weighted means of the gradient and the loss.
@@ -159,9 +159,9 @@ impl Session for GpuSession<'_> {
             Ok(values.iter().map(|&v| f64::from(v)).collect())
         };
         Ok(Snapshot {
-            theta: read(&self.theta, n)?,
-            state: read(&self.state, len)?,
-            raw: read(&self.params, n)?,
+            theta: read(&self.buffers.theta, n)?,
+            state: read(&self.buffers.state, len)?,
+            raw: read(&self.buffers.params, n)?,
         })
     }
 
@@ -170,9 +170,9 @@ impl Session for GpuSession<'_> {
         snapshot.check(n, self.setup.rule.optimizer.state_len() * n)?;
         let queue = self.ctx.queue();
         for (buffer, values) in [
-            (&self.theta, &snapshot.theta),
-            (&self.state, &snapshot.state),
-            (&self.params, &snapshot.raw),
+            (&self.buffers.theta, &snapshot.theta),
+            (&self.buffers.state, &snapshot.state),
+            (&self.buffers.params, &snapshot.raw),
         ] {
             let values: Vec<f32> = values.iter().map(|&v| v as f32).collect();
             if !values.is_empty() {

@@ -8,6 +8,7 @@
 //! predictions in `predict.rs`, and what tests and benchmarks ask (the unfused oracle, the
 //! memory floor, rows read back) in `oracle.rs`.
 
+mod buffers;
 mod contract;
 pub mod oracle;
 mod predict;
@@ -16,8 +17,9 @@ mod record;
 use std::ops::Range;
 use std::sync::Arc;
 
+use buffers::Buffers;
+
 use super::context::GpuContext;
-use super::dispatch::{Slices, moment_groups, record_bind_group};
 use super::kernels::{
     GeneratorKernels, GeneratorUniform, Kernels, ROWS_TRAINING_AND_HELD_OUT, SetupUniform,
     ShaderConstants, StepUniform, Tuning, grid,
@@ -101,37 +103,12 @@ pub struct GpuSession<'a> {
     device_rows: DeviceRows<'a>,
     /// The rows of each shard, or of each chunk when streamed.
     ranges: Vec<Range<u32>>,
-    /// Raw-space parameters, (d + 1)·k: what every gradient pass reads.
-    params: wgpu::Buffer,
-    /// The optimizer's parameters (standardized space when standardizing) and state.
-    theta: wgpu::Buffer,
-    state: wgpu::Buffer,
-    /// μ (d) then s = 1/σ (d), when standardizing.
-    moments: wgpu::Buffer,
-    setup_buffer: wgpu::Buffer,
-    /// One weight per class slot (max(k, 2)); ones without class weights.
-    class_weights: wgpu::Buffer,
-    grad: wgpu::Buffer,
-    partials: wgpu::Buffer,
-    status: wgpu::Buffer,
-    steps: wgpu::Buffer,
-    staging: wgpu::Buffer,
-    step_bind: wgpu::BindGroup,
-    /// Slice records (see `shaders/gradient.wgsl`), one per `slice_stride` bytes.
-    slices: Slices,
-    gradient_bind: wgpu::BindGroup,
-    reduce_bind: wgpu::BindGroup,
-    update_bind: wgpu::BindGroup,
+    /// The device buffers and bind groups, built once.
+    buffers: Buffers,
     /// What the session was configured with, and what it derived.
     setup: Setup,
     standardization: Option<Standardization>,
     weighted: bool,
-    /// Bytes between step records (the device's uniform offset alignment).
-    step_stride: u64,
-    /// Workgroups per shard the partials buffer has room for.
-    max_groups: u32,
-    /// Workgroups per shard of the moments pass ([`moment_groups`]).
-    moment_groups: u32,
     /// Reused bytes of the step records of one submission.
     records: Vec<u8>,
 }
@@ -184,7 +161,6 @@ impl<'a> GpuSession<'a> {
         if !constants.update_in_one_workgroup() {
             kernels.update_split(ctx)?;
         }
-        let p = u64::from(constants.p);
         let weighted = match &data {
             Data::Host(h) => h.weights().is_some(),
             Data::Part { whole, .. } => {
@@ -195,111 +171,7 @@ impl<'a> GpuSession<'a> {
         let device_rows = DeviceRows::new(ctx, &constants, &kernels.layouts.shard, &plan, data)?;
 
         let n = (features as u64 + 1) * u64::from(constants.k);
-        let read_write = STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
-        let params = ctx.buffer("downhill.params", 4 * n, read_write, false)?;
-        let theta = ctx.buffer("downhill.theta", 4 * n, read_write, false)?;
-        let state = ctx.buffer("downhill.state", 8 * n, read_write, false)?;
-        let moments = ctx.buffer("downhill.moments", 8 * features as u64, read_write, false)?;
-        let setup_buffer = ctx.buffer(
-            "downhill.setup",
-            size_of::<SetupUniform>() as u64,
-            wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            false,
-        )?;
-        let class_slots = u64::from(constants.k.max(2));
-        let class_weights =
-            ctx.buffer("downhill.class_weights", 4 * class_slots, read_write, false)?;
-        let grad = ctx.buffer(
-            "downhill.grad",
-            4 * p,
-            STORAGE | wgpu::BufferUsages::COPY_SRC,
-            false,
-        )?;
-        let status = ctx.buffer(
-            "downhill.status",
-            8,
-            STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
-            false,
-        )?;
-        // The moments pass writes 2d + max(k, 2) + 1 numbers per workgroup, the others P.
-        let per_group = p.max(2 * features as u64 + class_slots + 1);
-        let partial_bytes = 4 * per_group * shard_count as u64;
-        let max_groups =
-            (ctx.storage_binding_limit() / partial_bytes).min(u64::from(tuning.max_groups)) as u32;
-        if max_groups == 0 {
-            return Err(Error::TooLarge {
-                what: "the per-workgroup gradient partials".into(),
-                bytes: partial_bytes,
-                limit_name: "max_storage_buffer_binding_size",
-                limit: ctx.storage_binding_limit(),
-                hint: "",
-            });
-        }
-        let moment_groups = moment_groups(
-            ctx,
-            constants.loop_limit,
-            plan.ranges.iter().map(|r| r.len()).max().unwrap_or(0) as u64,
-            features as u64,
-            tuning.workgroup,
-            class_slots,
-            (shard_count as u64, max_groups),
-        )?;
-        let moment_bytes = 4 * (2 * features as u64 + class_slots + 1) * shard_count as u64;
-        let partials = ctx.buffer(
-            "downhill.partials",
-            (partial_bytes * u64::from(max_groups)).max(moment_bytes * u64::from(moment_groups)),
-            STORAGE | wgpu::BufferUsages::COPY_SRC,
-            false,
-        )?;
-        let step_stride = (size_of::<StepUniform>() as u64)
-            .next_multiple_of(u64::from(limits.min_uniform_buffer_offset_alignment));
-        let steps = ctx.buffer(
-            "downhill.steps",
-            step_stride * STEPS_PER_SUBMIT as u64,
-            wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            false,
-        )?;
-        let staging = ctx.buffer(
-            "downhill.staging",
-            (4 * p).max(8 * n).max(8 * features as u64),
-            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            false,
-        )?;
-        let step_bind = record_bind_group(
-            ctx,
-            "downhill.step",
-            &kernels.layouts.step,
-            &steps,
-            size_of::<StepUniform>(),
-        );
-        let slices = Slices::new(ctx, &kernels, rows, max_groups)?;
-        let gradient_bind = bind_group(
-            ctx,
-            "downhill.gradient",
-            &kernels.layouts.gradient,
-            &[&params, &partials, &setup_buffer, &class_weights],
-        );
-        let reduce_bind = bind_group(
-            ctx,
-            "downhill.reduce",
-            &kernels.layouts.reduce,
-            &[&partials, &grad],
-        );
-        let update_bind = bind_group(
-            ctx,
-            "downhill.update",
-            &kernels.layouts.update,
-            &[
-                &params,
-                &grad,
-                &status,
-                &theta,
-                &state,
-                &moments,
-                &setup_buffer,
-            ],
-        );
-
+        let buffers = Buffers::new(ctx, &kernels, features, rows, &plan, tuning)?;
         let session = GpuSession {
             ctx,
             objective,
@@ -308,28 +180,10 @@ impl<'a> GpuSession<'a> {
             kernels,
             device_rows,
             ranges: plan.ranges,
-            params,
-            theta,
-            state,
-            moments,
-            setup_buffer,
-            class_weights,
-            grad,
-            partials,
-            status,
-            steps,
-            staging,
-            step_bind,
-            slices,
-            gradient_bind,
-            reduce_bind,
-            update_bind,
+            buffers,
             setup: Setup::default(),
             standardization: None,
             weighted,
-            step_stride,
-            max_groups,
-            moment_groups,
             records: Vec::new(),
         };
         session.write_setup(&[1.0; 2]);
@@ -354,7 +208,9 @@ impl<'a> GpuSession<'a> {
             .map(|r| r.len() as u32)
             .max()
             .unwrap_or(0);
-        most.div_ceil(tile_rows).div_ceil(self.slices.span).max(1)
+        most.div_ceil(tile_rows)
+            .div_ceil(self.buffers.slices.span)
+            .max(1)
     }
 
     /// The rows of each shard (resident) or chunk (streamed).

@@ -13,8 +13,9 @@ impl GpuSession<'_> {
             ));
         };
         let groups = self
+            .buffers
             .max_groups
-            .min(u32::try_from(self.partials.size() / 4).unwrap_or(u32::MAX));
+            .min(u32::try_from(self.buffers.partials.size() / 4).unwrap_or(u32::MAX));
         let binds: Vec<wgpu::BindGroup> = shards
             .iter()
             .map(|s| {
@@ -22,7 +23,7 @@ impl GpuSession<'_> {
                     self.ctx,
                     "downhill.stream_read",
                     &self.kernels.layouts.stream_read,
-                    &[&s.x, &self.partials],
+                    &[&s.x, &self.buffers.partials],
                 )
             })
             .collect();
@@ -105,7 +106,7 @@ impl GpuSession<'_> {
             ctx,
             "downhill.forward",
             &layouts.forward,
-            &[&self.params, &z, &yhat],
+            &[&self.buffers.params, &z, &yhat],
         );
         let delta_bind = bind_group(
             ctx,
@@ -117,7 +118,7 @@ impl GpuSession<'_> {
             ctx,
             "downhill.xt_delta",
             &layouts.xt_delta,
-            &[&delta, &row_loss, &self.grad],
+            &[&delta, &row_loss, &self.buffers.grad],
         );
         let step = Step {
             epoch: 0,
@@ -157,7 +158,7 @@ impl GpuSession<'_> {
                 label: Some("downhill.unfused"),
                 timestamp_writes: None,
             });
-            pass.set_bind_group(0, &self.step_bind, &[0]);
+            pass.set_bind_group(0, &self.buffers.step_bind, &[0]);
             pass.set_bind_group(1, &shard.bind, &[]);
             pass.set_pipeline(&unfused.forward);
             pass.set_bind_group(2, &forward_bind, &[]);
@@ -170,7 +171,7 @@ impl GpuSession<'_> {
             let (gx, gy) = grid(c.p, max_dim);
             pass.dispatch_workgroups(gx, gy, 1);
         }
-        let values = self.read_back(encoder, &self.grad, 0, c.p)?;
+        let values = self.read_back(encoder, &self.buffers.grad, 0, c.p)?;
         Ok(self.gradient_from(&values))
     }
 }

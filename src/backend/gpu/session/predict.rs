@@ -59,7 +59,7 @@ impl GpuSession<'_> {
             ctx,
             "downhill.predict",
             &kernels.layouts.predict,
-            &[&self.params, &z],
+            &[&self.buffers.params, &z],
         );
         let pipeline = kernels.predict(ctx)?;
         let mut out = Vec::with_capacity(self.rows * k as usize);

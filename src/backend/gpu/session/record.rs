@@ -16,20 +16,24 @@ impl GpuSession<'_> {
         };
         let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
         let queue = self.ctx.queue();
-        queue.write_buffer(&self.params, 0, bytemuck::cast_slice(&f32s(raw)));
-        queue.write_buffer(&self.theta, 0, bytemuck::cast_slice(&f32s(&theta)));
+        queue.write_buffer(&self.buffers.params, 0, bytemuck::cast_slice(&f32s(raw)));
+        queue.write_buffer(&self.buffers.theta, 0, bytemuck::cast_slice(&f32s(&theta)));
     }
 
     /// Writes the setup uniform and the class weights (one per class slot).
     pub(super) fn write_setup(&self, class_weights: &[f64]) {
         let uniform = SetupUniform::new(&self.setup, self.weighted);
         let queue = self.ctx.queue();
-        queue.write_buffer(&self.setup_buffer, 0, bytemuck::bytes_of(&uniform));
+        queue.write_buffer(&self.buffers.setup_buffer, 0, bytemuck::bytes_of(&uniform));
         let slots = self.kernels.constants.k.max(2) as usize;
         let weights: Vec<f32> = (0..slots)
             .map(|c| class_weights.get(c).copied().unwrap_or(1.0) as f32)
             .collect();
-        queue.write_buffer(&self.class_weights, 0, bytemuck::cast_slice(&weights));
+        queue.write_buffer(
+            &self.buffers.class_weights,
+            0,
+            bytemuck::cast_slice(&weights),
+        );
     }
 
     /// The step uniform of `step` (the `index`-th of a run) over `rows`.
@@ -59,7 +63,7 @@ impl GpuSession<'_> {
             Some(_) => batch.len,
         };
         span.div_ceil(self.kernels.constants.tile_rows)
-            .clamp(1, self.max_groups)
+            .clamp(1, self.buffers.max_groups)
     }
 
     /// Records the fused gradient of the step at record `slot` over the rows of `shards`.
@@ -71,14 +75,19 @@ impl GpuSession<'_> {
         shards: &[RowBuffers],
     ) {
         let groups = uniform.groups;
-        let offset = [(slot as u64 * self.step_stride) as u32];
+        let offset = [(slot as u64 * self.buffers.step_stride) as u32];
         pass.set_pipeline(&self.kernels.gradient);
-        pass.set_bind_group(0, &self.step_bind, &offset);
-        pass.set_bind_group(2, &self.gradient_bind, &[]);
+        pass.set_bind_group(0, &self.buffers.step_bind, &offset);
+        pass.set_bind_group(2, &self.buffers.gradient_bind, &[]);
         for shard in shards {
             pass.set_bind_group(1, &shard.bind, &[]);
-            self.slices
-                .dispatch(pass, &self.kernels.constants, uniform, &shard.rows, groups);
+            self.buffers.slices.dispatch(
+                pass,
+                &self.kernels.constants,
+                uniform,
+                &shard.rows,
+                groups,
+            );
         }
     }
 
@@ -91,16 +100,16 @@ impl GpuSession<'_> {
         update: bool,
     ) {
         let c = &self.kernels.constants;
-        let offset = [(slot as u64 * self.step_stride) as u32];
+        let offset = [(slot as u64 * self.buffers.step_stride) as u32];
         let max_dim = self.ctx.limits().max_compute_workgroups_per_dimension;
         let (gx, gy) = grid(c.p.div_ceil(c.wg), max_dim);
         pass.set_pipeline(&self.kernels.reduce);
-        pass.set_bind_group(0, &self.step_bind, &offset);
-        pass.set_bind_group(1, &self.reduce_bind, &[]);
+        pass.set_bind_group(0, &self.buffers.step_bind, &offset);
+        pass.set_bind_group(1, &self.buffers.reduce_bind, &[]);
         pass.dispatch_workgroups(gx, gy, 1);
         if update {
-            pass.set_bind_group(0, &self.step_bind, &offset);
-            pass.set_bind_group(1, &self.update_bind, &[]);
+            pass.set_bind_group(0, &self.buffers.step_bind, &offset);
+            pass.set_bind_group(1, &self.buffers.update_bind, &[]);
             if c.update_in_one_workgroup() {
                 pass.set_pipeline(&self.kernels.update_one);
                 pass.dispatch_workgroups(1, 1, 1);
@@ -127,9 +136,9 @@ impl GpuSession<'_> {
     ) -> Result<wgpu::CommandEncoder> {
         let (kernels, step_bind, gradient_bind, slices) = (
             &self.kernels,
-            &self.step_bind,
-            &self.gradient_bind,
-            &self.slices,
+            &self.buffers.step_bind,
+            &self.buffers.gradient_bind,
+            &self.buffers.slices,
         );
         pass_over_rows(
             self.ctx,
@@ -176,16 +185,18 @@ impl GpuSession<'_> {
         Ok(encoder)
     }
 
-    /// Writes step records for one submission into `self.steps`.
+    /// Writes step records for one submission into `self.buffers.steps`.
     pub(super) fn write_records(&mut self, uniforms: &[StepUniform]) {
-        let stride = self.step_stride as usize;
+        let stride = self.buffers.step_stride as usize;
         self.records.clear();
         self.records.resize(uniforms.len() * stride, 0);
         for (i, u) in uniforms.iter().enumerate() {
             self.records[i * stride..i * stride + size_of::<StepUniform>()]
                 .copy_from_slice(bytemuck::bytes_of(u));
         }
-        self.ctx.queue().write_buffer(&self.steps, 0, &self.records);
+        self.ctx
+            .queue()
+            .write_buffer(&self.buffers.steps, 0, &self.records);
     }
 
     /// Evaluates J, ∇J and the metric sums over `rows` into `grad` and reads back
@@ -200,7 +211,7 @@ impl GpuSession<'_> {
         let uniform = self.step_uniform(&step, 0, rows);
         self.write_records(&[uniform]);
         let encoder = self.one_step(&uniform, false)?;
-        self.read_back(encoder, &self.grad, first, entries)
+        self.read_back(encoder, &self.buffers.grad, first, entries)
     }
 
     /// A step over every row with learning rate 0: what evaluations record.
@@ -226,7 +237,7 @@ impl GpuSession<'_> {
             bytemuck::cast_slice(&center_f32),
         )?;
         let step = self.evaluation_step();
-        let groups = self.moment_groups;
+        let groups = self.buffers.moment_groups;
         let mut uniform = StepUniform::new(&step, 0, groups, RowSet::Training, &self.setup.rule);
         uniform.groups = groups;
         self.write_records(&[uniform]);
@@ -234,9 +245,13 @@ impl GpuSession<'_> {
             self.ctx,
             "downhill.moments",
             &self.kernels.layouts.moments,
-            &[&self.partials, &self.setup_buffer, &center_buffer],
+            &[
+                &self.buffers.partials,
+                &self.buffers.setup_buffer,
+                &center_buffer,
+            ],
         );
-        let (kernels, step_bind) = (&self.kernels, &self.step_bind);
+        let (kernels, step_bind) = (&self.kernels, &self.buffers.step_bind);
         pass_over_rows(self.ctx, &mut self.device_rows, d, &mut |pass, rows| {
             pass.set_pipeline(&kernels.moments);
             pass.set_bind_group(0, step_bind, &[0]);
@@ -245,7 +260,7 @@ impl GpuSession<'_> {
             pass.dispatch_workgroups(groups, 1, 1);
         })?;
         let count = self.ranges.len() * groups as usize * m;
-        let values = read_buffer(self.ctx, &self.partials, 4 * count as u64)?;
+        let values = read_buffer(self.ctx, &self.buffers.partials, 4 * count as u64)?;
         let mut total = vec![0.0; m];
         for partial in values.chunks_exact(m) {
             for (t, &v) in total.iter_mut().zip(partial) {
@@ -271,9 +286,15 @@ impl GpuSession<'_> {
         entries: u32,
     ) -> Result<Vec<f32>> {
         let bytes = 4 * u64::from(entries);
-        encoder.copy_buffer_to_buffer(source, 4 * u64::from(first), &self.staging, 0, bytes);
+        encoder.copy_buffer_to_buffer(
+            source,
+            4 * u64::from(first),
+            &self.buffers.staging,
+            0,
+            bytes,
+        );
         self.ctx.queue().submit([encoder.finish()]);
-        let raw = self.ctx.read(&self.staging, bytes)?;
+        let raw = self.ctx.read(&self.buffers.staging, bytes)?;
         Ok(bytemuck::pod_collect_to_vec(&raw))
     }
 
@@ -289,14 +310,16 @@ impl GpuSession<'_> {
 
     /// Clears `status` for the steps to come.
     pub(super) fn clear_status(&self) {
-        self.ctx
-            .queue()
-            .write_buffer(&self.status, 0, bytemuck::cast_slice(&[0u32, u32::MAX]));
+        self.ctx.queue().write_buffer(
+            &self.buffers.status,
+            0,
+            bytemuck::cast_slice(&[0u32, u32::MAX]),
+        );
     }
 
     /// How the steps since `status` was cleared ended.
     pub(super) fn status(&self) -> Result<RunOutcome> {
-        let status = self.read_back(self.encoder("downhill.status"), &self.status, 0, 2)?;
+        let status = self.read_back(self.encoder("downhill.status"), &self.buffers.status, 0, 2)?;
         let status: Vec<u32> = status.iter().map(|v| v.to_bits()).collect();
         Ok(if status[0] == 0 {
             RunOutcome::Completed
