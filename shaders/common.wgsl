@@ -1,5 +1,5 @@
 // Shared by every downhill kernel. The host prepends the constants of one problem
-// (src/gpu/constants.rs, `ShaderConstants`):
+// (src/backend/gpu/constants.rs, `ShaderConstants`):
 //   D features; DP = D rounded up to a multiple of 4, the stride of rows in device memory
 //   (zero padded); Q = DP / 4; K outputs; P = (D + 1) * K + 10 entries of a partial or of
 //   `grad` (W, then b as a last row, then the sums below); MODEL and LOSS (codes below);
@@ -9,14 +9,16 @@
 //   rows, and the held-out rows' sums from P_HELD_OUT: full batches in file order).
 
 //   The codes Rust and WGSL share come from Rust too: MODEL_LINEAR, MODEL_LOGISTIC,
-//   MODEL_SOFTMAX; LOSS_MSE, LOSS_BCE, LOSS_CE, LOSS_CUSTOM (`custom_loss` is generated
-//   from the user's expression); OPT_SGD, OPT_MOMENTUM, OPT_NESTEROV, OPT_ADAM; and
-//   STREAM_SPLIT, the hash stream of the held-out split.
+//   MODEL_SOFTMAX; LOSS_MSE, LOSS_BCE, LOSS_CE, LOSS_CUSTOM; OPT_SGD, OPT_MOMENTUM,
+//   OPT_NESTEROV, OPT_ADAM; and STREAM_SPLIT, the hash stream of the held-out split.
+// After the kernel, the host appends the problem's row loss (src/loss.rs, `RowLoss::wgsl`):
+//   `loss_delta_1(z, y)`, (loss, delta) of one output, and `custom_loss(a, b)`, generated
+//   from a custom loss's graph (stubs where they do not apply).
 
 const NO_ROW: u32 = 0xffffffffu;
 
 // One descent step (or one evaluation): which rows, in which order, and the learning rate.
-// Mirrors `StepUniform` in src/gpu/uniforms.rs field by field.
+// Mirrors `StepUniform` in src/backend/gpu/uniforms.rs field by field.
 struct Step {
     pos_begin: u32,   // first position of the batch in the epoch's order
     pos_count: u32,   // rows in the batch
@@ -33,7 +35,7 @@ struct Step {
     adam_root: f32,   // sqrt(1 - beta2^t)
 }
 
-// What stays fixed for a fit. Mirrors `SetupUniform` in src/gpu/uniforms.rs.
+// What stays fixed for a fit. Mirrors `SetupUniform` in src/backend/gpu/uniforms.rs.
 struct Setup {
     optimizer: u32,   // 0 sgd, 1 momentum, 2 nesterov, 3 adam
     momentum: f32,
@@ -112,24 +114,6 @@ fn sigmoid(z: f32) -> f32 {
 // log(1 + e^z) without overflow for large |z|.
 fn softplus(z: f32) -> f32 {
     return max(z, 0.0) + log(1.0 + exp(-abs(z)));
-}
-
-// Loss and delta = d loss / dz for one output (linear, logistic). Twin of src/math.rs.
-fn loss_delta_1(z: f32, y: f32) -> vec2<f32> {
-    if (LOSS == LOSS_CUSTOM) {
-        return custom_loss(z, y);
-    }
-    if (MODEL == MODEL_LINEAR) {
-        let r = z - y;
-        return vec2<f32>(r * r, 2.0 * r);
-    }
-    if (LOSS == LOSS_BCE) {
-        return vec2<f32>(softplus(z) - y * z, sigmoid(z) - y);
-    }
-    // Logistic with squared error: dJ/dsigma * dsigma/dz.
-    let s = sigmoid(z);
-    let r = s - y;
-    return vec2<f32>(r * r, 2.0 * r * s * (1.0 - s));
 }
 
 // x^n for an integer n, by squaring (the generated custom losses use it).

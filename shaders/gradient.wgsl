@@ -39,7 +39,7 @@
 @group(2) @binding(3) var<storage, read> class_w: array<f32>;  // per class (labels 0, 1 for logistic)
 @group(3) @binding(0) var<uniform> slice: Slice;
 
-// The tiles one dispatch covers. Mirrors `SliceUniform` in src/gpu/uniforms.rs.
+// The tiles one dispatch covers. Mirrors `SliceUniform` in src/backend/gpu/uniforms.rs.
 struct Slice {
     first_tile: u32,
     end_tile: u32,

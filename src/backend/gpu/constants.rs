@@ -75,6 +75,8 @@ pub struct ShaderConstants {
     pub loss: u32,
     /// 1 + the id of the custom loss whose WGSL the shaders carry; 0 for none.
     pub custom: u32,
+    /// The objective whose row loss the shaders carry ([`crate::loss::RowLoss::wgsl`]).
+    pub objective: Objective,
     pub shards: u32,
     /// Invocations per workgroup.
     pub wg: u32,
@@ -174,6 +176,7 @@ impl ShaderConstants {
                 Loss::Custom(id) => id + 1,
                 _ => 0,
             },
+            objective: *objective,
             shards: shards as u32,
             wg,
             stage: u32::from(tuning.stage),
@@ -277,10 +280,7 @@ impl ShaderConstants {
         text.push('\n');
         text.push_str(kernel);
         text.push('\n');
-        match self.custom {
-            0 => text.push_str(crate::custom::WGSL_STUB),
-            id => text.push_str(&crate::custom::CustomLoss::lookup(id - 1).wgsl()),
-        }
+        text.push_str(&crate::loss::row_loss(&self.objective).wgsl());
         text
     }
 
