@@ -38,7 +38,102 @@ pub enum Op {
     Relu(usize),
 }
 
+/// The op table: what each operation means, in one place for every use of it — its value
+/// from its operands' values, and its local derivatives ∂out/∂operand, in f64 (the tape's
+/// forward and backward passes, the custom losses' per-row program) and as WGSL (the
+/// custom losses' kernel code). `v(j)` is operand j's value (or its WGSL name), `out` the
+/// op's own.
 impl Op {
+    /// The op's value; `None` for a leaf, whose value is given.
+    pub fn value(self, v: impl Fn(usize) -> f64) -> Option<f64> {
+        Some(match self {
+            Op::Leaf { .. } => return None,
+            Op::Add(a, b) => v(a) + v(b),
+            Op::Sub(a, b) => v(a) - v(b),
+            Op::Mul(a, b) => v(a) * v(b),
+            Op::Div(a, b) => v(a) / v(b),
+            Op::Neg(a) => -v(a),
+            Op::PowI(a, n) => v(a).powi(n),
+            Op::PowF(a, p) => v(a).powf(p),
+            Op::Exp(a) => v(a).exp(),
+            Op::Ln(a) => v(a).ln(),
+            Op::Tanh(a) => v(a).tanh(),
+            Op::Sigmoid(a) => crate::math::sigmoid(v(a)),
+            Op::Relu(a) => v(a).max(0.0),
+        })
+    }
+
+    /// (operand, ∂out/∂operand) for each operand.
+    pub fn partials(self, v: impl Fn(usize) -> f64, out: f64) -> Vec<(usize, f64)> {
+        match self {
+            Op::Leaf { .. } => vec![],
+            // d(a + b) = da + db
+            Op::Add(a, b) => vec![(a, 1.0), (b, 1.0)],
+            Op::Sub(a, b) => vec![(a, 1.0), (b, -1.0)],
+            // d(ab) = b da + a db
+            Op::Mul(a, b) => vec![(a, v(b)), (b, v(a))],
+            // d(a/b) = da/b − a db/b²
+            Op::Div(a, b) => vec![(a, 1.0 / v(b)), (b, -v(a) / (v(b) * v(b)))],
+            Op::Neg(a) => vec![(a, -1.0)],
+            // d(aⁿ) = n aⁿ⁻¹ da
+            Op::PowI(a, n) => vec![(a, f64::from(n) * v(a).powi(n - 1))],
+            Op::PowF(a, p) => vec![(a, p * v(a).powf(p - 1.0))],
+            // d(eᵃ) = eᵃ da
+            Op::Exp(a) => vec![(a, out)],
+            // d(ln a) = da/a
+            Op::Ln(a) => vec![(a, 1.0 / v(a))],
+            // d(tanh a) = (1 − tanh² a) da
+            Op::Tanh(a) => vec![(a, 1.0 - out * out)],
+            // d(σ(a)) = σ(1 − σ) da
+            Op::Sigmoid(a) => vec![(a, out * (1.0 - out))],
+            Op::Relu(a) => vec![(a, if v(a) > 0.0 { 1.0 } else { 0.0 })],
+        }
+    }
+
+    /// [`Op::value`] as a WGSL expression; `None` for a leaf.
+    pub fn wgsl_value(self, v: impl Fn(usize) -> String) -> Option<String> {
+        Some(match self {
+            Op::Leaf { .. } => return None,
+            Op::Add(a, b) => format!("{} + {}", v(a), v(b)),
+            Op::Sub(a, b) => format!("{} - {}", v(a), v(b)),
+            Op::Mul(a, b) => format!("{} * {}", v(a), v(b)),
+            Op::Div(a, b) => format!("{} / {}", v(a), v(b)),
+            Op::Neg(a) => format!("-{}", v(a)),
+            Op::PowI(a, n) => format!("powi({}, {n})", v(a)),
+            Op::PowF(a, p) => format!("pow({}, {})", v(a), wgsl_float(p)),
+            Op::Exp(a) => format!("exp({})", v(a)),
+            Op::Ln(a) => format!("log({})", v(a)),
+            Op::Tanh(a) => format!("tanh({})", v(a)),
+            Op::Sigmoid(a) => format!("sigmoid({})", v(a)),
+            Op::Relu(a) => format!("max({}, 0.0)", v(a)),
+        })
+    }
+
+    /// [`Op::partials`] as WGSL expressions.
+    pub fn wgsl_partials(self, v: impl Fn(usize) -> String, out: &str) -> Vec<(usize, String)> {
+        match self {
+            Op::Leaf { .. } => vec![],
+            Op::Add(a, b) => vec![(a, "1.0".into()), (b, "1.0".into())],
+            Op::Sub(a, b) => vec![(a, "1.0".into()), (b, "-1.0".into())],
+            Op::Mul(a, b) => vec![(a, v(b)), (b, v(a))],
+            Op::Div(a, b) => vec![
+                (a, format!("1.0 / {}", v(b))),
+                (b, format!("-{} / ({} * {})", v(a), v(b), v(b))),
+            ],
+            Op::Neg(a) => vec![(a, "-1.0".into())],
+            Op::PowI(a, n) => vec![(a, format!("{n}.0 * powi({}, {})", v(a), n - 1))],
+            Op::PowF(a, p) => vec![(
+                a,
+                format!("{} * pow({}, {})", wgsl_float(p), v(a), wgsl_float(p - 1.0)),
+            )],
+            Op::Exp(a) => vec![(a, out.to_string())],
+            Op::Ln(a) => vec![(a, format!("1.0 / {}", v(a)))],
+            Op::Tanh(a) => vec![(a, format!("(1.0 - {out} * {out})"))],
+            Op::Sigmoid(a) => vec![(a, format!("{out} * (1.0 - {out})"))],
+            Op::Relu(a) => vec![(a, format!("select(0.0, 1.0, {} > 0.0)", v(a)))],
+        }
+    }
+
     /// The operands, in order.
     pub fn operands(&self) -> Vec<usize> {
         match *self {
@@ -149,30 +244,7 @@ impl Tape {
         nodes[out.id].grad = 1.0;
         for i in (0..=out.id).rev() {
             let (op, value, g) = (nodes[i].op, nodes[i].value, nodes[i].grad);
-            let v = |j: usize| nodes[j].value;
-            let local: Vec<(usize, f64)> = match op {
-                Op::Leaf { .. } => vec![],
-                // d(a + b) = da + db
-                Op::Add(a, b) => vec![(a, 1.0), (b, 1.0)],
-                Op::Sub(a, b) => vec![(a, 1.0), (b, -1.0)],
-                // d(ab) = b da + a db
-                Op::Mul(a, b) => vec![(a, v(b)), (b, v(a))],
-                // d(a/b) = da/b − a db/b²
-                Op::Div(a, b) => vec![(a, 1.0 / v(b)), (b, -v(a) / (v(b) * v(b)))],
-                Op::Neg(a) => vec![(a, -1.0)],
-                // d(aⁿ) = n aⁿ⁻¹ da
-                Op::PowI(a, n) => vec![(a, f64::from(n) * v(a).powi(n - 1))],
-                Op::PowF(a, p) => vec![(a, p * v(a).powf(p - 1.0))],
-                // d(eᵃ) = eᵃ da
-                Op::Exp(a) => vec![(a, value)],
-                // d(ln a) = da/a
-                Op::Ln(a) => vec![(a, 1.0 / v(a))],
-                // d(tanh a) = (1 − tanh² a) da
-                Op::Tanh(a) => vec![(a, 1.0 - value * value)],
-                // d(σ(a)) = σ(1 − σ) da
-                Op::Sigmoid(a) => vec![(a, value * (1.0 - value))],
-                Op::Relu(a) => vec![(a, if v(a) > 0.0 { 1.0 } else { 0.0 })],
-            };
+            let local = op.partials(|j| nodes[j].value, value);
             for (j, d) in local {
                 nodes[j].grad += g * d;
             }
@@ -246,46 +318,51 @@ impl<'t> Var<'t> {
         self
     }
 
-    fn unary(self, op: Op, value: f64) -> Self {
+    /// Records `op`, its value from the op table.
+    fn record(self, op: Op) -> Self {
+        let value = {
+            let nodes = self.tape.nodes.borrow();
+            op.value(|j| nodes[j].value)
+                .expect("an operation, not a leaf")
+        };
         self.tape.push(op, value)
     }
 
     pub fn powi(self, n: i32) -> Self {
-        self.unary(Op::PowI(self.id, n), self.value().powi(n))
+        self.record(Op::PowI(self.id, n))
     }
 
     pub fn powf(self, p: f64) -> Self {
-        self.unary(Op::PowF(self.id, p), self.value().powf(p))
+        self.record(Op::PowF(self.id, p))
     }
 
     pub fn exp(self) -> Self {
-        self.unary(Op::Exp(self.id), self.value().exp())
+        self.record(Op::Exp(self.id))
     }
 
     pub fn ln(self) -> Self {
-        self.unary(Op::Ln(self.id), self.value().ln())
+        self.record(Op::Ln(self.id))
     }
 
     pub fn tanh(self) -> Self {
-        self.unary(Op::Tanh(self.id), self.value().tanh())
+        self.record(Op::Tanh(self.id))
     }
 
     pub fn sigmoid(self) -> Self {
-        self.unary(Op::Sigmoid(self.id), crate::math::sigmoid(self.value()))
+        self.record(Op::Sigmoid(self.id))
     }
 
     pub fn relu(self) -> Self {
-        self.unary(Op::Relu(self.id), self.value().max(0.0))
+        self.record(Op::Relu(self.id))
     }
 }
 
 macro_rules! binary {
-    ($trait:ident, $method:ident, $op:ident, $f:expr) => {
+    ($trait:ident, $method:ident, $op:ident) => {
         impl<'t> ops::$trait for Var<'t> {
             type Output = Var<'t>;
             fn $method(self, rhs: Var<'t>) -> Var<'t> {
-                let value = $f(self.value(), rhs.value());
-                self.tape.push(Op::$op(self.id, rhs.id), value)
+                self.record(Op::$op(self.id, rhs.id))
             }
         }
         impl<'t> ops::$trait<f64> for Var<'t> {
@@ -305,15 +382,25 @@ macro_rules! binary {
     };
 }
 
-binary!(Add, add, Add, |a: f64, b: f64| a + b);
-binary!(Sub, sub, Sub, |a: f64, b: f64| a - b);
-binary!(Mul, mul, Mul, |a: f64, b: f64| a * b);
-binary!(Div, div, Div, |a: f64, b: f64| a / b);
+binary!(Add, add, Add);
+binary!(Sub, sub, Sub);
+binary!(Mul, mul, Mul);
+binary!(Div, div, Div);
 
 impl<'t> ops::Neg for Var<'t> {
     type Output = Var<'t>;
     fn neg(self) -> Var<'t> {
-        self.unary(Op::Neg(self.id), -self.value())
+        self.record(Op::Neg(self.id))
+    }
+}
+
+/// A WGSL float literal.
+pub(crate) fn wgsl_float(v: f64) -> String {
+    let s = format!("{:?}", v as f32);
+    if s.contains(['.', 'e']) {
+        s
+    } else {
+        format!("{s}.0")
     }
 }
 

@@ -17,7 +17,7 @@
 use std::fmt::Write;
 use std::sync::{Arc, Mutex};
 
-use crate::autodiff::{Node, Op, Tape, Var};
+use crate::autodiff::{Node, Op, Tape, Var, wgsl_float};
 use crate::error::{Error, Result};
 
 /// What a custom loss is a function of.
@@ -147,59 +147,23 @@ impl CustomLoss {
         Arc::clone(&registry[id as usize])
     }
 
-    /// ℓ(a, b) and ∂ℓ/∂a, in f64: the graph run forward, then backward.
+    /// ℓ(a, b) and ∂ℓ/∂a, in f64: the graph run forward, then backward, by the op table.
     pub fn eval(&self, a: f64, b: f64) -> (f64, f64) {
         let n = self.nodes.len();
         let mut v = vec![0.0; n];
         let mut g = vec![0.0; n];
         for (i, node) in self.nodes.iter().enumerate() {
-            v[i] = match node.op {
-                Op::Leaf { .. } if i == 0 => a,
-                Op::Leaf { .. } if i == 1 => b,
-                Op::Leaf { .. } => node.value,
-                Op::Add(x, y) => v[x] + v[y],
-                Op::Sub(x, y) => v[x] - v[y],
-                Op::Mul(x, y) => v[x] * v[y],
-                Op::Div(x, y) => v[x] / v[y],
-                Op::Neg(x) => -v[x],
-                Op::PowI(x, e) => v[x].powi(e),
-                Op::PowF(x, p) => v[x].powf(p),
-                Op::Exp(x) => v[x].exp(),
-                Op::Ln(x) => v[x].ln(),
-                Op::Tanh(x) => v[x].tanh(),
-                Op::Sigmoid(x) => crate::math::sigmoid(v[x]),
-                Op::Relu(x) => v[x].max(0.0),
+            v[i] = match node.op.value(|j| v[j]) {
+                Some(value) => value,
+                None if i == 0 => a,
+                None if i == 1 => b,
+                None => node.value,
             };
         }
         g[n - 1] = 1.0;
         for i in (0..n).rev() {
-            let gi = g[i];
-            match self.nodes[i].op {
-                Op::Leaf { .. } => {}
-                Op::Add(x, y) => {
-                    g[x] += gi;
-                    g[y] += gi;
-                }
-                Op::Sub(x, y) => {
-                    g[x] += gi;
-                    g[y] -= gi;
-                }
-                Op::Mul(x, y) => {
-                    g[x] += gi * v[y];
-                    g[y] += gi * v[x];
-                }
-                Op::Div(x, y) => {
-                    g[x] += gi / v[y];
-                    g[y] -= gi * v[x] / (v[y] * v[y]);
-                }
-                Op::Neg(x) => g[x] -= gi,
-                Op::PowI(x, e) => g[x] += gi * f64::from(e) * v[x].powi(e - 1),
-                Op::PowF(x, p) => g[x] += gi * p * v[x].powf(p - 1.0),
-                Op::Exp(x) => g[x] += gi * v[i],
-                Op::Ln(x) => g[x] += gi / v[x],
-                Op::Tanh(x) => g[x] += gi * (1.0 - v[i] * v[i]),
-                Op::Sigmoid(x) => g[x] += gi * v[i] * (1.0 - v[i]),
-                Op::Relu(x) => g[x] += if v[x] > 0.0 { gi } else { 0.0 },
+            for (j, d) in self.nodes[i].op.partials(|j| v[j], v[i]) {
+                g[j] += g[i] * d;
             }
         }
         (v[n - 1], g[0])
@@ -214,22 +178,12 @@ impl CustomLoss {
             self.name
         );
         s.push_str("fn custom_loss(in0: f32, in1: f32) -> vec2<f32> {\n");
+        let name = |j: usize| format!("v{j}");
         for (i, node) in self.nodes.iter().enumerate() {
-            let expr = match node.op {
-                Op::Leaf { .. } if i < 2 => format!("in{i}"),
-                Op::Leaf { .. } => float(node.value),
-                Op::Add(x, y) => format!("v{x} + v{y}"),
-                Op::Sub(x, y) => format!("v{x} - v{y}"),
-                Op::Mul(x, y) => format!("v{x} * v{y}"),
-                Op::Div(x, y) => format!("v{x} / v{y}"),
-                Op::Neg(x) => format!("-v{x}"),
-                Op::PowI(x, e) => format!("powi(v{x}, {e})"),
-                Op::PowF(x, p) => format!("pow(v{x}, {})", float(p)),
-                Op::Exp(x) => format!("exp(v{x})"),
-                Op::Ln(x) => format!("log(v{x})"),
-                Op::Tanh(x) => format!("tanh(v{x})"),
-                Op::Sigmoid(x) => format!("sigmoid(v{x})"),
-                Op::Relu(x) => format!("max(v{x}, 0.0)"),
+            let expr = match node.op.wgsl_value(name) {
+                Some(expr) => expr,
+                None if i < 2 => format!("in{i}"),
+                None => wgsl_float(node.value),
             };
             let _ = writeln!(s, "    let v{i}: f32 = {expr};");
         }
@@ -241,47 +195,12 @@ impl CustomLoss {
             );
         }
         for i in (0..n).rev() {
-            let lines: Vec<String> = match self.nodes[i].op {
-                Op::Leaf { .. } => vec![],
-                Op::Add(x, y) => vec![format!("g{x} += g{i};"), format!("g{y} += g{i};")],
-                Op::Sub(x, y) => vec![format!("g{x} += g{i};"), format!("g{y} -= g{i};")],
-                Op::Mul(x, y) => vec![
-                    format!("g{x} += g{i} * v{y};"),
-                    format!("g{y} += g{i} * v{x};"),
-                ],
-                Op::Div(x, y) => vec![
-                    format!("g{x} += g{i} / v{y};"),
-                    format!("g{y} -= g{i} * v{x} / (v{y} * v{y});"),
-                ],
-                Op::Neg(x) => vec![format!("g{x} -= g{i};")],
-                Op::PowI(x, e) => vec![format!("g{x} += g{i} * {}.0 * powi(v{x}, {});", e, e - 1)],
-                Op::PowF(x, p) => vec![format!(
-                    "g{x} += g{i} * {} * pow(v{x}, {});",
-                    float(p),
-                    float(p - 1.0)
-                )],
-                Op::Exp(x) => vec![format!("g{x} += g{i} * v{i};")],
-                Op::Ln(x) => vec![format!("g{x} += g{i} / v{x};")],
-                Op::Tanh(x) => vec![format!("g{x} += g{i} * (1.0 - v{i} * v{i});")],
-                Op::Sigmoid(x) => vec![format!("g{x} += g{i} * v{i} * (1.0 - v{i});")],
-                Op::Relu(x) => vec![format!("g{x} += select(0.0, g{i}, v{x} > 0.0);")],
-            };
-            for line in lines {
-                let _ = writeln!(s, "    {line}");
+            for (j, d) in self.nodes[i].op.wgsl_partials(name, &format!("v{i}")) {
+                let _ = writeln!(s, "    g{j} += g{i} * {d};");
             }
         }
         let _ = writeln!(s, "    return vec2<f32>(v{}, g0);\n}}", n - 1);
         s
-    }
-}
-
-/// A WGSL float literal.
-fn float(v: f64) -> String {
-    let s = format!("{:?}", v as f32);
-    if s.contains(['.', 'e']) {
-        s
-    } else {
-        format!("{s}.0")
     }
 }
 
