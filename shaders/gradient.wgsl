@@ -52,7 +52,6 @@ var<workgroup> deltas: array<f32, TILE_ROWS * K>;  // z, then w * delta
 const HELD_ROW: u32 = 0x80000000u;
 // Shard-local row; that row | HELD_ROW for a held-out row whose sums the pass adds; NO_ROW.
 var<workgroup> tile_rows: array<u32, TILE_ROWS>;
-var<workgroup> red: array<f32, WG>;
 // W as quads, ws[q * K + c] = W[4q .. 4q + 3, c], when W_CACHED = 1 (else length 1).
 var<workgroup> ws: array<vec4<f32>, WS_LEN>;
 
@@ -209,21 +208,6 @@ fn row_delta(r: u32, local: u32, training: bool, sums: ptr<function, RowSums>) {
     (*sums).correct += weight * correct;
     (*sums).y += weight * label;
     (*sums).y2 += weight * label * label;
-}
-
-// Adds `value` over the workgroup (a tree in a fixed order); invocation 0 gets the sum.
-fn workgroup_sum(t: u32, value: f32) -> f32 {
-    red[t] = value;
-    workgroupBarrier();
-    for (var half = WG / 2u; half > 0u; half >>= 1u) {
-        if (t < half) {
-            red[t] += red[t + half];
-        }
-        workgroupBarrier();
-    }
-    let sum = red[0];
-    workgroupBarrier();
-    return sum;
 }
 
 // What partial entry e becomes: the slice's sum, plus what the slices before added.

@@ -16,22 +16,7 @@
 const M: u32 = 2u * D + CLASS_SLOTS + 1u;
 const OWNED: u32 = (D + WG - 1u) / WG;
 
-var<workgroup> red: array<f32, WG>;
 var<workgroup> included: array<u32, WG>;
-
-fn workgroup_total(t: u32, value: f32) -> f32 {
-    red[t] = value;
-    workgroupBarrier();
-    for (var half = WG / 2u; half > 0u; half >>= 1u) {
-        if (t < half) {
-            red[t] += red[t + half];
-        }
-        workgroupBarrier();
-    }
-    let sum = red[0];
-    workgroupBarrier();
-    return sum;
-}
 
 @compute @workgroup_size(WG)
 fn column_moments(
@@ -85,12 +70,12 @@ fn column_moments(
         }
     }
     for (var c = 0u; c < CLASS_SLOTS; c++) {
-        let total = workgroup_total(t, labels[c]);
+        let total = workgroup_sum(t, labels[c]);
         if (t == 0u) {
             partials[out + 2u * D + c] = total;
         }
     }
-    let rows_used = workgroup_total(t, count);
+    let rows_used = workgroup_sum(t, count);
     if (t == 0u) {
         partials[out + 2u * D + CLASS_SLOTS] = rows_used;
     }

@@ -5,8 +5,6 @@
 @group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read_write> partials: array<f32>;
 
-var<workgroup> red: array<f32, WG>;
-
 @compute @workgroup_size(WG)
 fn stream_read(
     @builtin(local_invocation_index) t: u32,
@@ -20,15 +18,8 @@ fn stream_read(
     for (var e = wid.x * block + t; e < end; e += WG) {
         sum += x[e];
     }
-    red[t] = sum.x + sum.y + sum.z + sum.w;
-    workgroupBarrier();
-    for (var half = WG / 2u; half > 0u; half >>= 1u) {
-        if (t < half) {
-            red[t] += red[t + half];
-        }
-        workgroupBarrier();
-    }
+    let total = workgroup_sum(t, sum.x + sum.y + sum.z + sum.w);
     if (t == 0u) {
-        partials[wid.x] = red[0];
+        partials[wid.x] = total;
     }
 }

@@ -10,8 +10,6 @@
 @group(2) @binding(1) var<storage, read> row_loss: array<f32>;
 @group(2) @binding(2) var<storage, read_write> grad: array<f32>;
 
-var<workgroup> red: array<f32, WG>;
-
 @compute @workgroup_size(WG)
 fn xt_delta(
     @builtin(local_invocation_index) t: u32,
@@ -35,15 +33,8 @@ fn xt_delta(
             sum += x[row * DP + j] * delta[i * K + c];
         }
     }
-    red[t] = sum;
-    workgroupBarrier();
-    for (var half = WG / 2u; half > 0u; half >>= 1u) {
-        if (t < half) {
-            red[t] += red[t + half];
-        }
-        workgroupBarrier();
-    }
+    let total = workgroup_sum(t, sum);
     if (t == 0u) {
-        grad[o] = red[0] / f32(step.pos_count);
+        grad[o] = total / f32(step.pos_count);
     }
 }

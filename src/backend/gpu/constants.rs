@@ -58,6 +58,8 @@ pub(super) const PREDICT: &str = include_str!("../../../shaders/predict.wgsl");
 pub(super) const STREAM_READ: &str = include_str!("../../../shaders/stream_read.wgsl");
 pub(super) const GENERATE: &str = include_str!("../../../shaders/generate.wgsl");
 pub(super) const MOMENTS: &str = include_str!("../../../shaders/moments.wgsl");
+/// The shared workgroup reduction, appended to the kernels that call it.
+const WORKGROUP_SUM: &str = include_str!("../../../shaders/workgroup_sum.wgsl");
 
 /// The shape constants of one problem, written into every shader as WGSL `const`s.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -201,7 +203,8 @@ impl ShaderConstants {
         self.k.div_ceil(self.kt)
     }
 
-    /// The full WGSL source of a kernel: these constants, common.wgsl, the kernel.
+    /// The full WGSL source of a kernel: these constants, common.wgsl, the kernel, the
+    /// workgroup reduction when it calls it, and the problem's row loss.
     pub fn source(&self, kernel: &str) -> String {
         let constants = [
             ("D", self.d),
@@ -280,6 +283,10 @@ impl ShaderConstants {
         text.push('\n');
         text.push_str(kernel);
         text.push('\n');
+        if kernel.contains("workgroup_sum(") {
+            text.push_str(WORKGROUP_SUM);
+            text.push('\n');
+        }
         text.push_str(&crate::loss::row_loss(&self.objective).wgsl());
         text
     }
