@@ -129,6 +129,10 @@ pub fn run(
     options: &BenchOptions,
     report: &mut dyn FnMut(&Measurement),
 ) -> Result<Vec<Measurement>> {
+    // Every mode's options are refused before anything is measured.
+    for &b in &options.batch_sizes {
+        Trainer::new().batch_size(b).validate()?;
+    }
     let objective = Objective::logistic();
     let mut all = Vec::new();
     let mut emit = |m: Measurement| {

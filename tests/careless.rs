@@ -613,3 +613,15 @@ fn a_model_without_feature_names_takes_columns_by_position_only_when_they_match(
     let labelled_out = ok(&predict(&with_target, &labelled));
     assert_eq!(labelled_out.stdout, by_position.stdout);
 }
+
+/// A benchmark asked for an impossible mini-batch is refused before it measures anything,
+/// never a panic.
+#[test]
+fn a_bench_of_batch_size_zero_is_refused_before_it_starts() {
+    let message =
+        refused("bench --shapes 2000x4 --batch-sizes 0 --reps 1 --backends cpu --no-numpy");
+    assert_eq!(
+        message.trim(),
+        "error: invalid batch size 0: must be at least 1"
+    );
+}
