@@ -67,6 +67,8 @@ pub mod predict;
 #[doc(hidden)]
 pub mod rng;
 pub mod selection;
+#[doc(hidden)]
+pub mod simd;
 pub mod synth;
 pub mod train;
 pub mod verify;

@@ -18,12 +18,12 @@
 
 use rayon::prelude::*;
 
-use crate::backend::cpu::simd::Simd;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::floats::Floats;
 use crate::model::{Model, Objective, Params};
 use crate::rng::{cell_hash, cell_hashes16};
+use crate::simd::Simd;
 
 /// Which stream of the hash a value comes from.
 const STREAM_X: u32 = 0;

@@ -309,3 +309,39 @@ fn no_source_file_is_over_700_lines() {
         long.join(", ")
     );
 }
+
+#[test]
+fn the_vocabulary_and_the_backends_import_nothing_above_them() {
+    let edges = graph(&source_files());
+    let above = [
+        "selection",
+        "train",
+        "checkpoint",
+        "verify",
+        "predict",
+        "model_file",
+        "params_file",
+        "fitted",
+        "bench",
+        "plot",
+        "fuzzing",
+    ];
+    let mut wrong = Vec::new();
+    for (module, to) in &edges {
+        let first = module.first().map(String::as_str);
+        let allowed_backend = first == Some("backend");
+        if !matches!(first, Some("backend" | "descent")) {
+            continue;
+        }
+        for target in to {
+            let t = target.first().map(String::as_str);
+            let upward = target.is_empty()
+                || t.is_some_and(|t| above.contains(&t))
+                || (!allowed_backend && t == Some("backend"));
+            if upward {
+                wrong.push(format!("{} -> {}", name(module), name(target)));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "imports upward: {}", wrong.join(", "));
+}

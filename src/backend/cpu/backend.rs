@@ -2,10 +2,10 @@
 
 use super::order::chunk_rows;
 use super::session::CpuSession;
-use super::simd::{SIMD_VAR, Simd};
 use crate::backend::{Backend, Data, Session, check_host_memory};
 use crate::error::{Error, Result};
 use crate::model::Objective;
+use crate::simd::{SIMD_VAR, Simd};
 
 /// The multi-threaded CPU backend (rayon's global pool), its loop compiled for one level
 /// of vector instructions: by default the widest this CPU has ([`Simd::detected`]).

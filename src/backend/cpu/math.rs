@@ -5,10 +5,10 @@
 use rayon::prelude::*;
 
 use super::order::{CHUNK_ROWS, PREFETCH_BYTES};
-use super::simd::Simd;
 #[cfg(target_arch = "x86_64")]
 use super::{avx2, avx512};
 use crate::model::{Loss, Model, Objective};
+use crate::simd::Simd;
 
 /// Tiles whose sums are added in f32 before they are moved into f64: 256 rows at d = 64,
 /// few enough that f32 loses nothing a test at 1e-5 could see.

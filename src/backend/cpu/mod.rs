@@ -18,9 +18,8 @@ mod math;
 mod order;
 mod pass;
 mod session;
-pub(crate) mod simd;
 
+pub use crate::simd::{SIMD_VAR, Simd};
 pub use backend::Cpu;
 pub use math::stream_read;
 pub use session::CpuSession;
-pub use simd::{SIMD_VAR, Simd};

@@ -5,12 +5,12 @@ use std::ops::Range;
 
 use super::math::{FLUSH_TILES, axpy, dot, flush, lane_sum, row_deltas, tile_gradient};
 use super::order::{InOrder, Listed, PREFETCH_BYTES, RowOrder, SCRATCH, Scratch, tile_rows};
-use super::simd::Simd;
 #[cfg(target_arch = "x86_64")]
 use super::{avx2, avx512};
 use crate::backend::{Batch, RowSet};
 use crate::data::Dataset;
 use crate::model::Objective;
+use crate::simd::Simd;
 
 /// Metric sums after the gradient sums of a partial.
 pub(super) const METRICS: usize = 5;

@@ -7,7 +7,6 @@ use rayon::prelude::*;
 
 use super::order::{chunk_rows, held_out_bits};
 use super::pass::{METRICS, Pass, Summed, Wanted, Weighting};
-use super::simd::Simd;
 use crate::backend::host::HostDescent;
 use crate::backend::{
     Batch, Configured, Evaluation, Evaluations, HostRows, PassSums, RowSet, RunOutcome, Session,
@@ -16,6 +15,7 @@ use crate::backend::{
 use crate::data::Dataset;
 use crate::error::Result;
 use crate::model::{Objective, Params};
+use crate::simd::Simd;
 
 /// Data in host memory; the optimizer's parameters in f64, the raw-space ones the loop
 /// reads in f32.

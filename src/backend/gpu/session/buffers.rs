@@ -7,8 +7,10 @@ use super::super::context::GpuContext;
 use super::super::dispatch::{Slices, moment_groups, record_bind_group};
 use super::super::kernels::{Kernels, SetupUniform, StepUniform, Tuning};
 use super::super::rows::{Plan, STORAGE, bind_group};
-use super::STEPS_PER_SUBMIT;
 use crate::error::{Error, Result};
+
+/// Steps recorded per submission (and step records in the uniform buffer).
+pub(super) const STEPS_PER_SUBMIT: usize = 256;
 
 pub(super) struct Buffers {
     /// Raw-space parameters, (d + 1)·k: what every gradient pass reads.

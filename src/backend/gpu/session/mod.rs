@@ -17,7 +17,7 @@ mod record;
 use std::ops::Range;
 use std::sync::Arc;
 
-use buffers::Buffers;
+use buffers::{Buffers, STEPS_PER_SUBMIT};
 
 use super::context::GpuContext;
 use super::kernels::{
@@ -37,9 +37,6 @@ use crate::backend::{
 use crate::error::{Error, Result};
 use crate::model::{Gradient, Objective, Params};
 use crate::optim::Standardization;
-
-/// Steps recorded per submission (and step records in the uniform buffer).
-const STEPS_PER_SUBMIT: usize = 256;
 
 /// The GPU backend: an open device (shared between clones) and the options of its sessions.
 #[derive(Clone)]

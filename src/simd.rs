@@ -1,8 +1,9 @@
-//! Which vector instructions the CPU loop runs with: detected, or chosen by `DOWNHILL_CPU_SIMD`.
+//! Which vector instructions the CPU loops run with (the CPU backend's passes, synthetic
+//! rows' generation): detected once, or capped by `DOWNHILL_CPU_SIMD`. A leaf below both.
 
 use crate::error::{Error, Result};
 
-/// The environment variable that caps the vector instructions of the default [`Cpu`](super::Cpu)
+/// The environment variable that caps the vector instructions of the default [`Cpu`](crate::backend::cpu::Cpu)
 /// backend: `avx2` or `portable` (or `avx512`, the widest there is). The loops add in
 /// different orders, so their last bits differ; the cap reproduces a narrower CPU's bits.
 pub const SIMD_VAR: &str = "DOWNHILL_CPU_SIMD";
