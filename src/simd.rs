@@ -84,3 +84,21 @@ impl Simd {
         }
     }
 }
+
+/// Turns a vector level into code, in one place: `dispatch!(simd, avx512 => A, avx2 => B,
+/// portable => C)` evaluates the arm of `simd`'s level, and `C` on other CPUs and levels.
+/// The AVX arms are compiled on x86-64 only; each is an `unsafe` call of code compiled for
+/// its level, sound because it runs only when `simd` is that level (and a `Simd` is only
+/// ever a level the CPU has: [`Simd::detected`], or checked by [`Simd::available`]).
+macro_rules! dispatch {
+    ($simd:expr, avx512 => $avx512:expr, avx2 => $avx2:expr, portable => $portable:expr $(,)?) => {
+        match $simd {
+            #[cfg(target_arch = "x86_64")]
+            $crate::simd::Simd::Avx512 => $avx512,
+            #[cfg(target_arch = "x86_64")]
+            $crate::simd::Simd::Avx2 => $avx2,
+            _ => $portable,
+        }
+    };
+}
+pub(crate) use dispatch;

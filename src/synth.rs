@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::floats::Floats;
 use crate::model::{Model, Objective, Params};
 use crate::rng::{cell_hash, cell_hashes16};
-use crate::simd::Simd;
+use crate::simd::{Simd, dispatch};
 
 /// Which stream of the hash a value comes from.
 const STREAM_X: u32 = 0;
@@ -110,15 +110,14 @@ impl Synthetic {
     /// [`Synthetic::x_int`] of row `i` for every column j < `a.len()`, sixteen columns
     /// at a time in vector lanes (with the widest vector instructions this CPU has).
     fn x_ints(&self, i: u32, a: &mut [i64]) {
-        #[cfg(target_arch = "x86_64")]
-        match Simd::detected() {
+        dispatch!(
+            Simd::detected(),
             // SAFETY: the CPU has AVX-512F, AVX2 and FMA (the detected level).
-            Simd::Avx512 => return unsafe { self.x_ints_avx512(i, a) },
+            avx512 => unsafe { self.x_ints_avx512(i, a) },
             // SAFETY: the CPU has AVX2 and FMA (the detected level).
-            Simd::Avx2 => return unsafe { self.x_ints_avx2(i, a) },
-            Simd::Portable => {}
-        }
-        self.x_ints_in_lanes(i, a)
+            avx2 => unsafe { self.x_ints_avx2(i, a) },
+            portable => self.x_ints_in_lanes(i, a),
+        )
     }
 
     #[cfg(target_arch = "x86_64")]

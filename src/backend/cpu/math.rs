@@ -1,5 +1,5 @@
 //! The f32 row math of the hot loop: dot products, the gradient's axpy, ℓ and δ by row
-//! (`row_deltas`, the f32 twin of `crate::loss::row_loss_and_delta`) and the polynomial
+//! (`rows_loss_and_delta`, the f32 twin of `crate::loss::row_loss_and_delta`) and the polynomial
 //! exp and ln_1p, with their ulp tests.
 
 use rayon::prelude::*;
@@ -8,7 +8,7 @@ use super::order::{CHUNK_ROWS, PREFETCH_BYTES};
 #[cfg(target_arch = "x86_64")]
 use super::{avx2, avx512};
 use crate::model::{Loss, Model, Objective};
-use crate::simd::Simd;
+use crate::simd::{Simd, dispatch};
 
 /// Tiles whose sums are added in f32 before they are moved into f64: 256 rows at d = 64,
 /// few enough that f32 loses nothing a test at 1e-5 could see.
@@ -125,7 +125,7 @@ pub(super) fn axpy<const FMA: bool>(a: f32, x: &[f32], acc: &mut [f32]) {
 /// `with_loss` (it costs a logarithm per row). The twin of `loss::row_loss_and_delta`, in
 /// f32, with a branch-free exponential so that single-output models vectorize across rows.
 #[inline(always)]
-pub(super) fn row_deltas<const FMA: bool>(
+pub(super) fn rows_loss_and_delta<const FMA: bool>(
     objective: &Objective,
     z: &mut [f32],
     y: &[f32],
@@ -279,14 +279,15 @@ pub fn stream_read(x: &[f32]) -> f32 {
     // prefetch distance (each measured faster than without).
     let ahead = PREFETCH_BYTES / 4;
     x.par_chunks(CHUNK_ROWS * 16)
-        .map(|chunk| match Simd::detected() {
-            // SAFETY: the CPU has AVX-512F, AVX2 and FMA (the detected level).
-            #[cfg(target_arch = "x86_64")]
-            Simd::Avx512 => unsafe { avx512::stream_sum(chunk, ahead) },
-            // SAFETY: the CPU has AVX2 and FMA (the detected level).
-            #[cfg(target_arch = "x86_64")]
-            Simd::Avx2 => unsafe { avx2::stream_sum(chunk, ahead) },
-            _ => sum_lanes(chunk),
+        .map(|chunk| {
+            dispatch!(
+                Simd::detected(),
+                // SAFETY: the CPU has AVX-512F, AVX2 and FMA (the detected level).
+                avx512 => unsafe { avx512::stream_sum(chunk, ahead) },
+                // SAFETY: the CPU has AVX2 and FMA (the detected level).
+                avx2 => unsafe { avx2::stream_sum(chunk, ahead) },
+                portable => sum_lanes(chunk),
+            )
         })
         .sum()
 }

@@ -3,14 +3,14 @@
 
 use std::ops::Range;
 
-use super::math::{FLUSH_TILES, axpy, dot, flush, lane_sum, row_deltas, tile_gradient};
+use super::math::{FLUSH_TILES, axpy, dot, flush, lane_sum, rows_loss_and_delta, tile_gradient};
 use super::order::{InOrder, Listed, PREFETCH_BYTES, RowOrder, SCRATCH, Scratch, tile_rows};
 #[cfg(target_arch = "x86_64")]
 use super::{avx2, avx512};
 use crate::backend::{Batch, RowSet};
 use crate::data::Dataset;
 use crate::model::Objective;
-use crate::simd::Simd;
+use crate::simd::{Simd, dispatch};
 
 /// Metric sums after the gradient sums of a partial.
 pub(super) const METRICS: usize = 5;
@@ -105,17 +105,14 @@ impl Pass<'_> {
     /// Adds the chunk's rows (batch positions `positions`) into `partial`.
     pub(super) fn run(&self, batch: &Batch, positions: Range<u32>, partial: &mut [f64]) {
         SCRATCH.with_borrow_mut(|scratch| {
-            #[cfg(target_arch = "x86_64")]
-            match self.simd {
+            dispatch!(
+                self.simd,
                 // SAFETY: the CPU has AVX-512F, AVX2 and FMA (the level is available).
-                Simd::Avx512 => {
-                    return unsafe { self.run_avx512(batch, positions, partial, scratch) };
-                }
+                avx512 => unsafe { self.run_avx512(batch, positions, partial, scratch) },
                 // SAFETY: the CPU has AVX2 and FMA (the level is available).
-                Simd::Avx2 => return unsafe { self.run_avx2(batch, positions, partial, scratch) },
-                Simd::Portable => {}
-            }
-            self.run_portable(batch, positions, partial, scratch)
+                avx2 => unsafe { self.run_avx2(batch, positions, partial, scratch) },
+                portable => self.run_portable(batch, positions, partial, scratch),
+            )
         })
     }
 
@@ -299,7 +296,7 @@ impl Pass<'_> {
                 }
             }
             // (2) z becomes δ, and the loss of each row.
-            row_deltas::<FMA>(
+            rows_loss_and_delta::<FMA>(
                 &self.objective,
                 &mut z[..count * k],
                 labels,
