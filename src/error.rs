@@ -98,8 +98,8 @@ pub enum Error {
     /// Softmax classes inferred from the largest label, some of which no row has.
     #[error(
         "{location}: the largest label is {largest}, so {} would be inferred, but {} \
-         of them {} no rows; give --classes K to fit that many classes anyway, or \
-         relabel the classes 0, 1, …, k−1",
+         of them {} no rows; relabel the classes 0, 1, …, k−1, or ask for that many \
+         classes explicitly to fit them anyway",
         count(*.largest + 1, "class"),
         .empty,
         if *.empty == 1 { "has" } else { "have" }
@@ -145,7 +145,7 @@ pub enum Error {
     /// A fit stopped by an [`crate::train::Interrupt`] (Ctrl-C in the CLI).
     #[error("interrupted after step {step}; {}", match saved {
         Some(path) => format!("the last parameters were written to {}", path.display()),
-        None => "no --out was given, so the parameters were not saved".to_string(),
+        None => "the parameters were not saved".to_string(),
     })]
     Interrupted { step: u64, saved: Option<PathBuf> },
 
@@ -249,14 +249,14 @@ pub enum Error {
             ": the loss expression is undefined there (a logarithm of a value ≤ 0, a \
              division by 0, an overflow); change the expression or the starting parameters"
         } else {
-            "; check the starting parameters (--init) and the data for huge values"
+            "; check the starting parameters and the data for huge values"
         }
     )]
     NonFiniteStart { custom: bool },
 
     #[error(
-        "the loss became non-finite at epoch {epoch} (learning rate {}); \
-         try a smaller --lr. The last finite parameters are kept",
+        "the loss became non-finite at epoch {epoch} (learning rate {}); the last \
+         finite parameters are kept",
         number(*.lr)
     )]
     Diverged {

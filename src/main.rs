@@ -90,13 +90,13 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e @ Error::Interrupted { .. }) => {
-            cli::out::warn(&e);
+            cli::out::warn(format_args!("{e}{}", cli::hints::hint(&e)));
             ExitCode::from(INTERRUPTED)
         }
         // The reader of stdout has gone (`| head`): nothing is wrong, nothing more to say.
         Err(e) if cli::out::is_closed_pipe(&e) => ExitCode::from(CLOSED_PIPE),
         Err(e) => {
-            cli::out::warn(format_args!("error: {e}"));
+            cli::out::warn(format_args!("error: {e}{}", cli::hints::hint(&e)));
             ExitCode::FAILURE
         }
     }

@@ -691,3 +691,20 @@ fn a_steps_pass_evaluates_what_evaluate_does() {
         }
     }
 }
+
+/// The library's errors say what failed in its own terms; the flags that would fix them
+/// are the command line's to add (`src/cli/hints.rs`).
+#[test]
+fn a_diverged_fit_is_told_in_library_terms() {
+    let x: Vec<f32> = (0..20).map(|i| i as f32).collect();
+    let y: Vec<f32> = x.iter().map(|v| 3.0 * v + 1.0).collect();
+    let data = Dataset::new(x, y, 1).unwrap();
+    let trainer = Trainer::new().lr(10.0).epochs(200);
+    let e = downhill::fit(&Reference, &data, Objective::linear(), &trainer).unwrap_err();
+    let message = e.to_string();
+    assert!(matches!(e, Error::Diverged { .. }), "{message}");
+    assert!(
+        message.contains("learning rate 10") && !message.contains("--"),
+        "{message}"
+    );
+}
