@@ -22,7 +22,62 @@ pub enum Optimizer {
     Adam { beta1: f64, beta2: f64, eps: f64 },
 }
 
+/// Which optimizer, by name: an [`Optimizer`] without its hyperparameters, as
+/// `--optimizer` and [`crate::Trainer::optimizer`] take it (the hyperparameters are settings
+/// of their own, each refused where it does not apply).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OptimizerKind {
+    Sgd,
+    Momentum,
+    Nesterov,
+    Adam,
+}
+
+impl std::str::FromStr for OptimizerKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "sgd" => Ok(OptimizerKind::Sgd),
+            "momentum" => Ok(OptimizerKind::Momentum),
+            "nesterov" => Ok(OptimizerKind::Nesterov),
+            "adam" => Ok(OptimizerKind::Adam),
+            _ => Err(Error::option(
+                "optimizer",
+                s,
+                "expected sgd, momentum, nesterov or adam",
+            )),
+        }
+    }
+}
+
+impl OptimizerKind {
+    /// The optimizer of this kind with the defaults of torch.optim: momentum 0.9; Adam's
+    /// β₁ = 0.9, β₂ = 0.999, ε = 10⁻⁸.
+    pub fn with_defaults(self) -> Optimizer {
+        match self {
+            OptimizerKind::Sgd => Optimizer::Sgd,
+            OptimizerKind::Momentum => Optimizer::Momentum { momentum: 0.9 },
+            OptimizerKind::Nesterov => Optimizer::Nesterov { momentum: 0.9 },
+            OptimizerKind::Adam => Optimizer::Adam {
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+            },
+        }
+    }
+}
+
 impl Optimizer {
+    /// Its kind, the name without the hyperparameters.
+    pub fn kind(&self) -> OptimizerKind {
+        match self {
+            Optimizer::Sgd => OptimizerKind::Sgd,
+            Optimizer::Momentum { .. } => OptimizerKind::Momentum,
+            Optimizer::Nesterov { .. } => OptimizerKind::Nesterov,
+            Optimizer::Adam { .. } => OptimizerKind::Adam,
+        }
+    }
+
     /// Values kept per parameter: momentum's b, Adam's m and v.
     pub fn state_len(&self) -> usize {
         match self {
@@ -338,6 +393,17 @@ impl Standardization {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_optimizer_kind_names_the_optimizer_it_makes() {
+        for name in ["sgd", "momentum", "nesterov", "adam"] {
+            let kind: OptimizerKind = name.parse().unwrap();
+            let optimizer = kind.with_defaults();
+            assert_eq!((optimizer.kind(), optimizer.name()), (kind, name));
+            optimizer.validate().unwrap();
+        }
+        assert!("rmsprop".parse::<OptimizerKind>().is_err());
+    }
 
     #[test]
     fn schedules_give_their_sequences() {

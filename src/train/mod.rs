@@ -15,34 +15,9 @@ use crate::descent::{
 use crate::error::{Error, Result, number};
 use crate::model::{Loss, Model, Objective, Params};
 use crate::model_file::FittedModel;
-use crate::optim::{Optimizer, Regularization, Schedule, UpdateRule};
+pub use crate::optim::OptimizerKind;
+use crate::optim::{Regularization, Schedule, UpdateRule};
 use crate::rng::Permutation;
-
-/// Which optimizer, by name; its hyperparameters are separate settings.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OptimizerKind {
-    Sgd,
-    Momentum,
-    Nesterov,
-    Adam,
-}
-
-impl std::str::FromStr for OptimizerKind {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "sgd" => Ok(OptimizerKind::Sgd),
-            "momentum" => Ok(OptimizerKind::Momentum),
-            "nesterov" => Ok(OptimizerKind::Nesterov),
-            "adam" => Ok(OptimizerKind::Adam),
-            _ => Err(Error::option(
-                "optimizer",
-                s,
-                "expected sgd, momentum, nesterov or adam",
-            )),
-        }
-    }
-}
 
 /// Descent options. Every setter states its default.
 #[derive(Clone, Debug, PartialEq)]
@@ -66,6 +41,16 @@ pub struct Trainer {
     validation_fraction: Option<f64>,
     standardize: bool,
     class_weights: Option<ClassWeights>,
+    /// What the fit is wired to, apart from the hyperparameters.
+    wiring: Wiring,
+}
+
+/// What a fit is wired to beyond its hyperparameters: an interrupt, the checkpoints to
+/// write, one to resume from, and the fingerprint of the rows the checkpoints carry. Set
+/// through the [`Trainer`]'s setters; none of it is among the options a checkpoint
+/// compares or the fit's description.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Wiring {
     interrupt: Option<Interrupt>,
     checkpointing: Option<Checkpointing>,
     resume: Option<Box<Checkpoint>>,
@@ -134,10 +119,7 @@ impl Default for Trainer {
             validation_fraction: None,
             standardize: false,
             class_weights: None,
-            interrupt: None,
-            checkpointing: None,
-            resume: None,
-            data_id: None,
+            wiring: Wiring::default(),
         }
     }
 }
@@ -331,14 +313,14 @@ impl Trainer {
     /// Stop after the current step when `interrupt` is raised. The session then runs at
     /// most one epoch of steps per submission, so that the flag is seen promptly.
     pub fn interrupt(mut self, interrupt: Interrupt) -> Self {
-        self.interrupt = Some(interrupt);
+        self.wiring.interrupt = Some(interrupt);
         self
     }
 
     /// Write a checkpoint to `path` every `every` epochs (atomically; each replaces the
     /// last), and when an interrupt stops the fit. Default: none.
     pub fn checkpoint(mut self, path: impl Into<std::path::PathBuf>, every: u64) -> Self {
-        self.checkpointing = Some(Checkpointing {
+        self.wiring.checkpointing = Some(Checkpointing {
             path: path.into(),
             every,
         });
@@ -349,14 +331,14 @@ impl Trainer {
     /// the one that wrote it would have. The options must be the same (checked); `init`
     /// is ignored.
     pub fn resume(mut self, checkpoint: Checkpoint) -> Self {
-        self.resume = Some(Box::new(checkpoint));
+        self.wiring.resume = Some(Box::new(checkpoint));
         self
     }
 
     /// A fingerprint of the rows ([`crate::Data::fingerprint`]), written into checkpoints
     /// and compared on resume. Default: none (rows and features are still compared).
     pub fn data_id(mut self, fingerprint: impl Into<String>) -> Self {
-        self.data_id = Some(fingerprint.into());
+        self.wiring.data_id = Some(fingerprint.into());
         self
     }
 }

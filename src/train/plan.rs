@@ -2,6 +2,7 @@
 //! and each epoch's learning rate and steps.
 
 use super::*;
+use crate::optim::Optimizer;
 
 impl Trainer {
     /// The options a resumed fit must share with the one that wrote its checkpoint: all
@@ -39,16 +40,19 @@ impl Trainer {
 
     /// The optimizer with its hyperparameters (defaults filled in).
     pub fn update_rule(&self) -> UpdateRule {
-        let momentum = self.momentum.unwrap_or(0.9);
-        let optimizer = match self.optimizer {
-            OptimizerKind::Sgd => Optimizer::Sgd,
-            OptimizerKind::Momentum => Optimizer::Momentum { momentum },
-            OptimizerKind::Nesterov => Optimizer::Nesterov { momentum },
-            OptimizerKind::Adam => Optimizer::Adam {
-                beta1: self.beta1.unwrap_or(0.9),
-                beta2: self.beta2.unwrap_or(0.999),
-                eps: self.eps.unwrap_or(1e-8),
+        let optimizer = match self.optimizer.with_defaults() {
+            Optimizer::Momentum { momentum } => Optimizer::Momentum {
+                momentum: self.momentum.unwrap_or(momentum),
             },
+            Optimizer::Nesterov { momentum } => Optimizer::Nesterov {
+                momentum: self.momentum.unwrap_or(momentum),
+            },
+            Optimizer::Adam { beta1, beta2, eps } => Optimizer::Adam {
+                beta1: self.beta1.unwrap_or(beta1),
+                beta2: self.beta2.unwrap_or(beta2),
+                eps: self.eps.unwrap_or(eps),
+            },
+            Optimizer::Sgd => Optimizer::Sgd,
         };
         UpdateRule {
             optimizer,
@@ -78,7 +82,7 @@ impl Trainer {
 
     /// Checks the options on their own, before any work starts.
     pub fn validate(&self) -> Result<()> {
-        if let Some(c) = &self.checkpointing
+        if let Some(c) = &self.wiring.checkpointing
             && c.every == 0
         {
             return Err(Error::option(

@@ -157,7 +157,7 @@ impl Trainer {
     }
 
     fn checkpoint_every(&self) -> Option<u64> {
-        self.checkpointing.as_ref().map(|c| c.every)
+        self.wiring.checkpointing.as_ref().map(|c| c.every)
     }
 
     /// The epoch at which the chunk of epochs from `epoch` ends: the next evaluation or
@@ -172,7 +172,7 @@ impl Trainer {
 
     /// Writes the fit's state to the checkpoint file.
     fn write_checkpoint(&self, session: &mut dyn Session, state: &LoopState) -> Result<()> {
-        let Some(to) = &self.checkpointing else {
+        let Some(to) = &self.wiring.checkpointing else {
             return Ok(());
         };
         let objective = session.objective();
@@ -183,7 +183,7 @@ impl Trainer {
             outputs: objective.outputs(),
             rows: session.rows(),
             features: session.features(),
-            data: self.data_id.clone(),
+            data: self.wiring.data_id.clone(),
             options: self.options_fingerprint(),
             epoch: state.epoch,
             step_in_epoch: state.step_in_epoch,
@@ -253,7 +253,7 @@ impl<'r> Run<'r> {
             pending: None,
             steps: Vec::new(),
         };
-        match &trainer.resume {
+        match &trainer.wiring.resume {
             Some(ck) => run.resume(ck)?,
             None => run.begin()?,
         }
@@ -289,7 +289,7 @@ impl<'r> Run<'r> {
             &objective,
             session.rows(),
             session.features(),
-            trainer.data_id.as_deref(),
+            trainer.wiring.data_id.as_deref(),
             &trainer.options_fingerprint(),
             (trainer.schedule == Schedule::Cosine).then_some("the cosine schedule"),
         )?;
@@ -453,7 +453,7 @@ impl<'r> Run<'r> {
             .epoch_steps_from(epoch, rows, self.state.t - skip);
         epoch_steps.drain(..skip as usize);
         let count = epoch_steps.len();
-        let interrupt = self.trainer.interrupt.as_ref();
+        let interrupt = self.trainer.wiring.interrupt.as_ref();
         for (i, step) in epoch_steps.into_iter().enumerate() {
             self.steps.push(step);
             let epoch_done = i + 1 == count;
@@ -477,7 +477,7 @@ impl<'r> Run<'r> {
                 self.state.epoch = at;
                 self.state.step_in_epoch = in_epoch;
                 self.state.evaluated = in_epoch != 0 || at != end;
-                if self.trainer.checkpointing.is_some() {
+                if self.trainer.wiring.checkpointing.is_some() {
                     self.trainer.write_checkpoint(self.session, &self.state)?;
                 }
                 return Ok(Some(StopReason::Interrupted { step: self.state.t }));
@@ -540,7 +540,7 @@ impl<'r> Run<'r> {
     /// The end of the fit: a checkpoint of a finished one, the evaluation after an
     /// interrupt, or the best parameters when held-out rows chose them.
     fn finish(&mut self, stop: StopReason) -> Result<()> {
-        if stop == StopReason::Epochs && self.trainer.checkpointing.is_some() {
+        if stop == StopReason::Epochs && self.trainer.wiring.checkpointing.is_some() {
             // The state at the end, so that the fit can be resumed to train longer.
             self.trainer.write_checkpoint(self.session, &self.state)?;
         }
