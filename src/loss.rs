@@ -225,19 +225,6 @@ pub fn row_loss(objective: &Objective) -> Arc<dyn RowLoss> {
     }
 }
 
-/// ℓ(z, y) for one row of `objective`, writing δ = ∂ℓ/∂z into `delta` (k entries): its
-/// [`row_loss`]'s [`RowLoss::loss_and_delta`].
-pub fn row_loss_and_delta(objective: &Objective, z: &[f64], y: f64, delta: &mut [f64]) -> f64 {
-    match (objective.model(), objective.loss()) {
-        // The built-in losses without a lookup: this is every host pass's inner loop.
-        (_, Loss::Custom(id)) => CustomLoss::lookup(id).loss_and_delta(z, y, delta),
-        (Model::Linear, _) => SquaredError.loss_and_delta(z, y, delta),
-        (Model::Logistic, Loss::Bce) => BinaryCrossEntropy.loss_and_delta(z, y, delta),
-        (Model::Logistic, _) => SigmoidSquaredError.loss_and_delta(z, y, delta),
-        (Model::Softmax, _) => SoftmaxCrossEntropy.loss_and_delta(z, y, delta),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,7 +236,7 @@ mod tests {
         for &(z, y) in &[(0.3, 1.0), (-2.0, 0.0), (4.0, 0.0), (-1.5, 1.0)] {
             let p = 1.0 / (1.0 + f64::exp(-z));
             let textbook = -(y * p.ln() + (1.0 - y) * (1.0 - p).ln());
-            let loss = row_loss_and_delta(&obj, &[z], y, &mut delta);
+            let loss = row_loss(&obj).loss_and_delta(&[z], y, &mut delta);
             assert!((loss - textbook).abs() < 1e-12, "z={z} y={y}");
             assert!((delta[0] - (p - y)).abs() < 1e-15);
         }
@@ -259,7 +246,7 @@ mod tests {
     fn softmax_ce_of_equal_logits_is_log_k() {
         let obj = Objective::softmax(4).unwrap();
         let mut delta = [0.0; 4];
-        let loss = row_loss_and_delta(&obj, &[1000.0; 4], 2.0, &mut delta);
+        let loss = row_loss(&obj).loss_and_delta(&[1000.0; 4], 2.0, &mut delta);
         assert!((loss - 4f64.ln()).abs() < 1e-12);
         assert_eq!(delta, [0.25, 0.25, -0.75, 0.25]);
     }

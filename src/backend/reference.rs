@@ -10,7 +10,7 @@ use crate::descent::{
     Batch, Configured, Data, HostRows, PassSums, RowSet, RunOutcome, Setup, Snapshot, Split, Step,
 };
 use crate::error::Result;
-use crate::loss::row_loss_and_delta;
+use crate::loss::row_loss;
 use crate::model::{Model, Objective, Params};
 
 /// The f64 reference backend.
@@ -89,6 +89,7 @@ impl<'a> ReferenceSession<'a> {
         let mut metrics = [0.0; 5];
         let mut z = vec![0.0; k];
         let mut delta = vec![0.0; k];
+        let row = row_loss(&self.objective);
         let host = HostRows {
             data: Cow::Borrowed(self.data.as_ref()),
             offset: self.offset,
@@ -102,7 +103,7 @@ impl<'a> ReferenceSession<'a> {
             let x = self.data.row(i);
             crate::math::logits(x, &raw, &mut z);
             let y = f64::from(self.data.y()[i]);
-            let loss = row_loss_and_delta(&self.objective, &z, y, &mut delta);
+            let loss = row.loss_and_delta(&z, y, &mut delta);
             for (j, &xj) in x.iter().enumerate() {
                 for (g, dc) in grad[j * k..(j + 1) * k].iter_mut().zip(&delta) {
                     *g += weight * f64::from(xj) * dc;

@@ -1,5 +1,5 @@
 //! The f32 row math of the hot loop: dot products, the gradient's axpy, ℓ and δ by row
-//! (`rows_loss_and_delta`, the f32 twin of `crate::loss::row_loss_and_delta`) and the polynomial
+//! (`rows_loss_and_delta`, the f32 twin of `crate::loss::RowLoss::loss_and_delta`) and the polynomial
 //! exp and ln_1p, with their ulp tests.
 
 use rayon::prelude::*;
@@ -122,7 +122,7 @@ pub(super) fn axpy<const FMA: bool>(a: f32, x: &[f32], acc: &mut [f32]) {
 }
 
 /// Turns the z of each row (k per row in `z`) into δ = ∂ℓ/∂z in place, and writes ℓ when
-/// `with_loss` (it costs a logarithm per row). The twin of `loss::row_loss_and_delta`, in
+/// `with_loss` (it costs a logarithm per row). The twin of `loss::RowLoss::loss_and_delta`, in
 /// f32, with a branch-free exponential so that single-output models vectorize across rows.
 #[inline(always)]
 pub(super) fn rows_loss_and_delta<const FMA: bool>(
@@ -133,14 +133,16 @@ pub(super) fn rows_loss_and_delta<const FMA: bool>(
     with_loss: bool,
 ) {
     if let Loss::Custom(_) = objective.loss() {
-        // The graph is interpreted per row, in f64, as the reference does.
+        // The graph is interpreted per row, in f64, as the reference does; it is looked up
+        // once for the rows, not per row (the registry is behind a lock).
         let k = objective.outputs();
+        let row = crate::loss::row_loss(objective);
         let (mut z64, mut delta) = (vec![0.0; k], vec![0.0; k]);
         for ((zr, &yr), l) in z.chunks_exact_mut(k).zip(y).zip(loss.iter_mut()) {
             for (a, &b) in z64.iter_mut().zip(zr.iter()) {
                 *a = f64::from(b);
             }
-            *l = crate::loss::row_loss_and_delta(objective, &z64, f64::from(yr), &mut delta) as f32;
+            *l = row.loss_and_delta(&z64, f64::from(yr), &mut delta) as f32;
             for (a, &b) in zr.iter_mut().zip(&delta) {
                 *a = b as f32;
             }
