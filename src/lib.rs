@@ -69,6 +69,7 @@ pub mod rng;
 pub mod selection;
 #[doc(hidden)]
 pub mod simd;
+pub mod solve;
 pub mod synth;
 pub mod train;
 pub mod verify;

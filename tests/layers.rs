@@ -315,6 +315,7 @@ fn the_vocabulary_and_the_backends_import_nothing_above_them() {
     let edges = graph(&source_files());
     let above = [
         "selection",
+        "solve",
         "train",
         "checkpoint",
         "verify",

@@ -105,6 +105,18 @@ pub(crate) fn check_params_shape(params: &Params, features: usize, outputs: usiz
     Ok(())
 }
 
+/// A direction given to a curvature pass must have θ's length.
+pub(crate) fn check_direction(v: &[f64], parameters: usize) -> Result<()> {
+    if v.len() != parameters {
+        return Err(Error::Shape {
+            what: "Hessian-vector direction".into(),
+            expected: format!("{parameters} values"),
+            found: format!("{} values", v.len()),
+        });
+    }
+    Ok(())
+}
+
 /// The descent as a host session carries it, in f64: θ in the optimizer's space
 /// (standardized when standardizing; W row-major d×k, then b), the optimizer's moments,
 /// and the setup with what it derived from the rows.

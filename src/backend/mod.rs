@@ -21,8 +21,8 @@ pub use options::GpuOptions;
 
 use crate::data::Dataset;
 pub use crate::descent::{
-    Batch, ClassWeights, Configured, Data, Evaluation, Evaluations, PassSums, RowSet, RunOutcome,
-    Setup, Snapshot, Split, Step,
+    Batch, ClassWeights, Configured, Data, Evaluation, Evaluations, HessianSums, PassSums, RowSet,
+    RunOutcome, Setup, Snapshot, Split, Step,
 };
 pub(crate) use crate::descent::{HostRows, check_host_memory};
 use crate::error::Result;
@@ -134,6 +134,27 @@ pub trait Session {
     /// current parameters: what data-parallel descent adds up across workers.
     fn pass_sums(&mut self, step: &Step, rows: RowSet) -> Result<PassSums>;
 
+    /// Whether this session has the curvature passes, [`Session::hessian_sums`] and
+    /// [`Session::hessian_vector_sums`], that the Newton solvers take.
+    fn has_curvature(&self) -> bool {
+        false
+    }
+
+    /// The sums of a gradient pass over `rows` at the current parameters and, from the
+    /// same read of the rows, Σ w·(x̃x̃ᵀ ⊗ ∂²ℓ/∂z∂zᵀ): see [`HessianSums`].
+    fn hessian_sums(&mut self, rows: RowSet) -> Result<HessianSums> {
+        let _ = rows;
+        Err(no_curvature(self.describe()))
+    }
+
+    /// Σ w·x̃ ⊗ (∂²ℓ/∂z∂zᵀ · (x̃·V)) over `rows` at the current parameters: the Hessian
+    /// sums times the raw-space direction `v` (θ's layout: V row-major d×k, then its bias
+    /// part), in one pass.
+    fn hessian_vector_sums(&mut self, v: &[f64], rows: RowSet) -> Result<Vec<f64>> {
+        let _ = (v, rows);
+        Err(no_curvature(self.describe()))
+    }
+
     /// Over this session's training rows (after [`Session::configure`] fixed the split):
     /// Σ(x − center) and Σ(x − center)² per feature, the count of each label (max(k, 2)
     /// slots, the last one taking larger labels), and the row count.
@@ -145,6 +166,18 @@ pub trait Session {
 
     /// Puts back a [`Session::snapshot`] of a session of the same problem and setup.
     fn restore(&mut self, snapshot: &Snapshot) -> Result<()>;
+}
+
+/// What a session without curvature passes answers the Newton solvers.
+fn no_curvature(session: String) -> crate::error::Error {
+    crate::error::Error::option(
+        "solver",
+        "newton",
+        format!(
+            "{session} has no Hessian passes yet; solver lbfgs needs only gradients, and the \
+             cpu and reference backends have them"
+        ),
+    )
 }
 
 /// A step over all `rows` rows in file order, for passes that take no step (its `t` is

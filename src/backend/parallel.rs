@@ -7,8 +7,8 @@
 use super::host::{self, HostDescent};
 use super::{Backend, Session, evaluate_then_run, full_step};
 use crate::descent::{
-    ClassWeights, Configured, Data, Evaluation, Evaluations, PassSums, RowSet, RunOutcome, Setup,
-    Snapshot, Step,
+    ClassWeights, Configured, Data, Evaluation, Evaluations, HessianSums, PassSums, RowSet,
+    RunOutcome, Setup, Snapshot, Step,
 };
 use crate::error::{Error, Result};
 use crate::model::{Objective, Params};
@@ -283,6 +283,20 @@ impl Session for ParallelSession<'_> {
 
     fn pass_sums(&mut self, step: &Step, rows: RowSet) -> Result<PassSums> {
         self.sums(step, rows)
+    }
+
+    fn has_curvature(&self) -> bool {
+        self.workers.iter().all(|w| w.has_curvature())
+    }
+
+    fn hessian_sums(&mut self, rows: RowSet) -> Result<HessianSums> {
+        let p = (self.features + 1) * self.objective.outputs();
+        let flat = self.total(&mut |w| Ok(w.hessian_sums(rows)?.to_flat()))?;
+        Ok(HessianSums::from_flat(&flat, p))
+    }
+
+    fn hessian_vector_sums(&mut self, v: &[f64], rows: RowSet) -> Result<Vec<f64>> {
+        self.total(&mut |w| w.hessian_vector_sums(v, rows))
     }
 
     fn column_sums(&mut self, center: &[f64]) -> Result<Vec<f64>> {

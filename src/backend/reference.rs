@@ -4,10 +4,12 @@
 use std::borrow::Cow;
 
 use super::host::HostDescent;
-use super::{Backend, Session, check_host_memory};
+use super::host::check_direction;
+use super::{Backend, Session, check_host_memory, full_step};
 use crate::data::Dataset;
 use crate::descent::{
-    Batch, Configured, Data, HostRows, PassSums, RowSet, RunOutcome, Setup, Snapshot, Split, Step,
+    Batch, Configured, Data, HessianSums, HostRows, PassSums, RowSet, RunOutcome, Setup, Snapshot,
+    Split, Step,
 };
 use crate::error::Result;
 use crate::loss::row_loss;
@@ -121,6 +123,60 @@ impl<'a> ReferenceSession<'a> {
         Sums { grad, metrics }
     }
 
+    /// Σ w·(x̃x̃ᵀ ⊗ ∂²ℓ/∂z∂zᵀ) over `rows`, entry by entry (p×p, θ's order).
+    fn hessian(&self, rows: RowSet) -> Vec<f64> {
+        let (d, k) = (self.data.features(), self.objective.outputs());
+        let p = (d + 1) * k;
+        let raw = self.descent.raw();
+        let mut hessian = vec![0.0; p * p];
+        let (mut z, mut curvature) = (vec![0.0; k], vec![0.0; k * k]);
+        let row = row_loss(&self.objective);
+        for i in 0..self.data.rows() {
+            let weight = self.row_weight(i, rows);
+            if weight == 0.0 {
+                continue;
+            }
+            let x = self.data.row(i);
+            let xt = |j: usize| if j < d { f64::from(x[j]) } else { 1.0 };
+            crate::math::logits(x, &raw, &mut z);
+            row.curvature(&z, f64::from(self.data.y()[i]), &mut curvature);
+            for a in 0..p {
+                let wa = weight * xt(a / k);
+                for b in 0..p {
+                    hessian[a * p + b] += wa * xt(b / k) * curvature[(a % k) * k + b % k];
+                }
+            }
+        }
+        hessian
+    }
+
+    /// Σ w·x̃ ⊗ (∂²ℓ/∂z∂zᵀ · u) over `rows`, u = x̃·V the direction's logits.
+    fn hessian_vector(&self, v: &[f64], rows: RowSet) -> Vec<f64> {
+        let (d, k) = (self.data.features(), self.objective.outputs());
+        let raw = self.descent.raw();
+        let mut out = vec![0.0; (d + 1) * k];
+        let (mut z, mut u, mut curvature) = (vec![0.0; k], vec![0.0; k], vec![0.0; k * k]);
+        let row = row_loss(&self.objective);
+        for i in 0..self.data.rows() {
+            let weight = self.row_weight(i, rows);
+            if weight == 0.0 {
+                continue;
+            }
+            let x = self.data.row(i);
+            crate::math::logits(x, &raw, &mut z);
+            crate::math::logits(x, v, &mut u);
+            row.curvature(&z, f64::from(self.data.y()[i]), &mut curvature);
+            for c in 0..k {
+                let r: f64 = (0..k).map(|e| curvature[c * k + e] * u[e]).sum::<f64>() * weight;
+                for (j, &xj) in x.iter().enumerate() {
+                    out[j * k + c] += f64::from(xj) * r;
+                }
+                out[d * k + c] += r;
+            }
+        }
+        out
+    }
+
     /// ∇J and the sums, as means: what a step uses.
     fn mean_gradient(&self, batch: &Batch, rows: RowSet) -> (Vec<f64>, [f64; 5]) {
         let Sums { mut grad, metrics } = self.sums(batch, rows);
@@ -206,6 +262,26 @@ impl Session for ReferenceSession<'_> {
             gradient: sums.grad,
             metrics: sums.metrics,
         })
+    }
+
+    fn has_curvature(&self) -> bool {
+        true
+    }
+
+    fn hessian_sums(&mut self, rows: RowSet) -> Result<HessianSums> {
+        let sums = self.sums(&full_step(self.total).batch, rows);
+        Ok(HessianSums {
+            pass: PassSums {
+                gradient: sums.grad,
+                metrics: sums.metrics,
+            },
+            hessian: self.hessian(rows),
+        })
+    }
+
+    fn hessian_vector_sums(&mut self, v: &[f64], rows: RowSet) -> Result<Vec<f64>> {
+        check_direction(v, self.descent.theta.len())?;
+        Ok(self.hessian_vector(v, rows))
     }
 
     fn column_sums(&mut self, center: &[f64]) -> Result<Vec<f64>> {

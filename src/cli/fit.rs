@@ -3,16 +3,14 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use serde_json::{Value, json};
 
 use downhill::backend::{ClassWeights, Data};
 use downhill::error::count;
 use downhill::input::{self, Target};
-use downhill::optim::{Schedule, UpdateRule};
-use downhill::train::{Interrupt, LogEntry, OptimizerKind, StopReason};
+use downhill::optim::Schedule;
+use downhill::train::{Interrupt, OptimizerKind, Solver, StopReason};
 use downhill::{
-    Dataset, Error, Fit, FittedModel, Model, Objective, Params, Synthetic, Trainer, params_file,
-    plot,
+    Dataset, Error, FittedModel, Model, Objective, Synthetic, Trainer, params_file, plot,
 };
 
 use super::args::{ModelArgs, TargetArgs, columns, parse, target_name};
@@ -35,12 +33,12 @@ pub struct FitArgs {
     /// Rows of a synthetic problem (instead of --data).
     #[arg(long, requires = "features")]
     rows: Option<usize>,
-    /// Learning rate η.
-    #[arg(long, default_value_t = 0.1, allow_negative_numbers = true)]
-    lr: f64,
-    /// Passes over the data.
-    #[arg(long, default_value_t = 100)]
-    epochs: u64,
+    /// Learning rate η of gradient descent. Default 0.1.
+    #[arg(long, allow_negative_numbers = true)]
+    lr: Option<f64>,
+    /// Passes over the data of gradient descent. Default 100.
+    #[arg(long)]
+    epochs: Option<u64>,
     /// Rows per step. Default: all rows (full batch).
     #[arg(long)]
     batch_size: Option<usize>,
@@ -93,12 +91,26 @@ pub struct FitArgs {
     training: TrainingArgs,
 }
 
-/// How gradients become steps, and when to stop (issue-4 options).
+/// How the fit reaches its parameters, and when it stops.
 #[derive(Args)]
 pub struct TrainingArgs {
-    /// sgd, momentum, nesterov or adam (PyTorch's update rules).
-    #[arg(long, default_value = "sgd", value_parser = parse::<OptimizerKind>)]
-    optimizer: OptimizerKind,
+    /// gd (gradient descent), newton (exact Hessian), newton-cg (truncated Newton), lbfgs
+    /// (OWL-QN with --l1) or auto: gd when a descent option is given (--lr, --epochs,
+    /// --optimizer, --batch-size, --momentum, --beta1, --beta2, --eps, --lr-schedule,
+    /// --warmup, --patience, --validation-fraction) or a checkpoint is written or
+    /// resumed, else newton up to 2048 parameters on the cpu and reference backends, else
+    /// lbfgs.
+    #[arg(long, default_value = "auto", value_parser = parse::<Solver>)]
+    solver: Solver,
+    /// Solver iterations at most. Default: 100 for newton and newton-cg, 1000 for lbfgs.
+    #[arg(long)]
+    max_iter: Option<u64>,
+    /// Curvature pairs L-BFGS keeps.
+    #[arg(long, default_value_t = 10)]
+    lbfgs_memory: usize,
+    /// sgd, momentum, nesterov or adam (PyTorch's update rules), for gd. Default sgd.
+    #[arg(long, value_parser = parse::<OptimizerKind>)]
+    optimizer: Option<OptimizerKind>,
     /// μ of momentum and nesterov. Default 0.9.
     #[arg(long)]
     momentum: Option<f64>,
@@ -118,12 +130,15 @@ pub struct TrainingArgs {
     #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     l1: f64,
     /// constant, step:EVERY:GAMMA, exp:GAMMA, cosine or invscaling:POWER (per epoch).
-    #[arg(long, default_value = "constant", value_parser = parse::<Schedule>)]
-    lr_schedule: Schedule,
-    /// Epochs of linear learning-rate warmup.
-    #[arg(long, default_value_t = 0)]
-    warmup: u64,
-    /// Stop when the loss has not improved by more than this for --patience epochs.
+    /// Default constant.
+    #[arg(long, value_parser = parse::<Schedule>)]
+    lr_schedule: Option<Schedule>,
+    /// Epochs of linear learning-rate warmup. Default 0.
+    #[arg(long)]
+    warmup: Option<u64>,
+    /// gd: stop when the loss has not improved by more than this for --patience epochs.
+    /// The solvers: converged when the largest entry of the objective's gradient (the
+    /// gradient of the mean loss plus the penalty) is at most this; default 1e-6.
     #[arg(long, allow_negative_numbers = true)]
     tol: Option<f64>,
     /// Epochs without improvement before stopping (default 5 when stopping early).
@@ -147,12 +162,23 @@ pub struct TrainingArgs {
 impl TrainingArgs {
     pub fn apply(&self, mut t: Trainer) -> Result<Trainer, Error> {
         t = t
-            .optimizer(self.optimizer)
+            .solver(self.solver)
+            .lbfgs_memory(self.lbfgs_memory)
             .l2(self.l2)
             .l1(self.l1)
-            .schedule(self.lr_schedule)
-            .warmup(self.warmup)
             .standardize(self.standardize);
+        if let Some(o) = self.optimizer {
+            t = t.optimizer(o);
+        }
+        if let Some(s) = self.lr_schedule {
+            t = t.schedule(s);
+        }
+        if let Some(w) = self.warmup {
+            t = t.warmup(w);
+        }
+        if let Some(m) = self.max_iter {
+            t = t.max_iter(m);
+        }
         let options = [
             (
                 self.momentum,
@@ -268,11 +294,15 @@ impl FitArgs {
 
     fn trainer(&self, interrupt: Interrupt) -> Result<Trainer, Error> {
         let mut trainer = Trainer::new()
-            .lr(self.lr)
-            .epochs(self.epochs)
             .seed(self.seed)
             .log_every(self.log_every)
             .interrupt(interrupt);
+        if let Some(lr) = self.lr {
+            trainer = trainer.lr(lr);
+        }
+        if let Some(e) = self.epochs {
+            trainer = trainer.epochs(e);
+        }
         if let Some(b) = self.batch_size {
             trainer = trainer.batch_size(b);
         }
@@ -443,8 +473,12 @@ pub fn fit(args: FitArgs, quiet: bool, processes: super::Processes) -> Result<()
         stop_on_ctrl_c(&interrupt);
     }
     let writes = processes.writes();
-    let mut progress =
-        FitProgress::new(args.epochs, rows, quiet || !writes, args.animate.is_some());
+    let (solver, solver_why) = trainer.chosen_solver(session.as_ref());
+    let length = match solver {
+        Solver::Gd => args.epochs.unwrap_or(100),
+        _ => trainer.max_iterations(solver),
+    };
+    let mut progress = FitProgress::new(length, rows, quiet || !writes, args.animate.is_some());
     let result = trainer.fit_with(session.as_mut(), &mut progress);
     progress.finish();
     // The model as a file gives it: with the columns the rows came from.
@@ -491,8 +525,20 @@ pub fn fit(args: FitArgs, quiet: bool, processes: super::Processes) -> Result<()
         Source::Synthetic(s) => Some(s.true_params()),
         Source::File { .. } => None,
     };
-    let report = FitReport {
+    if let Some(solved) = fit.solved.as_ref().filter(|s| !s.converged)
+        && fit.stop == StopReason::NotConverged
+    {
+        log::warn!(
+            "{} did not converge: {}; raise --max-iter, or --tol above ‖∇F‖∞ {:.3e}",
+            solved.solver,
+            solved.reason,
+            solved.grad_norm
+        );
+    }
+    let report = super::report::FitReport {
         objective,
+        objective_value: trainer.objective_of(&fit),
+        solver_why: &solver_why,
         rule: trainer.update_rule(),
         backend: device.split(' ').next().unwrap_or("?"),
         device: &device,
@@ -513,157 +559,5 @@ pub fn fit(args: FitArgs, quiet: bool, processes: super::Processes) -> Result<()
             saved: args.out.clone(),
         }),
         _ => Ok(()),
-    }
-}
-
-struct FitReport<'a> {
-    objective: Objective,
-    rule: UpdateRule,
-    backend: &'a str,
-    device: &'a str,
-    rows: usize,
-    features: usize,
-    fit: &'a Fit,
-    truth: Option<&'a Params>,
-    /// What `--verify` measured.
-    verified: Option<&'a downhill::verify::Verified>,
-}
-
-impl FitReport<'_> {
-    fn json(&self) -> Value {
-        let (weights, bias) = params_file::json_parts(self.objective.model(), &self.fit.params);
-        let mut out = json!({
-            "model": self.objective.model(),
-            "loss_fn": self.objective.loss(),
-            "backend": self.backend,
-            "device": self.device,
-            "rows": self.rows,
-            "features": self.features,
-            "classes": self.objective.outputs(),
-            "weights": weights,
-            "bias": bias,
-            "loss": self.fit.loss,
-            "history": self.fit.history,
-            "history_epochs": self.fit.history_epochs,
-            "epochs": self.fit.epochs,
-            "train_seconds": self.fit.train_seconds,
-            "optimizer": self.rule.optimizer.name(),
-            "stop_reason": match self.fit.stop {
-                StopReason::Epochs => "epochs",
-                StopReason::NoImprovement { .. } => "no_improvement",
-                StopReason::Interrupted { .. } => "interrupted",
-            },
-            "stopped_epoch": self.fit.epochs,
-            "metrics": entry_json(&self.fit.last),
-            "metrics_history": self.fit.log.iter().map(entry_json).collect::<Vec<_>>(),
-            "training_rows": self.fit.configured.training_rows,
-            "held_out_rows": self.fit.configured.held_out_rows,
-        });
-        if let StopReason::NoImprovement { best_epoch } = self.fit.stop {
-            out["best_epoch"] = json!(best_epoch);
-        }
-        let column = |f: &dyn Fn(&LogEntry) -> Option<f64>| -> Value {
-            self.fit
-                .log
-                .iter()
-                .map(|e| json!(f(e)))
-                .collect::<Vec<_>>()
-                .into()
-        };
-        if self.fit.last.validation.is_some() {
-            out["val_history"] = column(&|e| e.validation.map(|v| v.loss));
-        }
-        match self.objective.model() {
-            Model::Linear => out["r2_history"] = column(&|e| e.training.r2),
-            _ => out["accuracy_history"] = column(&|e| e.training.accuracy),
-        }
-        if let Some(st) = &self.fit.configured.standardization {
-            // `mean` and `std` as model files name them; `scale` (1/std) as before.
-            let std: Vec<f64> = st.scale.iter().map(|s| 1.0 / s).collect();
-            out["standardization"] = json!({"mean": st.mean, "std": std, "scale": st.scale});
-        }
-        if let Some(cw) = &self.fit.configured.class_weights {
-            out["class_weights"] = json!(cw);
-        }
-        if let Some(v) = self.verified {
-            out["verified"] = json!({"rows": v.rows, "loss": v.loss, "gradient": v.gradient});
-        }
-        if let Some(truth) = self.truth {
-            let distance = self.fit.params.distance(truth);
-            out["distance_to_truth"] = json!(distance);
-            out["relative_distance_to_truth"] = json!(distance / truth.norm());
-        }
-        out
-    }
-
-    fn text(&self) -> String {
-        let f = self.fit;
-        let mut s = format!(
-            "{} on {} × {}\nbackend: {}\nepochs: {} ({}), {}, descent loop: {:.3} s\n",
-            self.objective,
-            count(self.rows, "row"),
-            count(self.features, "feature"),
-            self.device,
-            f.epochs,
-            f.stop.describe(),
-            f.last,
-            f.train_seconds
-        );
-        s += &format!("weights: {}\n", preview(f.params.weights()));
-        s += &format!("bias: {}\n", preview(f.params.bias()));
-        if let Some(v) = self.verified {
-            s += &format!(
-                "verified against the f64 reference on {} rows: loss within {:.1e}, gradient \
-                 within {:.1e}\n",
-                v.rows, v.loss, v.gradient
-            );
-        }
-        if let Some(truth) = self.truth {
-            let distance = f.params.distance(truth);
-            s += &format!(
-                "distance to the true parameters: {distance:.6} ({:.3}% of their norm)\n",
-                100.0 * distance / truth.norm()
-            );
-        }
-        s
-    }
-}
-
-/// `loss 0.123456, accuracy 0.9000, val_loss …` for the progress lines and the summary.
-/// One logged epoch as JSON: loss and metrics, on training and held-out rows.
-fn entry_json(e: &LogEntry) -> Value {
-    let mut v = json!({"epoch": e.epoch, "loss": e.training.loss});
-    let mut put = |prefix: &str, ev: &downhill::backend::Evaluation| {
-        if let Some(a) = ev.accuracy {
-            v[format!("{prefix}accuracy")] = json!(a);
-        }
-        if let Some(r2) = ev.r2 {
-            v[format!("{prefix}r2")] = json!(r2);
-        }
-    };
-    put("", &e.training);
-    if let Some(val) = &e.validation {
-        put("val_", val);
-        v["val_loss"] = json!(val.loss);
-    }
-    v
-}
-
-/// Up to 12 numbers, then how many more there are.
-fn preview(values: &[f64]) -> String {
-    const SHOWN: usize = 12;
-    let shown: Vec<String> = values
-        .iter()
-        .take(SHOWN)
-        .map(|v| format!("{v:.6}"))
-        .collect();
-    let more = values.len().saturating_sub(SHOWN);
-    if more == 0 {
-        format!("[{}]", shown.join(", "))
-    } else {
-        format!(
-            "[{}, … {more} more (see --json or --out)]",
-            shown.join(", ")
-        )
     }
 }

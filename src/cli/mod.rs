@@ -7,6 +7,7 @@ pub mod hints;
 pub mod out;
 pub mod predict;
 pub mod progress;
+pub mod report;
 
 /// This process's place among the processes of one run (MPI ranks), or the only one.
 #[derive(Clone, Copy, Debug)]

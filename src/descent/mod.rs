@@ -1,6 +1,6 @@
 //! The descent vocabulary every backend and the trainer share: which rows a step uses
 //! ([`Batch`], [`RowSet`], [`Split`]), what a fit fixes ([`Setup`], [`ClassWeights`],
-//! [`Configured`]), what passes report ([`Evaluation`], [`PassSums`], [`RunOutcome`],
+//! [`Configured`]), what passes report ([`Evaluation`], [`PassSums`], [`HessianSums`], [`RunOutcome`],
 //! [`LogEntry`]), the state that continues a descent ([`Snapshot`]), and the rows a session
 //! opens ([`Data`]).
 //!
@@ -12,7 +12,7 @@ mod rows;
 mod snapshot;
 mod steps;
 
-pub use outcomes::{Evaluation, Evaluations, LogEntry, PassSums, RunOutcome};
+pub use outcomes::{Evaluation, Evaluations, HessianSums, LogEntry, PassSums, RunOutcome};
 pub use rows::Data;
 pub(crate) use rows::{HostRows, check_host_memory};
 pub use snapshot::Snapshot;

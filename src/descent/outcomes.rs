@@ -104,6 +104,43 @@ impl PassSums {
     }
 }
 
+/// The sums of a Hessian pass: those of the gradient pass at the same parameters, and
+/// Σ w·(x̃x̃ᵀ ⊗ ∂²ℓ/∂z∂zᵀ) with x̃ = (x, 1): p×p row-major, p = (d + 1)·k, rows and columns
+/// in θ's order (W row-major, then b), in raw space, unnormalized.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HessianSums {
+    pub pass: PassSums,
+    pub hessian: Vec<f64>,
+}
+
+impl HessianSums {
+    /// Adds `other` in place (the caller fixes the order).
+    pub fn add(&mut self, other: &HessianSums) {
+        self.pass.add(&other.pass);
+        if self.hessian.is_empty() {
+            self.hessian = vec![0.0; other.hessian.len()];
+        }
+        for (a, b) in self.hessian.iter_mut().zip(&other.hessian) {
+            *a += b;
+        }
+    }
+
+    /// As one flat vector (the Hessian, then the pass's), for sending between processes.
+    pub fn to_flat(&self) -> Vec<f64> {
+        let mut flat = self.hessian.clone();
+        flat.extend(self.pass.to_flat());
+        flat
+    }
+
+    /// From [`HessianSums::to_flat`] of `p` parameters.
+    pub fn from_flat(flat: &[f64], p: usize) -> Self {
+        HessianSums {
+            hessian: flat[..p * p].to_vec(),
+            pass: PassSums::from_flat(&flat[p * p..]),
+        }
+    }
+}
+
 /// The losses and metrics at one logged epoch.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LogEntry {

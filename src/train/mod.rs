@@ -18,6 +18,7 @@ use crate::model_file::FittedModel;
 pub use crate::optim::OptimizerKind;
 use crate::optim::{Regularization, Schedule, UpdateRule};
 use crate::rng::Permutation;
+pub use crate::solve::{Solved, Solver};
 
 /// Descent options. Every setter states its default.
 #[derive(Clone, Debug, PartialEq)]
@@ -41,6 +42,11 @@ pub struct Trainer {
     validation_fraction: Option<f64>,
     standardize: bool,
     class_weights: Option<ClassWeights>,
+    solver: Solver,
+    max_iter: Option<u64>,
+    lbfgs_memory: usize,
+    /// Whether a descent option was set (`auto` then means gd).
+    descent_given: bool,
     /// What the fit is wired to, apart from the hyperparameters.
     wiring: Wiring,
 }
@@ -119,6 +125,10 @@ impl Default for Trainer {
             validation_fraction: None,
             standardize: false,
             class_weights: None,
+            solver: Solver::Auto,
+            max_iter: None,
+            lbfgs_memory: 10,
+            descent_given: false,
             wiring: Wiring::default(),
         }
     }
@@ -134,8 +144,13 @@ pub enum StopReason {
     /// `best_epoch`.
     NoImprovement { best_epoch: u64 },
     /// An [`Interrupt`] was raised; it stopped after global step `step` (the parameters are
-    /// those after that step).
+    /// those after that step; a solver's iteration, for a solver).
     Interrupted { step: u64 },
+    /// A solver met its tolerance.
+    Converged,
+    /// A solver stopped short of its tolerance: its iteration limit, or a line search
+    /// that found no decrease ([`Solved::reason`] says which).
+    NotConverged,
 }
 
 impl StopReason {
@@ -146,6 +161,8 @@ impl StopReason {
                 format!("no improvement beyond the tolerance; best at epoch {best_epoch}")
             }
             StopReason::Interrupted { step } => format!("interrupted after step {step}"),
+            StopReason::Converged => "converged".into(),
+            StopReason::NotConverged => "did not converge".into(),
         }
     }
 }
@@ -176,6 +193,8 @@ pub struct Fit {
     /// and, from [`fit`], the rows' feature names and label column; it predicts, scores
     /// and saves.
     pub model: FittedModel,
+    /// What the solver did, when one ran instead of gradient descent.
+    pub solved: Option<Solved>,
 }
 
 impl Trainer {
@@ -185,12 +204,14 @@ impl Trainer {
 
     /// Learning rate η in θ ← θ − η∇J. Default 0.1; must be finite and positive.
     pub fn lr(mut self, lr: f64) -> Self {
+        self.descent_given = true;
         self.lr = lr;
         self
     }
 
     /// Passes over the data. Default 100.
     pub fn epochs(mut self, epochs: u64) -> Self {
+        self.descent_given = true;
         self.epochs = epochs;
         self
     }
@@ -199,6 +220,7 @@ impl Trainer {
     /// visit the rows in a fresh seeded permutation each epoch, the last partial batch
     /// included.
     pub fn batch_size(mut self, batch_size: usize) -> Self {
+        self.descent_given = true;
         self.batch_size = Some(batch_size);
         self
     }
@@ -223,30 +245,35 @@ impl Trainer {
 
     /// The optimizer. Default: plain SGD.
     pub fn optimizer(mut self, optimizer: OptimizerKind) -> Self {
+        self.descent_given = true;
         self.optimizer = optimizer;
         self
     }
 
     /// μ of momentum and Nesterov. Default 0.9; an error with SGD or Adam.
     pub fn momentum(mut self, momentum: f64) -> Self {
+        self.descent_given = true;
         self.momentum = Some(momentum);
         self
     }
 
     /// Adam's β₁. Default 0.9; an error with other optimizers.
     pub fn beta1(mut self, beta1: f64) -> Self {
+        self.descent_given = true;
         self.beta1 = Some(beta1);
         self
     }
 
     /// Adam's β₂. Default 0.999; an error with other optimizers.
     pub fn beta2(mut self, beta2: f64) -> Self {
+        self.descent_given = true;
         self.beta2 = Some(beta2);
         self
     }
 
     /// Adam's ε, outside the square root. Default 1e-8; an error with other optimizers.
     pub fn eps(mut self, eps: f64) -> Self {
+        self.descent_given = true;
         self.eps = Some(eps);
         self
     }
@@ -265,6 +292,7 @@ impl Trainer {
 
     /// The learning-rate schedule over epochs. Default: constant.
     pub fn schedule(mut self, schedule: Schedule) -> Self {
+        self.descent_given = true;
         self.schedule = schedule;
         self
     }
@@ -272,6 +300,7 @@ impl Trainer {
     /// Epochs of linear warmup: epoch e < N uses (e + 1)/N of the scheduled rate.
     /// Default 0.
     pub fn warmup(mut self, epochs: u64) -> Self {
+        self.descent_given = true;
         self.warmup = epochs;
         self
     }
@@ -286,6 +315,7 @@ impl Trainer {
 
     /// See [`Trainer::tol`].
     pub fn patience(mut self, patience: u64) -> Self {
+        self.descent_given = true;
         self.patience = Some(patience);
         self
     }
@@ -293,6 +323,7 @@ impl Trainer {
     /// Hold out this seeded fraction of rows (in (0, 1)), stop on their loss, and restore
     /// the parameters that did best on them. Default: none.
     pub fn validation_fraction(mut self, fraction: f64) -> Self {
+        self.descent_given = true;
         self.validation_fraction = Some(fraction);
         self
     }
@@ -360,3 +391,4 @@ pub fn fit(
 
 mod plan;
 mod run;
+mod solved;

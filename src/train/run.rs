@@ -110,6 +110,11 @@ impl Trainer {
     pub fn fit_with(&self, session: &mut dyn Session, observer: &mut dyn Observer) -> Result<Fit> {
         self.validate_for(&session.objective())?;
         let configured = session.configure(&self.setup())?;
+        let (solver, why) = self.chosen_solver(session);
+        if solver != Solver::Gd {
+            log::info!("solver {solver}: {why}");
+            return self.solve_fit(session, observer, solver, why, configured);
+        }
         if self.validation_fraction.is_some() && configured.held_out_rows == 0 {
             return Err(Error::option(
                 "validation fraction",
@@ -143,6 +148,7 @@ impl Trainer {
             stop,
             configured,
             train_seconds,
+            solved: None,
         })
     }
 

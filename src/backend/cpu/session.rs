@@ -8,9 +8,10 @@ use rayon::prelude::*;
 use super::order::{chunk_rows, held_out_bits};
 use super::pass::{METRICS, Pass, Summed, Wanted, Weighting};
 use crate::backend::host::HostDescent;
+use crate::backend::host::check_direction;
 use crate::backend::{
-    Batch, Configured, Evaluation, Evaluations, HostRows, PassSums, RowSet, RunOutcome, Session,
-    Setup, Snapshot, Step, evaluate_then_run,
+    Batch, Configured, Evaluation, Evaluations, HessianSums, HostRows, PassSums, RowSet,
+    RunOutcome, Session, Setup, Snapshot, Step, evaluate_then_run,
 };
 use crate::data::Dataset;
 use crate::error::Result;
@@ -83,14 +84,30 @@ impl<'a> CpuSession<'a> {
         }
     }
 
+    /// How the rows count in a pass over `rows`.
+    pub(super) fn weighting(&self, rows: RowSet) -> Weighting<'_> {
+        Weighting {
+            sample: self.data.weights(),
+            class: self.descent.class_weights(),
+            held_out: self
+                .descent
+                .setup
+                .split
+                .is_some()
+                .then_some(&self.held_out[..]),
+            rows,
+        }
+    }
+
     /// The weighted mean ∇J and the metric sums over the batch's rows in `rows`.
     pub(super) fn batch_gradient(&mut self, batch: &Batch, rows: RowSet, wanted: Wanted) -> Summed {
         let (d, k) = (self.data.features(), self.objective.outputs());
         let p = (d + 1) * k + 2 * METRICS;
         let chunk = chunk_rows(batch.len as usize);
         let chunks = (batch.len as usize).div_ceil(chunk);
-        if self.partials.len() < chunks {
-            self.partials.resize_with(chunks, || vec![0.0; p]);
+        let mut partials = std::mem::take(&mut self.partials);
+        if partials.len() < chunks {
+            partials.resize_with(chunks, || vec![0.0; p]);
         }
         let pass = Pass {
             data: &self.data,
@@ -101,19 +118,9 @@ impl<'a> CpuSession<'a> {
             with_metrics: wanted != Wanted::Gradient,
             with_held_out: wanted == Wanted::BothAndHeldOut && self.descent.setup.split.is_some(),
             simd: self.simd,
-            weights: Weighting {
-                sample: self.data.weights(),
-                class: self.descent.class_weights(),
-                held_out: self
-                    .descent
-                    .setup
-                    .split
-                    .is_some()
-                    .then_some(&self.held_out[..]),
-                rows,
-            },
+            weights: self.weighting(rows),
         };
-        self.partials[..chunks]
+        partials[..chunks]
             .par_iter_mut()
             .enumerate()
             .for_each(|(i, partial)| {
@@ -124,11 +131,12 @@ impl<'a> CpuSession<'a> {
             });
         // In chunk order: the same sums whatever thread ran which chunk.
         let mut total = vec![0.0; p];
-        for partial in &self.partials[..chunks] {
+        for partial in &partials[..chunks] {
             for (t, v) in total.iter_mut().zip(partial) {
                 *t += v;
             }
         }
+        self.partials = partials;
         let mut metrics = [0.0; METRICS];
         metrics.copy_from_slice(&total[(d + 1) * k..][..METRICS]);
         let mut held_out = [0.0; METRICS];
@@ -310,6 +318,19 @@ impl Session for CpuSession<'_> {
             gradient: grad.iter().map(|g| g * weight).collect(),
             metrics,
         })
+    }
+
+    fn has_curvature(&self) -> bool {
+        true
+    }
+
+    fn hessian_sums(&mut self, rows: RowSet) -> Result<HessianSums> {
+        Ok(self.hessian_pass(rows))
+    }
+
+    fn hessian_vector_sums(&mut self, v: &[f64], rows: RowSet) -> Result<Vec<f64>> {
+        check_direction(v, self.descent.theta.len())?;
+        Ok(self.hessian_vector_pass(v, rows))
     }
 
     fn column_sums(&mut self, center: &[f64]) -> Result<Vec<f64>> {

@@ -1,0 +1,26 @@
+//! What every solver implements: where it starts, what vanishes at the optimum, and one
+//! step.
+
+use super::problem::{Point, Problem};
+use crate::error::Result;
+
+/// What the solvers share: where they start, what must vanish at the optimum, one step.
+pub(super) trait Iterate {
+    /// The point at θ₀ (with whatever the solver keeps from its pass).
+    fn start(&mut self, problem: &mut Problem, theta: Vec<f64>) -> Result<Point>;
+
+    /// The vector that is zero at the optimum: ∇F, or OWL-QN's pseudo-gradient.
+    fn stationarity(&self, problem: &Problem, point: &Point) -> Vec<f64>;
+
+    fn step(&mut self, problem: &mut Problem, point: &Point) -> Result<Moved>;
+}
+
+/// Where a step went.
+pub(super) enum Moved {
+    To(Point),
+    /// The line search found no point that decreases F along a direction of slope
+    /// ∇Fᵀd (or the pseudo-gradient's).
+    Stalled {
+        slope: f64,
+    },
+}
