@@ -123,12 +123,11 @@ impl<'a> ReferenceSession<'a> {
         Sums { grad, metrics }
     }
 
-    /// Σ w·(x̃x̃ᵀ ⊗ ∂²ℓ/∂z∂zᵀ) over `rows`, entry by entry (p×p, θ's order).
-    fn hessian(&self, rows: RowSet) -> Vec<f64> {
-        let (d, k) = (self.data.features(), self.objective.outputs());
-        let p = (d + 1) * k;
+    /// Calls `each(x, w, z, ∂²ℓ/∂z∂zᵀ)` for every row of `rows` with weight, at the current
+    /// parameters.
+    fn curved_rows(&self, rows: RowSet, mut each: impl FnMut(&[f32], f64, &[f64], &[f64])) {
+        let k = self.objective.outputs();
         let raw = self.descent.raw();
-        let mut hessian = vec![0.0; p * p];
         let (mut z, mut curvature) = (vec![0.0; k], vec![0.0; k * k]);
         let row = row_loss(&self.objective);
         for i in 0..self.data.rows() {
@@ -137,35 +136,36 @@ impl<'a> ReferenceSession<'a> {
                 continue;
             }
             let x = self.data.row(i);
-            let xt = |j: usize| if j < d { f64::from(x[j]) } else { 1.0 };
             crate::math::logits(x, &raw, &mut z);
             row.curvature(&z, f64::from(self.data.y()[i]), &mut curvature);
+            each(x, weight, &z, &curvature);
+        }
+    }
+
+    /// Σ w·(x̃x̃ᵀ ⊗ ∂²ℓ/∂z∂zᵀ) over `rows`, entry by entry (p×p, θ's order).
+    fn hessian(&self, rows: RowSet) -> Vec<f64> {
+        let (d, k) = (self.data.features(), self.objective.outputs());
+        let p = (d + 1) * k;
+        let mut hessian = vec![0.0; p * p];
+        self.curved_rows(rows, |x, weight, _, curvature| {
+            let xt = |j: usize| if j < d { f64::from(x[j]) } else { 1.0 };
             for a in 0..p {
                 let wa = weight * xt(a / k);
                 for b in 0..p {
                     hessian[a * p + b] += wa * xt(b / k) * curvature[(a % k) * k + b % k];
                 }
             }
-        }
+        });
         hessian
     }
 
     /// Σ w·x̃ ⊗ (∂²ℓ/∂z∂zᵀ · u) over `rows`, u = x̃·V the direction's logits.
     fn hessian_vector(&self, v: &[f64], rows: RowSet) -> Vec<f64> {
         let (d, k) = (self.data.features(), self.objective.outputs());
-        let raw = self.descent.raw();
         let mut out = vec![0.0; (d + 1) * k];
-        let (mut z, mut u, mut curvature) = (vec![0.0; k], vec![0.0; k], vec![0.0; k * k]);
-        let row = row_loss(&self.objective);
-        for i in 0..self.data.rows() {
-            let weight = self.row_weight(i, rows);
-            if weight == 0.0 {
-                continue;
-            }
-            let x = self.data.row(i);
-            crate::math::logits(x, &raw, &mut z);
+        let mut u = vec![0.0; k];
+        self.curved_rows(rows, |x, weight, _, curvature| {
             crate::math::logits(x, v, &mut u);
-            row.curvature(&z, f64::from(self.data.y()[i]), &mut curvature);
             for c in 0..k {
                 let r: f64 = (0..k).map(|e| curvature[c * k + e] * u[e]).sum::<f64>() * weight;
                 for (j, &xj) in x.iter().enumerate() {
@@ -173,7 +173,7 @@ impl<'a> ReferenceSession<'a> {
                 }
                 out[d * k + c] += r;
             }
-        }
+        });
         out
     }
 
