@@ -3,6 +3,7 @@
 //! mirrors: a syntax, type or layout error fails here, on a machine without any GPU.
 
 use downhill::custom::{CustomLoss, LossKind};
+use downhill::gpu::curvature::SegmentUniform;
 use downhill::gpu::kernels::{
     GeneratorUniform, SetupUniform, ShaderConstants, ShardUniform, SliceUniform, StepUniform,
     Tuning,
@@ -176,5 +177,11 @@ fn uniform_structs_are_laid_out_as_their_rust_mirrors() {
         "Generator",
         GeneratorUniform,
         [seed_lo, seed_hi, row_begin, rows, weight_shift]
+    );
+    same_layout!(
+        &module_of("curvature"),
+        "Segment",
+        SegmentUniform,
+        [first, rows, block_rows, blocks]
     );
 }

@@ -338,20 +338,6 @@ fn solvers_refuse_what_they_cannot_do_and_say_what_can() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("2048") && e.contains("2101"), "{e}");
-    if let Some(gpu) = common::gpu() {
-        let e = downhill::fit(
-            gpu,
-            &data,
-            Objective::logistic(),
-            &Trainer::new().solver(Solver::Newton),
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(
-            e.contains("no Hessian passes") && e.contains("lbfgs"),
-            "{e}"
-        );
-    }
 }
 
 #[test]

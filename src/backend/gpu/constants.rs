@@ -58,6 +58,7 @@ pub(super) const PREDICT: &str = include_str!("../../../shaders/predict.wgsl");
 pub(super) const STREAM_READ: &str = include_str!("../../../shaders/stream_read.wgsl");
 pub(super) const GENERATE: &str = include_str!("../../../shaders/generate.wgsl");
 pub(super) const MOMENTS: &str = include_str!("../../../shaders/moments.wgsl");
+pub(super) const CURVATURE: &str = include_str!("../../../shaders/curvature.wgsl");
 /// The shared workgroup reduction, appended to the kernels that call it.
 const WORKGROUP_SUM: &str = include_str!("../../../shaders/workgroup_sum.wgsl");
 
@@ -336,6 +337,7 @@ impl ShaderConstants {
             ("stream_read", STREAM_READ),
             ("generate", GENERATE),
             ("moments", MOMENTS),
+            ("curvature", CURVATURE),
         ]
         .into_iter()
         .map(|(name, text)| (name, self.source(text)))

@@ -8,7 +8,8 @@ use super::context::GpuContext;
 use crate::error::{Error, Result};
 
 use super::constants::{
-    DELTA, FORWARD, GENERATE, GRADIENT, MOMENTS, PREDICT, REDUCE, STREAM_READ, UPDATE, XT_DELTA,
+    CURVATURE, DELTA, FORWARD, GENERATE, GRADIENT, MOMENTS, PREDICT, REDUCE, STREAM_READ, UPDATE,
+    XT_DELTA,
 };
 pub use super::constants::{ROWS_TRAINING_AND_HELD_OUT, ShaderConstants};
 pub use super::uniforms::{
@@ -127,6 +128,18 @@ pub struct Kernels {
     unfused: OnceLock<Unfused>,
     predict: OnceLock<wgpu::ComputePipeline>,
     stream_read: OnceLock<wgpu::ComputePipeline>,
+    curvature: OnceLock<Curvature>,
+}
+
+/// The curvature passes' kernels (`shaders/curvature.wgsl`) and their own bind group:
+/// params, setup, class weights, the direction (read), coefficients, partials (write),
+/// the segment record.
+pub struct Curvature {
+    pub layout: wgpu::BindGroupLayout,
+    pub curvature_rows: wgpu::ComputePipeline,
+    pub direction_rows: wgpu::ComputePipeline,
+    pub hessian_tiles: wgpu::ComputePipeline,
+    pub product_columns: wgpu::ComputePipeline,
 }
 
 /// The unfused gradient's three kernels: forward, delta, xt_delta.
@@ -229,6 +242,7 @@ impl Kernels {
             unfused: OnceLock::new(),
             predict: OnceLock::new(),
             stream_read: OnceLock::new(),
+            curvature: OnceLock::new(),
         })
     }
 
@@ -286,6 +300,26 @@ impl Kernels {
         let groups = [&self.layouts.shard, &self.layouts.predict];
         built(ctx, &self.predict, "predict", || {
             self.build(ctx, "predict", PREDICT, "predict_rows", &groups)
+        })
+    }
+
+    /// The Newton solvers' Hessian and Hessian-vector kernels.
+    pub fn curvature(&self, ctx: &GpuContext) -> Result<&Curvature> {
+        built(ctx, &self.curvature, "curvature", || {
+            let layout = bind_group_layout(
+                ctx.device(),
+                "downhill.curvature",
+                &[RO, Binding::Uniform, RO, RO, RW, RW, Binding::Uniform],
+            );
+            let groups = [&self.layouts.step, &self.layouts.shard, &layout];
+            let build = |entry: &str| self.build(ctx, entry, CURVATURE, entry, &groups);
+            Curvature {
+                curvature_rows: build("curvature_rows"),
+                direction_rows: build("direction_rows"),
+                hessian_tiles: build("hessian_tiles"),
+                product_columns: build("product_columns"),
+                layout,
+            }
         })
     }
 

@@ -4,6 +4,8 @@
 
 mod constants;
 mod context;
+#[doc(hidden)]
+pub mod curvature;
 mod dispatch;
 #[doc(hidden)]
 pub mod kernels;

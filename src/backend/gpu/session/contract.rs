@@ -144,6 +144,21 @@ impl Session for GpuSession<'_> {
         })
     }
 
+    fn has_curvature(&self) -> bool {
+        self.knows_curvature()
+    }
+
+    fn hessian_sums(&mut self, rows: RowSet) -> Result<crate::descent::HessianSums> {
+        self.check_curvature()?;
+        self.hessian_pass(rows)
+    }
+
+    fn hessian_vector_sums(&mut self, v: &[f64], rows: RowSet) -> Result<Vec<f64>> {
+        host::check_direction(v, (self.features + 1) * self.objective.outputs())?;
+        self.check_curvature()?;
+        self.hessian_vector_pass(v, rows)
+    }
+
     fn column_sums(&mut self, center: &[f64]) -> Result<Vec<f64>> {
         self.column_moments(center)
     }

@@ -5,11 +5,13 @@
 //!
 //! Here: the backend ([`Gpu`]) and the session's buffers, built once. Recording passes and
 //! reading results back is in `record.rs`, the [`Session`] contract in `contract.rs`,
-//! predictions in `predict.rs`, and what tests and benchmarks ask (the unfused oracle, the
-//! memory floor, rows read back) in `oracle.rs`.
+//! predictions in `predict.rs`, the Newton solvers' Hessian and Hessian-vector passes in
+//! `curvature.rs`, and what tests and benchmarks ask (the unfused oracle, the memory floor,
+//! rows read back) in `oracle.rs`.
 
 mod buffers;
 mod contract;
+mod curvature;
 pub mod oracle;
 mod predict;
 mod record;
@@ -108,6 +110,8 @@ pub struct GpuSession<'a> {
     weighted: bool,
     /// Reused bytes of the step records of one submission.
     records: Vec<u8>,
+    /// The Newton solvers' buffers, made on their first pass.
+    curvature: Option<curvature::CurvatureBuffers>,
 }
 
 impl<'a> GpuSession<'a> {
@@ -182,6 +186,7 @@ impl<'a> GpuSession<'a> {
             standardization: None,
             weighted,
             records: Vec::new(),
+            curvature: None,
         };
         session.write_setup(&[1.0; 2]);
         session.write_raw(&vec![0.0; n as usize]);

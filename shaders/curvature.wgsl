@@ -1,0 +1,281 @@
+// The curvature passes of the Newton solvers (src/backend/gpu/curvature.rs): the Hessian
+// sums H = Σ w·(x̃x̃ᵀ ⊗ C) and Hessian-vector sums Hv = Σ w·x̃ ⊗ (C·(x̃·V)), x̃ = (x, 1),
+// C = ∂²ℓ/∂z∂zᵀ of the row's loss (closed forms of the built-in losses: a number for one
+// output, diag(p) − ppᵀ for softmax). Entry e = f·K + a of θ's order pairs feature f
+// (f = D: the bias) with class a.
+//
+// A segment of a shard's rows is done in two dispatches. The first, one row per
+// invocation, writes each row's coefficients: for the Hessian (`curvature_rows`) the
+// weight and C's factors, CW = K + 1 floats; for Hv (`direction_rows`) the row's
+// w·C·(x̃·V), K floats. The second sums over blocks of rows, one workgroup per block and
+// output tile, each in a fixed order: `hessian_tiles` a 16×16 tile of the upper triangle
+// of H, `product_columns` WG entries of Hv. The host adds the blocks' partials in f64.
+
+@group(0) @binding(0) var<uniform> step: Step;
+@group(1) @binding(0) var<storage, read> x: array<f32>;
+@group(1) @binding(1) var<storage, read> y: array<f32>;
+@group(1) @binding(2) var<uniform> shard: Shard;
+@group(1) @binding(3) var<storage, read> w: array<f32>;  // sample weights, when setup.weighted
+@group(2) @binding(0) var<storage, read> params: array<f32>;
+@group(2) @binding(1) var<uniform> setup: Setup;
+@group(2) @binding(2) var<storage, read> class_w: array<f32>;
+@group(2) @binding(3) var<storage, read> direction: array<f32>;  // V, θ's layout (Hv only)
+@group(2) @binding(4) var<storage, read_write> coef: array<f32>;
+@group(2) @binding(5) var<storage, read_write> partials: array<f32>;
+@group(2) @binding(6) var<uniform> segment: Segment;
+
+// One segment of a shard's rows. Mirrors `SegmentUniform` in src/backend/gpu/curvature.rs.
+struct Segment {
+    first: u32,       // the segment's first row, local to the shard
+    rows: u32,        // rows in the segment
+    block_rows: u32,  // rows per block of the second dispatch (a multiple of 16)
+    blocks: u32,
+}
+
+// Entries of θ (and of a row of H).
+const PE: u32 = (D + 1u) * K;
+// Coefficients per row of the Hessian's first dispatch.
+const CW: u32 = K + 1u;
+// Side of a tile of H.
+const HT: u32 = 16u;
+
+// The row's weight in the pass (0 where the pass does not use it): the sample weight
+// times the class weight, as the gradient kernel weighs it.
+fn row_weight(local: u32) -> f32 {
+    if (!uses_row(step, setup, shard.row_begin + local)) {
+        return 0.0;
+    }
+    var weight = 1.0;
+    if (setup.weighted == 1u) {
+        weight = w[local];
+    }
+    if (MODEL != MODEL_LINEAR) {
+        weight *= class_w[min(u32(y[local]), CLASS_SLOTS - 1u)];
+    }
+    return weight;
+}
+
+// x̃_f of a local row: the feature, or 1 for the bias.
+fn feature(local: u32, f: u32) -> f32 {
+    if (f == D) {
+        return 1.0;
+    }
+    return x[local * DP + f];
+}
+
+// z_c = x̃·θ_c of a local row (θ's layout: f·K + c), of the parameters and of V.
+fn logit_params(local: u32, c: u32) -> f32 {
+    var acc = params[D * K + c];
+    for (var j = 0u; j < D; j++) {
+        acc += x[local * DP + j] * params[j * K + c];
+    }
+    return acc;
+}
+
+fn logit_direction(local: u32, c: u32) -> f32 {
+    var acc = direction[D * K + c];
+    for (var j = 0u; j < D; j++) {
+        acc += x[local * DP + j] * direction[j * K + c];
+    }
+    return acc;
+}
+
+// ∂²ℓ/∂z² of one output (twins of `RowLoss::curvature` in src/loss.rs).
+fn curvature_1(z: f32, label: f32) -> f32 {
+    if (MODEL == MODEL_LOGISTIC) {
+        let s = sigmoid(z);
+        let slope = s * (1.0 - s);
+        if (LOSS == LOSS_BCE) {
+            return slope;
+        }
+        return 2.0 * slope * (slope + (s - label) * (1.0 - 2.0 * s));
+    }
+    return 2.0;
+}
+
+// The softmax of a local row into `p` (the row max subtracted).
+fn softmax_row(local: u32, p: ptr<function, array<f32, K>>) {
+    var m = -3.4e38;
+    for (var c = 0u; c < K; c++) {
+        (*p)[c] = logit_params(local, c);
+        m = max(m, (*p)[c]);
+    }
+    var s = 0.0;
+    for (var c = 0u; c < K; c++) {
+        (*p)[c] = exp((*p)[c] - m);
+        s += (*p)[c];
+    }
+    for (var c = 0u; c < K; c++) {
+        (*p)[c] /= s;
+    }
+}
+
+// Row i of the segment: coef[i·CW] = w, then C's factors: ∂²ℓ/∂z² of one output, or
+// softmax's p (C = diag(p) − ppᵀ).
+@compute @workgroup_size(WG)
+fn curvature_rows(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) count: vec3<u32>,
+) {
+    let stride = count.x * WG;
+    for (var i = gid.x; i < segment.rows; i += stride) {
+        let local = segment.first + i;
+        let weight = row_weight(local);
+        coef[i * CW] = weight;
+        if (weight == 0.0) {
+            for (var c = 0u; c < K; c++) {
+                coef[i * CW + 1u + c] = 0.0;
+            }
+            continue;
+        }
+        if (MODEL == MODEL_SOFTMAX) {
+            var p: array<f32, K>;
+            softmax_row(local, &p);
+            for (var c = 0u; c < K; c++) {
+                coef[i * CW + 1u + c] = p[c];
+            }
+        } else {
+            coef[i * CW + 1u] = curvature_1(logit_params(local, 0u), y[local]);
+        }
+    }
+}
+
+// Row i of the segment: coef[i·K + a] = w·(C·u)_a with u = x̃·V; for softmax
+// (C·u)_a = p_a (u_a − p·u).
+@compute @workgroup_size(WG)
+fn direction_rows(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) count: vec3<u32>,
+) {
+    let stride = count.x * WG;
+    for (var i = gid.x; i < segment.rows; i += stride) {
+        let local = segment.first + i;
+        let weight = row_weight(local);
+        if (weight == 0.0) {
+            for (var c = 0u; c < K; c++) {
+                coef[i * K + c] = 0.0;
+            }
+            continue;
+        }
+        if (MODEL == MODEL_SOFTMAX) {
+            var p: array<f32, K>;
+            softmax_row(local, &p);
+            var u: array<f32, K>;
+            var pu = 0.0;
+            for (var c = 0u; c < K; c++) {
+                u[c] = logit_direction(local, c);
+                pu += p[c] * u[c];
+            }
+            for (var c = 0u; c < K; c++) {
+                coef[i * K + c] = weight * p[c] * (u[c] - pu);
+            }
+        } else {
+            let u = logit_direction(local, 0u);
+            coef[i * K] = weight * curvature_1(logit_params(local, 0u), y[local]) * u;
+        }
+    }
+}
+
+// Tiles of 16 rows of the block: the left factor of each row's entries of the tile's
+// rows of H, and the right factor and x̃ of its columns.
+var<workgroup> left: array<f32, 256>;
+var<workgroup> right: array<f32, 256>;
+var<workgroup> column: array<f32, 256>;
+
+// Tile pair q of the upper triangle, q = tj·(tj + 1)/2 + ti with ti ≤ tj.
+fn tile_pair(q: u32) -> vec2<u32> {
+    var tj = u32((sqrt(8.0 * f32(q) + 1.0) - 1.0) * 0.5);
+    while (tj * (tj + 1u) / 2u > q) {
+        tj -= 1u;
+    }
+    while ((tj + 1u) * (tj + 2u) / 2u <= q) {
+        tj += 1u;
+    }
+    return vec2<u32>(q - tj * (tj + 1u) / 2u, tj);
+}
+
+// Block wid.y of the segment, tile pair wid.x: invocation (r, c) of the 16×16 workgroup
+// sums H[ti·16 + r][tj·16 + c] over the block's rows, in row order; written to
+// partials[(block·pairs + pair)·256 + r·16 + c].
+@compute @workgroup_size(16, 16)
+fn hessian_tiles(
+    @builtin(local_invocation_index) t: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) count: vec3<u32>,
+) {
+    let pair = tile_pair(wid.x);
+    let lr = t / HT;
+    let lc = t % HT;
+    // This invocation's entry, and the entries it loads into the tiles.
+    let ei = pair.x * HT + lr;
+    let ej = pair.y * HT + lc;
+    let same_class = (ei % K) == (ej % K);
+    let load_i = pair.x * HT + lc;
+    let load_j = pair.y * HT + lc;
+    let first = wid.y * segment.block_rows;
+    let last = min(segment.rows, first + segment.block_rows);
+    var acc = 0.0;
+    for (var tile = first; tile < last; tile += HT) {
+        // Invocation t loads row lr of the tile at entries load_i and load_j.
+        let i = tile + lr;
+        var l = 0.0;
+        var rv = 0.0;
+        var xv = 0.0;
+        if (i < last) {
+            let local = segment.first + i;
+            let weight = coef[i * CW];
+            if (load_i < PE) {
+                l = weight * feature(local, load_i / K) * coef[i * CW + 1u + load_i % K];
+            }
+            if (load_j < PE) {
+                xv = feature(local, load_j / K);
+                if (MODEL == MODEL_SOFTMAX) {
+                    rv = xv * coef[i * CW + 1u + load_j % K];
+                } else {
+                    rv = xv;
+                }
+            }
+        }
+        left[t] = l;
+        right[t] = rv;
+        column[t] = xv;
+        workgroupBarrier();
+        let rows_here = min(HT, last - tile);
+        if (MODEL == MODEL_SOFTMAX) {
+            // w·x_f·x_g·p_a(δ_ab − p_b)
+            for (var r = 0u; r < rows_here; r++) {
+                let own = select(0.0, column[r * HT + lc], same_class);
+                acc += left[r * HT + lr] * (own - right[r * HT + lc]);
+            }
+        } else {
+            for (var r = 0u; r < rows_here; r++) {
+                acc += left[r * HT + lr] * right[r * HT + lc];
+            }
+        }
+        workgroupBarrier();
+    }
+    partials[(wid.y * count.x + wid.x) * 256u + t] = acc;
+}
+
+// Block wid.y of the segment: invocation t of workgroup wid.x sums entry
+// e = wid.x·WG + t of Hv, x̃_f·coef_a over the block's rows in row order; written to
+// partials[block·PE + e].
+@compute @workgroup_size(WG)
+fn product_columns(
+    @builtin(local_invocation_index) t: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+) {
+    let e = wid.x * WG + t;
+    if (e >= PE) {
+        return;
+    }
+    let f = e / K;
+    let a = e % K;
+    let first = wid.y * segment.block_rows;
+    let last = min(segment.rows, first + segment.block_rows);
+    var acc = 0.0;
+    for (var i = first; i < last; i++) {
+        acc += feature(segment.first + i, f) * coef[i * K + a];
+    }
+    partials[wid.y * PE + e] = acc;
+}
