@@ -4,6 +4,12 @@
 use super::problem::{Point, Problem};
 use crate::error::Result;
 
+/// A stalled Newton step still converged when the decrease it promised, ½|∇Fᵀd| (the
+/// Newton decrement, which bounds what is left for these losses), is at most this share of
+/// max(|F|, 1): the objective's own rounding (f32 rows give it about 1e-7 relative) hides
+/// what is left.
+pub const RESOLUTION: f64 = 1e-8;
+
 /// What the solvers share: where they start, what must vanish at the optimum, one step.
 pub(super) trait Iterate {
     /// The point at θ₀ (with whatever the solver keeps from its pass).

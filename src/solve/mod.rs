@@ -15,6 +15,7 @@ mod line_search;
 mod newton;
 mod problem;
 
+pub use iterate::RESOLUTION;
 use iterate::{Iterate, Moved};
 pub use problem::{Passes, Point, Problem};
 
@@ -141,12 +142,6 @@ pub struct Solution {
     /// Why it stopped, in words.
     pub reason: String,
 }
-
-/// A stalled Newton step still converged when the decrease it promised, ½|∇Fᵀd| (the
-/// Newton decrement, which bounds what is left for these losses), is at most this share of
-/// max(|F|, 1): the objective's own rounding (f32 rows give it about 1e-7 relative) hides
-/// what is left.
-pub const RESOLUTION: f64 = 1e-8;
 
 /// Runs `solver` (not `gd` or `auto`) from θ₀ until it converges, stalls, or reaches
 /// `stopping.max_iter`; `progress` sees every iterate and returns false to stop there

@@ -4,8 +4,7 @@
 //! pass, stopped at a forcing tolerance, as scikit-learn's newton-cg). Both take the step
 //! through a line search.
 
-use super::RESOLUTION;
-use super::iterate::{Iterate, Moved};
+use super::iterate::{Iterate, Moved, RESOLUTION};
 use super::line_search::{self, dot};
 use super::problem::{Point, Problem};
 use crate::error::Result;

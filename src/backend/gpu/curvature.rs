@@ -194,6 +194,19 @@ impl Layout {
     }
 }
 
+/// A GPU session's curvature buffers and bind group, sized for both passes (made by
+/// `session/curvature.rs` on the first curvature pass).
+pub(crate) struct CurvatureBuffers {
+    pub shape: Shape,
+    pub hessian: Layout,
+    pub product: Layout,
+    pub direction: wgpu::Buffer,
+    pub partials: wgpu::Buffer,
+    pub staging: wgpu::Buffer,
+    pub segment: wgpu::Buffer,
+    pub bind: wgpu::BindGroup,
+}
+
 /// Invocations of the row kernel for a segment of `rows`: one per row, in at most
 /// `max_per_dimension` workgroups (more rows loop within an invocation), or the limit.
 pub fn row_groups(shape: &Shape, pass: Pass, rows: u32) -> Result<u32> {

@@ -4,25 +4,15 @@
 //! in f64, in block, segment and shard order, so reruns give the same bits. The buffers
 //! are made on the first curvature pass; descent never pays for them.
 
-use super::super::curvature::{Layout, Pass, SegmentUniform, Shape, add_tiles, mirror, row_groups};
+use super::super::curvature::{
+    CurvatureBuffers, Layout, Pass, SegmentUniform, Shape, add_tiles, mirror, row_groups,
+};
 use super::super::kernels::Curvature;
 use super::*;
 use crate::descent::HessianSums;
 
 /// Bytes of partials one segment may hold (its read-back staging is as large).
 const PARTIAL_BYTES: u64 = 64 << 20;
-
-/// The curvature passes' buffers and bind group, sized for both passes.
-pub(super) struct CurvatureBuffers {
-    shape: Shape,
-    hessian: Layout,
-    product: Layout,
-    direction: wgpu::Buffer,
-    partials: wgpu::Buffer,
-    staging: wgpu::Buffer,
-    segment: wgpu::Buffer,
-    bind: wgpu::BindGroup,
-}
 
 /// What records and reads one segment: the kernels, the buffers, the step record.
 struct Segments<'s> {

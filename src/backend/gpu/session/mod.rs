@@ -111,7 +111,7 @@ pub struct GpuSession<'a> {
     /// Reused bytes of the step records of one submission.
     records: Vec<u8>,
     /// The Newton solvers' buffers, made on their first pass.
-    curvature: Option<curvature::CurvatureBuffers>,
+    curvature: Option<super::curvature::CurvatureBuffers>,
 }
 
 impl<'a> GpuSession<'a> {
