@@ -4,7 +4,7 @@
 //! pass, stopped at a forcing tolerance, as scikit-learn's newton-cg). Both take the step
 //! through a line search.
 
-use super::iterate::{Iterate, Moved, RESOLUTION};
+use super::iterate::{Iterate, Moved};
 use super::line_search::{self, dot};
 use super::problem::{Point, Problem};
 use crate::error::Result;
@@ -29,12 +29,6 @@ impl Iterate for Newton {
     fn step(&mut self, problem: &mut Problem, point: &Point) -> Result<Moved> {
         let minus_g: Vec<f64> = point.grad.iter().map(|g| -g).collect();
         let d = solve_damped(&self.hessian, &minus_g);
-        // The step promises ½|∇Fᵀd|, which bounds what is left; below the resolution no
-        // line search can see it, so none is run.
-        let slope = dot(&point.grad, &d);
-        if 0.5 * slope.abs() <= RESOLUTION * point.value.abs().max(1.0) {
-            return Ok(Moved::Stalled { slope });
-        }
         let Some((theta, _)) = line_search::backtracking(problem, point, &d)? else {
             return Ok(Moved::Stalled {
                 slope: dot(&point.grad, &d),
