@@ -151,7 +151,7 @@ pub fn strong_wolfe(
 
 /// The first of α = 1, ½, ¼, … (quadratic interpolation, kept within [0.1, 0.5] of the
 /// last α) whose F meets sufficient decrease along `d`, from loss-only passes; with its F.
-/// `None` after 40 trials, or once the decrease α·∇Fᵀd promises is below F's rounding.
+/// `None` after 40 trials.
 pub fn backtracking(
     problem: &mut Problem,
     start: &Point,
@@ -172,10 +172,6 @@ pub fn backtracking(
             0.1 * alpha
         };
         alpha = q.clamp(0.1 * alpha, 0.5 * alpha);
-        // A decrease below F's f64 rounding cannot be seen: give up rather than pass on.
-        if -alpha * slope0 <= 16.0 * f64::EPSILON * start.value.abs().max(1.0) {
-            break;
-        }
     }
     Ok(None)
 }
