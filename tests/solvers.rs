@@ -353,6 +353,58 @@ fn solver_fits_give_the_same_bits_on_a_rerun() {
     }
 }
 
+/// An observer of a solver's fit sees each iterate's raw-space parameters (the ones the
+/// reference's loss is evaluated at), not the solver's standardized coordinates, and the
+/// passes each iteration had taken add up to the report's.
+#[test]
+fn observers_see_raw_parameters_and_passes_at_every_iteration() {
+    struct Seen(Vec<(f64, Params)>);
+    impl downhill::train::Observer for Seen {
+        fn logged(&mut self, entry: &downhill::train::LogEntry, params: Option<&Params>) {
+            self.0.push((entry.training.loss, params.unwrap().clone()));
+        }
+        fn wants_params(&self) -> bool {
+            true
+        }
+    }
+    // Features far from standard (means 3, scales up to 8), so u ≠ raw.
+    let mut data = problem(2000, 4, Objective::logistic(), 4);
+    let x: Vec<f32> = data
+        .x()
+        .iter()
+        .enumerate()
+        .map(|(i, v)| 3.0 + v * (1 + i % 4 * 2) as f32)
+        .collect();
+    data = Dataset::new(x, data.y().to_vec(), 4).unwrap();
+    for solver in [Solver::Newton, Solver::NewtonCg, Solver::Lbfgs] {
+        let trainer = Trainer::new().solver(solver).l2(1e-3);
+        let mut session = Reference
+            .open(Data::Host(&data), Objective::logistic())
+            .unwrap();
+        let mut seen = Seen(Vec::new());
+        let fit = trainer.fit_with(session.as_mut(), &mut seen).unwrap();
+        let solved = fit.solved.unwrap();
+        assert_eq!(seen.0.len() as u64, solved.iterations + 1, "{solver}");
+        for (loss, params) in &seen.0 {
+            let g =
+                downhill::gradient(&Reference, &data, Objective::logistic(), Some(params)).unwrap();
+            assert!(
+                (g.loss - loss).abs() <= 1e-12 * loss,
+                "{solver}: {} vs {loss}",
+                g.loss
+            );
+        }
+        assert_eq!(seen.0.last().unwrap().1, fit.params, "{solver}");
+        let history = &solved.pass_history;
+        assert_eq!(history.len(), seen.0.len(), "{solver}");
+        assert!(
+            history.windows(2).all(|w| w[0] < w[1]),
+            "{solver}: {history:?}"
+        );
+        assert_eq!(*history.last().unwrap(), solved.passes.total(), "{solver}");
+    }
+}
+
 fn data_objective() -> Objective {
     Objective::softmax(3).unwrap()
 }

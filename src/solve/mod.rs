@@ -107,6 +107,8 @@ pub struct Progress<'p> {
     /// F + λ₁‖W‖₁.
     pub objective: f64,
     pub grad_norm: f64,
+    /// Passes over the rows so far, of every kind.
+    pub passes: Passes,
 }
 
 /// The solvers' default tolerance on ‖∇F‖∞, relative to its value at the start.
@@ -120,6 +122,9 @@ pub struct Solved {
     pub why: String,
     pub iterations: u64,
     pub passes: Passes,
+    /// Passes over the rows, every kind, by the time each iteration was reported (one
+    /// entry per iteration from the start).
+    pub pass_history: Vec<u64>,
     pub converged: bool,
     /// ‖∇F‖∞ at the end (the pseudo-gradient's with an L1 penalty).
     pub grad_norm: f64,
@@ -189,6 +194,7 @@ pub fn solve(
             point: &point,
             objective,
             grad_norm,
+            passes: problem.passes,
         };
         if !progress(&report) {
             break (false, "interrupted".to_string());

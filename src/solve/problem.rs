@@ -137,6 +137,13 @@ impl<'s> Problem<'s> {
         Params::from_flat_f64(self.features, self.outputs, &self.to_raw(theta))
     }
 
+    /// [`Problem::params`] apart from the problem: for an observer of the iterates while
+    /// a solver holds it.
+    pub fn params_of(&self) -> impl Fn(&[f64]) -> Params + use<> {
+        let (space, features, outputs) = (self.space.clone(), self.features, self.outputs);
+        move |theta| Params::from_flat_f64(features, outputs, &space.to_raw(theta, outputs))
+    }
+
     /// u for raw-space `params`.
     pub fn theta_of(&self, params: &Params) -> Vec<f64> {
         self.space.from_raw(&params.flat(), self.outputs)

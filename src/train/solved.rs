@@ -149,6 +149,7 @@ impl Trainer {
         let stopping = self.stopping_of(solver);
         let interrupt = self.wiring.interrupt.clone();
         let mut log = Vec::new();
+        let mut pass_history = Vec::new();
         let mut problem = Problem::new(
             session,
             self.regularization,
@@ -156,7 +157,7 @@ impl Trainer {
         )?;
         let theta = problem.theta_of(&init);
         let wants = observer.wants_params();
-        let params_of = |theta: &[f64]| Params::from_flat_f64(init.features(), outputs, theta);
+        let params_of = problem.params_of();
         let mut record = |report: &Progress| {
             let entry = LogEntry::at(
                 report.iteration,
@@ -166,6 +167,7 @@ impl Trainer {
                 },
             );
             log.push(entry);
+            pass_history.push(report.passes.total());
             let params = wants.then(|| params_of(&report.point.theta));
             observer.logged(&entry, params.as_ref());
             observer.progress(report.iteration);
@@ -204,6 +206,7 @@ impl Trainer {
                 why,
                 iterations: solution.iterations,
                 passes: solution.passes,
+                pass_history,
                 converged: solution.converged,
                 grad_norm: solution.grad_norm,
                 objective: solution.objective,
