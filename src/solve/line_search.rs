@@ -17,6 +17,10 @@ const MAX_TRIALS: usize = 40;
 /// whose rounding is relative to its terms, still points the way.
 const APPROXIMATE: f64 = 1e-6;
 
+/// A decrease of F smaller than this share of |F| is below f64's rounding of F (a few
+/// ulps), whatever the backend: a trial there can only read as no decrease.
+const UNSEEN: f64 = 4.0 * f64::EPSILON;
+
 fn along(theta: &[f64], d: &[f64], alpha: f64) -> Vec<f64> {
     theta.iter().zip(d).map(|(t, v)| t + alpha * v).collect()
 }
@@ -151,7 +155,7 @@ pub fn strong_wolfe(
 
 /// The first of α = 1, ½, ¼, … (quadratic interpolation, kept within [0.1, 0.5] of the
 /// last α) whose F meets sufficient decrease along `d`, from loss-only passes; with its F.
-/// `None` after 40 trials.
+/// `None` after 40 trials, or once α·|∇Fᵀd| is below f64's rounding of F.
 pub fn backtracking(
     problem: &mut Problem,
     start: &Point,
@@ -160,6 +164,10 @@ pub fn backtracking(
     let slope0 = dot(&start.grad, d);
     let mut alpha = 1.0;
     for _ in 0..MAX_TRIALS {
+        if alpha * slope0.abs() <= UNSEEN * start.value.abs() {
+            // No F in f64 could show the decrease this step promises.
+            break;
+        }
         let theta = along(&start.theta, d, alpha);
         let value = problem.value(&theta)?;
         if value.is_finite() && value <= start.value + C1 * alpha * slope0 {
