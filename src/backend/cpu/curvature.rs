@@ -5,9 +5,10 @@
 //!
 //! The Hessian is Σ w·(x̃x̃ᵀ ⊗ C) with C = ∂²ℓ/∂z∂zᵀ (k×k), so each pair of classes
 //! (c ≤ c′) owns one (d + 1)×(d + 1) block Σ w·C_cc′·x̃x̃ᵀ. A tile of rows is widened to f64
-//! once; each block's upper triangle then takes the tile's rank-one updates, the inner loop
-//! running along a block row (contiguous, vectorized; fused multiply-adds where the CPU has
-//! them).
+//! once, padded with zeros to a width of whole panels; each block's upper triangle then
+//! takes the tile's product x̃ᵀ(s ⊙ x̃) a panel of R×C entries at a time, the panel's sums
+//! held in registers through the tile's rows (one broadcast and C/8 vector loads per R·C/8
+//! fused multiply-adds, where rank-one updates loaded and stored the block for each row).
 
 use rayon::prelude::*;
 
@@ -20,7 +21,10 @@ use crate::loss::{RowLoss, row_loss};
 use crate::simd::{Simd, dispatch};
 
 /// Rows widened to f64 at a time in a Hessian pass.
-const TILE: usize = 32;
+const TILE: usize = 64;
+
+/// Blocks are padded to whole multiples of this: a panel's rows and its columns.
+const PAD: usize = 8;
 
 /// What every chunk of a curvature pass reads: the rows, their weights, θ per class.
 struct Curvature<'p> {
@@ -132,19 +136,22 @@ impl<'p> Curvature<'p> {
         }
     }
 
-    /// The Hessian blocks (pairs c ≤ c′ in order, each (d + 1)² upper-triangular values),
-    /// then the gradient (θ's layout) and the five metric sums, of rows `start..end`.
+    /// The Hessian blocks (pairs c ≤ c′ in order, each w×w with w = d + 1 padded to
+    /// [`PAD`], the upper triangle of its first (d + 1)² entries summed), then the gradient
+    /// (θ's layout) and the five metric sums, of rows `start..end`.
     fn hessian_chunk(&self, simd: Simd, start: usize, end: usize, out: &mut [f64]) {
         let (d, k) = self.shape();
         let (d1, pairs) = (d + 1, k * (k + 1) / 2);
+        let w = padded(d1);
         let data = &self.session.data;
-        let (blocks, rest) = out.split_at_mut(pairs * d1 * d1);
+        let (blocks, rest) = out.split_at_mut(pairs * w * w);
         let (grad, metrics) = rest.split_at_mut(d1 * k);
         let (mut z, mut delta, mut c) = (vec![0.0; k], vec![0.0; k], vec![0.0; k * k]);
-        // The tile's rows x̃ in f64, and per row the weighted curvature of each pair.
-        let mut tile = vec![0.0; TILE * d1];
+        // The tile's rows x̃ in f64 (the padding stays zero), and per row the weighted
+        // curvature of each pair.
+        let mut tile = vec![0.0; TILE * w];
         let mut weighted = vec![0.0; TILE * pairs];
-        let mut scaled = vec![0.0; TILE * d1];
+        let mut scaled = vec![0.0; TILE * w];
         let mut filled = 0;
         for i in start..end {
             let label = data.y()[i];
@@ -157,7 +164,7 @@ impl<'p> Curvature<'p> {
                 let y = f64::from(label);
                 let loss = self.loss.loss_and_delta(&z, y, &mut delta);
                 self.loss.curvature(&z, y, &mut c);
-                let row = &mut tile[filled * d1..(filled + 1) * d1];
+                let row = &mut tile[filled * w..filled * w + d1];
                 for (t, &xj) in row.iter_mut().zip(x) {
                     *t = f64::from(xj);
                 }
@@ -184,21 +191,15 @@ impl<'p> Curvature<'p> {
                 for pair in 0..pairs {
                     for t in 0..filled {
                         let s = weighted[t * pairs + pair];
-                        for (o, &x) in scaled[t * d1..(t + 1) * d1]
+                        for (o, &x) in scaled[t * w..(t + 1) * w]
                             .iter_mut()
-                            .zip(&tile[t * d1..(t + 1) * d1])
+                            .zip(&tile[t * w..(t + 1) * w])
                         {
                             *o = s * x;
                         }
                     }
-                    let block = &mut blocks[pair * d1 * d1..(pair + 1) * d1 * d1];
-                    rank_updates(
-                        simd,
-                        &tile[..filled * d1],
-                        &scaled[..filled * d1],
-                        d1,
-                        block,
-                    );
+                    let block = &mut blocks[pair * w * w..(pair + 1) * w * w];
+                    tile_product(simd, &tile[..filled * w], &scaled[..filled * w], w, block);
                 }
                 filled = 0;
             }
@@ -206,42 +207,69 @@ impl<'p> Curvature<'p> {
     }
 }
 
-/// block[j][l] += Σ_t a[t][j]·b[t][l] for l ≥ j: the upper triangle of aᵀb, rows of d1.
-fn rank_updates(simd: Simd, a: &[f64], b: &[f64], d1: usize, block: &mut [f64]) {
+/// w: d + 1 padded to whole panels (the panels of the diagonal sum 28 of their 64 entries
+/// for nothing; wider ones wasted more).
+fn padded(d1: usize) -> usize {
+    d1.next_multiple_of(PAD)
+}
+
+/// block[j][l] += Σ_t a[t][j]·b[t][l], rows of w, for every R×C panel that meets the upper
+/// triangle (l ≥ j); entries of panels below it are not touched, those of the panels on
+/// the diagonal below it are summed and not read. The panel's R·C sums stay in registers
+/// through the tile (AVX-512: 8 × 8, eight registers, one broadcast multiply-add each per
+/// row; AVX2: 4 × 8, eight registers of 4).
+fn tile_product(simd: Simd, a: &[f64], b: &[f64], w: usize, block: &mut [f64]) {
     dispatch!(
         simd,
         // SAFETY: the CPU has AVX-512F, AVX2 and FMA (the level is available).
-        avx512 => unsafe { rank_updates_avx512(a, b, d1, block) },
+        avx512 => unsafe { tile_product_avx512(a, b, w, block) },
         // SAFETY: the CPU has AVX2 and FMA (the level is available).
-        avx2 => unsafe { rank_updates_avx2(a, b, d1, block) },
-        portable => rank_updates_generic::<false>(a, b, d1, block),
+        avx2 => unsafe { tile_product_avx2(a, b, w, block) },
+        portable => tile_product_generic::<4, 8, false>(a, b, w, block),
     )
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn rank_updates_avx2(a: &[f64], b: &[f64], d1: usize, block: &mut [f64]) {
-    rank_updates_generic::<true>(a, b, d1, block)
+unsafe fn tile_product_avx2(a: &[f64], b: &[f64], w: usize, block: &mut [f64]) {
+    tile_product_generic::<4, 8, true>(a, b, w, block)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn rank_updates_avx512(a: &[f64], b: &[f64], d1: usize, block: &mut [f64]) {
-    rank_updates_generic::<true>(a, b, d1, block)
+unsafe fn tile_product_avx512(a: &[f64], b: &[f64], w: usize, block: &mut [f64]) {
+    tile_product_generic::<8, 8, true>(a, b, w, block)
 }
 
 #[inline(always)]
-fn rank_updates_generic<const FMA: bool>(a: &[f64], b: &[f64], d1: usize, block: &mut [f64]) {
-    for (ar, br) in a.chunks_exact(d1).zip(b.chunks_exact(d1)) {
-        for j in 0..d1 {
-            let aj = ar[j];
-            let row = &mut block[j * d1 + j..(j + 1) * d1];
-            for (h, &bl) in row.iter_mut().zip(&br[j..]) {
-                *h = if FMA {
-                    aj.mul_add(bl, *h)
-                } else {
-                    *h + aj * bl
-                };
+fn tile_product_generic<const R: usize, const C: usize, const FMA: bool>(
+    a: &[f64],
+    b: &[f64],
+    w: usize,
+    block: &mut [f64],
+) {
+    let rows = a.len() / w;
+    for j0 in (0..w).step_by(R) {
+        for l0 in ((j0 / C * C)..w).step_by(C) {
+            let mut sums = [[0.0f64; C]; R];
+            for t in 0..rows {
+                let ar: &[f64; R] = a[t * w + j0..t * w + j0 + R].try_into().expect("R wide");
+                let br: &[f64; C] = b[t * w + l0..t * w + l0 + C].try_into().expect("C wide");
+                for (sum, &aj) in sums.iter_mut().zip(ar) {
+                    for (s, &bl) in sum.iter_mut().zip(br) {
+                        *s = if FMA {
+                            aj.mul_add(bl, *s)
+                        } else {
+                            *s + aj * bl
+                        };
+                    }
+                }
+            }
+            for (r, sum) in sums.iter().enumerate() {
+                let out = &mut block[(j0 + r) * w + l0..(j0 + r) * w + l0 + C];
+                for (o, s) in out.iter_mut().zip(sum) {
+                    *o += s;
+                }
             }
         }
     }
@@ -254,18 +282,19 @@ impl<'a> CpuSession<'a> {
         let (d1, p, pairs) = (d + 1, (d + 1) * k, k * (k + 1) / 2);
         let loss = row_loss(&self.objective);
         let pass = Curvature::new(self, rows, loss.as_ref());
-        let len = pairs * d1 * d1 + p + 5;
+        let w = padded(d1);
+        let len = pairs * w * w + p + 5;
         let simd = self.simd;
         let sums = pass.over_chunks(len, |s, e, out| pass.hessian_chunk(simd, s, e, out));
-        let (blocks, rest) = sums.split_at(pairs * d1 * d1);
+        let (blocks, rest) = sums.split_at(pairs * w * w);
         let mut hessian = vec![0.0; p * p];
         let mut pair = 0;
         for a in 0..k {
             for b in a..k {
-                let block = &blocks[pair * d1 * d1..(pair + 1) * d1 * d1];
+                let block = &blocks[pair * w * w..(pair + 1) * w * w];
                 for j in 0..d1 {
                     for l in j..d1 {
-                        let h = block[j * d1 + l];
+                        let h = block[j * w + l];
                         // Entry ((j, a), (l, b)) and its mirror images.
                         for (r, s) in [(j * k + a, l * k + b), (l * k + a, j * k + b)] {
                             hessian[r * p + s] = h;
