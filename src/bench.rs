@@ -1,7 +1,10 @@
 //! `downhill bench`: seconds per epoch of logistic regression on each backend, against the
 //! memory floor (one streaming read of X on the same device) measured in the
 //! same run, interleaved with it so that both see the same machine. Medians are reported:
-//! on a shared machine a single run says little.
+//! on a shared machine a single run says little. `--to-optimum` (time to the optimum
+//! against scikit-learn's solvers) is [`optimum`].
+
+pub mod optimum;
 
 use std::process::Command;
 use std::time::Instant;
@@ -228,12 +231,13 @@ fn numpy_epoch(python: &str, rows: usize, features: usize, reps: usize) -> Resul
     })
 }
 
-/// A Python that can import numpy: `DOWNHILL_PYTHON`, else `python3` on the path.
-pub fn find_python() -> Option<String> {
+/// A Python that can import `modules` (`"numpy"`, `"numpy, sklearn"`): `DOWNHILL_PYTHON`,
+/// else `python3` on the path.
+pub fn find_python(modules: &str) -> Option<String> {
     let candidates = std::env::var("DOWNHILL_PYTHON").ok().into_iter();
     candidates.chain(["python3".to_string()]).find(|p| {
         Command::new(p)
-            .args(["-c", "import numpy"])
+            .args(["-c", &format!("import {modules}")])
             .output()
             .is_ok_and(|o| o.status.success())
     })

@@ -4,6 +4,7 @@ use clap::Args;
 
 use downhill::Error;
 
+use super::optimum::OptimumArgs;
 use super::out;
 
 #[derive(Args)]
@@ -18,14 +19,17 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 9)]
     reps: usize,
     /// Backends to measure: cpu, gpu (any adapter wgpu selects, software ones included).
-    #[arg(long, default_value = "cpu,gpu", value_delimiter = ',')]
-    backends: Vec<String>,
+    /// Default: cpu,gpu; cpu with --to-optimum.
+    #[arg(long, value_delimiter = ',')]
+    backends: Option<Vec<String>>,
     /// Skip the numpy baseline (otherwise run with DOWNHILL_PYTHON or python3, if it has numpy).
     #[arg(long)]
     no_numpy: bool,
     /// Print the measurements as JSON.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    optimum: OptimumArgs,
 }
 
 fn parse_shape(s: &str) -> Result<(usize, usize), String> {
@@ -57,15 +61,27 @@ pub fn devices() -> Result<(), Error> {
 
 pub fn bench(args: BenchArgs) -> Result<(), Error> {
     use downhill::bench::{self, BenchOptions, Measurement};
-    for b in &args.backends {
+    let default = if args.optimum.to_optimum {
+        "cpu"
+    } else {
+        "cpu,gpu"
+    };
+    let backends = args
+        .backends
+        .clone()
+        .unwrap_or_else(|| default.split(',').map(String::from).collect());
+    for b in &backends {
         if b != "cpu" && b != "gpu" {
             return Err(Error::option("backend", b, "bench measures cpu and gpu"));
         }
     }
+    if args.optimum.to_optimum {
+        return super::optimum::run(&args.optimum, &backends, args.json);
+    }
     if args.reps == 0 {
         return Err(Error::option("reps", 0, "must be at least 1"));
     }
-    let gpu = if args.backends.iter().any(|b| b == "gpu") {
+    let gpu = if backends.iter().any(|b| b == "gpu") {
         match downhill::gpu::Gpu::open() {
             Ok(gpu) => Some(gpu),
             Err(e) => {
@@ -79,7 +95,7 @@ pub fn bench(args: BenchArgs) -> Result<(), Error> {
     let python = if args.no_numpy {
         None
     } else {
-        bench::find_python()
+        bench::find_python("numpy")
     };
     if !args.no_numpy && python.is_none() {
         out::warn("no numpy baseline: set DOWNHILL_PYTHON to a Python with numpy");
@@ -88,7 +104,7 @@ pub fn bench(args: BenchArgs) -> Result<(), Error> {
         shapes: args.shapes.clone(),
         batch_sizes: args.batch_sizes.clone(),
         reps: args.reps,
-        cpu: args.backends.iter().any(|b| b == "cpu"),
+        cpu: backends.iter().any(|b| b == "cpu"),
         gpu,
         python,
     };

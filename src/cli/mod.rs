@@ -4,6 +4,7 @@ pub mod args;
 pub mod bench;
 pub mod fit;
 pub mod hints;
+pub mod optimum;
 pub mod out;
 pub mod predict;
 pub mod progress;
