@@ -625,3 +625,36 @@ fn a_bench_of_batch_size_zero_is_refused_before_it_starts() {
         "error: invalid batch size 0: must be at least 1"
     );
 }
+
+/// A benchmark to the optimum asked for what it cannot time is refused before it makes a
+/// problem or looks for a Python, never a panic: the refusal names the option and the value.
+#[test]
+fn a_bench_to_the_optimum_refuses_what_it_cannot_time() {
+    let message = refused("bench --to-optimum --solvers gd");
+    assert!(
+        message.contains("solvers gd") && message.contains("newton, newton-cg and lbfgs"),
+        "{message}"
+    );
+    let message = refused("bench --to-optimum --c 0");
+    assert!(
+        message.contains("c 0") && message.contains("positive"),
+        "{message}"
+    );
+    let message = refused("bench --to-optimum --rel=-1");
+    assert!(message.contains("rel -1"), "{message}");
+    // A malformed problem is the argument parser's usage error (exit status 2).
+    for (problem, says) in [
+        ("1000x4x1", "at least 2 classes"),
+        ("1000", "ROWSxFEATURES"),
+    ] {
+        let out = downhill(&["bench", "--to-optimum", "--problems", problem]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains(says) && !stderr.contains("panicked"),
+            "{stderr}"
+        );
+    }
+    let message = refused("bench --to-optimum --backends tpu");
+    assert!(message.contains("tpu"), "{message}");
+}
