@@ -90,6 +90,33 @@ impl Op {
         }
     }
 
+    /// The op's second local derivatives ∂²out/∂operand∂operand′ that are not zero, each
+    /// pair once (a mixed one counts for both orders): what forward-mode second
+    /// derivatives ([`crate::custom::CustomLoss::eval_curvature`]) add to the chain rule.
+    pub fn second_partials(self, v: impl Fn(usize) -> f64, out: f64) -> Vec<(usize, usize, f64)> {
+        match self {
+            Op::Leaf { .. } | Op::Add(..) | Op::Sub(..) | Op::Neg(_) | Op::Relu(_) => vec![],
+            // ∂²(ab)/∂a∂b = 1
+            Op::Mul(a, b) => vec![(a, b, 1.0)],
+            // ∂²(a/b)/∂a∂b = −1/b², ∂²(a/b)/∂b² = 2a/b³
+            Op::Div(a, b) => vec![
+                (a, b, -1.0 / (v(b) * v(b))),
+                (b, b, 2.0 * v(a) / v(b).powi(3)),
+            ],
+            // (aⁿ)'' = n(n − 1)aⁿ⁻²
+            Op::PowI(a, n) => vec![(a, a, f64::from(n) * f64::from(n - 1) * v(a).powi(n - 2))],
+            Op::PowF(a, p) => vec![(a, a, p * (p - 1.0) * v(a).powf(p - 2.0))],
+            // (eᵃ)'' = eᵃ
+            Op::Exp(a) => vec![(a, a, out)],
+            // (ln a)'' = −1/a²
+            Op::Ln(a) => vec![(a, a, -1.0 / (v(a) * v(a)))],
+            // (tanh a)'' = −2 tanh a (1 − tanh² a)
+            Op::Tanh(a) => vec![(a, a, -2.0 * out * (1.0 - out * out))],
+            // σ'' = σ(1 − σ)(1 − 2σ)
+            Op::Sigmoid(a) => vec![(a, a, out * (1.0 - out) * (1.0 - 2.0 * out))],
+        }
+    }
+
     /// [`Op::value`] as a WGSL expression; `None` for a leaf.
     pub fn wgsl_value(self, v: impl Fn(usize) -> String) -> Option<String> {
         Some(match self {
@@ -432,6 +459,59 @@ mod tests {
         let c = a * a * a;
         tape.backward(c);
         assert_eq!(a.grad(), 27.0);
+    }
+
+    /// Each op's second partials against central differences of its first partials.
+    #[test]
+    fn every_second_partial_matches_central_differences_of_the_first() {
+        let ops = [
+            Op::Add(0, 1),
+            Op::Sub(0, 1),
+            Op::Mul(0, 1),
+            Op::Div(0, 1),
+            Op::Neg(0),
+            Op::PowI(0, 3),
+            Op::PowI(0, -2),
+            Op::PowF(0, 1.5),
+            Op::Exp(0),
+            Op::Ln(0),
+            Op::Tanh(0),
+            Op::Sigmoid(0),
+            Op::Relu(0),
+        ];
+        let x = [0.7, 1.3];
+        let h = 1e-6;
+        for op in ops {
+            let partial = |x: &[f64], of: usize| -> f64 {
+                let out = op.value(|j| x[j]).unwrap();
+                let partials = op.partials(|j| x[j], out);
+                partials
+                    .iter()
+                    .filter(|(j, _)| *j == of)
+                    .map(|(_, d)| d)
+                    .sum()
+            };
+            let out = op.value(|j| x[j]).unwrap();
+            let mut exact = [[0.0; 2]; 2];
+            for (i, j, d) in op.second_partials(|j| x[j], out) {
+                exact[i][j] += d;
+                if i != j {
+                    exact[j][i] += d;
+                }
+            }
+            for (i, row) in exact.iter().enumerate() {
+                for (j, &e) in row.iter().enumerate() {
+                    let (mut up, mut down) = (x, x);
+                    up[j] += h;
+                    down[j] -= h;
+                    let numeric = (partial(&up, i) - partial(&down, i)) / (2.0 * h);
+                    assert!(
+                        (e - numeric).abs() < 1e-6,
+                        "{op:?} ∂²/∂{i}∂{j}: {e} vs {numeric}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -169,6 +169,34 @@ impl CustomLoss {
         (v[n - 1], g[0])
     }
 
+    /// (ℓ, ∂ℓ/∂a, ∂²ℓ/∂a²) at (a, b), in f64: forward mode twice over, each node's value,
+    /// its derivative t and second derivative s along a, from the op table:
+    /// t = Σⱼ ∂ⱼ tⱼ and s = Σⱼ ∂ⱼ sⱼ + Σⱼₖ ∂²ⱼₖ tⱼ tₖ.
+    pub fn eval_curvature(&self, a: f64, b: f64) -> (f64, f64, f64) {
+        let n = self.nodes.len();
+        let (mut v, mut t, mut s) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+        for (i, node) in self.nodes.iter().enumerate() {
+            v[i] = match node.op.value(|j| v[j]) {
+                Some(value) => value,
+                None if i == 0 => {
+                    t[0] = 1.0;
+                    a
+                }
+                None if i == 1 => b,
+                None => node.value,
+            };
+            for (j, d) in node.op.partials(|j| v[j], v[i]) {
+                t[i] += d * t[j];
+                s[i] += d * s[j];
+            }
+            for (j, k, d) in node.op.second_partials(|j| v[j], v[i]) {
+                let twice = if j == k { 1.0 } else { 2.0 };
+                s[i] += twice * d * t[j] * t[k];
+            }
+        }
+        (v[n - 1], t[n - 1], s[n - 1])
+    }
+
     /// WGSL for `fn custom_loss(a: f32, b: f32) -> vec2<f32>`: (ℓ, ∂ℓ/∂a), straight-line
     /// code, forward then backward.
     pub fn wgsl(&self) -> String {

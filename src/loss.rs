@@ -29,7 +29,8 @@ pub trait RowLoss: Send + Sync {
     /// The curvature ∂²ℓ/∂z∂zᵀ of one row (k×k, row-major, into `hessian`), in f64: what
     /// the Newton solvers weigh the rows' outer products with. By default central
     /// differences of δ, step 1e-4·max(1, |z_c|) (about 1e-8 relative in f64); the
-    /// built-in losses override it with their closed forms.
+    /// built-in losses override it with their closed forms, custom losses with the tape's
+    /// second derivatives.
     fn curvature(&self, z: &[f64], y: f64, hessian: &mut [f64]) {
         let k = z.len();
         let (mut at, mut up, mut down) = (z.to_vec(), vec![0.0; k], vec![0.0; k]);
@@ -261,6 +262,36 @@ impl RowLoss for CustomLoss {
         total
     }
 
+    /// ∂²ℓ/∂z² for one output, from the tape's second derivatives. For softmax, with
+    /// g_c = ∂ℓ_c/∂p_c, h_c = ∂²ℓ_c/∂p_c², J = ∂p/∂z (J_ci = p_c(δ_ci − p_i)) and δ the
+    /// row's gradient: H = Jᵀ diag(h) J + diag(δ) − δpᵀ − pδᵀ (the chain rule through the
+    /// softmax; for −t ln p it is diag(p) − ppᵀ).
+    fn curvature(&self, z: &[f64], y: f64, hessian: &mut [f64]) {
+        let k = z.len();
+        if k == 1 {
+            hessian[0] = self.eval_curvature(z[0], y).2;
+            return;
+        }
+        let m = max(z);
+        let sum: f64 = z.iter().map(|&zc| (zc - m).exp()).sum();
+        let p: Vec<f64> = z.iter().map(|&zc| (zc - m).exp() / sum).collect();
+        let (mut g, mut h) = (vec![0.0; k], vec![0.0; k]);
+        for c in 0..k {
+            let t = if c == y as usize { 1.0 } else { 0.0 };
+            (_, g[c], h[c]) = self.eval_curvature(p[c], t);
+        }
+        let mean: f64 = g.iter().zip(&p).map(|(g, p)| g * p).sum();
+        let delta: Vec<f64> = (0..k).map(|c| p[c] * (g[c] - mean)).collect();
+        let jacobian = |c: usize, i: usize| p[c] * (f64::from(u8::from(c == i)) - p[i]);
+        for i in 0..k {
+            for j in 0..k {
+                let through: f64 = (0..k).map(|c| h[c] * jacobian(c, i) * jacobian(c, j)).sum();
+                let diagonal = if i == j { delta[i] } else { 0.0 };
+                hessian[i * k + j] = through + diagonal - delta[i] * p[j] - p[i] * delta[j];
+            }
+        }
+    }
+
     fn wgsl(&self) -> String {
         let output = match CustomLoss::kind(self) {
             LossKind::Output => "fn loss_delta_1(z: f32, y: f32) -> vec2<f32> {\n    \
@@ -309,13 +340,43 @@ mod tests {
         assert_eq!(delta, [0.25, 0.25, -0.75, 0.25]);
     }
 
+    /// The built-in losses' closed forms, and the custom losses' second derivatives from
+    /// the tape (one output; softmax through the chain rule), against central differences.
     #[test]
     fn each_closed_form_curvature_equals_central_differences_of_delta() {
+        let custom = |expr: &str, kind: LossKind| CustomLoss::parse(expr, kind).unwrap().register();
         let objectives = [
             Objective::linear(),
             Objective::logistic(),
             Objective::new(Model::Logistic, Some(Loss::Mse), 1).unwrap(),
             Objective::softmax(3).unwrap(),
+            Objective::new(
+                Model::Linear,
+                Some(custom("sqrt(1 + (z - y)^2) - 1", LossKind::Output)),
+                1,
+            )
+            .unwrap(),
+            Objective::new(
+                Model::Logistic,
+                Some(custom(
+                    "ln(1 + exp(z)) - y * z + 0.1 * tanh(z / (2 + y))",
+                    LossKind::Output,
+                )),
+                1,
+            )
+            .unwrap(),
+            Objective::new(
+                Model::Softmax,
+                Some(custom("-t * (1 - p)^2 * ln(p)", LossKind::Class)),
+                3,
+            )
+            .unwrap(),
+            Objective::new(
+                Model::Softmax,
+                Some(custom("(p - t)^2 + sigmoid(p / (t + 1))", LossKind::Class)),
+                4,
+            )
+            .unwrap(),
         ];
         /// The trait's own central differences, which the built-ins override.
         struct Differenced(Arc<dyn RowLoss>);
@@ -349,6 +410,32 @@ mod tests {
                         "{objective:?} z={z:?}: {a:?} vs {b:?}"
                     );
                 }
+            }
+        }
+    }
+
+    /// A custom loss that spells out a built-in one has its curvature: (z − y)² gives 2,
+    /// −t ln p gives softmax's diag(p) − ppᵀ.
+    #[test]
+    fn custom_losses_that_spell_out_built_ins_have_their_curvature() {
+        let pairs = [
+            (Objective::linear(), "(z - y)^2", LossKind::Output),
+            (
+                Objective::softmax(4).unwrap(),
+                "-t * ln(p)",
+                LossKind::Class,
+            ),
+        ];
+        for (built_in, expr, kind) in pairs {
+            let k = built_in.outputs();
+            let loss = CustomLoss::parse(expr, kind).unwrap().register();
+            let custom = Objective::new(built_in.model(), Some(loss), k).unwrap();
+            let z: Vec<f64> = (0..k).map(|c| 0.4 * c as f64 - 0.3).collect();
+            let (mut a, mut b) = (vec![0.0; k * k], vec![0.0; k * k]);
+            row_loss(&built_in).curvature(&z, 1.0, &mut a);
+            row_loss(&custom).curvature(&z, 1.0, &mut b);
+            for (x, e) in a.iter().zip(&b) {
+                assert!((x - e).abs() < 1e-14, "{expr}: {a:?} vs {b:?}");
             }
         }
     }
