@@ -12,8 +12,9 @@
 //   MODEL_SOFTMAX; LOSS_MSE, LOSS_BCE, LOSS_CE, LOSS_CUSTOM; OPT_SGD, OPT_MOMENTUM,
 //   OPT_NESTEROV, OPT_ADAM; and STREAM_SPLIT, the hash stream of the held-out split.
 // After the kernel, the host appends the problem's row loss (src/loss.rs, `RowLoss::wgsl`):
-//   `loss_delta_1(z, y)`, (loss, delta) of one output, and `custom_loss(a, b)`, generated
-//   from a custom loss's graph (stubs where they do not apply).
+//   `loss_delta_1(z, y)`, (loss, delta) of one output, and `custom_loss(a, b)` and
+//   `custom_curvature(a, b)`, generated from a custom loss's graph (stubs where they do
+//   not apply).
 
 const NO_ROW: u32 = 0xffffffffu;
 

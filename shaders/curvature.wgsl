@@ -80,8 +80,12 @@ fn logit_direction(local: u32, c: u32) -> f32 {
     return acc;
 }
 
-// ∂²ℓ/∂z² of one output (twins of `RowLoss::curvature` in src/loss.rs).
+// ∂²ℓ/∂z² of one output (twins of `RowLoss::curvature` in src/loss.rs; a custom loss's
+// is generated from its graph by src/custom.rs).
 fn curvature_1(z: f32, label: f32) -> f32 {
+    if (LOSS == LOSS_CUSTOM) {
+        return custom_curvature(z, label);
+    }
     if (MODEL == MODEL_LOGISTIC) {
         let s = sigmoid(z);
         let slope = s * (1.0 - s);

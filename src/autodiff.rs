@@ -161,6 +161,45 @@ impl Op {
         }
     }
 
+    /// [`Op::second_partials`] as WGSL expressions.
+    pub fn wgsl_second_partials(
+        self,
+        v: impl Fn(usize) -> String,
+        out: &str,
+    ) -> Vec<(usize, usize, String)> {
+        match self {
+            Op::Leaf { .. } | Op::Add(..) | Op::Sub(..) | Op::Neg(_) | Op::Relu(_) => vec![],
+            Op::Mul(a, b) => vec![(a, b, "1.0".into())],
+            Op::Div(a, b) => vec![
+                (a, b, format!("-1.0 / ({} * {})", v(b), v(b))),
+                (
+                    b,
+                    b,
+                    format!("2.0 * {} / ({} * {} * {})", v(a), v(b), v(b), v(b)),
+                ),
+            ],
+            Op::PowI(a, n) => vec![(
+                a,
+                a,
+                format!("{}.0 * powi({}, {})", n * (n - 1), v(a), n - 2),
+            )],
+            Op::PowF(a, p) => vec![(
+                a,
+                a,
+                format!(
+                    "{} * pow({}, {})",
+                    wgsl_float(p * (p - 1.0)),
+                    v(a),
+                    wgsl_float(p - 2.0)
+                ),
+            )],
+            Op::Exp(a) => vec![(a, a, out.to_string())],
+            Op::Ln(a) => vec![(a, a, format!("-1.0 / ({} * {})", v(a), v(a)))],
+            Op::Tanh(a) => vec![(a, a, format!("-2.0 * {out} * (1.0 - {out} * {out})"))],
+            Op::Sigmoid(a) => vec![(a, a, format!("{out} * (1.0 - {out}) * (1.0 - 2.0 * {out})"))],
+        }
+    }
+
     /// The operands, in order.
     pub fn operands(&self) -> Vec<usize> {
         match *self {

@@ -207,13 +207,8 @@ impl CustomLoss {
         );
         s.push_str("fn custom_loss(in0: f32, in1: f32) -> vec2<f32> {\n");
         let name = |j: usize| format!("v{j}");
-        for (i, node) in self.nodes.iter().enumerate() {
-            let expr = match node.op.wgsl_value(name) {
-                Some(expr) => expr,
-                None if i < 2 => format!("in{i}"),
-                None => wgsl_float(node.value),
-            };
-            let _ = writeln!(s, "    let v{i}: f32 = {expr};");
+        for i in 0..n {
+            let _ = writeln!(s, "    let v{i}: f32 = {};", self.wgsl_value(i));
         }
         for i in 0..n {
             let _ = writeln!(
@@ -228,13 +223,46 @@ impl CustomLoss {
             }
         }
         let _ = writeln!(s, "    return vec2<f32>(v{}, g0);\n}}", n - 1);
+        s + &self.wgsl_curvature()
+    }
+
+    /// WGSL for `fn custom_curvature(a: f32, b: f32) -> f32`, ∂²ℓ/∂a²: straight-line code,
+    /// [`CustomLoss::eval_curvature`]'s forward mode twice over.
+    fn wgsl_curvature(&self) -> String {
+        let n = self.nodes.len();
+        let mut s = String::from("fn custom_curvature(in0: f32, in1: f32) -> f32 {\n");
+        let name = |j: usize| format!("v{j}");
+        for (i, node) in self.nodes.iter().enumerate() {
+            let seed = if i == 0 { "1.0" } else { "0.0" };
+            let _ = writeln!(s, "    let v{i}: f32 = {};", self.wgsl_value(i));
+            let _ = writeln!(s, "    var t{i}: f32 = {seed};\n    var s{i}: f32 = 0.0;");
+            for (j, d) in node.op.wgsl_partials(name, &format!("v{i}")) {
+                let _ = writeln!(s, "    t{i} += {d} * t{j};\n    s{i} += {d} * s{j};");
+            }
+            for (j, k, d) in node.op.wgsl_second_partials(name, &format!("v{i}")) {
+                let twice = if j == k { "" } else { "2.0 * " };
+                let _ = writeln!(s, "    s{i} += {twice}{d} * t{j} * t{k};");
+            }
+        }
+        let _ = writeln!(s, "    return s{};\n}}", n - 1);
         s
+    }
+
+    /// Node i's value as WGSL over the earlier nodes `v0`, `v1`, …: its op's, the inputs
+    /// `in0` and `in1`, or a constant.
+    fn wgsl_value(&self, i: usize) -> String {
+        let node = &self.nodes[i];
+        match node.op.wgsl_value(|j| format!("v{j}")) {
+            Some(expr) => expr,
+            None if i < 2 => format!("in{i}"),
+            None => wgsl_float(node.value),
+        }
     }
 }
 
-/// The stub every shader carries when no custom loss is in use.
-pub const WGSL_STUB: &str =
-    "fn custom_loss(in0: f32, in1: f32) -> vec2<f32> {\n    return vec2<f32>(0.0, 0.0);\n}\n";
+/// The stubs every shader carries when no custom loss is in use.
+pub const WGSL_STUB: &str = "fn custom_loss(in0: f32, in1: f32) -> vec2<f32> {\n    return vec2<f32>(0.0, 0.0);\n}\n\
+     fn custom_curvature(in0: f32, in1: f32) -> f32 {\n    return 0.0;\n}\n";
 
 /// A parsed `--loss-expr`.
 #[derive(Clone, Debug)]

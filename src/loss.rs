@@ -56,8 +56,8 @@ pub trait RowLoss: Send + Sync {
     }
 
     /// The WGSL functions the kernels call for this loss: `loss_delta_1(z, y)`, (ℓ, δ) of
-    /// one output, and `custom_loss(a, b)`, (ℓ, ∂ℓ/∂a) of a custom loss's graph (stubs
-    /// where they do not apply).
+    /// one output, and `custom_loss(a, b)`, (ℓ, ∂ℓ/∂a), and `custom_curvature(a, b)`,
+    /// ∂²ℓ/∂a², of a custom loss's graph (stubs where they do not apply).
     fn wgsl(&self) -> String;
 }
 

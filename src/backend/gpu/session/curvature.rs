@@ -62,9 +62,11 @@ impl Segments<'_> {
 }
 
 impl GpuSession<'_> {
-    /// Whether the kernels know this loss's second derivative: the built-in losses.
+    /// Whether the kernels know this loss's second derivative: the built-in losses, and
+    /// custom losses of one output (a custom softmax loss's k×k curvature is not written).
     pub(super) fn knows_curvature(&self) -> bool {
         !matches!(self.objective.loss(), crate::model::Loss::Custom(_))
+            || self.objective.outputs() == 1
     }
 
     /// Refuses the curvature passes where the kernels do not know the loss's C.
@@ -73,8 +75,8 @@ impl GpuSession<'_> {
             return Ok(());
         }
         Err(Error::gpu(
-            "the GPU's curvature kernels know the built-in losses only; a custom loss \
-             takes --solver lbfgs",
+            "the GPU's curvature kernels know the built-in losses and custom losses of one \
+             output; a custom softmax loss takes --solver lbfgs",
         ))
     }
 
