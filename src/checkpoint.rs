@@ -12,6 +12,7 @@ use crate::descent::LogEntry;
 use crate::error::{Error, Result};
 use crate::model::{Model, Objective};
 use crate::params_file;
+use crate::solve::SolverState;
 
 /// What the file's `format` field says; anything else is refused.
 const FORMAT: &str = "downhill checkpoint 1";
@@ -67,6 +68,10 @@ pub struct Checkpoint {
     /// Evaluations without improvement, when stopping early.
     pub waited: u64,
     pub log: Vec<LogEntry>,
+    /// A solver's state, when a solver (not gradient descent) wrote the checkpoint; its
+    /// `epoch` is then the solver's iteration and `snapshot` its parameters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub solver: Option<SolverState>,
 }
 
 impl Checkpoint {
@@ -156,21 +161,12 @@ impl Checkpoint {
                 2 * n
             ));
         }
-        let finite = |name: &str, values: &[f64], f32_range: bool| {
-            let bad = values
-                .iter()
-                .position(|v| !v.is_finite() || (f32_range && v.abs() > f64::from(f32::MAX)));
-            match bad {
-                Some(i) => Err(format!(
-                    "{name}[{i}] is {}, not a finite f32 number",
-                    crate::error::number(values[i])
-                )),
-                None => Ok(()),
-            }
-        };
-        finite("snapshot.theta", &s.theta, true)?;
-        finite("snapshot.raw", &s.raw, true)?;
-        finite("snapshot.state", &s.state, false)?;
+        check_finite("snapshot.theta", &s.theta, true)?;
+        check_finite("snapshot.raw", &s.raw, true)?;
+        check_finite("snapshot.state", &s.state, false)?;
+        if let Some(state) = &self.solver {
+            self.validate_solver(state, n)?;
+        }
         if let Some(p) = &self.best.params {
             if p.len() != n {
                 return Err(format!(
@@ -178,12 +174,13 @@ impl Checkpoint {
                     crate::error::count(p.len(), "number")
                 ));
             }
-            finite("best.params", p, true)?;
+            check_finite("best.params", p, true)?;
         }
         let (_, epochs) = options_without_epochs(&self.options);
         let epochs = epochs
             .ok_or_else(|| format!("options {:?} do not name the fit's epochs", self.options))?;
-        if self.epoch > epochs {
+        // A solver's iterations are not the descent's epochs (its --max-iter may be more).
+        if self.epoch > epochs && self.solver.is_none() {
             return Err(format!(
                 "epoch {} is past the {epochs} epochs of the fit that wrote it",
                 self.epoch
@@ -244,6 +241,61 @@ impl Checkpoint {
             if losses.clone().any(|l| !l.is_finite()) {
                 return Err(format!("log[{i}] holds a non-finite loss"));
             }
+        }
+        Ok(())
+    }
+
+    /// What [`Checkpoint::validate`] adds for a solver's checkpoint: θ and the pairs of
+    /// n numbers, finite; the iteration is the epoch, with its log and pass history.
+    fn validate_solver(&self, state: &SolverState, n: usize) -> std::result::Result<(), String> {
+        if state.theta.len() != n {
+            return Err(format!(
+                "solver.theta holds {}, not {n}",
+                crate::error::count(state.theta.len(), "number")
+            ));
+        }
+        check_finite("solver.theta", &state.theta, false)?;
+        for (i, (s, y)) in state.pairs.iter().enumerate() {
+            if s.len() != n || y.len() != n {
+                return Err(format!(
+                    "solver.pairs[{i}] does not hold two vectors of {n}"
+                ));
+            }
+            check_finite("solver.pairs", s, false)?;
+            check_finite("solver.pairs", y, false)?;
+        }
+        for (name, v) in [("start_norm", Some(state.start_norm)), ("best", state.best)] {
+            if let Some(v) = v.filter(|v| !v.is_finite()) {
+                return Err(format!("solver.{name} {v} is not finite"));
+            }
+        }
+        if self.step_in_epoch != 0 {
+            return Err(format!(
+                "step_in_epoch {} in a solver's checkpoint (a solver has no steps within an \
+                 iteration)",
+                self.step_in_epoch
+            ));
+        }
+        if state.iteration != self.epoch {
+            return Err(format!(
+                "solver.iteration {} differs from epoch {}",
+                state.iteration, self.epoch
+            ));
+        }
+        let entries = self.epoch.saturating_add(1);
+        if self.log.len() as u64 != entries || state.pass_history.len() as u64 != entries {
+            return Err(format!(
+                "iteration {} needs {entries} log entries and pass counts, not {} and {}",
+                self.epoch,
+                self.log.len(),
+                state.pass_history.len()
+            ));
+        }
+        if state.best_iteration > self.epoch {
+            return Err(format!(
+                "solver.best_iteration {} is after iteration {}",
+                state.best_iteration, self.epoch
+            ));
         }
         Ok(())
     }
@@ -320,10 +372,11 @@ impl Checkpoint {
                 "the rows differ from the checkpoint's (fingerprint {b}, not {a})"
             )));
         }
-        // The epochs may grow: a fit is resumed to train longer.
+        // The epochs may grow: a fit is resumed to train longer. (A solver's iterations are
+        // not epochs; its --max-iter is not among the options.)
         let (their_options, their_epochs) = options_without_epochs(&self.options);
         let (our_options, our_epochs) = options_without_epochs(options);
-        if let (Some(theirs), Some(ours)) = (their_epochs, our_epochs) {
+        if let (Some(theirs), Some(ours), None) = (their_epochs, our_epochs, &self.solver) {
             if ours < self.epoch {
                 return Err(fail(format!(
                     "the checkpoint is at epoch {}, past --epochs {ours}",
@@ -350,6 +403,20 @@ impl Checkpoint {
             )));
         }
         Ok(())
+    }
+}
+
+/// `values` are finite (and within f32's range when `f32_range`), or which is not.
+fn check_finite(name: &str, values: &[f64], f32_range: bool) -> std::result::Result<(), String> {
+    let bad = values
+        .iter()
+        .position(|v| !v.is_finite() || (f32_range && v.abs() > f64::from(f32::MAX)));
+    match bad {
+        Some(i) => Err(format!(
+            "{name}[{i}] is {}, not a finite f32 number",
+            crate::error::number(values[i])
+        )),
+        None => Ok(()),
     }
 }
 

@@ -405,6 +405,84 @@ fn observers_see_raw_parameters_and_passes_at_every_iteration() {
     }
 }
 
+/// A solver's fit stopped at --max-iter with a checkpoint, then resumed, ends with the
+/// same bits as one that never stopped: parameters, log, passes and iterations; L-BFGS's
+/// pairs (and OWL-QN's, with L1) travel in the file. A checkpoint of another solver, or a
+/// descent's, is refused naming the way out.
+#[test]
+fn a_resumed_solver_fit_equals_an_uninterrupted_one_bit_for_bit() {
+    let dir = common::cli::scratch("solver-resume");
+    let path = dir.join("solver.ckpt");
+    let data = problem(3000, 6, Objective::softmax(3).unwrap(), 12);
+    let cpu = downhill::backend::cpu::Cpu::default();
+    let backends: [(&str, &dyn Backend); 2] = [("reference", &Reference), ("cpu", &cpu)];
+    for (name, backend) in backends {
+        for (solver, l1) in [
+            (Solver::Newton, 0.0),
+            (Solver::NewtonCg, 0.0),
+            (Solver::Lbfgs, 0.0),
+            (Solver::Lbfgs, 1e-3),
+        ] {
+            let what = format!("{solver} (l1 {l1}) on {name}");
+            let trainer = Trainer::new().solver(solver).l2(1e-3).l1(l1);
+            let fit = |t: &Trainer| downhill::fit(backend, &data, data_objective(), t).unwrap();
+            let whole = fit(&trainer);
+            let stopped = fit(&trainer.clone().max_iter(2).checkpoint(&path, 1));
+            assert_eq!(stopped.stop, StopReason::NotConverged, "{what}");
+            let checkpoint = downhill::checkpoint::Checkpoint::load(&path).unwrap();
+            assert_eq!(checkpoint.epoch, 2, "{what}");
+            // The resumed fit reports the iterates after the checkpoint's only.
+            let mut session = backend.open(Data::Host(&data), data_objective()).unwrap();
+            let mut reported = Vec::new();
+            let resumed = trainer
+                .clone()
+                .resume(checkpoint)
+                .fit_observed(session.as_mut(), &mut |e| reported.push(e.epoch))
+                .unwrap();
+            let after: Vec<u64> = (3..=whole.epochs).collect();
+            assert_eq!(reported, after, "{what}");
+            assert_eq!(resumed.params, whole.params, "{what}");
+            assert_eq!(resumed.history, whole.history, "{what}");
+            assert_eq!(resumed.epochs, whole.epochs, "{what}");
+            let (a, b) = (resumed.solved.unwrap(), whole.solved.unwrap());
+            assert_eq!(
+                (a.passes, &a.pass_history),
+                (b.passes, &b.pass_history),
+                "{what}"
+            );
+            assert_eq!(a.converged, b.converged, "{what}");
+        }
+    }
+    let checkpoint = downhill::checkpoint::Checkpoint::load(&path).unwrap();
+    let e = downhill::fit(
+        &Reference,
+        &data,
+        data_objective(),
+        &Trainer::new()
+            .solver(Solver::Newton)
+            .l2(1e-3)
+            .l1(1e-3)
+            .resume(checkpoint.clone()),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("lbfgs"), "{e}");
+    let e = downhill::fit(
+        &Reference,
+        &data,
+        data_objective(),
+        &Trainer::new()
+            .solver(Solver::Lbfgs)
+            .l2(1e-2)
+            .l1(1e-3)
+            .resume(checkpoint),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("options differ"), "{e}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 fn data_objective() -> Objective {
     Objective::softmax(3).unwrap()
 }

@@ -52,11 +52,12 @@ pub struct FitArgs {
     /// Written on Ctrl-C too, with the last parameters.
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Write a checkpoint (parameters, optimizer and random state, log) here every
-    /// --checkpoint-every epochs and on Ctrl-C, atomically.
+    /// Write a checkpoint (parameters, optimizer and random state, log; a solver's
+    /// iterate and memory) here every --checkpoint-every epochs (a solver's iterations), on
+    /// Ctrl-C and at a solver's --max-iter, atomically.
     #[arg(long)]
     checkpoint: Option<PathBuf>,
-    /// Epochs between checkpoints.
+    /// Epochs (a solver's iterations) between checkpoints.
     #[arg(long, default_value_t = 10, requires = "checkpoint")]
     checkpoint_every: u64,
     /// Continue from a checkpoint of the same command line, to the same result as a fit
@@ -97,9 +98,9 @@ pub struct TrainingArgs {
     /// gd (gradient descent), newton (exact Hessian), newton-cg (truncated Newton), lbfgs
     /// (OWL-QN with --l1) or auto: gd when a descent option is given (--lr, --epochs,
     /// --optimizer, --batch-size, --momentum, --beta1, --beta2, --eps, --lr-schedule,
-    /// --warmup, --patience, --validation-fraction) or a checkpoint is written or
-    /// resumed, else newton up to 2048 parameters on the cpu and reference backends, else
-    /// lbfgs.
+    /// --warmup, --patience, --validation-fraction) or a descent's checkpoint is written
+    /// or resumed (a solver's checkpoint resumes its solver), else newton up to 2048
+    /// parameters where the backend has Hessian passes, else lbfgs.
     #[arg(long, default_value = "auto", value_parser = parse::<Solver>)]
     solver: Solver,
     /// Solver iterations at most. Default: 100 for newton and newton-cg, 1000 for lbfgs.

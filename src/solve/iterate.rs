@@ -19,6 +19,15 @@ pub(super) trait Iterate {
     fn stationarity(&self, problem: &Problem, point: &Point) -> Vec<f64>;
 
     fn step(&mut self, problem: &mut Problem, point: &Point) -> Result<Moved>;
+
+    /// What the solver remembers of earlier iterations: L-BFGS's pairs (s, y), oldest
+    /// first; nothing for the others.
+    fn memory(&self) -> Vec<(Vec<f64>, Vec<f64>)> {
+        Vec::new()
+    }
+
+    /// Takes back what [`Iterate::memory`] gave.
+    fn restore(&mut self, _pairs: &[(Vec<f64>, Vec<f64>)]) {}
 }
 
 /// Where a step went.

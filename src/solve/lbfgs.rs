@@ -99,6 +99,21 @@ impl Iterate for Lbfgs {
         pseudo_gradient(problem, point)
     }
 
+    fn memory(&self) -> Vec<(Vec<f64>, Vec<f64>)> {
+        self.pairs
+            .iter()
+            .map(|(s, y, _)| (s.clone(), y.clone()))
+            .collect()
+    }
+
+    fn restore(&mut self, pairs: &[(Vec<f64>, Vec<f64>)]) {
+        // 1/(yᵀs) as `remember` computed it, so the directions are the same bits.
+        self.pairs = pairs
+            .iter()
+            .map(|(s, y)| (s.clone(), y.clone(), 1.0 / dot(s, y)))
+            .collect();
+    }
+
     fn step(&mut self, problem: &mut Problem, point: &Point) -> Result<Moved> {
         if problem.has_l1() {
             return self.orthant_step(problem, point);

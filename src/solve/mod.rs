@@ -146,17 +146,56 @@ pub struct Solution {
     pub converged: bool,
     /// Why it stopped, in words.
     pub reason: String,
+    /// Passes over the rows by the time each iteration was reported.
+    pub pass_history: Vec<u64>,
 }
 
-/// Runs `solver` (not `gd` or `auto`) from θ₀ until it converges, stalls, or reaches
+/// What a solver carries from one iteration to the next, beyond what one pass at θ gives
+/// again (F, ∇F and Newton's Hessian there come back bit for bit from the same pass).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SolverState {
+    pub solver: Solver,
+    /// θ in the solver's coordinates (the standardized features').
+    pub theta: Vec<f64>,
+    /// Iterations done.
+    pub iteration: u64,
+    /// ‖∇F‖∞ at the start, which the tolerance is relative to.
+    pub start_norm: f64,
+    /// The least F + λ₁‖W‖₁ so far (none before the first iterate is judged) and the
+    /// iteration that reached it (the stall window).
+    pub best: Option<f64>,
+    pub best_iteration: u64,
+    pub passes: Passes,
+    /// Passes by the time each iteration was reported.
+    pub pass_history: Vec<u64>,
+    /// L-BFGS's curvature pairs (s, y), oldest first.
+    pub pairs: Vec<(Vec<f64>, Vec<f64>)>,
+}
+
+/// Where a solve starts: at θ₀, or where a checkpoint's state left off.
+pub enum Start<'s> {
+    At(Vec<f64>),
+    Resume(&'s SolverState),
+}
+
+/// A solve's checkpoints: every `every` iterations, at an interrupt and at `max_iter`,
+/// the state is handed to `save` just before the next step.
+pub struct Saving<'a> {
+    pub every: u64,
+    pub save: &'a mut dyn FnMut(&SolverState) -> Result<()>,
+}
+
+/// Runs `solver` (not `gd` or `auto`) from `start` until it converges, stalls, or reaches
 /// `stopping.max_iter`; `progress` sees every iterate and returns false to stop there
-/// (an interrupt).
+/// (an interrupt). A resumed solve does not report its first iterate again (the fit that
+/// saved it did) and goes on with the same bits as one that never stopped.
 pub fn solve(
     solver: Solver,
     problem: &mut Problem,
-    theta: Vec<f64>,
+    start: Start,
     stopping: &Stopping,
     progress: &mut dyn FnMut(&Progress) -> bool,
+    mut saving: Option<Saving>,
 ) -> Result<Solution> {
     let mut method: Box<dyn Iterate> = match solver {
         Solver::Newton => Box::new(newton::Newton::default()),
@@ -172,49 +211,94 @@ pub fn solve(
             ));
         }
     };
+    let (theta, resumed) = match start {
+        Start::At(theta) => (theta, None),
+        Start::Resume(state) => (state.theta.clone(), Some(state)),
+    };
     let mut point = method.start(problem, theta)?;
     if !point.value.is_finite() {
         return Err(problem.non_finite_start());
     }
-    let mut iterations = 0;
-    let start = max_norm(&method.stationarity(problem, &point));
+    let mut iterations = resumed.map_or(0, |s| s.iteration);
+    // The best F and the iteration that last improved it.
+    let mut best = resumed.map_or((f64::INFINITY, 0), |s| {
+        (s.best.unwrap_or(f64::INFINITY), s.best_iteration)
+    });
+    let mut pass_history = Vec::new();
+    let start_norm = match resumed {
+        Some(state) => {
+            method.restore(&state.pairs);
+            problem.passes = state.passes;
+            pass_history = state.pass_history.clone();
+            state.start_norm
+        }
+        None => max_norm(&method.stationarity(problem, &point)),
+    };
     let floor = Floor {
         exact: solver == Solver::Newton,
         window: stalled_iterations(solver),
-        start,
+        start: start_norm,
         tol: stopping.tol,
     };
-    // The best F and the iteration that last improved it.
-    let mut best = (f64::INFINITY, 0);
+    let mut reported = resumed.is_some();
     let (converged, reason) = loop {
         let grad_norm = max_norm(&method.stationarity(problem, &point));
         let objective = point.value + problem.l1_penalty(&point.theta);
-        let report = Progress {
-            iteration: iterations,
-            point: &point,
-            objective,
-            grad_norm,
-            passes: problem.passes,
+        let state = |method: &dyn Iterate, problem: &Problem, history: &[u64], best: (f64, u64)| {
+            SolverState {
+                solver,
+                theta: point.theta.clone(),
+                iteration: iterations,
+                start_norm,
+                best: best.0.is_finite().then_some(best.0),
+                best_iteration: best.1,
+                passes: problem.passes,
+                pass_history: history.to_vec(),
+                pairs: method.memory(),
+            }
         };
-        if !progress(&report) {
-            break (false, "interrupted".to_string());
+        if !reported {
+            pass_history.push(problem.passes.total());
+            let report = Progress {
+                iteration: iterations,
+                point: &point,
+                objective,
+                grad_norm,
+                passes: problem.passes,
+            };
+            if !progress(&report) {
+                if let Some(s) = saving.as_mut() {
+                    (s.save)(&state(method.as_ref(), problem, &pass_history, best))?;
+                }
+                break (false, "interrupted".to_string());
+            }
         }
-        if grad_norm <= stopping.tol * start {
+        reported = false;
+        if grad_norm <= stopping.tol * start_norm {
             break (
                 true,
                 format!(
-                    "‖∇F‖∞ {grad_norm:.3e} ≤ tol {} × {start:.3e} at the start",
+                    "‖∇F‖∞ {grad_norm:.3e} ≤ tol {} × {start_norm:.3e} at the start",
                     stopping.tol
                 ),
             );
         }
         if iterations >= stopping.max_iter {
+            if let Some(s) = saving.as_mut() {
+                (s.save)(&state(method.as_ref(), problem, &pass_history, best))?;
+            }
             break (false, format!("reached max-iter {}", stopping.max_iter));
         }
         if objective < best.0 - 1e-12 * objective.abs().max(1.0) {
             best = (objective, iterations);
         } else if iterations - best.1 >= floor.window {
             break floor.judge(grad_norm, None, objective);
+        }
+        if let Some(s) = saving.as_mut()
+            && iterations > 0
+            && iterations.is_multiple_of(s.every.max(1))
+        {
+            (s.save)(&state(method.as_ref(), problem, &pass_history, best))?;
         }
         match method.step(problem, &point)? {
             Moved::To(next) => point = next,
@@ -231,6 +315,7 @@ pub fn solve(
         passes: problem.passes,
         converged,
         reason,
+        pass_history,
     })
 }
 

@@ -207,6 +207,7 @@ impl Trainer {
             },
             waited: state.waited,
             log: state.log.clone(),
+            solver: None,
         };
         checkpoint.save(&to.path)?;
         log::debug!(

@@ -3,7 +3,8 @@
 
 use super::*;
 use crate::solve::{
-    DEFAULT_TOL, NEWTON_MAX_PARAMETERS, Problem, Progress, Solution, Solved, Solver, Stopping,
+    DEFAULT_TOL, NEWTON_MAX_PARAMETERS, Problem, Progress, Saving, Solution, Solved, Solver,
+    SolverState, Start, Stopping,
 };
 
 impl Trainer {
@@ -37,10 +38,16 @@ impl Trainer {
         if self.descent_given {
             return (Solver::Gd, "a descent option was given".into());
         }
-        if self.wiring.checkpointing.is_some() || self.wiring.resume.is_some() {
+        if let Some(ck) = &self.wiring.resume {
+            return match &ck.solver {
+                Some(state) => (state.solver, "the checkpoint is a solver's".into()),
+                None => (Solver::Gd, "the checkpoint is a descent's".into()),
+            };
+        }
+        if self.wiring.checkpointing.is_some() {
             return (
                 Solver::Gd,
-                "checkpoints hold descent state (not yet a solver's)".into(),
+                "checkpoints without --solver are a descent's, as before solvers wrote them".into(),
             );
         }
         if self.regularization.l1 > 0.0 {
@@ -75,8 +82,17 @@ impl Trainer {
                     .into(),
             );
         }
-        if self.wiring.checkpointing.is_some() || self.wiring.resume.is_some() {
-            return refuse("does not write or resume checkpoints yet; gd does".into());
+        if let Some(ck) = &self.wiring.resume {
+            match &ck.solver {
+                None => return refuse("cannot resume a descent's checkpoint; gd does".into()),
+                Some(state) if state.solver != solver => {
+                    return refuse(format!(
+                        "cannot resume a checkpoint of {}; resume with --solver {}",
+                        state.solver, state.solver
+                    ));
+                }
+                Some(_) => {}
+            }
         }
         if solver != Solver::Lbfgs && self.regularization.l1 > 0.0 {
             return refuse("does not take an L1 penalty; lbfgs does (OWL-QN)".into());
@@ -95,6 +111,38 @@ impl Trainer {
             return Err(Error::option("lbfgs-memory", 0, "must be at least 1"));
         }
         Ok(())
+    }
+
+    /// The options a solver's checkpoint must share with the fit that resumes it: the
+    /// trainer's, and the solver's own but for --max-iter (a fit resumed to go on).
+    fn solver_fingerprint(&self, solver: Solver) -> String {
+        format!(
+            "{}, solver {solver}, lbfgs_memory {}",
+            self.options_fingerprint(),
+            self.lbfgs_memory
+        )
+    }
+
+    /// The checkpoint this fit resumes and its solver's state, checked against the fit.
+    fn resumed_state(
+        &self,
+        objective: &Objective,
+        rows: usize,
+        features: usize,
+        fingerprint: &str,
+    ) -> Result<Option<(&Checkpoint, &SolverState)>> {
+        let Some(ck) = self.wiring.resume.as_deref() else {
+            return Ok(None);
+        };
+        ck.check_matches(
+            objective,
+            rows,
+            features,
+            self.wiring.data_id.as_deref(),
+            fingerprint,
+            None,
+        )?;
+        Ok(ck.solver.as_ref().map(|state| (ck, state)))
     }
 
     /// The iterations `solver` runs at most.
@@ -148,14 +196,19 @@ impl Trainer {
             .unwrap_or_else(|| Params::zeros(session.features(), outputs));
         let stopping = self.stopping_of(solver);
         let interrupt = self.wiring.interrupt.clone();
-        let mut log = Vec::new();
-        let mut pass_history = Vec::new();
+        let fingerprint = self.solver_fingerprint(solver);
+        let (rows, features) = (session.rows(), session.features());
+        let resumed = self.resumed_state(&objective, rows, features, &fingerprint)?;
+        let log = std::cell::RefCell::new(resumed.map_or_else(Vec::new, |(ck, _)| ck.log.clone()));
         let mut problem = Problem::new(
             session,
             self.regularization,
             configured.standardization.as_ref(),
         )?;
-        let theta = problem.theta_of(&init);
+        let start_at = match resumed {
+            Some((_, state)) => Start::Resume(state),
+            None => Start::At(problem.theta_of(&init)),
+        };
         let wants = observer.wants_params();
         let params_of = problem.params_of();
         let mut record = |report: &Progress| {
@@ -166,17 +219,67 @@ impl Trainer {
                     validation: None,
                 },
             );
-            log.push(entry);
-            pass_history.push(report.passes.total());
+            log.borrow_mut().push(entry);
             let params = wants.then(|| params_of(&report.point.theta));
             observer.logged(&entry, params.as_ref());
             observer.progress(report.iteration);
             !interrupt.as_ref().is_some_and(Interrupt::is_raised)
         };
-        let solution: Solution =
-            crate::solve::solve(solver, &mut problem, theta, &stopping, &mut record)?;
+        let to_raw = problem.params_of();
+        let mut save = |state: &SolverState| -> Result<()> {
+            let Some(to) = &self.wiring.checkpointing else {
+                return Ok(());
+            };
+            let raw = to_raw(&state.theta).flat();
+            let checkpoint = Checkpoint {
+                format: Checkpoint::format(),
+                model: objective.model(),
+                loss_fn: objective.loss().to_string(),
+                outputs,
+                rows,
+                features,
+                data: self.wiring.data_id.clone(),
+                options: fingerprint.clone(),
+                epoch: state.iteration,
+                step_in_epoch: 0,
+                evaluated: true,
+                rng: RngState {
+                    seed: self.seed,
+                    epoch: state.iteration,
+                    step: 0,
+                },
+                snapshot: crate::backend::Snapshot {
+                    theta: raw.clone(),
+                    state: Vec::new(),
+                    raw,
+                },
+                // The descent's early-stopping record; a solver keeps its own in `solver`.
+                best: Best {
+                    value: state.best.unwrap_or(0.0),
+                    epoch: state.best_iteration,
+                    params: None,
+                },
+                waited: 0,
+                log: log.borrow().clone(),
+                solver: Some(state.clone()),
+            };
+            checkpoint.save(&to.path)
+        };
+        let saving = self.wiring.checkpointing.as_ref().map(|c| Saving {
+            every: c.every,
+            save: &mut save,
+        });
+        let solution: Solution = crate::solve::solve(
+            solver,
+            &mut problem,
+            start_at,
+            &stopping,
+            &mut record,
+            saving,
+        )?;
         let params = problem.params(&solution.point.theta);
         problem.session().set_params(&params)?;
+        let log = log.into_inner();
         let last = *log.last().expect("the solver reports its start");
         let stop = if solution.reason == "interrupted" {
             StopReason::Interrupted {
@@ -206,7 +309,7 @@ impl Trainer {
                 why,
                 iterations: solution.iterations,
                 passes: solution.passes,
-                pass_history,
+                pass_history: solution.pass_history,
                 converged: solution.converged,
                 grad_norm: solution.grad_norm,
                 objective: solution.objective,
