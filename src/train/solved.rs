@@ -145,6 +145,51 @@ impl Trainer {
         Ok(ck.solver.as_ref().map(|state| (ck, state)))
     }
 
+    /// The checkpoint of a solver's `state` (θ raw as `raw`) on a session of `shape`
+    /// (objective, rows, features): the descent's fields filled so that a loader checks
+    /// them alike, the iteration as the epoch and no step within it.
+    fn solver_checkpoint(
+        &self,
+        (objective, rows, features): (&Objective, usize, usize),
+        fingerprint: &str,
+        log: Vec<LogEntry>,
+        raw: Vec<f64>,
+        state: &SolverState,
+    ) -> Checkpoint {
+        Checkpoint {
+            format: Checkpoint::format(),
+            model: objective.model(),
+            loss_fn: objective.loss().to_string(),
+            outputs: objective.outputs(),
+            rows,
+            features,
+            data: self.wiring.data_id.clone(),
+            options: fingerprint.to_string(),
+            epoch: state.iteration,
+            step_in_epoch: 0,
+            evaluated: true,
+            rng: RngState {
+                seed: self.seed,
+                epoch: state.iteration,
+                step: 0,
+            },
+            snapshot: crate::backend::Snapshot {
+                theta: raw.clone(),
+                state: Vec::new(),
+                raw,
+            },
+            // The descent's early-stopping record; a solver keeps its own in `solver`.
+            best: Best {
+                value: state.best.unwrap_or(0.0),
+                epoch: state.best_iteration,
+                params: None,
+            },
+            waited: 0,
+            log,
+            solver: Some(state.clone()),
+        }
+    }
+
     /// The iterations `solver` runs at most.
     pub fn max_iterations(&self, solver: Solver) -> u64 {
         self.max_iter.unwrap_or(solver.default_max_iter())
@@ -231,39 +276,10 @@ impl Trainer {
                 return Ok(());
             };
             let raw = to_raw(&state.theta).flat();
-            let checkpoint = Checkpoint {
-                format: Checkpoint::format(),
-                model: objective.model(),
-                loss_fn: objective.loss().to_string(),
-                outputs,
-                rows,
-                features,
-                data: self.wiring.data_id.clone(),
-                options: fingerprint.clone(),
-                epoch: state.iteration,
-                step_in_epoch: 0,
-                evaluated: true,
-                rng: RngState {
-                    seed: self.seed,
-                    epoch: state.iteration,
-                    step: 0,
-                },
-                snapshot: crate::backend::Snapshot {
-                    theta: raw.clone(),
-                    state: Vec::new(),
-                    raw,
-                },
-                // The descent's early-stopping record; a solver keeps its own in `solver`.
-                best: Best {
-                    value: state.best.unwrap_or(0.0),
-                    epoch: state.best_iteration,
-                    params: None,
-                },
-                waited: 0,
-                log: log.borrow().clone(),
-                solver: Some(state.clone()),
-            };
-            checkpoint.save(&to.path)
+            let shape = (&objective, rows, features);
+            let log = log.borrow().clone();
+            self.solver_checkpoint(shape, &fingerprint, log, raw, state)
+                .save(&to.path)
         };
         let saving = self.wiring.checkpointing.as_ref().map(|c| Saving {
             every: c.every,
