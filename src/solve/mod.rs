@@ -107,8 +107,6 @@ pub struct Progress<'p> {
     /// F + λ₁‖W‖₁.
     pub objective: f64,
     pub grad_norm: f64,
-    /// Passes over the rows so far, of every kind.
-    pub passes: Passes,
 }
 
 /// The solvers' default tolerance on ‖∇F‖∞, relative to its value at the start.
@@ -264,7 +262,6 @@ pub fn solve(
                 point: &point,
                 objective,
                 grad_norm,
-                passes: problem.passes,
             };
             if !progress(&report) {
                 if let Some(s) = saving.as_mut() {

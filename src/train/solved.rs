@@ -270,12 +270,11 @@ impl Trainer {
             observer.progress(report.iteration);
             !interrupt.as_ref().is_some_and(Interrupt::is_raised)
         };
-        let to_raw = problem.params_of();
         let mut save = |state: &SolverState| -> Result<()> {
             let Some(to) = &self.wiring.checkpointing else {
                 return Ok(());
             };
-            let raw = to_raw(&state.theta).flat();
+            let raw = params_of(&state.theta).flat();
             let shape = (&objective, rows, features);
             let log = log.borrow().clone();
             self.solver_checkpoint(shape, &fingerprint, log, raw, state)
