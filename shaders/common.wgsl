@@ -112,9 +112,47 @@ fn sigmoid(z: f32) -> f32 {
     return e / (1.0 + e);
 }
 
-// log(1 + e^z) without overflow for large |z|.
-fn softplus(z: f32) -> f32 {
-    return max(z, 0.0) + log(1.0 + exp(-abs(z)));
+// ln(1 + e) for 0 <= e <= 1 without rounding 1 + e: 2 atanh(s), s = e / (2 + e) <= 1/3,
+// by its odd series to s^17. Twin of `ln_1p_unit` in src/backend/cpu/math.rs.
+fn ln_1p_unit(e: f32) -> f32 {
+    let s = e / (2.0 + e);
+    let t = s * s;
+    var p = 1.0 / 17.0;
+    p = p * t + 1.0 / 15.0;
+    p = p * t + 1.0 / 13.0;
+    p = p * t + 1.0 / 11.0;
+    p = p * t + 1.0 / 9.0;
+    p = p * t + 1.0 / 7.0;
+    p = p * t + 1.0 / 5.0;
+    p = p * t + 1.0 / 3.0;
+    p = p * t + 1.0;
+    return 2.0 * s * p;
+}
+
+// ln(1 + v) for v >= 0.
+fn ln_1p(v: f32) -> f32 {
+    if (v <= 1.0) {
+        return ln_1p_unit(v);
+    }
+    return log(1.0 + v);
+}
+
+// sigma(z) and sigma(-z), each computed (1 - sigma(z) rounds to 0 where sigma(z) is near 1).
+fn sigmoids(z: f32) -> vec2<f32> {
+    let e = exp(-abs(z));
+    let near = 1.0 / (1.0 + e);
+    let far = e / (1.0 + e);
+    return select(vec2<f32>(far, near), vec2<f32>(near, far), z >= 0.0);
+}
+
+// Binary cross-entropy (loss, delta) = (softplus(z) - y z, sigma(z) - y), written as
+// y softplus(-z) + (1 - y) softplus(z) and (1 - y) sigma(z) - y sigma(-z): no cancellation,
+// so a confidently right row keeps its small loss and delta (twin of
+// `math::bce_loss_and_delta` in src/math.rs).
+fn bce_loss_delta(z: f32, y: f32) -> vec2<f32> {
+    let s = sigmoids(z);
+    let loss = ln_1p_unit(exp(-abs(z))) + y * max(-z, 0.0) + (1.0 - y) * max(z, 0.0);
+    return vec2<f32>(loss, (1.0 - y) * s.x - y * s.y);
 }
 
 // x^n for an integer n, by squaring (the generated custom losses use it).
@@ -132,13 +170,21 @@ fn powi(x: f32, n: i32) -> f32 {
     return select(result, 1.0 / result, n < 0);
 }
 
-// Softmax cross-entropy pieces, given m = max_c z_c and s = sum_c exp(z_c - m).
-fn softmax_delta(zc: f32, m: f32, s: f32, is_label: bool) -> f32 {
+// Softmax cross-entropy pieces, given m = max_c z_c, reached first at class `best`, and
+// rest = sum over c != best of exp(z_c - m), so the sum is 1 + rest. As
+// `loss::SoftmaxCrossEntropy` in src/loss.rs: the label's delta where it is the best class
+// is -rest / (1 + rest), not p - 1, and the loss ln(1 + rest) is not log of 1 + rest
+// rounded, so a confidently right row keeps both to full relative precision.
+fn softmax_delta(zc: f32, m: f32, rest: f32, is_label: bool, is_best: bool) -> f32 {
+    let s = 1.0 + rest;
+    if (is_label && is_best) {
+        return -rest / s;
+    }
     return exp(zc - m) / s - select(0.0, 1.0, is_label);
 }
 
-fn softmax_loss(m: f32, s: f32, z_label: f32) -> f32 {
-    return m + log(s) - z_label;
+fn softmax_loss(m: f32, rest: f32, z_label: f32) -> f32 {
+    return (m - z_label) + ln_1p(rest);
 }
 
 // One round of the epoch permutation; twin of `Permutation::round` in src/rng.rs.

@@ -23,15 +23,21 @@ fn delta_rows(
         if (MODEL == MODEL_SOFTMAX) {
             // loss = -log yhat_label, taken from z so that it stays finite.
             var m = z[zb];
+            var best = 0u;
             for (var c = 1u; c < K; c++) {
-                m = max(m, z[zb + c]);
+                if (z[zb + c] > m) {
+                    m = z[zb + c];
+                    best = c;
+                }
             }
-            var s = 0.0;
+            var rest = 0.0;
             for (var c = 0u; c < K; c++) {
-                s += exp(z[zb + c] - m);
+                if (c != best) {
+                    rest += exp(z[zb + c] - m);
+                }
             }
             let yc = u32(label);
-            row_loss[i] = softmax_loss(m, s, z[zb + yc]);
+            row_loss[i] = softmax_loss(m, rest, z[zb + yc]);
             for (var c = 0u; c < K; c++) {
                 delta[zb + c] = yhat[zb + c] - select(0.0, 1.0, c == yc);
             }
@@ -47,7 +53,7 @@ fn delta_rows(
                     // which stays exact where p (1 - p) underflows.
                     dj_dyhat = p - label;
                     dyhat_dz = 1.0;
-                    loss = softplus(z[zb]) - label * z[zb];
+                    loss = bce_loss_delta(z[zb], label).x;
                 }
             }
             delta[zb] = dj_dyhat * dyhat_dz;

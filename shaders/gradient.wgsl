@@ -167,10 +167,13 @@ fn row_delta(r: u32, local: u32, training: bool, sums: ptr<function, RowSums>) {
                 best = c;
             }
         }
-        var s = 0.0;
+        var rest = 0.0;
         for (var c = 0u; c < K; c++) {
-            s += exp(deltas[zr + c] - m);
+            if (c != best) {
+                rest += exp(deltas[zr + c] - m);
+            }
         }
+        let s = 1.0 + rest;
         let yc = u32(label);
         if (LOSS == LOSS_CUSTOM) {
             // Sum of the class terms; the softmax Jacobian turns their dl/dp into delta.
@@ -188,9 +191,9 @@ fn row_delta(r: u32, local: u32, training: bool, sums: ptr<function, RowSums>) {
                 deltas[zr + c] = select(0.0, d, training);
             }
         } else {
-            loss = softmax_loss(m, s, deltas[zr + min(yc, K - 1u)]);
+            loss = softmax_loss(m, rest, deltas[zr + min(yc, K - 1u)]);
             for (var c = 0u; c < K; c++) {
-                let d = weight * softmax_delta(deltas[zr + c], m, s, c == yc);
+                let d = weight * softmax_delta(deltas[zr + c], m, rest, c == yc, c == best);
                 deltas[zr + c] = select(0.0, d, training);
             }
         }

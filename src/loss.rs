@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use crate::custom::{CustomLoss, LossKind};
-use crate::math::{sigmoid, softplus};
+use crate::math::sigmoid;
 use crate::model::{Loss, Model, Objective};
 
 /// The loss of one row.
@@ -160,27 +160,26 @@ impl RowLoss for BinaryCrossEntropy {
     }
 
     fn loss_and_delta(&self, z: &[f64], y: f64, delta: &mut [f64]) -> f64 {
-        delta[0] = sigmoid(z[0]) - y;
-        softplus(z[0]) - y * z[0]
+        let (loss, d) = crate::math::bce_loss_and_delta(z[0], y);
+        delta[0] = d;
+        loss
     }
 
-    /// ŷ(1 − ŷ).
+    /// ŷ(1 − ŷ), as σ(z)·σ(−z) (1 − ŷ would round to 0 where ŷ is near 1).
     fn curvature(&self, z: &[f64], _y: f64, hessian: &mut [f64]) {
-        let s = sigmoid(z[0]);
-        hessian[0] = s * (1.0 - s);
+        hessian[0] = sigmoid(z[0]) * sigmoid(-z[0]);
     }
 
     fn wgsl(&self) -> String {
-        built_in_wgsl(
-            "binary cross-entropy",
-            "    return vec2<f32>(softplus(z) - y * z, sigmoid(z) - y);\n",
-        )
+        built_in_wgsl("binary cross-entropy", "    return bce_loss_delta(z, y);\n")
     }
 }
 
-/// Softmax, ce: ℓ = logsumexp(z) − z_y, δ_c = softmax(z)_c − [c = y]. The fused kernel
-/// computes it from the row's max and sum (`softmax_loss`, `softmax_delta` in
-/// `shaders/common.wgsl`), which it needs for the metrics too.
+/// Softmax, ce: ℓ = logsumexp(z) − z_y, δ_c = softmax(z)_c − [c = y]. With m = z_b the
+/// row's max and r = Σ_{c≠b} e^(z_c − m), ℓ = (m − z_y) + ln(1 + r) and, where the label
+/// is the max, δ_y = −r/(1 + r): a row that is confidently right keeps its small ℓ and
+/// δ_y to full relative precision (not 1 + r rounded, nor p_y − 1). The fused kernel
+/// computes them the same way (`softmax_loss`, `softmax_delta` in `shaders/common.wgsl`).
 #[derive(Clone, Copy, Debug)]
 pub struct SoftmaxCrossEntropy;
 
@@ -194,17 +193,24 @@ impl RowLoss for SoftmaxCrossEntropy {
     }
 
     fn loss_and_delta(&self, z: &[f64], y: f64, delta: &mut [f64]) -> f64 {
-        let m = max(z);
-        let mut sum = 0.0;
-        for (d, &zc) in delta.iter_mut().zip(z) {
+        let (best, m) = arg_max(z);
+        let mut rest = 0.0;
+        for (c, (d, &zc)) in delta.iter_mut().zip(z).enumerate() {
             *d = (zc - m).exp();
-            sum += *d;
+            if c != best {
+                rest += *d;
+            }
         }
+        let sum = 1.0 + rest;
         let label = y as usize;
         for (c, d) in delta.iter_mut().enumerate() {
-            *d = *d / sum - if c == label { 1.0 } else { 0.0 };
+            *d = match (c == label, c == best) {
+                (true, true) => -rest / sum,
+                (true, false) => *d / sum - 1.0,
+                (false, _) => *d / sum,
+            };
         }
-        m + sum.ln() - z[label]
+        (m - z[label]) + rest.ln_1p()
     }
 
     /// diag(p) − ppᵀ, p = softmax(z).
@@ -226,6 +232,14 @@ impl RowLoss for SoftmaxCrossEntropy {
 
 fn max(z: &[f64]) -> f64 {
     z.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+}
+
+/// The first class with the largest z, and that z.
+fn arg_max(z: &[f64]) -> (usize, f64) {
+    z.iter().enumerate().fold(
+        (0, z[0]),
+        |(b, m), (c, &v)| if v > m { (c, v) } else { (b, m) },
+    )
 }
 
 /// A custom loss: ℓ(z, y) for one output; for softmax Σ_c ℓ_c(p_c, t_c) with p = softmax(z),

@@ -159,15 +159,17 @@ pub(super) fn rows_loss_and_delta<const FMA: bool>(
         }
         (Model::Logistic, Loss::Bce) if with_loss => {
             for ((zr, &yr), l) in z.iter_mut().zip(y).zip(loss.iter_mut()) {
-                let (s, e) = sigmoid::<FMA>(*zr);
-                // softplus(z) − y z, softplus(z) = max(z, 0) + ln(1 + e^−|z|).
-                *l = zr.max(0.0) + ln_1p_unit::<FMA>(e) - yr * *zr;
-                *zr = s - yr;
+                // y·softplus(−z) + (1 − y)·softplus(z) and (1 − y)·σ(z) − y·σ(−z), as
+                // `crate::math::bce_loss_and_delta`: no cancellation on confident rows.
+                let (s, complement, e) = sigmoids::<FMA>(*zr);
+                *l = ln_1p_unit::<FMA>(e) + yr * (-*zr).max(0.0) + (1.0 - yr) * zr.max(0.0);
+                *zr = (1.0 - yr) * s - yr * complement;
             }
         }
         (Model::Logistic, Loss::Bce) => {
             for (zr, &yr) in z.iter_mut().zip(y) {
-                *zr = sigmoid::<FMA>(*zr).0 - yr;
+                let (s, complement, _) = sigmoids::<FMA>(*zr);
+                *zr = (1.0 - yr) * s - yr * complement;
             }
         }
         (Model::Logistic, _) => {
@@ -181,22 +183,45 @@ pub(super) fn rows_loss_and_delta<const FMA: bool>(
         (Model::Softmax, _) => {
             let k = objective.outputs();
             for ((zr, &yr), l) in z.chunks_exact_mut(k).zip(y).zip(loss.iter_mut()) {
-                let m = zr.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                // As `loss::SoftmaxCrossEntropy`: r = Σ_{c≠best} e^(z_c − m), the sum 1 + r.
+                let (best, m) =
+                    zr.iter().enumerate().fold(
+                        (0, zr[0]),
+                        |(b, m), (c, &v)| if v > m { (c, v) } else { (b, m) },
+                    );
                 let label = yr as usize;
                 let z_label = zr[label];
-                let mut sum = 0.0;
                 for v in zr.iter_mut() {
                     *v = exp_nonpositive::<FMA>(*v - m);
-                    sum += *v;
                 }
-                for (c, v) in zr.iter_mut().enumerate() {
-                    *v = *v / sum - if c == label { 1.0 } else { 0.0 };
+                let rest: f32 = (zr[..best].iter().chain(&zr[best + 1..])).sum();
+                let sum = 1.0 + rest;
+                for v in zr.iter_mut() {
+                    *v /= sum;
                 }
+                zr[label] = if label == best {
+                    -rest / sum
+                } else {
+                    zr[label] - 1.0
+                };
                 if with_loss {
-                    *l = m + sum.ln() - z_label;
+                    *l = (m - z_label) + ln_1p::<FMA>(rest);
                 }
             }
         }
+    }
+}
+
+/// σ(z), σ(−z) and exp(−|z|), from one exponential that cannot overflow; no branches.
+/// σ(−z) is computed, not taken as 1 − σ(z), which rounds to 0 where σ(z) is near 1.
+#[inline(always)]
+pub(super) fn sigmoids<const FMA: bool>(z: f32) -> (f32, f32, f32) {
+    let e = exp_nonpositive::<FMA>(-z.abs());
+    let (near, far) = (1.0 / (1.0 + e), e / (1.0 + e));
+    if z >= 0.0 {
+        (near, far, e)
+    } else {
+        (far, near, e)
     }
 }
 
@@ -272,6 +297,16 @@ pub(super) fn ln_1p_unit<const FMA: bool>(e: f32) -> f32 {
         p = madd::<FMA>(p, t, c);
     }
     2.0 * s * p
+}
+
+/// ln(1 + v) for v ≥ 0: the series where v ≤ 1 (no rounding of 1 + v), else ln.
+#[inline(always)]
+pub(super) fn ln_1p<const FMA: bool>(v: f32) -> f32 {
+    if v <= 1.0 {
+        ln_1p_unit::<FMA>(v)
+    } else {
+        (1.0 + v).ln()
+    }
 }
 
 /// One streaming read of `x` on all cores, and nothing else: the memory floor of an epoch.
