@@ -1,13 +1,14 @@
 // The curvature passes of the Newton solvers (src/backend/gpu/curvature.rs): the Hessian
 // sums H = Σ w·(x̃x̃ᵀ ⊗ C) and Hessian-vector sums Hv = Σ w·x̃ ⊗ (C·(x̃·V)), x̃ = (x, 1),
 // C = ∂²ℓ/∂z∂zᵀ of the row's loss (closed forms of the built-in losses: a number for one
-// output, diag(p) − ppᵀ for softmax). Entry e = f·K + a of θ's order pairs feature f
+// output, diag(p) − ppᵀ for softmax; for a custom softmax loss Σ_c f(p_c, t_c),
+// C = diag(r) − rpᵀ − prᵀ + Q·ppᵀ, below). Entry e = f·K + a of θ's order pairs feature f
 // (f = D: the bias) with class a.
 //
 // A segment of a shard's rows is done in two dispatches. The first, one row per
 // invocation, writes each row's coefficients: for the Hessian (`curvature_rows`) the
-// weight and C's factors, CW = K + 1 floats; for Hv (`direction_rows`) the row's
-// w·C·(x̃·V), K floats. The second sums over blocks of rows, one workgroup per block and
+// weight and C's factors, CW floats; for Hv (`direction_rows`) the row's w·C·(x̃·V), K
+// floats. The second sums over blocks of rows, one workgroup per block and
 // output tile, each in a fixed order: `hessian_tiles` a 16×16 tile of the upper triangle
 // of H, `product_columns` WG entries of Hv. The host adds the blocks' partials in f64.
 
@@ -34,8 +35,11 @@ struct Segment {
 
 // Entries of θ (and of a row of H).
 const PE: u32 = (D + 1u) * K;
-// Coefficients per row of the Hessian's first dispatch.
-const CW: u32 = K + 1u;
+// A custom softmax loss: its C has the general form, from the graph's WGSL.
+const GENERAL_SOFTMAX: bool = MODEL == MODEL_SOFTMAX && LOSS == LOSS_CUSTOM;
+// Coefficients per row of the Hessian's first dispatch: w, then C's factors (p, or p, r
+// and Q). Mirrors `Shape::coefficients` in src/backend/gpu/curvature.rs.
+const CW: u32 = select(K + 1u, 2u * K + 2u, GENERAL_SOFTMAX);
 // Side of a tile of H.
 const HT: u32 = 16u;
 
@@ -87,8 +91,9 @@ fn curvature_1(z: f32, label: f32) -> f32 {
         return custom_curvature(z, label);
     }
     if (MODEL == MODEL_LOGISTIC) {
-        let s = sigmoid(z);
-        let slope = s * (1.0 - s);
+        let both = sigmoids(z);
+        let s = both.x;
+        let slope = both.x * both.y;
         if (LOSS == LOSS_BCE) {
             return slope;
         }
@@ -114,8 +119,36 @@ fn softmax_row(local: u32, p: ptr<function, array<f32, K>>) {
     }
 }
 
+// The factors of a custom softmax loss's C, with p = softmax(z) in `p`. With g_c and h_c
+// the loss's first and second derivatives in p_c, δ = p ⊙ (g − g·p) (the row's ∂ℓ/∂z),
+// q_c = h_c·p_c² and J = diag(p) − ppᵀ, C = J·diag(h)·J + diag(δ) − δpᵀ − pδᵀ
+// = diag(r) − rpᵀ − prᵀ + Q·ppᵀ with r = q + δ and Q = Σ q_c (the built-in loss is
+// r = p, Q = 1). Writes r; returns Q.
+fn general_factors(local: u32, p: ptr<function, array<f32, K>>, r: ptr<function, array<f32, K>>) -> f32 {
+    let label = u32(y[local]);
+    var gp = 0.0;
+    var big_q = 0.0;
+    for (var c = 0u; c < K; c++) {
+        let pc = (*p)[c];
+        let t = select(0.0, 1.0, c == label);
+        let g = custom_loss(pc, t).y;
+        let q = custom_curvature(pc, t) * pc * pc;
+        gp += g * pc;
+        big_q += q;
+        // g and q for now; δ needs g·p, known after the loop.
+        (*r)[c] = g;
+    }
+    for (var c = 0u; c < K; c++) {
+        let pc = (*p)[c];
+        let t = select(0.0, 1.0, c == label);
+        let q = custom_curvature(pc, t) * pc * pc;
+        (*r)[c] = q + pc * ((*r)[c] - gp);
+    }
+    return big_q;
+}
+
 // Row i of the segment: coef[i·CW] = w, then C's factors: ∂²ℓ/∂z² of one output, or
-// softmax's p (C = diag(p) − ppᵀ).
+// softmax's p (C = diag(p) − ppᵀ), or for a custom softmax loss p, r and Q.
 @compute @workgroup_size(WG)
 fn curvature_rows(
     @builtin(global_invocation_id) gid: vec3<u32>,
@@ -127,8 +160,8 @@ fn curvature_rows(
         let weight = row_weight(local);
         coef[i * CW] = weight;
         if (weight == 0.0) {
-            for (var c = 0u; c < K; c++) {
-                coef[i * CW + 1u + c] = 0.0;
+            for (var c = 1u; c < CW; c++) {
+                coef[i * CW + c] = 0.0;
             }
             continue;
         }
@@ -138,6 +171,14 @@ fn curvature_rows(
             for (var c = 0u; c < K; c++) {
                 coef[i * CW + 1u + c] = p[c];
             }
+            if (GENERAL_SOFTMAX) {
+                var r: array<f32, K>;
+                let big_q = general_factors(local, &p, &r);
+                for (var c = 0u; c < K; c++) {
+                    coef[i * CW + 1u + K + c] = r[c];
+                }
+                coef[i * CW + 1u + 2u * K] = big_q;
+            }
         } else {
             coef[i * CW + 1u] = curvature_1(logit_params(local, 0u), y[local]);
         }
@@ -145,7 +186,7 @@ fn curvature_rows(
 }
 
 // Row i of the segment: coef[i·K + a] = w·(C·u)_a with u = x̃·V; for softmax
-// (C·u)_a = p_a (u_a − p·u).
+// (C·u)_a = p_a (u_a − p·u), for a custom one r_a (u_a − p·u) − p_a (r·u − Q·p·u).
 @compute @workgroup_size(WG)
 fn direction_rows(
     @builtin(global_invocation_id) gid: vec3<u32>,
@@ -170,6 +211,18 @@ fn direction_rows(
                 u[c] = logit_direction(local, c);
                 pu += p[c] * u[c];
             }
+            if (GENERAL_SOFTMAX) {
+                var r: array<f32, K>;
+                let big_q = general_factors(local, &p, &r);
+                var ru = 0.0;
+                for (var c = 0u; c < K; c++) {
+                    ru += r[c] * u[c];
+                }
+                for (var c = 0u; c < K; c++) {
+                    coef[i * K + c] = weight * (r[c] * (u[c] - pu) - p[c] * (ru - big_q * pu));
+                }
+                continue;
+            }
             for (var c = 0u; c < K; c++) {
                 coef[i * K + c] = weight * p[c] * (u[c] - pu);
             }
@@ -185,6 +238,10 @@ fn direction_rows(
 var<workgroup> left: array<f32, 256>;
 var<workgroup> right: array<f32, 256>;
 var<workgroup> column: array<f32, 256>;
+// A custom softmax loss's second pair of factors (length 1 otherwise).
+const GENERAL_TILE: u32 = select(1u, 256u, GENERAL_SOFTMAX);
+var<workgroup> left_p: array<f32, GENERAL_TILE>;
+var<workgroup> right_r: array<f32, GENERAL_TILE>;
 
 // Tile pair q of the upper triangle, q = tj·(tj + 1)/2 + ti with ti ≤ tj.
 fn tile_pair(q: u32) -> vec2<u32> {
@@ -225,16 +282,26 @@ fn hessian_tiles(
         var l = 0.0;
         var rv = 0.0;
         var xv = 0.0;
+        var lp = 0.0;
+        var rr = 0.0;
         if (i < last) {
             let local = segment.first + i;
             let weight = coef[i * CW];
             if (load_i < PE) {
-                l = weight * feature(local, load_i / K) * coef[i * CW + 1u + load_i % K];
+                // w·x_f times p_a, or for a custom softmax loss r_a (and p_a beside it).
+                let factor = coef[i * CW + 1u + select(0u, K, GENERAL_SOFTMAX) + load_i % K];
+                l = weight * feature(local, load_i / K) * factor;
+                lp = weight * feature(local, load_i / K) * coef[i * CW + 1u + load_i % K];
             }
             if (load_j < PE) {
                 xv = feature(local, load_j / K);
                 if (MODEL == MODEL_SOFTMAX) {
-                    rv = xv * coef[i * CW + 1u + load_j % K];
+                    let pb = coef[i * CW + 1u + load_j % K];
+                    rv = xv * pb;
+                    if (GENERAL_SOFTMAX) {
+                        let big_q = coef[i * CW + 1u + 2u * K];
+                        rr = xv * (big_q * pb - coef[i * CW + 1u + K + load_j % K]);
+                    }
                 } else {
                     rv = xv;
                 }
@@ -243,9 +310,20 @@ fn hessian_tiles(
         left[t] = l;
         right[t] = rv;
         column[t] = xv;
+        if (GENERAL_SOFTMAX) {
+            left_p[t] = lp;
+            right_r[t] = rr;
+        }
         workgroupBarrier();
         let rows_here = min(HT, last - tile);
-        if (MODEL == MODEL_SOFTMAX) {
+        if (GENERAL_SOFTMAX) {
+            // w·x_f·x_g·(δ_ab·r_a − r_a·p_b + p_a·(Q·p_b − r_b))
+            for (var r = 0u; r < rows_here; r++) {
+                let own = select(0.0, column[r * HT + lc], same_class);
+                acc += left[r * HT + lr] * (own - right[r * HT + lc])
+                    + left_p[r * HT + lr] * right_r[r * HT + lc];
+            }
+        } else if (MODEL == MODEL_SOFTMAX) {
             // w·x_f·x_g·p_a(δ_ab − p_b)
             for (var r = 0u; r < rows_here; r++) {
                 let own = select(0.0, column[r * HT + lc], same_class);

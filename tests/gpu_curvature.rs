@@ -167,11 +167,11 @@ fn the_newton_solvers_on_the_gpu_reach_the_references_optimum() {
     }
 }
 
-/// A custom loss of one output has its curvature on the GPU, from the WGSL its graph
-/// compiles to: the Hessian and Hessian-vector sums equal the reference's (whose ∂²ℓ/∂z²
-/// comes from the tape in f64), and auto's Newton reaches the reference's optimum. A
-/// custom softmax loss's k×k curvature is not in the kernels: it takes lbfgs, and newton
-/// is refused naming it.
+/// A custom loss has its curvature on the GPU, from the WGSL its graph compiles to (for
+/// softmax, C = diag(r) − rpᵀ − prᵀ + Q·ppᵀ from the class terms' first and second
+/// derivatives): the Hessian and Hessian-vector sums equal the reference's (whose
+/// curvature comes from the tape in f64), and auto's Newton reaches the reference's
+/// optimum.
 #[test]
 fn custom_losses_on_the_gpu() {
     let Some(gpu) = common::gpu() else { return };
@@ -184,10 +184,17 @@ fn custom_losses_on_the_gpu() {
     )
     .unwrap()
     .register();
-    for (model, loss) in [(Model::Linear, huber), (Model::Logistic, tanh)] {
-        let objective = Objective::new(model, Some(loss), 1).unwrap();
-        let data = problem(3000, 5, Objective::new(model, None, 1).unwrap(), 2);
-        let params = random_params(5, 1, 0.5, 3);
+    let focal = CustomLoss::parse("-t * (1 - p)^2 * ln(p)", LossKind::Class)
+        .unwrap()
+        .register();
+    for (model, loss, k) in [
+        (Model::Linear, huber, 1),
+        (Model::Logistic, tanh, 1),
+        (Model::Softmax, focal, 3),
+    ] {
+        let objective = Objective::new(model, Some(loss), k).unwrap();
+        let data = problem(3000, 5, Objective::new(model, None, k).unwrap(), 2);
+        let params = random_params(5, k, 0.5, 3);
         let mut reference = Reference.open(Data::Host(&data), objective).unwrap();
         let mut session = gpu.open(Data::Host(&data), objective).unwrap();
         assert!(session.has_curvature(), "{objective}");
@@ -201,7 +208,7 @@ fn custom_losses_on_the_gpu() {
             reference.hessian_sums(RowSet::Training).unwrap(),
         );
         assert_close(&format!("{objective}: H"), &a.hessian, &b.hessian, 1e-4);
-        let v: Vec<f64> = (0..6).map(|i| 0.3 * i as f64 - 0.7).collect();
+        let v: Vec<f64> = (0..6 * k).map(|i| 0.3 * i as f64 - 0.7).collect();
         let (a, b) = (
             session.hessian_vector_sums(&v, RowSet::Training).unwrap(),
             reference.hessian_vector_sums(&v, RowSet::Training).unwrap(),
@@ -211,8 +218,9 @@ fn custom_losses_on_the_gpu() {
         let fit = downhill::fit(gpu, &data, objective, &trainer).unwrap();
         let solved = fit.solved.as_ref().unwrap();
         assert_eq!(solved.solver, Solver::Newton, "{objective}: {}", solved.why);
-        // The logistic loss's last digits are below the f32 loss the GPU sums (see the
-        // README's limits): there Newton may stall short of the tolerance, at the optimum.
+        // The custom logistic loss's graph computes ln(1 + e^z) − y·z in f32, whose
+        // cancellation hides the last digits of F (the built-in loss avoids it): there
+        // Newton may stall short of the tolerance, at the optimum (the gap below).
         assert!(
             solved.converged || model == Model::Logistic,
             "{objective}: {}",
@@ -228,22 +236,4 @@ fn custom_losses_on_the_gpu() {
         let gap = (f - optimum) / optimum.abs();
         assert!(gap <= 1e-6, "{objective}: {f} vs {optimum}: {gap:e}");
     }
-    let focal = CustomLoss::parse("-t * (1 - p)^2 * ln(p)", LossKind::Class)
-        .unwrap()
-        .register();
-    let objective = Objective::new(Model::Softmax, Some(focal), 3).unwrap();
-    let data = problem(500, 3, Objective::softmax(3).unwrap(), 2);
-    let session = gpu.open(Data::Host(&data), objective).unwrap();
-    assert!(!session.has_curvature());
-    let e = downhill::fit(
-        gpu,
-        &data,
-        objective,
-        &Trainer::new().solver(Solver::Newton),
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(e.contains("lbfgs"), "{e}");
-    let fit = downhill::fit(gpu, &data, objective, &Trainer::new()).unwrap();
-    assert_eq!(fit.solved.as_ref().unwrap().solver, Solver::Lbfgs);
 }

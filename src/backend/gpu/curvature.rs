@@ -47,6 +47,9 @@ pub enum Pass {
 pub struct Shape {
     pub d: u32,
     pub k: u32,
+    /// A custom softmax loss: C in its general form, diag(r) − rpᵀ − prᵀ + Q·ppᵀ, whose
+    /// factors p, r and Q a row carries (`GENERAL_SOFTMAX` in the kernels).
+    pub general: bool,
     /// Invocations per workgroup of the row and column kernels.
     pub wg: u32,
     pub loop_limit: Option<u32>,
@@ -111,8 +114,9 @@ impl Shape {
             });
         }
         // Loops of one invocation of the row kernel per row: the logits, then softmax's
-        // three passes over the classes (and Hv's direction logits).
-        let logits = k * (d + 1) + 4 * k + 8;
+        // three passes over the classes (and Hv's direction logits), and the general
+        // form's three more.
+        let logits = k * (d + 1) + 7 * k + 8;
         let per_row = match pass {
             Pass::Hessian => logits,
             Pass::Product => 2 * logits,
@@ -123,6 +127,7 @@ impl Shape {
             Pass::Product => self.parameters(),
         };
         let coefficients = match pass {
+            Pass::Hessian if self.general => 2 * k + 2,
             Pass::Hessian => k + 1,
             Pass::Product => k,
         };
@@ -269,6 +274,7 @@ mod tests {
         Shape {
             d,
             k,
+            general: false,
             wg: 64,
             loop_limit,
             binding_limit: 128 << 20,

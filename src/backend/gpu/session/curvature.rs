@@ -62,24 +62,6 @@ impl Segments<'_> {
 }
 
 impl GpuSession<'_> {
-    /// Whether the kernels know this loss's second derivative: the built-in losses, and
-    /// custom losses of one output (a custom softmax loss's k×k curvature is not written).
-    pub(super) fn knows_curvature(&self) -> bool {
-        !matches!(self.objective.loss(), crate::model::Loss::Custom(_))
-            || self.objective.outputs() == 1
-    }
-
-    /// Refuses the curvature passes where the kernels do not know the loss's C.
-    pub(super) fn check_curvature(&self) -> Result<()> {
-        if self.knows_curvature() {
-            return Ok(());
-        }
-        Err(Error::gpu(
-            "the GPU's curvature kernels know the built-in losses and custom losses of one \
-             output; a custom softmax loss takes --solver lbfgs",
-        ))
-    }
-
     /// The curvature buffers, made on first use.
     fn curvature_buffers(&mut self) -> Result<()> {
         if self.curvature.is_some() {
@@ -91,6 +73,8 @@ impl GpuSession<'_> {
         let shape = Shape {
             d: c.d,
             k: c.k,
+            general: self.objective.model() == crate::model::Model::Softmax
+                && matches!(self.objective.loss(), crate::model::Loss::Custom(_)),
             wg: c.wg,
             loop_limit: c.loop_limit,
             binding_limit: ctx.storage_binding_limit().min(PARTIAL_BYTES),
