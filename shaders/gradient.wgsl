@@ -85,6 +85,7 @@ fn w_quad_from_params(q: u32, c: u32) -> vec4<f32> {
 // What one row adds besides w * delta: w * loss, w, w * [correct], w * y, w * y^2.
 struct RowSums {
     loss: f32,
+    loss_comp: f32,  // Kahan's compensation of `loss`: the sum is loss − loss_comp
     weight: f32,
     correct: f32,
     y: f32,
@@ -206,7 +207,10 @@ fn row_delta(r: u32, local: u32, training: bool, sums: ptr<function, RowSums>) {
         // Logistic: predict 1 when z > 0 (sigma > 1/2), against the label rounded.
         correct = select(0.0, 1.0, (z > 0.0) == (label >= 0.5));
     }
-    (*sums).loss += weight * loss;
+    let v = weight * loss - (*sums).loss_comp;
+    let sum = (*sums).loss + v;
+    (*sums).loss_comp = (sum - (*sums).loss) - v;
+    (*sums).loss = sum;
     (*sums).weight += weight;
     (*sums).correct += weight * correct;
     (*sums).y += weight * label;
@@ -249,12 +253,17 @@ fn gradient_partials(
     // rows g, g + ROW_GROUPS, ...
     let q0 = t % COL_STRIDE;
     let g = t / COL_STRIDE;
+    // Kahan's compensated sums: acc − comp is the sum to about an ulp of it, however many
+    // rows the invocation adds (a plain f32 sum over thousands of rows loses ~1e-4 of the
+    // gradient to rounding near the optimum, where it is a difference of large terms).
     var acc: array<vec4<f32>, COLS * KT>;
+    var comp: array<vec4<f32>, COLS * KT>;
     // The bias gradient is the sum of the deltas: invocations of column quad 0 add them
     // up for the class tile's classes beside their x^T delta.
     var bias: array<f32, KT>;
-    var sums = RowSums(0.0, 0.0, 0.0, 0.0, 0.0);
-    var held = RowSums(0.0, 0.0, 0.0, 0.0, 0.0);
+    var bias_comp: array<f32, KT>;
+    var sums = RowSums(0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+    var held = RowSums(0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
     // A full batch in file order is all that asks for the held-out rows' sums.
     let held_sums = step.rows == ROWS_TRAINING_AND_HELD_OUT && !shuffled;
 
@@ -340,11 +349,18 @@ fn gradient_partials(
                         let xv = tile_x(r, q, local);
                         for (var c = 0u; c < KT; c++) {
                             let cls = min(class0 + c, K - 1u);
-                            acc[m * KT + c] += deltas[r * K + cls] * xv;
+                            let a = m * KT + c;
+                            let v = deltas[r * K + cls] * xv - comp[a];
+                            let sum = acc[a] + v;
+                            comp[a] = (sum - acc[a]) - v;
+                            acc[a] = sum;
                         }
                         if (q == 0u) {
                             for (var c = 0u; c < KT; c++) {
-                                bias[c] += deltas[r * K + min(class0 + c, K - 1u)];
+                                let v = deltas[r * K + min(class0 + c, K - 1u)] - bias_comp[c];
+                                let sum = bias[c] + v;
+                                bias_comp[c] = (sum - bias[c]) - v;
+                                bias[c] = sum;
                             }
                         }
                     }
@@ -360,7 +376,7 @@ fn gradient_partials(
     for (var m = 0u; m < COLS; m++) {
         for (var c = 0u; c < KT; c++) {
             for (var i = 0u; i < 4u; i++) {
-                red[t] = acc[m * KT + c][i];
+                red[t] = acc[m * KT + c][i] - comp[m * KT + c][i];
                 workgroupBarrier();
                 let j = 4u * (q0 + m * COL_STRIDE) + i;
                 let cls = class0 + c;
@@ -377,7 +393,7 @@ fn gradient_partials(
     }
     // The bias sums of column quad 0's row groups (invocations 0, COL_STRIDE, ...).
     for (var c = 0u; c < KT; c++) {
-        red[t] = bias[c];
+        red[t] = bias[c] - bias_comp[c];
         workgroupBarrier();
         let cls = class0 + c;
         if (t == 0u && cls < K) {
@@ -392,8 +408,8 @@ fn gradient_partials(
     // Class tile 0 also writes the loss and the metric sums.
     if (wid.y == 0u) {
         var extra = array<f32, 10>(
-            sums.loss, sums.weight, sums.correct, sums.y, sums.y2,
-            held.loss, held.weight, held.correct, held.y, held.y2,
+            sums.loss - sums.loss_comp, sums.weight, sums.correct, sums.y, sums.y2,
+            held.loss - held.loss_comp, held.weight, held.correct, held.y, held.y2,
         );
         for (var i = 0u; i < 10u; i++) {
             let sum = workgroup_sum(t, extra[i]);

@@ -7,13 +7,18 @@
 @group(1) @binding(0) var<storage, read> partials: array<f32>;
 @group(1) @binding(1) var<storage, read_write> grad: array<f32>;
 
+// Kahan's compensated sum over the partials, in their order.
 fn total(o: u32) -> f32 {
     let rows = SHARDS * step.groups;
     var sum = 0.0;
+    var comp = 0.0;
     for (var w = 0u; w < rows; w++) {
-        sum += partials[w * P + o];
+        let v = partials[w * P + o] - comp;
+        let next = sum + v;
+        comp = (next - sum) - v;
+        sum = next;
     }
-    return sum;
+    return sum - comp;
 }
 
 @compute @workgroup_size(WG)

@@ -34,19 +34,20 @@ pub struct Tuning {
 
 impl Tuning {
     /// GPUs: wide workgroups, tiles staged in workgroup memory, enough workgroups to fill
-    /// every compute unit, 32 accumulators (one pass over X serves 32 classes when an
-    /// invocation owns one column quad).
+    /// every compute unit, 16 accumulators (one pass over X serves 16 classes when an
+    /// invocation owns one column quad; each has its Kahan compensation beside it, so 32
+    /// vec4 registers).
     pub const GPU: Tuning = Tuning {
         workgroup: 256,
         stage: true,
         max_groups: 1024,
-        accumulators: 32,
+        accumulators: 16,
     };
 
     /// CPU-type adapters (lavapipe, WARP) run a workgroup on one thread, pay for each
     /// barrier once per 8-wide slice of it, and have workgroup memory that is ordinary
     /// memory: narrow workgroups, rows read in place, a few workgroups per core, and
-    /// four times the accumulators (a quarter of the class tiles, each of which computes
+    /// eight times the accumulators (an eighth of the class tiles, each of which computes
     /// every z again).
     pub const CPU: Tuning = Tuning {
         workgroup: 64,

@@ -21,6 +21,26 @@ const APPROXIMATE: f64 = 1e-6;
 /// ulps), whatever the backend: a trial there can only read as no decrease.
 const UNSEEN: f64 = 4.0 * f64::EPSILON;
 
+/// Whether F at a trial, `value`, is no more than the rounding of the F it started from,
+/// `f0` (APPROXIMATE of |F|): a decrease or an increase that F cannot show.
+pub fn within_rounding(value: f64, f0: f64) -> bool {
+    value <= f0 + APPROXIMATE * f0.abs()
+}
+
+/// Sufficient decrease judged by the slopes φ'(0) = ∇F(θ)ᵀd and φ'(α) = ∇F(θ + αd)ᵀd: the
+/// trapezoid rule's F(θ + αd) − F(θ) ≈ α(φ'(0) + φ'(α))/2 ≤ C1·α·φ'(0), that is
+/// φ'(α) ≤ (2·C1 − 1)·φ'(0) (Hager and Zhang's approximate Wolfe condition, exact for a
+/// quadratic). It decides steps whose F is within rounding.
+pub fn decreases_by_slope(slope0: f64, slope: f64) -> bool {
+    slope <= (2.0 * C1 - 1.0) * slope0
+}
+
+/// Whether a step whose promised decrease is `promise` = |∇Fᵀd| is below what F resolves
+/// (APPROXIMATE of |F|): then only the slopes can judge it.
+pub fn below_rounding(promise: f64, f0: f64) -> bool {
+    promise <= APPROXIMATE * f0.abs()
+}
+
 fn along(theta: &[f64], d: &[f64], alpha: f64) -> Vec<f64> {
     theta.iter().zip(d).map(|(t, v)| t + alpha * v).collect()
 }
@@ -100,7 +120,7 @@ pub fn strong_wolfe(
     // meets).
     let decreases = |t: &Trial| {
         t.value <= f0 + C1 * t.alpha * slope0
-            || (t.value <= f0 + APPROXIMATE * f0.abs() && t.slope <= (2.0 * C1 - 1.0) * slope0)
+            || (within_rounding(t.value, f0) && decreases_by_slope(slope0, t.slope))
     };
     let mut alpha = alpha;
     let mut trials = 0;

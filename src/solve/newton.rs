@@ -29,6 +29,21 @@ impl Iterate for Newton {
     fn step(&mut self, problem: &mut Problem, point: &Point) -> Result<Moved> {
         let minus_g: Vec<f64> = point.grad.iter().map(|g| -g).collect();
         let d = solve_damped(&self.hessian, &minus_g);
+        let slope0 = dot(&point.grad, &d);
+        if line_search::below_rounding(-slope0, point.value) {
+            // Near the optimum the step's decrease is below what F resolves (on f32 rows
+            // F's sums carry ~1e-7 of it), while the gradient still shows it: take the
+            // full step when the slopes say it decreases, with the Hessian pass the next
+            // iteration needs anyway.
+            let theta: Vec<f64> = point.theta.iter().zip(&d).map(|(t, v)| t + v).collect();
+            let (next, hessian) = problem.hessian(&theta)?;
+            if line_search::within_rounding(next.value, point.value)
+                && line_search::decreases_by_slope(slope0, dot(&next.grad, &d))
+            {
+                self.hessian = hessian;
+                return Ok(Moved::To(next));
+            }
+        }
         let Some((theta, _)) = line_search::backtracking(problem, point, &d)? else {
             return Ok(Moved::Stalled {
                 slope: dot(&point.grad, &d),

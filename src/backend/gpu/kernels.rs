@@ -420,7 +420,7 @@ mod tests {
         let c = ShaderConstants::new(&soft, 1300, 1, Tuning::GPU, 32768, None).unwrap();
         assert_eq!(
             (c.col_stride, c.cols, c.kt, c.class_tiles()),
-            (256, 2, 10, 1)
+            (256, 2, 8, 2)
         );
         let c = ShaderConstants::new(
             &Objective::softmax(40).unwrap(),
@@ -431,7 +431,7 @@ mod tests {
             None,
         )
         .unwrap();
-        assert_eq!((c.kt, c.class_tiles()), (32, 2));
+        assert_eq!((c.kt, c.class_tiles()), (16, 3));
         assert!(
             ShaderConstants::new(&Objective::linear(), 10_000, 1, Tuning::GPU, 16384, None)
                 .is_err()

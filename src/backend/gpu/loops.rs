@@ -86,8 +86,8 @@ impl ShaderConstants {
     }
 
     /// An upper bound of the fused kernel's loop iterations per invocation outside the
-    /// tiles: caching W, clearing the accumulators, the final sums over the row groups and
-    /// the workgroup.
+    /// tiles: caching W, clearing the accumulators and their compensations, the final sums
+    /// over the row groups and the workgroup.
     fn fixed_loops(&self) -> u64 {
         let wg = u64::from(self.wg);
         let (q, k) = (u64::from(self.dp / 4), u64::from(self.k));
@@ -96,7 +96,7 @@ impl ShaderConstants {
         let tree = u64::from(wg.ilog2()) + 2;
         let bias = u64::from(self.kt) * (u64::from(self.row_groups) + 1);
         let writes = accumulators * (4 * (u64::from(self.row_groups) + 1) + 1) + bias;
-        w_cache + writes + 10 * tree + accumulators + u64::from(self.kt) + 16
+        w_cache + writes + 10 * tree + 2 * (accumulators + u64::from(self.kt)) + 16
     }
 }
 
