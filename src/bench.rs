@@ -1,6 +1,6 @@
-//! `downhill bench`: seconds per epoch of logistic regression on each backend, against the
-//! memory floor (one streaming read of X on the same device) measured in the
-//! same run, interleaved with it so that both see the same machine. Medians are reported:
+//! `downhill bench`: seconds per epoch of logistic regression (softmax with a class count)
+//! on each backend, against the memory floor (one streaming read of X on the same device)
+//! measured in the same run, interleaved with it so that both see the same machine. Medians are reported:
 //! on a shared machine a single run says little. `--to-optimum` (time to the optimum
 //! against scikit-learn's solvers) is [`optimum`].
 
@@ -21,8 +21,8 @@ use crate::train::Trainer;
 /// What to measure.
 #[derive(Clone)]
 pub struct BenchOptions {
-    /// (rows, features) of each problem.
-    pub shapes: Vec<(usize, usize)>,
+    /// (rows, features, classes) of each problem: logistic for 1 class, else softmax.
+    pub shapes: Vec<(usize, usize, usize)>,
     /// Mini-batch sizes, measured on the first shape only.
     pub batch_sizes: Vec<usize>,
     /// Timed full-batch epochs per backend and shape (mini-batch epochs: a third).
@@ -44,6 +44,8 @@ pub struct Measurement {
     pub device: String,
     pub rows: usize,
     pub features: usize,
+    /// 1: logistic; more: softmax.
+    pub classes: usize,
     /// `full` or `B=…`.
     pub mode: String,
     /// Bytes one epoch must read at least (X as stored, and y).
@@ -67,6 +69,17 @@ impl Measurement {
     pub fn gigabytes_per_second(&self) -> f64 {
         self.bytes as f64 / self.epoch() / 1e9
     }
+
+    /// The floating-point operations of a full-batch epoch's two products, X·W and Xᵀ·Δ:
+    /// 4·n·d·k (a multiply-add counted as two).
+    pub fn flops(&self) -> f64 {
+        4.0 * self.rows as f64 * self.features as f64 * self.classes as f64
+    }
+
+    /// The rate of those operations, in GFLOP/s.
+    pub fn gigaflops(&self) -> f64 {
+        self.flops() / self.epoch() / 1e9
+    }
 }
 
 pub fn median(values: &[f64]) -> f64 {
@@ -86,6 +99,7 @@ pub fn median(values: &[f64]) -> f64 {
 struct Modes {
     rows: usize,
     features: usize,
+    classes: usize,
     list: Vec<(String, Option<usize>, usize)>,
 }
 
@@ -117,6 +131,7 @@ impl Modes {
                 device: session.describe(),
                 rows: self.rows,
                 features: self.features,
+                classes: self.classes,
                 mode: mode.clone(),
                 bytes,
                 epoch_seconds,
@@ -136,17 +151,22 @@ pub fn run(
     for &b in &options.batch_sizes {
         Trainer::new().batch_size(b).validate()?;
     }
-    let objective = Objective::logistic();
     let mut all = Vec::new();
     let mut emit = |m: Measurement| {
         report(&m);
         all.push(m);
     };
-    for (shape_index, &(rows, features)) in options.shapes.iter().enumerate() {
+    for (shape_index, &(rows, features, classes)) in options.shapes.iter().enumerate() {
+        let objective = if classes == 1 {
+            Objective::logistic()
+        } else {
+            Objective::softmax(classes)?
+        };
         let problem = Synthetic::new(rows, features, objective, 1)?;
         let mut modes = Modes {
             rows,
             features,
+            classes,
             list: vec![(String::from("full"), None, options.reps)],
         };
         if shape_index == 0 {
@@ -176,7 +196,11 @@ pub fn run(
             modes.measure("gpu", bytes, &mut session, floor, &mut emit)?;
         }
         if let Some(python) = &options.python {
-            emit(numpy_epoch(python, rows, features, options.reps)?);
+            emit(numpy_epoch(
+                python,
+                (rows, features, classes),
+                options.reps,
+            )?);
         }
     }
     Ok(all)
@@ -185,8 +209,13 @@ pub fn run(
 /// The script that times numpy's epoch, next to the crate's sources.
 const NUMPY_SCRIPT: &str = include_str!("../bench/numpy_epoch.py");
 
-/// Times numpy's epoch on a problem of the same shape in a child Python.
-fn numpy_epoch(python: &str, rows: usize, features: usize, reps: usize) -> Result<Measurement> {
+/// Times numpy's epoch on a problem of the same shape (rows, features, classes) in a
+/// child Python.
+fn numpy_epoch(
+    python: &str,
+    (rows, features, classes): (usize, usize, usize),
+    reps: usize,
+) -> Result<Measurement> {
     let fail = |message: String| Error::option("python", python, message);
     let output = Command::new(python)
         .args([
@@ -195,6 +224,7 @@ fn numpy_epoch(python: &str, rows: usize, features: usize, reps: usize) -> Resul
             &rows.to_string(),
             &features.to_string(),
             &reps.to_string(),
+            &classes.to_string(),
         ])
         .output()
         .map_err(|e| fail(format!("could not run it: {e}")))?;
@@ -224,6 +254,7 @@ fn numpy_epoch(python: &str, rows: usize, features: usize, reps: usize) -> Resul
         ),
         rows,
         features,
+        classes,
         mode: "full".into(),
         bytes: 4 * (rows * features + rows) as u64,
         epoch_seconds: seconds,

@@ -643,11 +643,17 @@ fn a_bench_to_the_optimum_refuses_what_it_cannot_time() {
     let message = refused("bench --to-optimum --rel=-1");
     assert!(message.contains("rel -1"), "{message}");
     // A malformed problem is the argument parser's usage error (exit status 2).
-    for (problem, says) in [
-        ("1000x4x1", "at least 2 classes"),
-        ("1000", "ROWSxFEATURES"),
+    for (option, problem, says) in [
+        ("--problems", "1000x4x1", "at least 2 classes"),
+        ("--problems", "1000", "ROWSxFEATURES"),
+        ("--shapes", "1000x4x1", "at least 2 classes"),
+        ("--shapes", "1000x0", "\"0\" is not a positive integer"),
     ] {
-        let out = downhill(&["bench", "--to-optimum", "--problems", problem]);
+        let mut args = vec!["bench", option, problem];
+        if option == "--problems" {
+            args.insert(1, "--to-optimum");
+        }
+        let out = downhill(&args);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{stderr}");
         assert!(

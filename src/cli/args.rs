@@ -14,6 +14,31 @@ pub fn parse<T: std::str::FromStr<Err = Error>>(s: &str) -> Result<T, String> {
     s.parse().map_err(|e: Error| e.to_string())
 }
 
+/// A problem's shape, ROWSxFEATURES (logistic: `None` classes) or ROWSxFEATURESxCLASSES
+/// (softmax, at least 2), for `bench --shapes` and `bench --problems`.
+pub fn parse_dims(s: &str) -> Result<(usize, usize, Option<usize>), String> {
+    let number = |t: &str| {
+        t.parse::<usize>()
+            .ok()
+            .filter(|&v| v > 0)
+            .ok_or_else(|| format!("shape {s:?}: {t:?} is not a positive integer"))
+    };
+    let parts: Vec<&str> = s.split('x').collect();
+    match parts[..] {
+        [r, f] => Ok((number(r)?, number(f)?, None)),
+        [r, f, k] => match number(k)? {
+            1 => Err(format!(
+                "shape {s:?}: softmax takes at least 2 classes (ROWSxFEATURES is logistic)"
+            )),
+            k => Ok((number(r)?, number(f)?, Some(k))),
+        },
+        _ => Err(format!(
+            "shape {s:?}: expected ROWSxFEATURES or ROWSxFEATURESxCLASSES, e.g. 200000x64 or \
+             20000x2048x1000"
+        )),
+    }
+}
+
 #[derive(Args)]
 pub struct ModelArgs {
     /// linear, logistic or softmax.

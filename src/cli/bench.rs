@@ -4,14 +4,16 @@ use clap::Args;
 
 use downhill::Error;
 
+use super::args::parse_dims;
 use super::optimum::OptimumArgs;
 use super::out;
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// Problem shapes, ROWSxFEATURES, comma separated.
+    /// Problem shapes, ROWSxFEATURES (logistic) or ROWSxFEATURESxCLASSES (softmax), comma
+    /// separated.
     #[arg(long, default_value = "2000000x64,200000x512", value_delimiter = ',', value_parser = parse_shape)]
-    shapes: Vec<(usize, usize)>,
+    shapes: Vec<(usize, usize, usize)>,
     /// Mini-batch sizes (on the first shape).
     #[arg(long, default_value = "1024,65536", value_delimiter = ',')]
     batch_sizes: Vec<usize>,
@@ -32,17 +34,9 @@ pub struct BenchArgs {
     optimum: OptimumArgs,
 }
 
-fn parse_shape(s: &str) -> Result<(usize, usize), String> {
-    let (rows, features) = s
-        .split_once('x')
-        .ok_or_else(|| format!("shape {s:?}: expected ROWSxFEATURES, e.g. 2000000x64"))?;
-    let number = |t: &str| {
-        t.parse::<usize>()
-            .ok()
-            .filter(|&v| v > 0)
-            .ok_or_else(|| format!("shape {s:?}: {t:?} is not a positive integer"))
-    };
-    Ok((number(rows)?, number(features)?))
+fn parse_shape(s: &str) -> Result<(usize, usize, usize), String> {
+    let (rows, features, classes) = parse_dims(s)?;
+    Ok((rows, features, classes.unwrap_or(1)))
 }
 
 pub fn devices() -> Result<(), Error> {
@@ -117,8 +111,8 @@ pub fn bench(args: BenchArgs) -> Result<(), Error> {
         out::line(serde_json::to_string_pretty(&all).expect("numbers"))?;
     } else {
         out::line(format_args!(
-            "{:<7} {:>14} {:>9} {:>11} {:>8} {:>11} {:>9} {:>9}",
-            "backend", "shape", "mode", "s/epoch", "GB/s", "floor s", "/floor", "/numpy"
+            "{:<7} {:>19} {:>9} {:>11} {:>8} {:>8} {:>11} {:>9} {:>9}",
+            "backend", "shape", "mode", "s/epoch", "GB/s", "GFLOP/s", "floor s", "/floor", "/numpy"
         ))?;
         for m in &all {
             out::line(bench_line(m, &all))?;
@@ -135,7 +129,8 @@ pub fn bench(args: BenchArgs) -> Result<(), Error> {
             out::line(format_args!("  {d}"))?;
         }
         out::line(
-            "  medians of the timed epochs; the floor is one streaming read of X on the same device (GB/s counts X and y)",
+            "  medians of the timed epochs; the floor is one streaming read of X on the same device (GB/s counts X and y); \
+             GFLOP/s counts softmax's two products, 4·n·d·k",
         )?;
     }
     Ok(())
@@ -149,16 +144,29 @@ fn bench_line(
     let numpy = earlier
         .iter()
         .chain(std::iter::once(m))
-        .find(|o| o.backend == "numpy" && o.rows == m.rows && o.features == m.features)
+        .find(|o| {
+            o.backend == "numpy"
+                && (o.rows, o.features, o.classes) == (m.rows, m.features, m.classes)
+        })
         .map(|o| o.epoch());
     let floor = m.floor();
+    let shape = if m.classes == 1 {
+        format!("{}x{}", m.rows, m.features)
+    } else {
+        format!("{}x{}x{}", m.rows, m.features, m.classes)
+    };
     format!(
-        "{:<7} {:>14} {:>9} {:>11.4} {:>8.2} {:>11} {:>9} {:>9}",
+        "{:<7} {:>19} {:>9} {:>11.4} {:>8.2} {:>8} {:>11} {:>9} {:>9}",
         m.backend,
-        format!("{}x{}", m.rows, m.features),
+        shape,
         m.mode,
         m.epoch(),
         m.gigabytes_per_second(),
+        if m.classes > 1 && m.mode == "full" {
+            format!("{:.1}", m.gigaflops())
+        } else {
+            "-".into()
+        },
         floor.map_or("-".into(), |f| format!("{f:.4}")),
         floor.map_or("-".into(), |f| format!("{:.2}", m.epoch() / f)),
         match numpy {

@@ -6,7 +6,7 @@ use downhill::bench::optimum::{self, OptimumOptions, OptimumReport, Shape};
 use downhill::solve::Solver;
 use downhill::{Backend, Error};
 
-use super::args::parse;
+use super::args::{parse, parse_dims};
 use super::out;
 
 /// What `--to-optimum` takes beside `--backends` and `--json`.
@@ -36,29 +36,12 @@ pub struct OptimumArgs {
 }
 
 fn parse_problem(s: &str) -> Result<Shape, String> {
-    let parts: Vec<&str> = s.split('x').collect();
-    let number = |t: &str| {
-        t.parse::<usize>()
-            .ok()
-            .filter(|&v| v > 0)
-            .ok_or_else(|| format!("problem {s:?}: {t:?} is not a positive integer"))
-    };
-    let (rows, features, classes) = match parts[..] {
-        [r, f] => (number(r)?, number(f)?, 2),
-        [r, f, k] => (number(r)?, number(f)?, number(k)?),
-        _ => {
-            return Err(format!(
-                "problem {s:?}: expected ROWSxFEATURES or ROWSxFEATURESxCLASSES, e.g. 200000x64x10"
-            ));
-        }
-    };
-    if classes < 2 {
-        return Err(format!("problem {s:?}: at least 2 classes"));
-    }
+    let (rows, features, classes) = parse_dims(s)?;
     Ok(Shape {
         rows,
         features,
-        classes,
+        // A logistic problem: the two classes of its labels.
+        classes: classes.unwrap_or(2),
     })
 }
 

@@ -18,6 +18,7 @@ mod curvature;
 mod math;
 mod order;
 mod pass;
+mod product;
 mod session;
 
 pub use crate::simd::{SIMD_VAR, Simd};

@@ -116,6 +116,8 @@ pub(super) struct Scratch {
     pub(super) predictions: Vec<f32>,
     pub(super) sums: Vec<f32>,
     pub(super) bias_sums: Vec<f32>,
+    /// The tile's rows side by side, for the products when they are not in X.
+    pub(super) tile_x: Vec<f32>,
 }
 
 impl Scratch {

@@ -5,6 +5,7 @@ use std::ops::Range;
 
 use super::math::{FLUSH_TILES, axpy, dot, flush, lane_sum, rows_loss_and_delta, tile_gradient};
 use super::order::{InOrder, Listed, PREFETCH_BYTES, RowOrder, SCRATCH, Scratch, tile_rows};
+use super::product::{View, gemm};
 #[cfg(target_arch = "x86_64")]
 use super::{avx2, avx512};
 use crate::backend::{Batch, RowSet};
@@ -14,6 +15,16 @@ use crate::simd::{Simd, dispatch};
 
 /// Metric sums after the gradient sums of a partial.
 pub(super) const METRICS: usize = 5;
+
+/// Classes from which a pass multiplies tiles ([`Pass::product_tiles`]) instead of
+/// accumulating class by class.
+pub(super) const PRODUCT_CLASSES: usize = 8;
+
+/// Rows per tile of the products: their m and inner dimension.
+const PRODUCT_TILE_ROWS: usize = 256;
+
+/// Tiles whose products are added in f32 before they are moved into f64.
+const PRODUCT_FLUSH_TILES: usize = 4;
 
 /// What a pass over the rows is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -206,7 +217,8 @@ impl Pass<'_> {
         }
     }
 
-    /// [`Self::tiles`] with k known at compile time when it is 1 (linear, logistic).
+    /// [`Self::tiles`] with k known at compile time when it is 1 (linear, logistic);
+    /// [`Self::product_tiles`] from [`PRODUCT_CLASSES`] classes on.
     #[inline(always)]
     pub(super) fn tiles_for<const FMA: bool, const WIDE: bool, R: RowOrder>(
         &self,
@@ -214,11 +226,123 @@ impl Pass<'_> {
         partial: &mut [f64],
         s: &mut Scratch,
     ) {
-        if self.objective.outputs() == 1 {
+        let k = self.objective.outputs();
+        if k == 1 {
             self.tiles::<FMA, WIDE, true, R>(rows, partial, s)
+        } else if k >= PRODUCT_CLASSES {
+            self.product_tiles::<FMA, R>(rows, partial, s)
         } else {
             self.tiles::<FMA, WIDE, false, R>(rows, partial, s)
         }
+    }
+
+    /// Many classes, a tile of rows at a time as two matrix products, so that X is read
+    /// once and the arithmetic runs at the machine's multiply-add rate: Z = X_t·W + b,
+    /// then δ and ℓ of every row, then G += Δᵀ·X_t and Σ δ into f32 sums moved into f64
+    /// every [`PRODUCT_FLUSH_TILES`] tiles. Rows that are not consecutive in X are copied
+    /// together first. The products' blocking depends only on the shapes, so reruns give
+    /// the same bits.
+    #[inline(always)]
+    pub(super) fn product_tiles<const FMA: bool, R: RowOrder>(
+        &self,
+        rows: R,
+        partial: &mut [f64],
+        s: &mut Scratch,
+    ) {
+        let d = self.data.features();
+        let k = self.objective.outputs();
+        let x = self.data.x();
+        let (wt, bias) = self.wt.split_at(d * k);
+        let tile = PRODUCT_TILE_ROWS;
+        s.sized(tile, d, k);
+        let consecutive = rows.consecutive().is_some();
+        if !consecutive {
+            s.tile_x.resize(tile * d, 0.0);
+        }
+        let Scratch {
+            starts,
+            z,
+            labels,
+            losses,
+            weights,
+            held_weights,
+            predictions,
+            sums,
+            bias_sums,
+            tile_x,
+            ..
+        } = s;
+        let plain = self.weights.plain();
+        let mut totals = Totals::default();
+        // W is stored a class to a row (k×d): seen as d×k.
+        let w = View {
+            data: wt,
+            row: 1,
+            col: d,
+        };
+        let len = rows.len();
+        for (t, first) in (0..len).step_by(tile).enumerate() {
+            let count = tile.min(len - first);
+            let starts = &mut starts[..count];
+            let labels = self.locate(&rows, first, starts, labels, weights, held_weights);
+            let xt: &[f32] = if consecutive {
+                &x[starts[0]..starts[0] + count * d]
+            } else {
+                for (row, &start) in tile_x.chunks_exact_mut(d).zip(starts.iter()) {
+                    row.copy_from_slice(&x[start..start + d]);
+                }
+                &tile_x[..count * d]
+            };
+            let xv = View {
+                data: xt,
+                row: d,
+                col: 1,
+            };
+            let zt = &mut z[..count * k];
+            gemm((count, d, k), &xv, &w, zt, k, false);
+            for zr in zt.chunks_exact_mut(k) {
+                for (v, b) in zr.iter_mut().zip(bias) {
+                    *v += b;
+                }
+            }
+            if self.with_metrics {
+                for (p, zr) in predictions.iter_mut().zip(zt.chunks_exact(k)) {
+                    *p = predicted(zr) as f32;
+                }
+            }
+            rows_loss_and_delta::<FMA>(
+                &self.objective,
+                zt,
+                labels,
+                &mut losses[..count],
+                self.with_metrics,
+            );
+            if self.with_gradient {
+                if !plain {
+                    for (zr, &wr) in zt.chunks_exact_mut(k).zip(weights.iter()) {
+                        zr.iter_mut().for_each(|v| *v *= wr);
+                    }
+                }
+                // Δᵀ is k×count: row c of it is column c of Δ.
+                let deltas = View {
+                    data: zt,
+                    row: 1,
+                    col: k,
+                };
+                gemm((k, count, d), &deltas, &xv, sums, d, true);
+                for zr in zt.chunks_exact(k) {
+                    for (b, v) in bias_sums.iter_mut().zip(zr) {
+                        *b += v;
+                    }
+                }
+            }
+            totals.add(self, labels, weights, held_weights, losses, predictions);
+            if (t + 1) % PRODUCT_FLUSH_TILES == 0 {
+                flush(sums, bias_sums, partial);
+            }
+        }
+        flush(sums, bias_sums, partial);
+        totals.add_to(partial, (d + 1) * k);
     }
 
     /// The three passes over each tile of `rows`. `ONE`: k = 1.
@@ -232,7 +356,6 @@ impl Pass<'_> {
         let d = self.data.features();
         let k = if ONE { 1 } else { self.objective.outputs() };
         let x = self.data.x();
-        let y = self.data.y();
         let (wt, bias) = self.wt.split_at(d * k);
         let tile = tile_rows(d);
         s.sized(tile, d, k);
@@ -247,36 +370,12 @@ impl Pass<'_> {
         let predictions = &mut s.predictions[..tile];
         let (sums, bias_sums) = (&mut s.sums[..d * k], &mut s.bias_sums[..k]);
         let plain = self.weights.plain();
-        let mut metrics = [0.0f64; METRICS];
-        let mut held_out = [0.0f64; METRICS];
+        let mut totals = Totals::default();
         let len = rows.len();
         for (t, first) in (0..len).step_by(tile).enumerate() {
             let count = tile.min(len - first);
             let starts = &mut starts[..count];
-            // Where each row begins, its label and its weight: consecutive rows' labels
-            // are read in place.
-            let labels: &[f32] = match rows.consecutive() {
-                Some(row0) if plain => {
-                    let i = row0 + first;
-                    for (r, start) in starts.iter_mut().enumerate() {
-                        *start = (i + r) * d;
-                    }
-                    &y[i..i + count]
-                }
-                _ => {
-                    for (r, start) in starts.iter_mut().enumerate() {
-                        let i = rows.row(first + r);
-                        *start = i * d;
-                        labels[r] = y[i];
-                        if self.with_held_out {
-                            (weights[r], held_weights[r]) = self.weights.and_held_out(i, y[i]);
-                        } else if !plain {
-                            weights[r] = self.weights.of(i, y[i]);
-                        }
-                    }
-                    &labels[..count]
-                }
-            };
+            let labels = self.locate(&rows, first, starts, labels, weights, held_weights);
             // (1) z = x·W + b, row-major in `z` (k per row).
             let together = if ONE {
                 tile_dots::<FMA, WIDE, R>(&rows, first, starts, x, wt, bias[0], z)
@@ -337,33 +436,106 @@ impl Pass<'_> {
                     }
                 }
             }
-            if plain && !self.with_metrics {
-                // Σw of unit weights, without a chain of dependent adds per row.
-                metrics[1] += count as f64;
-            } else if !self.with_metrics {
-                for &w in &weights[..count] {
-                    metrics[1] += f64::from(w);
-                }
-            } else {
-                for r in 0..count {
-                    let w = if plain { 1.0 } else { weights[r] };
-                    add_metrics(&mut metrics, w, losses[r], predictions[r], labels[r]);
-                }
-                if self.with_held_out {
-                    for r in 0..count {
-                        let w = held_weights[r];
-                        add_metrics(&mut held_out, w, losses[r], predictions[r], labels[r]);
-                    }
-                }
-            }
+            totals.add(self, labels, weights, held_weights, losses, predictions);
             if (t + 1) % FLUSH_TILES == 0 {
                 flush(sums, bias_sums, partial);
             }
         }
         flush(sums, bias_sums, partial);
-        for (p, m) in partial[(d + 1) * k..]
+        totals.add_to(partial, (d + 1) * k);
+    }
+
+    /// Where each row of the tile at positions `first..first + starts.len()` begins in X,
+    /// its label and its weights; returns the labels (read in place where the rows are
+    /// consecutive and weigh 1).
+    #[inline(always)]
+    pub(super) fn locate<'a, R: RowOrder>(
+        &'a self,
+        rows: &R,
+        first: usize,
+        starts: &mut [usize],
+        labels: &'a mut [f32],
+        weights: &mut [f32],
+        held_weights: &mut [f32],
+    ) -> &'a [f32] {
+        let d = self.data.features();
+        let y = self.data.y();
+        let count = starts.len();
+        match rows.consecutive() {
+            Some(row0) if self.weights.plain() => {
+                let i = row0 + first;
+                for (r, start) in starts.iter_mut().enumerate() {
+                    *start = (i + r) * d;
+                }
+                &y[i..i + count]
+            }
+            _ => {
+                for (r, start) in starts.iter_mut().enumerate() {
+                    let i = rows.row(first + r);
+                    *start = i * d;
+                    labels[r] = y[i];
+                    if self.with_held_out {
+                        (weights[r], held_weights[r]) = self.weights.and_held_out(i, y[i]);
+                    } else if !self.weights.plain() {
+                        weights[r] = self.weights.of(i, y[i]);
+                    }
+                }
+                &labels[..count]
+            }
+        }
+    }
+}
+
+/// A chunk's metric sums (Σwℓ, Σw, Σw[correct], Σwy, Σwy²) and its held-out rows', as its
+/// tiles add to them.
+#[derive(Default)]
+pub(super) struct Totals {
+    metrics: [f64; METRICS],
+    held_out: [f64; METRICS],
+}
+
+impl Totals {
+    /// Adds a tile's rows, as many as `labels` has (from the start of the other slices):
+    /// Σw alone unless the pass wants metrics, and the held-out rows' sums when it does.
+    #[inline(always)]
+    pub(super) fn add(
+        &mut self,
+        pass: &Pass,
+        labels: &[f32],
+        weights: &[f32],
+        held_weights: &[f32],
+        losses: &[f32],
+        predictions: &[f32],
+    ) {
+        let plain = pass.weights.plain();
+        let count = labels.len();
+        if plain && !pass.with_metrics {
+            // Σw of unit weights, without a chain of dependent adds per row.
+            self.metrics[1] += count as f64;
+        } else if !pass.with_metrics {
+            for &w in &weights[..count] {
+                self.metrics[1] += f64::from(w);
+            }
+        } else {
+            for r in 0..count {
+                let w = if plain { 1.0 } else { weights[r] };
+                add_metrics(&mut self.metrics, w, losses[r], predictions[r], labels[r]);
+            }
+            if pass.with_held_out {
+                for r in 0..count {
+                    let w = held_weights[r];
+                    add_metrics(&mut self.held_out, w, losses[r], predictions[r], labels[r]);
+                }
+            }
+        }
+    }
+
+    /// Adds the sums to a chunk's partial, after its `entries` gradient entries.
+    #[inline(always)]
+    pub(super) fn add_to(&self, partial: &mut [f64], entries: usize) {
+        for (p, m) in partial[entries..]
             .iter_mut()
-            .zip(metrics.iter().chain(&held_out))
+            .zip(self.metrics.iter().chain(&self.held_out))
         {
             *p += m;
         }

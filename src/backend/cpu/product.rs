@@ -1,0 +1,92 @@
+//! Matrix products of f32 tiles, for the passes whose per-row work is a product with a
+//! matrix (softmax with many classes): one call into a maintained GEMM
+//! (`matrixmultiply`), single-threaded (the pass runs one chunk of rows per core), so its
+//! blocking, and with it the bits, depend only on the shapes.
+
+/// A matrix in a slice: element (i, j) at `data[i·row + j·col]`.
+pub(super) struct View<'m> {
+    pub(super) data: &'m [f32],
+    pub(super) row: usize,
+    pub(super) col: usize,
+}
+
+/// C ← A·B (`add`: C ← C + A·B) for `(m, k, n)`: A m×k, B k×n, C m×n row-major with
+/// `c_row` floats a row.
+pub(super) fn gemm(
+    (m, k, n): (usize, usize, usize),
+    a: &View,
+    b: &View,
+    c: &mut [f32],
+    c_row: usize,
+    add: bool,
+) {
+    let last = |v: &View, rows: usize, cols: usize| {
+        if rows == 0 || cols == 0 {
+            0
+        } else {
+            (rows - 1) * v.row + (cols - 1) * v.col + 1
+        }
+    };
+    assert!(a.data.len() >= last(a, m, k), "A is {m}×{k}");
+    assert!(b.data.len() >= last(b, k, n), "B is {k}×{n}");
+    assert!(
+        m == 0 || n == 0 || c.len() >= (m - 1) * c_row + n,
+        "C is {m}×{n}"
+    );
+    // SAFETY: the assertions keep every element the strides reach inside its slice; C is
+    // borrowed mutably, so it aliases neither A nor B.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.data.as_ptr(),
+            a.row as isize,
+            a.col as isize,
+            b.data.as_ptr(),
+            b.row as isize,
+            b.col as isize,
+            if add { 1.0 } else { 0.0 },
+            c.as_mut_ptr(),
+            c_row as isize,
+            1,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn products_equal_the_definition_with_transposed_views() {
+        let (m, k, n) = (5, 7, 3);
+        let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect();
+        // B stored transposed (n×k), seen as k×n.
+        let bt: Vec<f32> = (0..n * k).map(|i| (i as f32 * 0.11).cos()).collect();
+        let mut c = vec![1.0f32; m * n];
+        let (av, bv) = (
+            View {
+                data: &a,
+                row: k,
+                col: 1,
+            },
+            View {
+                data: &bt,
+                row: 1,
+                col: k,
+            },
+        );
+        gemm((m, k, n), &av, &bv, &mut c, n, true);
+        for i in 0..m {
+            for j in 0..n {
+                let exact: f64 = 1.0
+                    + (0..k)
+                        .map(|l| f64::from(a[i * k + l]) * f64::from(bt[j * k + l]))
+                        .sum::<f64>();
+                assert!((f64::from(c[i * n + j]) - exact).abs() < 1e-5, "({i}, {j})");
+            }
+        }
+    }
+}
