@@ -62,9 +62,15 @@ fn balanced(counts: &[f64]) -> Vec<f64> {
         .collect()
 }
 
+/// Rows per part of [`column_sums`]: fixed, so the parts, and the order their sums are
+/// added in, depend on the rows alone, never on the thread count.
+const COLUMN_PART_ROWS: usize = 8192;
+
 /// [`Session::column_sums`](super::Session::column_sums) of rows in host memory: `data`
-/// holds global rows from `offset`; rows the split holds out are skipped. In f64, in row
-/// order (the CPU's are the reference's: they are taken once per fit).
+/// holds global rows from `offset`; rows the split holds out are skipped. In f64: parts of
+/// [`COLUMN_PART_ROWS`] rows on all cores, each in row order, the parts added in order
+/// (the CPU's are the reference's). Run serially, a pass took 7 times a gradient pass
+/// (70 ms at 1 000 000 × 64), and a solver's fit takes three.
 fn column_sums(
     data: &Dataset,
     offset: usize,
@@ -72,19 +78,41 @@ fn column_sums(
     outputs: usize,
     center: &[f64],
 ) -> Vec<f64> {
+    use rayon::prelude::*;
     let (d, slots) = (data.features(), outputs.max(2));
-    let mut out = vec![0.0; 2 * d + slots + 1];
-    for i in 0..data.rows() {
-        if !Split::contains(split, RowSet::Training, (i + offset) as u32) {
-            continue;
+    let width = 2 * d + slots + 1;
+    let part = |rows: std::ops::Range<usize>| {
+        let mut out = vec![0.0; width];
+        let (sums, squares) = out.split_at_mut(d);
+        for i in rows {
+            if !Split::contains(split, RowSet::Training, (i + offset) as u32) {
+                continue;
+            }
+            for ((&x, c), (s, q)) in data
+                .row(i)
+                .iter()
+                .zip(center)
+                .zip(sums.iter_mut().zip(squares.iter_mut()))
+            {
+                let v = f64::from(x) - c;
+                *s += v;
+                *q += v * v;
+            }
+            squares[d + (data.y()[i] as usize).min(slots - 1)] += 1.0;
+            squares[d + slots] += 1.0;
         }
-        for (j, (&x, c)) in data.row(i).iter().zip(center).enumerate() {
-            let v = f64::from(x) - c;
-            out[j] += v;
-            out[d + j] += v * v;
+        out
+    };
+    let starts: Vec<usize> = (0..data.rows()).step_by(COLUMN_PART_ROWS).collect();
+    let parts: Vec<Vec<f64>> = starts
+        .par_iter()
+        .map(|&start| part(start..(start + COLUMN_PART_ROWS).min(data.rows())))
+        .collect();
+    let mut out = vec![0.0; width];
+    for p in parts {
+        for (o, v) in out.iter_mut().zip(p) {
+            *o += v;
         }
-        out[2 * d + (data.y()[i] as usize).min(slots - 1)] += 1.0;
-        out[2 * d + slots] += 1.0;
     }
     out
 }
