@@ -398,6 +398,53 @@ fn divergence_names_the_epoch_and_keeps_finite_parameters() {
     }
 }
 
+/// `DOWNHILL_GPU_TUNING` forces the kernels' tuning on any adapter (so lavapipe runs the
+/// staged GPU kernels): `-v` says so, both tunings fit the same parameters within f32
+/// rounding, and a value that is not a tuning is refused naming the variable.
+#[test]
+fn the_gpu_tuning_can_be_forced_and_a_wrong_one_is_refused() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let args: Vec<&str> = "-v fit --model softmax --classes 3 --rows 3000 --features 5 \
+                           --backend gpu --solver gd --epochs 5 --json"
+        .split_whitespace()
+        .collect();
+    let weights = |tuning: &str| -> Vec<f64> {
+        let out = downhill_with(&args, &[("DOWNHILL_GPU_TUNING", tuning)]);
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(
+            stderr.contains(&format!("DOWNHILL_GPU_TUNING={tuning}")),
+            "{stderr}"
+        );
+        let r = report(&out);
+        r["weights"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|row| row.as_array().cloned().unwrap_or_else(|| vec![row.clone()]))
+            .map(|v| v.as_f64().unwrap())
+            .collect()
+    };
+    let (gpu, cpu) = (weights("gpu"), weights("cpu"));
+    assert_eq!(gpu.len(), 15);
+    for (a, b) in gpu.iter().zip(&cpu) {
+        assert!(
+            (a - b).abs() <= 1e-5 * b.abs().max(1.0),
+            "{gpu:?} vs {cpu:?}"
+        );
+    }
+    let out = downhill_with(&args, &[("DOWNHILL_GPU_TUNING", "tpu")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("DOWNHILL_GPU_TUNING")
+            && stderr.contains("tpu")
+            && stderr.contains("gpu or cpu"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn gpu_backend_runs_the_main_job_shape() {
     if common::gpu().is_none() {

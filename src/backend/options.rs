@@ -9,7 +9,8 @@ pub struct GpuOptions {
     /// Most bytes of rows (X and y) to hold on the device. Rows beyond it are streamed
     /// through two slots each step. Default: no limit beyond the device's own.
     pub max_device_bytes: Option<u64>,
-    /// Kernel shapes. Default: chosen for the adapter (`Tuning::for_device`).
+    /// Kernel shapes. Default: chosen for the adapter, or by `DOWNHILL_GPU_TUNING`
+    /// (`Tuning::for_device`).
     pub tuning: Option<Tuning>,
     /// The loop limit to plan the kernels for (`Some(None)`: as if there were none).
     /// Default: the device's, measured (`GpuContext::loop_limit`). Planning for less

@@ -17,13 +17,33 @@ pub use super::uniforms::{
 };
 pub use crate::backend::options::Tuning;
 
+/// The environment variable that forces the kernels' tuning on any adapter: `gpu` (tiles
+/// staged in workgroup memory, wide workgroups) or `cpu` (rows read in place), so that the
+/// GPU's kernels run on lavapipe too.
+pub const TUNING_VAR: &str = "DOWNHILL_GPU_TUNING";
+
 impl Tuning {
-    /// The default for an adapter.
-    pub fn for_device(info: &wgpu::AdapterInfo) -> Tuning {
-        match info.device_type {
+    /// The default for an adapter: the one [`TUNING_VAR`] names when it is set (any other
+    /// value is refused, naming it), else by the adapter's type.
+    pub fn for_device(info: &wgpu::AdapterInfo) -> Result<Tuning> {
+        if let Some(value) = std::env::var_os(TUNING_VAR) {
+            let value = value.to_string_lossy();
+            let tuning = match value.trim() {
+                "gpu" => Tuning::GPU,
+                "cpu" => Tuning::CPU,
+                other => return Err(Error::option(TUNING_VAR, other, "expected gpu or cpu")),
+            };
+            log::info!(
+                "{TUNING_VAR}={}: the kernels' {} tuning",
+                value.trim(),
+                value.trim()
+            );
+            return Ok(tuning);
+        }
+        Ok(match info.device_type {
             wgpu::DeviceType::Cpu => Tuning::CPU,
             _ => Tuning::GPU,
-        }
+        })
     }
 }
 

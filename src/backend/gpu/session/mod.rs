@@ -144,9 +144,10 @@ impl<'a> GpuSession<'a> {
             options.max_device_bytes,
         )?;
         let shard_count = plan.ranges.len();
-        let tuning = options
-            .tuning
-            .unwrap_or_else(|| Tuning::for_device(ctx.info()));
+        let tuning = match options.tuning {
+            Some(tuning) => tuning,
+            None => Tuning::for_device(ctx.info())?,
+        };
         let constants = ShaderConstants::new(
             &objective,
             features,
