@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::cli::{downhill, downhill_with, fails, report, scratch, write};
+use common::cli::{downhill, downhill_with, fails, flat_weights, report, scratch, write};
 
 use std::process::Command;
 
@@ -417,14 +417,7 @@ fn the_gpu_tuning_can_be_forced_and_a_wrong_one_is_refused() {
             stderr.contains(&format!("DOWNHILL_GPU_TUNING={tuning}")),
             "{stderr}"
         );
-        let r = report(&out);
-        r["weights"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .flat_map(|row| row.as_array().cloned().unwrap_or_else(|| vec![row.clone()]))
-            .map(|v| v.as_f64().unwrap())
-            .collect()
+        flat_weights(&report(&out))
     };
     let (gpu, cpu) = (weights("gpu"), weights("cpu"));
     assert_eq!(gpu.len(), 15);

@@ -10,6 +10,8 @@ use std::process::Command;
 
 use serde_json::Value;
 
+use common::cli::flat_weights;
+
 fn run(np: Option<usize>, args: &[&str]) -> Value {
     let binary = env!("CARGO_BIN_EXE_downhill");
     let mut command = match np {
@@ -142,16 +144,7 @@ fn ranks_together_reach_one_process_optimum_with_every_solver() {
             (a - b).abs() <= 1e-6 * a.abs(),
             "{solver}: objective {a} vs {b}"
         );
-        let flat = |v: &Value| -> Vec<f64> {
-            v["weights"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .flat_map(|w| w.as_array().cloned().unwrap_or_else(|| vec![w.clone()]))
-                .map(|w| w.as_f64().unwrap())
-                .collect()
-        };
-        for (x, y) in flat(&one).iter().zip(flat(&many)) {
+        for (x, y) in flat_weights(&one).iter().zip(flat_weights(&many)) {
             assert!(
                 (x - y).abs() <= 1e-4 * x.abs().max(1.0),
                 "{solver}: {x} vs {y}"

@@ -63,3 +63,14 @@ pub fn fit_fails(model: &str, data: &str, extra: &[&str]) -> String {
     args.extend_from_slice(extra);
     fails(&args)
 }
+
+/// A report's weights as one list: W's rows one after another (one output: W itself).
+pub fn flat_weights(report: &Value) -> Vec<f64> {
+    report["weights"]
+        .as_array()
+        .expect("weights")
+        .iter()
+        .flat_map(|w| w.as_array().cloned().unwrap_or_else(|| vec![w.clone()]))
+        .map(|w| w.as_f64().expect("a number"))
+        .collect()
+}
