@@ -119,10 +119,9 @@ fn ranks_share_the_rows_of_a_file() {
 /// processes give one process's optimum within 1e-6, by the same solver.
 #[test]
 fn ranks_together_reach_one_process_optimum_with_every_solver() {
-    // Truncated Newton on this softmax problem stops short in one process too (see the
-    // README's limits), so it runs on a logistic one.
     for (model, solver) in [
         ("softmax --classes 3", "newton"),
+        ("softmax --classes 3", "newton-cg"),
         ("logistic", "newton-cg"),
         ("softmax --classes 3", "lbfgs"),
     ] {

@@ -256,6 +256,55 @@ fn newton_reaches_least_squares_in_one_step_with_or_without_standardizing() {
 }
 
 #[test]
+fn softmax_solvers_do_not_wander_along_the_flat_class_shift() {
+    // Adding one amount to every class's bias (and, unpenalized, to every class's weight of
+    // a feature) leaves softmax's F unchanged. On f32 rows the gradient carries rounding
+    // along that shift, and truncated Newton once divided it by a rounding-sized curvature:
+    // its biases ran to −2.7e5 and its line search stalled. The solvers now keep every
+    // such shift where it started (zero), and all reach the reference Newton's optimum.
+    let objective = Objective::softmax(3).unwrap();
+    let data = problem(20000, 6, objective, 11);
+    for l2 in [1e-3, 0.0] {
+        let newton = Trainer::new().solver(Solver::Newton).l2(l2);
+        let optimum = downhill::fit(&Reference, &data, objective, &newton).unwrap();
+        // F in f64 at a fit's parameters.
+        let f = |params: &Params| {
+            let g = downhill::gradient(&Reference, &data, objective, Some(params)).unwrap();
+            g.loss + 0.5 * l2 * params.weights().iter().map(|v| v * v).sum::<f64>()
+        };
+        let best = f(&optimum.params);
+        for (name, backend) in curvature_backends() {
+            for solver in [Solver::NewtonCg, Solver::Lbfgs, Solver::Newton] {
+                let what = format!("{name}, {solver}, l2 {l2}");
+                let trainer = Trainer::new().solver(solver).l2(l2);
+                let fit = downhill::fit(backend.as_ref(), &data, objective, &trainer).unwrap();
+                let solved = fit.solved.as_ref().unwrap();
+                assert!(solved.converged, "{what}: {}", solved.reason);
+                let gap = (f(&fit.params) - best) / best;
+                assert!(gap.abs() <= 1e-7, "{what}: {gap:e} from {best}");
+                let shifts: Vec<f64> = fit
+                    .params
+                    .flat()
+                    .chunks_exact(3)
+                    .map(|row| row.iter().sum::<f64>() / 3.0)
+                    .collect();
+                let bias_shift = shifts[shifts.len() - 1];
+                assert!(
+                    bias_shift.abs() <= 1e-6,
+                    "{what}: biases shifted by {bias_shift}"
+                );
+                if l2 == 0.0 {
+                    assert!(
+                        shifts.iter().all(|s| s.abs() <= 1e-6),
+                        "{what}: rows shifted by {shifts:?}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn auto_descends_when_a_descent_option_is_given_and_keeps_its_bits() {
     let data = problem(500, 3, Objective::logistic(), 2);
     let cpu = downhill::backend::cpu::Cpu::default();

@@ -28,7 +28,8 @@ impl Iterate for Newton {
 
     fn step(&mut self, problem: &mut Problem, point: &Point) -> Result<Moved> {
         let minus_g: Vec<f64> = point.grad.iter().map(|g| -g).collect();
-        let d = solve_damped(&self.hessian, &minus_g);
+        let mut d = solve_damped(&self.hessian, &minus_g);
+        problem.project(&mut d);
         let slope0 = dot(&point.grad, &d);
         if line_search::below_rounding(-slope0, point.value) {
             // Near the optimum the step's decrease is below what F resolves (on f32 rows

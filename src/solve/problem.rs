@@ -58,6 +58,10 @@ pub struct Problem<'s> {
     l1: Vec<f64>,
     features: usize,
     outputs: usize,
+    /// Softmax's symmetry: for each row of u (a feature's k weights, then the k biases),
+    /// whether F is unchanged when the same amount is added to all k classes there (the
+    /// rows the penalty leaves alone). See [`Problem::project`].
+    shift_invariant: Vec<bool>,
     /// The u the session's parameters are at, when known.
     at: Option<Vec<f64>>,
     pub passes: Passes,
@@ -82,7 +86,7 @@ impl<'s> Problem<'s> {
                 moments(session, features)?
             }
         };
-        let (l2, l1) = (0..features * outputs)
+        let (l2, l1): (Vec<f64>, Vec<f64>) = (0..features * outputs)
             .map(|i| {
                 let s = if penalized.is_some() {
                     1.0
@@ -92,6 +96,15 @@ impl<'s> Problem<'s> {
                 (regularization.l2 * s * s, regularization.l1 * s)
             })
             .unzip();
+        let softmax = session.objective().model() == crate::model::Model::Softmax;
+        let shift_invariant = (0..=features)
+            .map(|row| {
+                let free = |i: usize| {
+                    l2.get(i).is_none_or(|&l| l == 0.0) && l1.get(i).is_none_or(|&l| l == 0.0)
+                };
+                softmax && outputs > 1 && free(row * outputs)
+            })
+            .collect();
         Ok(Problem {
             session,
             space,
@@ -99,6 +112,7 @@ impl<'s> Problem<'s> {
             l1,
             features,
             outputs,
+            shift_invariant,
             at: None,
             passes,
         })
@@ -130,6 +144,26 @@ impl<'s> Problem<'s> {
 
     pub fn session(&mut self) -> &mut dyn Session {
         self.session
+    }
+
+    /// Removes from `v` the directions along which F is flat by symmetry: softmax's
+    /// probabilities do not change when one amount is added to every class's bias (or to
+    /// every class's weight of an unpenalized feature, whose shift of z is the same for
+    /// all classes). Along those directions ∇F is zero and ∇²F singular in exact
+    /// arithmetic; on f32 rows the gradient's sums leave ~1e-7 of noise there, and
+    /// conjugate gradients, dividing it by a curvature that is rounding too, would take an
+    /// unbounded step along them. Solvers work in the complement: gradients and
+    /// Hessian-vector products come projected, and Newton projects its steps.
+    pub fn project(&self, v: &mut [f64]) {
+        let k = self.outputs;
+        for (row, part) in v.chunks_exact_mut(k).enumerate() {
+            if self.shift_invariant.get(row).copied().unwrap_or(false) {
+                let mean = part.iter().sum::<f64>() / k as f64;
+                for x in part {
+                    *x -= mean;
+                }
+            }
+        }
     }
 
     /// The raw-space parameters θ stands for.
@@ -209,6 +243,7 @@ impl<'s> Problem<'s> {
         for ((g, t), l) in grad.iter_mut().zip(theta).zip(&self.l2) {
             *g += l * t;
         }
+        self.project(&mut grad);
         Point {
             theta: theta.to_vec(),
             value: evaluation.loss + self.penalty(theta),
@@ -248,13 +283,16 @@ impl<'s> Problem<'s> {
     pub fn product(&mut self, theta: &[f64], v: &[f64], weight: f64) -> Result<Vec<f64>> {
         self.move_to(theta)?;
         self.passes.product += 1;
-        let raw = self.to_raw(v);
+        let mut v = v.to_vec();
+        self.project(&mut v);
+        let raw = self.to_raw(&v);
         let mut hv = self.session.hessian_vector_sums(&raw, RowSet::Training)?;
         self.to_theta(&mut hv);
         let scale = if weight > 0.0 { 1.0 / weight } else { 0.0 };
-        for (i, (h, vi)) in hv.iter_mut().zip(v).enumerate() {
+        for (i, (h, vi)) in hv.iter_mut().zip(&v).enumerate() {
             *h = *h * scale + self.l2.get(i).map_or(0.0, |l| l * vi);
         }
+        self.project(&mut hv);
         Ok(hv)
     }
 
