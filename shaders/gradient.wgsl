@@ -15,6 +15,12 @@
 // time from cache: CPU-type adapters such as lavapipe, where workgroup memory is ordinary
 // memory and the copy is pure cost.
 //
+// Rows wider than a staged tile can hold go in column blocks of QB quads (BLOCKS of them; one
+// block, QB = Q, when whole rows fit): z is summed block by block, each block staged in
+// turn; then the deltas; then x^T delta block by block, from the last block, which is still
+// staged, back to the first, restaged (from cache, where the tile's rows fit in it). Any d
+// up to the binding limits works, on every tuning.
+//
 // A tile goes through three phases, each shared by the whole workgroup: z of every (row,
 // block of KB classes) pair, so that no invocation computes more than KB·Q products of a
 // row; then each row's loss and delta from its z; then x^T delta. Work per invocation is
@@ -47,7 +53,7 @@ struct Slice {
     _pad: u32,
 }
 
-var<workgroup> xs: array<vec4<f32>, XS_LEN>;  // TILE_ROWS * Q when STAGE = 1
+var<workgroup> xs: array<vec4<f32>, XS_LEN>;  // TILE_ROWS * QB when STAGE = 1
 var<workgroup> deltas: array<f32, TILE_ROWS * K>;  // z, then w * delta
 const HELD_ROW: u32 = 0x80000000u;
 // Shard-local row; that row | HELD_ROW for a held-out row whose sums the pass adds; NO_ROW.
@@ -55,12 +61,34 @@ var<workgroup> tile_rows: array<u32, TILE_ROWS>;
 // W as quads, ws[q * K + c] = W[4q .. 4q + 3, c], when W_CACHED = 1 (else length 1).
 var<workgroup> ws: array<vec4<f32>, WS_LEN>;
 
-// Quad q of tile row r, whose shard-local row is `local`.
+// Quad q of tile row r, whose shard-local row is `local` (q in the staged block when
+// STAGE = 1).
 fn tile_x(r: u32, q: u32, local: u32) -> vec4<f32> {
     if (STAGE == 1u) {
-        return xs[r * Q + q];
+        return xs[r * QB + q % QB];
     }
     return x[local * Q + q];
+}
+
+// Copies quads qa .. qa + QB (the row's end at most) of the tile's `count` rows, which
+// start at position p0, into xs. Rows the pass skips are copied too (their deltas are 0,
+// and x is finite); a shuffled batch's rows of other shards read as 0.
+fn stage_block(t: u32, qa: u32, count: u32, p0: u32, shuffled: bool) {
+    let width = min(QB, Q - qa);
+    for (var e = t; e < count * width; e += WG) {
+        let r = e / width;
+        let q = e - r * width;
+        var v = vec4<f32>(0.0);
+        if (shuffled) {
+            let local = tile_rows[r];
+            if (local != NO_ROW) {
+                v = x[local * Q + qa + q];
+            }
+        } else {
+            v = x[(p0 - shard.row_begin + r) * Q + qa + q];
+        }
+        xs[r * QB + q] = v;
+    }
 }
 
 // W[4q .. 4q + 3, c], zero past the last feature (the padding of the rows).
@@ -92,17 +120,28 @@ struct RowSums {
     y2: f32,
 }
 
-// z = x.W + b of tile row r (shard-local row `local`) for classes c0 .. c0 + KB - 1, into
-// `deltas` (classes past K are computed for the last one and not stored). Blocks of four
-// or more classes (KB a multiple of 4) go four to a vec4, so that the inner loop turns a
-// quarter as often; each class's sum is added in the same order either way.
-fn logits(r: u32, local: u32, c0: u32) {
+// The start of z for tile row r and class c before column quad qa: b, then the sum of the
+// blocks before.
+fn z_start(r: u32, c: u32, qa: u32) -> f32 {
+    if (qa == 0u) {
+        return params[D * K + c];
+    }
+    return deltas[r * K + c];
+}
+
+// z = x.W + b of tile row r (shard-local row `local`) for classes c0 .. c0 + KB - 1, over
+// the column quads of the block from qa, added to what the blocks before left in `deltas`
+// (classes past K are computed for the last one and not stored). Blocks of four or more
+// classes (KB a multiple of 4) go four to a vec4, so that the inner loop turns a quarter as
+// often; each class's sum is added in the same order either way.
+fn logits(r: u32, local: u32, c0: u32, qa: u32) {
+    let qe = min(qa + QB, Q);
     if (KB < 4u) {
         var z: array<f32, KB>;
         for (var c = 0u; c < KB; c++) {
-            z[c] = params[D * K + min(c0 + c, K - 1u)];
+            z[c] = z_start(r, min(c0 + c, K - 1u), qa);
         }
-        for (var q = 0u; q < Q; q++) {
+        for (var q = qa; q < qe; q++) {
             let xv = tile_x(r, q, local);
             for (var c = 0u; c < KB; c++) {
                 z[c] += dot(xv, w_quad(q, min(c0 + c, K - 1u)));
@@ -119,13 +158,13 @@ fn logits(r: u32, local: u32, c0: u32) {
     for (var b = 0u; b < KB4; b++) {
         let c = c0 + 4u * b;
         z[b] = vec4<f32>(
-            params[D * K + min(c, K - 1u)],
-            params[D * K + min(c + 1u, K - 1u)],
-            params[D * K + min(c + 2u, K - 1u)],
-            params[D * K + min(c + 3u, K - 1u)],
+            z_start(r, min(c, K - 1u), qa),
+            z_start(r, min(c + 1u, K - 1u), qa),
+            z_start(r, min(c + 2u, K - 1u), qa),
+            z_start(r, min(c + 3u, K - 1u), qa),
         );
     }
-    for (var q = 0u; q < Q; q++) {
+    for (var q = qa; q < qe; q++) {
         let xv = tile_x(r, q, local);
         for (var b = 0u; b < KB4; b++) {
             let c = c0 + 4u * b;
@@ -287,35 +326,20 @@ fn gradient_partials(
             tile_rows[r] = local;
         }
         workgroupBarrier();
-        if (STAGE == 1u) {
-            if (shuffled) {
-                for (var e = t; e < count * Q; e += WG) {
-                    let r = e / Q;
-                    let local = tile_rows[r];
-                    var v = vec4<f32>(0.0);
-                    if (local != NO_ROW) {
-                        v = x[local * Q + (e - r * Q)];
-                    }
-                    xs[e] = v;
-                }
-            } else {
-                // `count` whole rows, contiguous in memory: a coalesced copy.
-                let base = (p0 - shard.row_begin) * Q;
-                for (var e = t; e < count * Q; e += WG) {
-                    xs[e] = x[base + e];
+        for (var qa = 0u; qa < Q; qa += QB) {
+            if (STAGE == 1u) {
+                stage_block(t, qa, count, p0, shuffled);
+                workgroupBarrier();
+            }
+            for (var e = t; e < count * CLASS_BLOCKS; e += WG) {
+                let r = e / CLASS_BLOCKS;
+                let local = tile_rows[r];
+                if (local != NO_ROW) {
+                    logits(r, local & ~HELD_ROW, (e - r * CLASS_BLOCKS) * KB, qa);
                 }
             }
             workgroupBarrier();
         }
-
-        for (var e = t; e < count * CLASS_BLOCKS; e += WG) {
-            let r = e / CLASS_BLOCKS;
-            let local = tile_rows[r];
-            if (local != NO_ROW) {
-                logits(r, local & ~HELD_ROW, (e - r * CLASS_BLOCKS) * KB);
-            }
-        }
-        workgroupBarrier();
 
         for (var r = t; r < count; r += WG) {
             let local = tile_rows[r];
@@ -333,10 +357,31 @@ fn gradient_partials(
         }
         workgroupBarrier();
 
-        if (g < ROW_GROUPS) {
-            for (var m = 0u; m < COLS; m++) {
-                let q = q0 + m * COL_STRIDE;
-                if (q < Q) {
+        // The last block is still staged; the others are staged again, back to the first.
+        for (var b = BLOCKS; b > 0u; b--) {
+            let qa = (b - 1u) * QB;
+            if (STAGE == 1u && b < BLOCKS) {
+                workgroupBarrier();
+                stage_block(t, qa, count, p0, shuffled);
+                workgroupBarrier();
+            }
+            if (g < ROW_GROUPS) {
+                // The invocation's column quads in this block: q0 + m·COL_STRIDE in qa .. qe.
+                // With one block (BLOCKS a constant 1) this is every m below COLS.
+                let qe = min(qa + QB, Q);
+                var m0 = 0u;
+                var m1 = COLS;
+                if (BLOCKS > 1u) {
+                    if (qa > q0) {
+                        m0 = (qa - q0 + COL_STRIDE - 1u) / COL_STRIDE;
+                    }
+                    m1 = min(COLS, (qe - min(q0, qe) + COL_STRIDE - 1u) / COL_STRIDE);
+                }
+                for (var m = m0; m < m1; m++) {
+                    let q = q0 + m * COL_STRIDE;
+                    if (q >= qe) {
+                        continue;
+                    }
                     for (var r = g; r < count; r += ROW_GROUPS) {
                         var local = p0 + r - shard.row_begin;
                         if (shuffled) {

@@ -40,6 +40,14 @@ pub(crate) fn optimizer_code(optimizer: &Optimizer) -> u32 {
 /// Most rows in one tile of the fused kernel.
 const MAX_TILE_ROWS: u32 = 1024;
 
+/// Whole staged rows per tile below which a tile holds column blocks instead (see
+/// `shaders/gradient.wgsl`): with fewer, the tile's barriers cost more than a second read
+/// of each block from cache.
+const MIN_WHOLE_ROWS: u32 = 4;
+
+/// Rows of a tile of column blocks, when the workgroup memory holds them.
+const BLOCKED_TILE_ROWS: u32 = 8;
+
 /// Most classes whose z one invocation computes from one read of a row (a class block).
 const MAX_CLASS_BLOCK: u32 = 16;
 
@@ -89,6 +97,9 @@ pub struct ShaderConstants {
     pub w_cached: u32,
     /// Rows per tile of the fused kernel, chosen to fill the workgroup memory.
     pub tile_rows: u32,
+    /// Column quads of a row staged at a time (a column block): dp / 4 (one block) unless
+    /// whole rows do not fit, and always so when rows are read in place.
+    pub qb: u32,
     /// Column quads (of dp / 4) accumulated side by side: min(WG, dp / 4).
     pub col_stride: u32,
     /// Invocations sharing one column quad, each taking every ROW_GROUPS-th tile row.
@@ -134,36 +145,34 @@ impl ShaderConstants {
         if w_cached {
             floats -= w_floats;
         }
+        let quads = dp / 4;
+        let room = floats.saturating_sub(wg);
         let staged = if tuning.stage { dp } else { 0 };
         let per_row = staged.saturating_add(k).saturating_add(1);
-        let tile_rows = (floats.saturating_sub(wg) / per_row).min(MAX_TILE_ROWS);
+        let mut tile_rows = (room / per_row).min(MAX_TILE_ROWS);
+        let mut qb = quads;
+        if tuning.stage && tile_rows < MIN_WHOLE_ROWS {
+            // Column blocks: BLOCKED_TILE_ROWS rows (fewer where z and one quad a row
+            // do not fit), each holding as many quads as the rest of the memory takes.
+            let rows = BLOCKED_TILE_ROWS.min(room / (k + 1 + 4));
+            if rows > 0 {
+                tile_rows = rows;
+                qb = ((room - rows * (k + 1)) / (4 * rows)).min(quads);
+            }
+        }
         if tile_rows == 0 {
-            // Which of the two makes the row too large: the features alone fit with a
-            // few outputs, or they do not.
-            let classes_cause = staged.saturating_add(2).saturating_add(wg) <= floats && k > 2;
-            let (what, hint) = if classes_cause {
-                (
-                    format!(
-                        "one row of {k} classes (with {}) in the fused gradient kernel",
-                        crate::error::count(d, "feature")
-                    ),
-                    "; use --backend cpu for this many classes",
-                )
-            } else {
-                (
-                    format!("one row of {d} features and {k} outputs in the fused gradient kernel"),
-                    "; use --backend cpu for this many features",
-                )
-            };
+            // One row's z and deltas alone do not fit: too many classes.
             return Err(Error::TooLarge {
-                what,
-                bytes: u64::from(per_row + wg + 8) * 4,
+                what: format!(
+                    "one row of {k} classes (with {}) in the fused gradient kernel",
+                    crate::error::count(d, "feature")
+                ),
+                bytes: u64::from(k + 1 + 4 + wg + 8) * 4,
                 limit_name: "max_compute_workgroup_storage_size",
                 limit: u64::from(workgroup_bytes),
-                hint,
+                hint: "; use --backend cpu for this many classes",
             });
         }
-        let quads = dp / 4;
         let col_stride = wg.min(quads);
         let cols = quads.div_ceil(col_stride);
         let kt = k.min((tuning.accumulators / cols).max(1));
@@ -185,6 +194,7 @@ impl ShaderConstants {
             stage: u32::from(tuning.stage),
             w_cached: u32::from(w_cached),
             tile_rows,
+            qb,
             col_stride,
             row_groups: wg / col_stride,
             cols,
@@ -197,6 +207,12 @@ impl ShaderConstants {
             c.fit_loop_budget(loop_budget(limit), limit)?;
         }
         Ok(c)
+    }
+
+    /// Column blocks per row: ⌈(dp / 4) / QB⌉ (1 when whole rows are staged or read in
+    /// place).
+    pub fn column_blocks(&self) -> u32 {
+        (self.dp / 4).div_ceil(self.qb.max(1))
     }
 
     /// Class tiles: passes over X per gradient (1 unless k > KT).
@@ -221,7 +237,7 @@ impl ShaderConstants {
             (
                 "XS_LEN",
                 if self.stage == 1 {
-                    self.tile_rows * self.dp / 4
+                    self.tile_rows * self.qb
                 } else {
                     1
                 },
@@ -236,6 +252,8 @@ impl ShaderConstants {
                 },
             ),
             ("TILE_ROWS", self.tile_rows),
+            ("QB", self.qb),
+            ("BLOCKS", self.column_blocks()),
             ("COL_STRIDE", self.col_stride),
             ("ROW_GROUPS", self.row_groups),
             ("COLS", self.cols),

@@ -452,9 +452,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!((c.kt, c.class_tiles()), (16, 3));
-        assert!(
-            ShaderConstants::new(&Objective::linear(), 10_000, 1, Tuning::GPU, 16384, None)
-                .is_err()
+        // Rows wider than the workgroup memory go in column blocks: 8 rows of 119 quads
+        // ((4096 − 8 − 256 − 8·2) / 32 in 16 KiB), 22 blocks for 10 000 features.
+        let c = ShaderConstants::new(&Objective::linear(), 10_000, 1, Tuning::GPU, 16384, None)
+            .unwrap();
+        assert_eq!(
+            (c.tile_rows, c.qb, c.column_blocks(), c.cols),
+            (8, 119, 22, 10)
         );
     }
 
