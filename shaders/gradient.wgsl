@@ -28,6 +28,12 @@
 // loop of an invocation after a fixed total of iterations (the device's loop limit, which
 // `GpuContext::loop_limit` measures), and the host sizes tiles and slices to stay under it.
 //
+// With more classes than one class tile (K > KT), every class tile would compute every z
+// and softmax again. MODE splits the pass instead, per slice: MODE_DELTAS_OUT (one class
+// tile) computes each row's w * delta once, writes it to `row_deltas` and adds the loss and
+// metric sums; then MODE_DELTAS_IN (every class tile) reads its classes' deltas back and
+// accumulates x^T delta. MODE_FUSED does all of it in one dispatch.
+//
 // Dispatch: (step.groups, class tiles, 1) per shard and slice. Class tile y accumulates
 // x^T delta for classes y*KT .. y*KT + KT - 1; with K <= KT there is one tile and X is read
 // once. A slice is a range of the step's tiles (`slice`): the first writes the partials,
@@ -43,6 +49,9 @@
 @group(2) @binding(1) var<storage, read_write> partials: array<f32>;
 @group(2) @binding(2) var<uniform> setup: Setup;
 @group(2) @binding(3) var<storage, read> class_w: array<f32>;  // per class (labels 0, 1 for logistic)
+// w * delta of the slice's rows, K per row, tile by tile from the slice's first (the split
+// modes only).
+@group(2) @binding(4) var<storage, read_write> row_deltas: array<f32>;
 @group(3) @binding(0) var<uniform> slice: Slice;
 
 // The tiles one dispatch covers. Mirrors `SliceUniform` in src/backend/gpu/uniforms.rs.
@@ -326,7 +335,19 @@ fn gradient_partials(
             tile_rows[r] = local;
         }
         workgroupBarrier();
-        for (var qa = 0u; qa < Q; qa += QB) {
+        // Where the tile's deltas sit in `row_deltas` (the split modes).
+        let kept = (tile - slice.first_tile) * TILE_ROWS * K;
+        if (MODE == MODE_DELTAS_IN) {
+            for (var e = t; e < count * KT; e += WG) {
+                let r = e / KT;
+                let cls = class0 + (e - r * KT);
+                if (cls < K) {
+                    deltas[r * K + cls] = row_deltas[kept + r * K + cls];
+                }
+            }
+            workgroupBarrier();
+        }
+        for (var qa = 0u; qa < Q && MODE != MODE_DELTAS_IN; qa += QB) {
             if (STAGE == 1u) {
                 stage_block(t, qa, count, p0, shuffled);
                 workgroupBarrier();
@@ -341,7 +362,7 @@ fn gradient_partials(
             workgroupBarrier();
         }
 
-        for (var r = t; r < count; r += WG) {
+        for (var r = t; r < count && MODE != MODE_DELTAS_IN; r += WG) {
             let local = tile_rows[r];
             if (local == NO_ROW) {
                 for (var c = 0u; c < K; c++) {
@@ -356,11 +377,20 @@ fn gradient_partials(
             }
         }
         workgroupBarrier();
+        if (MODE == MODE_DELTAS_OUT) {
+            for (var e = t; e < count * K; e += WG) {
+                row_deltas[kept + e] = deltas[e];
+            }
+            // The next tile overwrites deltas.
+            workgroupBarrier();
+            continue;
+        }
 
-        // The last block is still staged; the others are staged again, back to the first.
+        // The last block is still staged (unless the deltas were read back); the others
+        // are staged again, back to the first.
         for (var b = BLOCKS; b > 0u; b--) {
             let qa = (b - 1u) * QB;
-            if (STAGE == 1u && b < BLOCKS) {
+            if (STAGE == 1u && (b < BLOCKS || MODE == MODE_DELTAS_IN)) {
                 workgroupBarrier();
                 stage_block(t, qa, count, p0, shuffled);
                 workgroupBarrier();
@@ -418,7 +448,7 @@ fn gradient_partials(
 
     let out = (shard.index * step.groups + group) * P;
     // Row groups hold sums over different rows of the same columns: add them in order.
-    for (var m = 0u; m < COLS; m++) {
+    for (var m = 0u; m < COLS && MODE != MODE_DELTAS_OUT; m++) {
         for (var c = 0u; c < KT; c++) {
             for (var i = 0u; i < 4u; i++) {
                 red[t] = acc[m * KT + c][i] - comp[m * KT + c][i];
@@ -437,7 +467,7 @@ fn gradient_partials(
         }
     }
     // The bias sums of column quad 0's row groups (invocations 0, COL_STRIDE, ...).
-    for (var c = 0u; c < KT; c++) {
+    for (var c = 0u; c < KT && MODE != MODE_DELTAS_OUT; c++) {
         red[t] = bias[c] - bias_comp[c];
         workgroupBarrier();
         let cls = class0 + c;
@@ -451,7 +481,7 @@ fn gradient_partials(
         workgroupBarrier();
     }
     // Class tile 0 also writes the loss and the metric sums.
-    if (wid.y == 0u) {
+    if (wid.y == 0u && MODE != MODE_DELTAS_IN) {
         var extra = array<f32, 10>(
             sums.loss - sums.loss_comp, sums.weight, sums.correct, sums.y, sums.y2,
             held.loss - held.loss_comp, held.weight, held.correct, held.y, held.y2,

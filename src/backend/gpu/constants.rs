@@ -223,7 +223,22 @@ impl ShaderConstants {
     /// The full WGSL source of a kernel: these constants, common.wgsl, the kernel, the
     /// workgroup reduction when it calls it, and the problem's row loss.
     pub fn source(&self, kernel: &str) -> String {
+        self.source_in(kernel, Mode::Fused)
+    }
+
+    /// Whether the fused gradient runs as two dispatches per slice ([`Mode`]): where it has
+    /// more than one class tile, each of which would compute every z again.
+    pub fn splits_classes(&self) -> bool {
+        self.class_tiles() > 1
+    }
+
+    /// [`Self::source`] with the fused gradient's `mode`.
+    pub fn source_in(&self, kernel: &str, mode: Mode) -> String {
         let constants = [
+            ("MODE", mode as u32),
+            ("MODE_FUSED", Mode::Fused as u32),
+            ("MODE_DELTAS_OUT", Mode::DeltasOut as u32),
+            ("MODE_DELTAS_IN", Mode::DeltasIn as u32),
             ("D", self.d),
             ("DP", self.dp),
             ("Q", self.dp / 4),
@@ -320,10 +335,22 @@ impl ShaderConstants {
         entry: &str,
         groups: &[&wgpu::BindGroupLayout],
     ) -> wgpu::ComputePipeline {
+        self.pipeline_in(device, name, (kernel, Mode::Fused), entry, groups)
+    }
+
+    /// [`Self::pipeline`] of `kernel` in the fused gradient's mode.
+    pub fn pipeline_in(
+        &self,
+        device: &wgpu::Device,
+        name: &str,
+        (kernel, mode): (&str, Mode),
+        entry: &str,
+        groups: &[&wgpu::BindGroupLayout],
+    ) -> wgpu::ComputePipeline {
         let label = format!("downhill.{name}");
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(&label),
-            source: wgpu::ShaderSource::Wgsl(self.source(kernel).into()),
+            source: wgpu::ShaderSource::Wgsl(self.source_in(kernel, mode).into()),
         });
         let groups: Vec<Option<&wgpu::BindGroupLayout>> =
             groups.iter().copied().map(Some).collect();
@@ -344,6 +371,11 @@ impl ShaderConstants {
 
     /// Every kernel's source, for validation in tests.
     pub fn all_sources(&self) -> Vec<(&'static str, String)> {
+        let split = [
+            ("gradient_deltas_out", Mode::DeltasOut),
+            ("gradient_deltas_in", Mode::DeltasIn),
+        ]
+        .map(|(name, mode)| (name, self.source_in(GRADIENT, mode)));
         [
             ("gradient", GRADIENT),
             ("reduce", REDUCE),
@@ -359,6 +391,17 @@ impl ShaderConstants {
         ]
         .into_iter()
         .map(|(name, text)| (name, self.source(text)))
+        .chain(split)
         .collect()
     }
+}
+
+/// How the fused gradient kernel (`shaders/gradient.wgsl`) runs: whole, or split in two
+/// dispatches per slice, the deltas of every class computed once and kept in a buffer,
+/// then read back by each class tile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Fused = 0,
+    DeltasOut = 1,
+    DeltasIn = 2,
 }

@@ -5,7 +5,7 @@
 use std::ops::Range;
 
 use super::context::GpuContext;
-use super::kernels::{Kernels, ShaderConstants, SliceUniform, StepUniform};
+use super::kernels::{Kernels, SliceUniform, StepUniform};
 use super::rows::uniform_buffer;
 use crate::error::{Error, Result};
 
@@ -86,7 +86,14 @@ pub(super) struct Slices {
     stride: u64,
     /// Tiles per slice, S.
     pub(super) span: u32,
+    /// The kept deltas of one slice's rows, where the classes are split (a placeholder of
+    /// one float otherwise).
+    pub(super) deltas: wgpu::Buffer,
 }
+
+/// Most bytes of kept deltas (one slice's rows × k floats) where the classes are split:
+/// slices are cut to fit.
+const DELTA_BYTES: u64 = 64 << 20;
 
 impl Slices {
     /// Records for steps over up to `rows` rows with up to `max_groups` workgroups each.
@@ -97,7 +104,12 @@ impl Slices {
         max_groups: u32,
     ) -> Result<Self> {
         let c = &kernels.constants;
-        let span = max_groups.saturating_mul(c.slice_tiles);
+        let mut span = max_groups.saturating_mul(c.slice_tiles);
+        let tile_bytes = 4 * u64::from(c.tile_rows) * u64::from(c.k);
+        if c.splits_classes() {
+            let budget = DELTA_BYTES.min(ctx.storage_binding_limit());
+            span = span.min((budget / tile_bytes).clamp(1, u64::from(u32::MAX)) as u32);
+        }
         let tiles = (rows as u64).div_ceil(u64::from(c.tile_rows)).max(1);
         let count = tiles.div_ceil(u64::from(span)) as u32;
         let stride = (size_of::<SliceUniform>() as u64)
@@ -108,6 +120,17 @@ impl Slices {
             record[..size_of::<SliceUniform>()].copy_from_slice(bytemuck::bytes_of(&slice));
         }
         let buffer = uniform_buffer(ctx, "downhill.slices", &bytes)?;
+        let delta_bytes = if c.splits_classes() {
+            u64::from(span) * tile_bytes
+        } else {
+            4
+        };
+        let deltas = ctx.buffer(
+            "downhill.deltas",
+            delta_bytes,
+            wgpu::BufferUsages::STORAGE,
+            false,
+        )?;
         let bind = record_bind_group(
             ctx,
             "downhill.slices",
@@ -120,19 +143,23 @@ impl Slices {
             bind,
             stride,
             span,
+            deltas,
         })
     }
 
     /// Records the fused gradient of the step `uniform` over the rows `held` of one shard
-    /// (or streamed chunk) with `groups` workgroups: one dispatch per slice of its tiles.
+    /// (or streamed chunk) with `groups` workgroups: one dispatch per slice of its tiles,
+    /// with the gradient pipeline the caller set, or two where the classes are split (that
+    /// one keeps the deltas, then `deltas_in` sums the class tiles).
     pub(super) fn dispatch(
         &self,
         pass: &mut wgpu::ComputePass<'_>,
-        c: &ShaderConstants,
+        kernels: &Kernels,
         uniform: &StepUniform,
         held: &Range<u32>,
         groups: u32,
     ) {
+        let c = &kernels.constants;
         // The kernel's own count: a batch in file order visits this shard's rows of it.
         let positions = if uniform.shuffled != 0 {
             uniform.pos_count
@@ -151,7 +178,15 @@ impl Slices {
         for slice in 0..count {
             let offset = (u64::from(slice) * self.stride) as u32;
             pass.set_bind_group(3, &self.bind, &[offset]);
-            pass.dispatch_workgroups(groups, c.class_tiles(), 1);
+            match &kernels.deltas_in {
+                Some(deltas_in) => {
+                    pass.set_pipeline(&kernels.gradient);
+                    pass.dispatch_workgroups(groups, 1, 1);
+                    pass.set_pipeline(deltas_in);
+                    pass.dispatch_workgroups(groups, c.class_tiles(), 1);
+                }
+                None => pass.dispatch_workgroups(groups, c.class_tiles(), 1),
+            }
         }
     }
 }

@@ -11,7 +11,7 @@ use super::constants::{
     CURVATURE, DELTA, FORWARD, GENERATE, GRADIENT, MOMENTS, PREDICT, REDUCE, STREAM_READ, UPDATE,
     XT_DELTA,
 };
-pub use super::constants::{ROWS_TRAINING_AND_HELD_OUT, ShaderConstants};
+pub use super::constants::{Mode, ROWS_TRAINING_AND_HELD_OUT, ShaderConstants};
 pub use super::uniforms::{
     GeneratorUniform, SetupUniform, ShardUniform, SliceUniform, StepUniform,
 };
@@ -110,7 +110,8 @@ const RW: Binding = Binding::Storage { read_only: false };
 pub struct Layouts {
     pub step: wgpu::BindGroupLayout,
     pub shard: wgpu::BindGroupLayout,
-    /// gradient: params (read), partials (write), setup, class weights (read).
+    /// gradient: params (read), partials (write), setup, class weights (read), the kept
+    /// deltas (write, then read; see [`Mode`]).
     pub gradient: wgpu::BindGroupLayout,
     /// The gradient's slice record (dynamic offset).
     pub slice: wgpu::BindGroupLayout,
@@ -138,7 +139,11 @@ pub struct Layouts {
 pub struct Kernels {
     pub constants: ShaderConstants,
     pub layouts: Layouts,
+    /// The fused gradient; where the constants split the classes
+    /// ([`ShaderConstants::splits_classes`]), its first dispatch ([`Mode::DeltasOut`]).
     pub gradient: wgpu::ComputePipeline,
+    /// The second dispatch of a split gradient ([`Mode::DeltasIn`]).
+    pub deltas_in: Option<wgpu::ComputePipeline>,
     pub reduce: wgpu::ComputePipeline,
     /// The descent step in one workgroup, for few parameters (`shaders/update.wgsl`).
     pub update_one: wgpu::ComputePipeline,
@@ -207,7 +212,7 @@ impl Kernels {
             gradient: bind_group_layout(
                 device,
                 "downhill.gradient",
-                &[RO, RW, Binding::Uniform, RO],
+                &[RO, RW, Binding::Uniform, RO, RW],
             ),
             slice: bind_group_layout(device, "downhill.slice", &[Binding::SliceUniform]),
             reduce: bind_group_layout(device, "downhill.reduce", &[RO, RW]),
@@ -228,12 +233,17 @@ impl Kernels {
             constants.pipeline(device, name, text, entry, groups)
         };
         let (step, shard) = (&layouts.step, &layouts.shard);
-        let gradient = build(
-            "gradient",
-            GRADIENT,
-            "gradient_partials",
-            &[step, shard, &layouts.gradient, &layouts.slice],
-        );
+        let gradient_groups = [step, shard, &layouts.gradient, &layouts.slice];
+        let split = constants.splits_classes();
+        let gradient_in = |name: &str, mode: Mode| {
+            let kernel = (GRADIENT, mode);
+            constants.pipeline_in(device, name, kernel, "gradient_partials", &gradient_groups)
+        };
+        let gradient = match split {
+            true => gradient_in("gradient_deltas_out", Mode::DeltasOut),
+            false => gradient_in("gradient", Mode::Fused),
+        };
+        let deltas_in = split.then(|| gradient_in("gradient_deltas_in", Mode::DeltasIn));
         let reduce = build(
             "reduce",
             REDUCE,
@@ -255,6 +265,7 @@ impl Kernels {
             constants,
             layouts,
             gradient,
+            deltas_in,
             reduce,
             update_one,
             moments,
@@ -452,6 +463,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!((c.kt, c.class_tiles()), (16, 3));
+        // Three class tiles: the deltas are computed once and kept for them.
+        assert!(c.splits_classes());
+        let c = ShaderConstants::new(&soft, 64, 1, Tuning::GPU, 32768, None).unwrap();
+        assert!(!c.splits_classes());
         // Rows wider than the workgroup memory go in column blocks: 8 rows of 119 quads
         // ((4096 − 8 − 256 − 8·2) / 32 in 16 KiB), 22 blocks for 10 000 features.
         let c = ShaderConstants::new(&Objective::linear(), 10_000, 1, Tuning::GPU, 16384, None)

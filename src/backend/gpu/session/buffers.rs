@@ -102,7 +102,13 @@ impl Buffers {
             ctx,
             "downhill.gradient",
             &layouts.gradient,
-            &[&params, &partials.buffer, &setup_buffer, &class_weights],
+            &[
+                &params,
+                &partials.buffer,
+                &setup_buffer,
+                &class_weights,
+                &slices.deltas,
+            ],
         );
         let reduce_bind = bind_group(
             ctx,

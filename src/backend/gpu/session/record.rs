@@ -81,13 +81,9 @@ impl GpuSession<'_> {
         pass.set_bind_group(2, &self.buffers.gradient_bind, &[]);
         for shard in shards {
             pass.set_bind_group(1, &shard.bind, &[]);
-            self.buffers.slices.dispatch(
-                pass,
-                &self.kernels.constants,
-                uniform,
-                &shard.rows,
-                groups,
-            );
+            self.buffers
+                .slices
+                .dispatch(pass, &self.kernels, uniform, &shard.rows, groups);
         }
     }
 
@@ -149,13 +145,7 @@ impl GpuSession<'_> {
                 pass.set_bind_group(0, step_bind, &[0]);
                 pass.set_bind_group(1, &rows.bind, &[]);
                 pass.set_bind_group(2, gradient_bind, &[]);
-                slices.dispatch(
-                    pass,
-                    &kernels.constants,
-                    uniform,
-                    &rows.rows,
-                    uniform.groups,
-                );
+                slices.dispatch(pass, kernels, uniform, &rows.rows, uniform.groups);
             },
         )?;
         Ok(self.encoder("downhill.finish"))
