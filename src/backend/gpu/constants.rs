@@ -167,7 +167,9 @@ impl ShaderConstants {
                     "one row of {k} classes (with {}) in the fused gradient kernel",
                     crate::error::count(d, "feature")
                 ),
-                bytes: u64::from(k + 1 + 4 + wg + 8) * 4,
+                // A row's z and deltas, one staged quad of it (when staging), the
+                // reduction's WG floats and the two unused arrays.
+                bytes: u64::from(k + 1 + 4 * u32::from(tuning.stage) + wg + 8) * 4,
                 limit_name: "max_compute_workgroup_storage_size",
                 limit: u64::from(workgroup_bytes),
                 hint: "; use --backend cpu for this many classes",

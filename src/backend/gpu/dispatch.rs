@@ -105,10 +105,13 @@ impl Slices {
     ) -> Result<Self> {
         let c = &kernels.constants;
         let mut span = max_groups.saturating_mul(c.slice_tiles);
-        let tile_bytes = 4 * u64::from(c.tile_rows) * u64::from(c.k);
+        // The kept deltas of a slice: its tiles' rows × k floats, within the budget.
+        let mut delta_bytes = 4;
         if c.splits_classes() {
+            let tile_bytes = 4 * u64::from(c.tile_rows) * u64::from(c.k);
             let budget = DELTA_BYTES.min(ctx.storage_binding_limit());
             span = span.min((budget / tile_bytes).clamp(1, u64::from(u32::MAX)) as u32);
+            delta_bytes = u64::from(span) * tile_bytes;
         }
         let tiles = (rows as u64).div_ceil(u64::from(c.tile_rows)).max(1);
         let count = tiles.div_ceil(u64::from(span)) as u32;
@@ -120,11 +123,6 @@ impl Slices {
             record[..size_of::<SliceUniform>()].copy_from_slice(bytemuck::bytes_of(&slice));
         }
         let buffer = uniform_buffer(ctx, "downhill.slices", &bytes)?;
-        let delta_bytes = if c.splits_classes() {
-            u64::from(span) * tile_bytes
-        } else {
-            4
-        };
         let deltas = ctx.buffer(
             "downhill.deltas",
             delta_bytes,
