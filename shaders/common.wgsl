@@ -49,6 +49,8 @@ struct Setup {
     split_seed: vec2<u32>,
     split_threshold: u32, // a row is held out when its split hash is below this
     weighted: u32,    // 1: rows carry sample weights (the shard's w buffer)
+    fixed_bias: u32,  // 1: the bias is not learned (no intercept)
+    pad: u32,
 }
 
 

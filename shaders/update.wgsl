@@ -26,8 +26,12 @@
 const N: u32 = (D + 1u) * K;
 
 
-// The gradient of entry o in theta's space, with L2 on W.
+// The gradient of entry o in theta's space, with L2 on W; zero for a fixed bias (which
+// every optimizer then leaves where it is: its state stays zero too).
 fn gradient(o: u32) -> f32 {
+    if (o >= D * K && setup.fixed_bias == 1u) {
+        return 0.0;
+    }
     var g = grad[o];
     if (o < D * K) {
         if (setup.standardize == 1u) {

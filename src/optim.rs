@@ -244,6 +244,9 @@ impl fmt::Display for Schedule {
 pub struct UpdateRule {
     pub optimizer: Optimizer,
     pub regularization: Regularization,
+    /// The bias is not learned: it stays where it starts (zero: a model without an
+    /// intercept).
+    pub fixed_bias: bool,
 }
 
 impl Default for UpdateRule {
@@ -251,6 +254,7 @@ impl Default for UpdateRule {
         UpdateRule {
             optimizer: Optimizer::Sgd,
             regularization: Regularization::default(),
+            fixed_bias: false,
         }
     }
 }
@@ -275,7 +279,8 @@ impl UpdateRule {
     ) {
         let n = theta.len();
         let Regularization { l2, l1 } = self.regularization;
-        for i in 0..n {
+        let learned = if self.fixed_bias { weights } else { n };
+        for i in 0..learned {
             let g = grad[i] + if i < weights { l2 * theta[i] } else { 0.0 };
             theta[i] -= match self.optimizer {
                 Optimizer::Sgd => lr * g,

@@ -158,6 +158,8 @@ fn uniform_structs_are_laid_out_as_their_rust_mirrors() {
             split_seed,
             split_threshold,
             weighted,
+            fixed_bias,
+            pad,
         ]
     );
     same_layout!(

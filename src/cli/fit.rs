@@ -152,6 +152,9 @@ pub struct TrainingArgs {
     /// Standardize features for the descent (reported parameters stay on the raw scale).
     #[arg(long)]
     standardize: bool,
+    /// Fit z = x·W without a bias (it stays 0), as scikit-learn's fit_intercept=False.
+    #[arg(long, conflicts_with = "standardize")]
+    no_intercept: bool,
     /// `balanced`: weight each class by n / (classes · n_class).
     #[arg(long)]
     class_weight: Option<String>,
@@ -167,7 +170,8 @@ impl TrainingArgs {
             .lbfgs_memory(self.lbfgs_memory)
             .l2(self.l2)
             .l1(self.l1)
-            .standardize(self.standardize);
+            .standardize(self.standardize)
+            .fit_intercept(!self.no_intercept);
         if let Some(o) = self.optimizer {
             t = t.optimizer(o);
         }

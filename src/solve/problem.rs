@@ -62,6 +62,8 @@ pub struct Problem<'s> {
     /// whether F is unchanged when the same amount is added to all k classes there (the
     /// rows the penalty leaves alone). See [`Problem::project`].
     shift_invariant: Vec<bool>,
+    /// The bias is held at zero (no intercept): u's bias row is pinned.
+    fixed_bias: bool,
     /// The u the session's parameters are at, when known.
     at: Option<Vec<f64>>,
     pub passes: Passes,
@@ -71,21 +73,34 @@ impl<'s> Problem<'s> {
     /// The problem of `session`, whose penalties are on the weights of `penalized`'s
     /// space (the standardized one when the fit standardizes, else raw). The solver's
     /// coordinates are `penalized`'s standardization when there is one, else the training
-    /// rows' moments, from two passes.
+    /// rows' moments, from two passes. With `fixed_bias` (no intercept) the bias stays at
+    /// zero: the coordinates then only scale the features (centring them would move the
+    /// bias), and `penalized` must not centre either.
     pub fn new(
         session: &'s mut dyn Session,
         regularization: Regularization,
         penalized: Option<&Standardization>,
+        fixed_bias: bool,
     ) -> Result<Self> {
         let (features, outputs) = (session.features(), session.objective().outputs());
         let mut passes = Passes::default();
-        let space = match penalized {
+        let mut space = match penalized {
             Some(s) => s.clone(),
             None => {
                 passes.moments += 2;
                 moments(session, features)?
             }
         };
+        if fixed_bias {
+            if penalized.is_some_and(|s| s.mean.iter().any(|&m| m != 0.0)) {
+                return Err(Error::option(
+                    "standardize",
+                    "on",
+                    "centres the features, which needs an intercept",
+                ));
+            }
+            space.mean.iter_mut().for_each(|m| *m = 0.0);
+        }
         let (l2, l1): (Vec<f64>, Vec<f64>) = (0..features * outputs)
             .map(|i| {
                 let s = if penalized.is_some() {
@@ -113,6 +128,7 @@ impl<'s> Problem<'s> {
             features,
             outputs,
             shift_invariant,
+            fixed_bias,
             at: None,
             passes,
         })
@@ -154,8 +170,13 @@ impl<'s> Problem<'s> {
     /// conjugate gradients, dividing it by a curvature that is rounding too, would take an
     /// unbounded step along them. Solvers work in the complement: gradients and
     /// Hessian-vector products come projected, and Newton projects its steps.
+    /// A fixed bias (no intercept) is pinned the same way: its entries are zeroed.
     pub fn project(&self, v: &mut [f64]) {
         let k = self.outputs;
+        if self.fixed_bias {
+            let bias = self.weights();
+            v[bias..].iter_mut().for_each(|x| *x = 0.0);
+        }
         for (row, part) in v.chunks_exact_mut(k).enumerate() {
             if self.shift_invariant.get(row).copied().unwrap_or(false) {
                 let mean = part.iter().sum::<f64>() / k as f64;
@@ -275,6 +296,17 @@ impl<'s> Problem<'s> {
         }
         for (i, l) in self.l2.iter().enumerate() {
             h[i * p + i] += l;
+        }
+        if self.fixed_bias {
+            // The pinned bias: no coupling, unit curvature (its gradient is zero, so is its
+            // step).
+            for i in self.weights()..p {
+                for j in 0..p {
+                    h[i * p + j] = 0.0;
+                    h[j * p + i] = 0.0;
+                }
+                h[i * p + i] = 1.0;
+            }
         }
         Ok((point, h))
     }

@@ -41,6 +41,7 @@ pub struct Trainer {
     patience: Option<u64>,
     validation_fraction: Option<f64>,
     standardize: bool,
+    fit_intercept: bool,
     class_weights: Option<ClassWeights>,
     solver: Solver,
     max_iter: Option<u64>,
@@ -124,6 +125,7 @@ impl Default for Trainer {
             patience: None,
             validation_fraction: None,
             standardize: false,
+            fit_intercept: true,
             class_weights: None,
             solver: Solver::Auto,
             max_iter: None,
@@ -332,6 +334,14 @@ impl Trainer {
     /// optimizer; reported parameters stay on the raw scale. Default: off.
     pub fn standardize(mut self, on: bool) -> Self {
         self.standardize = on;
+        self
+    }
+
+    /// Whether the bias b is fitted. Default true; false fits z = x·W, the bias held at
+    /// zero by every solver and optimizer (scikit-learn's `fit_intercept=False`). Not with
+    /// `standardize`, whose centring needs a bias.
+    pub fn fit_intercept(mut self, on: bool) -> Self {
+        self.fit_intercept = on;
         self
     }
 

@@ -12,7 +12,7 @@ impl Trainer {
             "lr {:?}, epochs {}, batch_size {:?}, seed {}, log_every {}, optimizer {:?}, \
              momentum {:?}, beta1 {:?}, beta2 {:?}, eps {:?}, regularization {:?}, \
              schedule {:?}, warmup {}, tol {:?}, patience {:?}, validation_fraction {:?}, \
-             standardize {}, class_weights {:?}",
+             standardize {}, class_weights {:?}{}",
             self.lr,
             self.epochs,
             self.batch_size,
@@ -30,7 +30,13 @@ impl Trainer {
             self.patience,
             self.validation_fraction,
             self.standardize,
-            self.class_weights
+            self.class_weights,
+            // Absent when on, so that checkpoints from before the option still match.
+            if self.fit_intercept {
+                ""
+            } else {
+                ", no intercept"
+            }
         )
     }
 
@@ -57,6 +63,7 @@ impl Trainer {
         UpdateRule {
             optimizer,
             regularization: self.regularization,
+            fixed_bias: !self.fit_intercept,
         }
     }
 
@@ -161,6 +168,25 @@ impl Trainer {
                 number(t),
                 "must be a finite number ≥ 0",
             ));
+        }
+        if !self.fit_intercept {
+            if self.standardize {
+                return Err(Error::option(
+                    "standardize",
+                    "on",
+                    "centres the features, which needs an intercept; without one, scale \
+                     the features beforehand",
+                ));
+            }
+            if let Some(init) = &self.init
+                && init.bias().iter().any(|&b| b != 0.0)
+            {
+                return Err(Error::option(
+                    "init",
+                    format!("bias {:?}", init.bias()),
+                    "must be zero without an intercept (the bias is not fitted)",
+                ));
+            }
         }
         if self.patience == Some(0) {
             return Err(Error::option("patience", 0, "must be at least 1"));

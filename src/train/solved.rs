@@ -249,6 +249,7 @@ impl Trainer {
             session,
             self.regularization,
             configured.standardization.as_ref(),
+            !self.fit_intercept,
         )?;
         let start_at = match resumed {
             Some((_, state)) => Start::Resume(state),

@@ -125,12 +125,20 @@ pub fn assert_gradients_close(what: &str, a: &Gradient, b: &Gradient, tol: f64) 
 
 /// Least squares by the normal equations [XᵀX Xᵀ1; 1ᵀX n] θ = [Xᵀy; 1ᵀy], in f64.
 pub fn least_squares(data: &Dataset) -> Vec<f64> {
+    least_squares_with(data, true)
+}
+
+/// Least squares with an intercept (θ = w then b), or through the origin (XᵀX w = Xᵀy,
+/// θ = w then b = 0), in f64.
+pub fn least_squares_with(data: &Dataset, intercept: bool) -> Vec<f64> {
     let d = data.features();
-    let m = d + 1;
+    let m = d + usize::from(intercept);
     let mut a = vec![vec![0.0f64; m + 1]; m];
     for i in 0..data.rows() {
         let mut row: Vec<f64> = data.row(i).iter().map(|&v| f64::from(v)).collect();
-        row.push(1.0);
+        if intercept {
+            row.push(1.0);
+        }
         let y = f64::from(data.y()[i]);
         for r in 0..m {
             for c in 0..m {
@@ -155,5 +163,9 @@ pub fn least_squares(data: &Dataset) -> Vec<f64> {
             }
         }
     }
-    (0..m).map(|r| a[r][m] / a[r][r]).collect()
+    let mut theta: Vec<f64> = (0..m).map(|r| a[r][m] / a[r][r]).collect();
+    if !intercept {
+        theta.push(0.0);
+    }
+    theta
 }

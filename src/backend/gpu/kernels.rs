@@ -425,8 +425,8 @@ mod tests {
         assert_eq!(size_of::<ShardUniform>(), 16);
         assert_eq!(size_of::<SliceUniform>(), 16);
         assert_eq!(size_of::<GeneratorUniform>(), 32);
-        // WGSL: 8 scalars (32), vec2<u32> (8, 8-aligned), 2 u32 (8) = 48.
-        assert_eq!(size_of::<SetupUniform>(), 48);
+        // WGSL: 8 scalars (32), vec2<u32> (8, 8-aligned), 4 u32 (16) = 56.
+        assert_eq!(size_of::<SetupUniform>(), 56);
     }
 
     #[test]

@@ -77,6 +77,8 @@ pub struct SetupUniform {
     pub split_seed: [u32; 2],
     pub split_threshold: u32,
     pub weighted: u32,
+    pub fixed_bias: u32,
+    pub pad: u32,
 }
 
 impl SetupUniform {
@@ -102,6 +104,8 @@ impl SetupUniform {
             split_seed: split.map_or([0; 2], |s| [s.seed as u32, (s.seed >> 32) as u32]),
             split_threshold: split.map_or(0, |s| s.threshold()),
             weighted: u32::from(weighted),
+            fixed_bias: u32::from(setup.rule.fixed_bias),
+            pad: 0,
         }
     }
 }
