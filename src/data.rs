@@ -193,6 +193,11 @@ impl Dataset {
         self.x.is_mapped()
     }
 
+    /// Whether X is read in place from another owner's floats ([`Floats::shared`]).
+    pub fn x_is_shared(&self) -> bool {
+        self.x.is_shared()
+    }
+
     /// y, n labels.
     pub fn y(&self) -> &[f32] {
         &self.y

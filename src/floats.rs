@@ -4,7 +4,8 @@
 //! by 2 MiB pages where the system allows it, so that a pass over X does not walk the page
 //! tables every 4 KiB. Or, on Linux, floats mapped from a file (a float32 `.npy`): the
 //! kernel reads them in as they are used and may drop them again, so X can be larger than
-//! host memory.
+//! host memory. Or floats another owner holds (a NumPy array, for the Python package), read
+//! in place and copied only if something writes to them.
 
 use std::fmt;
 use std::ops::{Deref, DerefMut};
@@ -27,6 +28,8 @@ enum Storage {
     Heap(Vec<f32>),
     #[cfg(target_os = "linux")]
     Mapped(Mapping),
+    /// Read through the owner, wherever its floats start; never written (a write copies).
+    Shared(Box<dyn AsRef<[f32]> + Send + Sync>),
 }
 
 impl Floats {
@@ -98,13 +101,32 @@ impl Floats {
         Ok(None)
     }
 
+    /// The floats `owner` holds, read in place: nothing is copied, and the owner is kept
+    /// until these floats are dropped. Their start need not be on a cache line (vector
+    /// loads then straddle lines, which costs a little). A write through the floats
+    /// (`DerefMut`) first copies them into storage of their own, so the owner's values
+    /// are never changed.
+    pub fn shared(owner: impl AsRef<[f32]> + Send + Sync + 'static) -> Self {
+        let len = owner.as_ref().len();
+        Floats {
+            storage: Storage::Shared(Box::new(owner)),
+            start: 0,
+            len,
+        }
+    }
+
     /// Whether the floats are mapped from a file.
     pub fn is_mapped(&self) -> bool {
-        match self.storage {
-            Storage::Heap(_) => false,
-            #[cfg(target_os = "linux")]
-            Storage::Mapped(_) => true,
+        #[cfg(target_os = "linux")]
+        if let Storage::Mapped(_) = self.storage {
+            return true;
         }
+        false
+    }
+
+    /// Whether the floats are read in place from another owner ([`Floats::shared`]).
+    pub fn is_shared(&self) -> bool {
+        matches!(self.storage, Storage::Shared(_))
     }
 }
 
@@ -208,12 +230,16 @@ impl Deref for Floats {
             Storage::Mapped(m) => unsafe {
                 std::slice::from_raw_parts(m.at.add(self.start), self.len)
             },
+            Storage::Shared(owner) => &(**owner).as_ref()[self.start..self.start + self.len],
         }
     }
 }
 
 impl DerefMut for Floats {
     fn deref_mut(&mut self) -> &mut [f32] {
+        if self.is_shared() {
+            *self = self.clone();
+        }
         match &mut self.storage {
             Storage::Heap(buf) => &mut buf[self.start..self.start + self.len],
             // SAFETY: as in `deref`; the mapping is writable and private.
@@ -221,6 +247,7 @@ impl DerefMut for Floats {
             Storage::Mapped(m) => unsafe {
                 std::slice::from_raw_parts_mut(m.at.add(self.start), self.len)
             },
+            Storage::Shared(_) => unreachable!("shared floats were copied above"),
         }
     }
 }
@@ -279,5 +306,18 @@ mod tests {
             assert!(zeros.iter().all(|&v| v == 0.0) && zeros.len() == len);
             assert_eq!(floats.clone(), floats);
         }
+    }
+
+    #[test]
+    fn shared_floats_are_read_in_place_and_copied_before_a_write() {
+        let owner: std::sync::Arc<[f32]> = (0..100).map(|i| i as f32).collect();
+        let mut floats = Floats::shared(owner.clone());
+        assert!(floats.is_shared() && !floats.is_mapped());
+        assert_eq!(floats.as_ptr(), owner.as_ptr());
+        assert_eq!(&*floats, &*owner);
+        floats[3] = -1.0;
+        assert!(!floats.is_shared());
+        assert_eq!(owner[3], 3.0);
+        assert_eq!((floats[3], floats[4], floats.len()), (-1.0, 4.0, 100));
     }
 }

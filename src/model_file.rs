@@ -126,6 +126,12 @@ impl FittedModel {
         Self::parse(&text, path)
     }
 
+    /// A model from a model file's text (what [`FittedModel::to_json`] writes); errors name
+    /// the text `name`.
+    pub fn from_json_text(text: &str, name: &str) -> Result<Self> {
+        Self::parse(text, Path::new(name))
+    }
+
     pub(crate) fn parse(text: &str, path: &Path) -> Result<Self> {
         let fail = |message: String| Error::ParamsFile {
             path: path.into(),
