@@ -101,6 +101,31 @@ fn fit_json_has_the_contracted_fields() {
 }
 
 #[test]
+fn no_intercept_fits_through_the_origin() {
+    // y = 2x − 1 has no line through the origin; least squares through it is
+    // w = Σxy / Σx² = 50 / 30.
+    let dir = scratch("no-intercept");
+    let data = write(&dir, "d.csv", "x,y\n0,-1\n1,1\n2,3\n3,5\n4,7\n");
+    let out = downhill(&[
+        "fit",
+        "--model",
+        "linear",
+        "--data",
+        &data,
+        "--target",
+        "y",
+        "--no-intercept",
+        "--backend",
+        "reference",
+        "--json",
+    ]);
+    let v = report(&out);
+    assert_eq!(v["bias"], serde_json::json!(0.0), "{v}");
+    let w = v["weights"][0].as_f64().unwrap();
+    assert!((w - 50.0 / 30.0).abs() < 1e-9, "{w}");
+}
+
+#[test]
 fn grad_prints_softmax_gradients_as_d_rows_of_k() {
     let dir = scratch("softgrad");
     let data = write(&dir, "d.csv", "a,b,label\n1,0,0\n0,1,1\n1,1,2\n");
@@ -282,6 +307,11 @@ fn option_mistakes_are_refused_before_any_work() {
         assert!(e.contains("must be a finite number > 0"), "{e}");
     }
     assert!(fit_csv(&data, "y", &["--batch-size", "0"]).contains("invalid batch size 0"));
+    let e = fit_csv(&data, "y", &["--no-intercept", "--standardize"]);
+    assert!(
+        e.contains("--no-intercept") && e.contains("cannot go with standardize"),
+        "{e}"
+    );
     let e = fails(&["fit", "--model", "linear"]);
     assert!(
         e.contains(

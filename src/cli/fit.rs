@@ -153,7 +153,7 @@ pub struct TrainingArgs {
     #[arg(long)]
     standardize: bool,
     /// Fit z = x·W without a bias (it stays 0), as scikit-learn's fit_intercept=False.
-    #[arg(long, conflicts_with = "standardize")]
+    #[arg(long)]
     no_intercept: bool,
     /// `balanced`: weight each class by n / (classes · n_class).
     #[arg(long)]

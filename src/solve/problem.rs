@@ -94,9 +94,9 @@ impl<'s> Problem<'s> {
         if fixed_bias {
             if penalized.is_some_and(|s| s.mean.iter().any(|&m| m != 0.0)) {
                 return Err(Error::option(
-                    "standardize",
-                    "on",
-                    "centres the features, which needs an intercept",
+                    "fit_intercept",
+                    "off",
+                    "cannot go with standardized coordinates that centre the features",
                 ));
             }
             space.mean.iter_mut().for_each(|m| *m = 0.0);

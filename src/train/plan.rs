@@ -172,10 +172,10 @@ impl Trainer {
         if !self.fit_intercept {
             if self.standardize {
                 return Err(Error::option(
-                    "standardize",
-                    "on",
-                    "centres the features, which needs an intercept; without one, scale \
-                     the features beforehand",
+                    "fit_intercept",
+                    "off (--no-intercept)",
+                    "cannot go with standardize, whose centring of the features needs an \
+                     intercept; scale the features beforehand instead",
                 ));
             }
             if let Some(init) = &self.init
