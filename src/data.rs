@@ -43,6 +43,27 @@ pub(crate) enum Origin {
     },
 }
 
+impl Origin {
+    /// Where label `row` lives, for messages.
+    pub(crate) fn locate(&self, row: usize) -> String {
+        match self {
+            Origin::Memory => format!("y[{row}]"),
+            Origin::Csv {
+                path,
+                target_name,
+                target_column,
+                line_of,
+            } => format!(
+                "{}, line {}, column {target_column} ({target_name})",
+                path.display(),
+                (line_of.0)(path, row)
+            ),
+            Origin::Table { path, target } => format!("{}, row {row} ({target})", path.display()),
+            Origin::LabelFile { path } => format!("{}, row {row} (label)", path.display()),
+        }
+    }
+}
+
 /// The line in a text file where row i starts, as the file's reader finds it (0 when it
 /// cannot tell): the reader supplies it, so that datasets need not know file formats.
 #[derive(Clone, Copy)]
@@ -125,20 +146,7 @@ impl Dataset {
     /// The same rows with per-row sample weights: the loss becomes the weighted mean
     /// Σ wᵢ ℓᵢ / Σ wᵢ. Weights must be finite and ≥ 0, one per row.
     pub fn with_weights(mut self, weights: Vec<f32>) -> Result<Self> {
-        if weights.len() != self.rows {
-            return Err(Error::Shape {
-                what: "sample weights".into(),
-                expected: format!("{} (one per row)", self.rows),
-                found: weights.len().to_string(),
-            });
-        }
-        if let Some(i) = weights.iter().position(|w| !(w.is_finite() && *w >= 0.0)) {
-            return Err(Error::Shape {
-                what: format!("sample weight {i}"),
-                expected: "a finite number ≥ 0".into(),
-                found: weights[i].to_string(),
-            });
-        }
+        check_weights(&weights, self.rows)?;
         self.weights = Some(weights);
         Ok(self)
     }
@@ -229,21 +237,7 @@ impl Dataset {
 
     /// Where label i lives, for messages: `data.csv, line 7, column 3 (label)` or `y[6]`.
     pub fn label_location(&self, row: usize) -> String {
-        match &self.origin {
-            Origin::Memory => format!("y[{row}]"),
-            Origin::Csv {
-                path,
-                target_name,
-                target_column,
-                line_of,
-            } => format!(
-                "{}, line {}, column {target_column} ({target_name})",
-                path.display(),
-                (line_of.0)(path, row)
-            ),
-            Origin::Table { path, target } => format!("{}, row {row} ({target})", path.display()),
-            Origin::LabelFile { path } => format!("{}, row {row} (label)", path.display()),
-        }
+        self.origin.locate(row)
     }
 
     /// The column the labels came from, when a file named it (`None` for rows built in
@@ -260,56 +254,12 @@ impl Dataset {
     /// non-negative integers, and every class 0 … max must have a row: a stray label
     /// (1 000 000 among 0, 1, 2) would otherwise make a model of a million classes.
     pub fn class_count(&self) -> Result<usize> {
-        let mut max = 0usize;
-        for (i, &y) in self.y.iter().enumerate() {
-            if y < 0.0 || y.fract() != 0.0 {
-                return Err(Error::BadLabel {
-                    location: self.label_location(i),
-                    objective: "softmax regression".into(),
-                    expected: "that are integers 0, 1, …, k−1",
-                    value: y,
-                });
-            }
-            max = max.max(y as usize);
-        }
-        let k = max + 1;
-        // More classes than rows leave some empty; count them without a table of k.
-        let empty = if k > self.rows {
-            let mut seen: Vec<usize> = self.y.iter().map(|&y| y as usize).collect();
-            seen.sort_unstable();
-            seen.dedup();
-            k - seen.len()
-        } else {
-            let mut seen = vec![false; k];
-            for &y in &self.y {
-                seen[y as usize] = true;
-            }
-            seen.iter().filter(|s| !**s).count()
-        };
-        if empty > 0 {
-            return Err(Error::EmptyClasses {
-                location: self
-                    .label_location(self.y.iter().position(|&y| y as usize == max).unwrap_or(0)),
-                largest: max,
-                empty,
-            });
-        }
-        Ok(k)
+        class_count(&self.y, &|i| self.label_location(i))
     }
 
     /// Checks every label against what the objective accepts.
     pub fn check_labels(&self, objective: &Objective) -> Result<()> {
-        for (i, &y) in self.y.iter().enumerate() {
-            if let Err(expected) = objective.check_label(y) {
-                return Err(Error::BadLabel {
-                    location: self.label_location(i),
-                    objective: objective.to_string(),
-                    expected,
-                    value: y,
-                });
-            }
-        }
-        Ok(())
+        check_labels(&self.y, objective, &|i| self.label_location(i))
     }
 
     /// The objective for `model` on these labels: for softmax, k is `classes` when given,
@@ -320,15 +270,101 @@ impl Dataset {
         loss: Option<crate::model::Loss>,
         classes: Option<usize>,
     ) -> Result<Objective> {
-        let k = match (model, classes) {
-            (Model::Softmax, Some(k)) => k,
-            (Model::Softmax, None) => self.class_count()?,
-            _ => 1,
-        };
-        let objective = Objective::new(model, loss, k)?;
-        self.check_labels(&objective)?;
-        Ok(objective)
+        objective_of(&self.y, model, loss, classes, &|i| self.label_location(i))
     }
+}
+
+/// Refuses sample weights that are not one finite number ≥ 0 per row.
+pub(crate) fn check_weights(weights: &[f32], rows: usize) -> Result<()> {
+    if weights.len() != rows {
+        return Err(Error::Shape {
+            what: "sample weights".into(),
+            expected: format!("{rows} (one per row)"),
+            found: weights.len().to_string(),
+        });
+    }
+    if let Some(i) = weights.iter().position(|w| !(w.is_finite() && *w >= 0.0)) {
+        return Err(Error::Shape {
+            what: format!("sample weight {i}"),
+            expected: "a finite number ≥ 0".into(),
+            found: weights[i].to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Where label i lives, for messages.
+pub(crate) type Locate<'a> = dyn Fn(usize) -> String + 'a;
+
+/// [`Dataset::class_count`] of labels `y`, whose label i is at `locate(i)`.
+pub(crate) fn class_count(y: &[f32], locate: &Locate) -> Result<usize> {
+    let mut max = 0usize;
+    for (i, &v) in y.iter().enumerate() {
+        if v < 0.0 || v.fract() != 0.0 {
+            return Err(Error::BadLabel {
+                location: locate(i),
+                objective: "softmax regression".into(),
+                expected: "that are integers 0, 1, …, k−1",
+                value: v,
+            });
+        }
+        max = max.max(v as usize);
+    }
+    let k = max + 1;
+    // More classes than rows leave some empty; count them without a table of k.
+    let empty = if k > y.len() {
+        let mut seen: Vec<usize> = y.iter().map(|&v| v as usize).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        k - seen.len()
+    } else {
+        let mut seen = vec![false; k];
+        for &v in y {
+            seen[v as usize] = true;
+        }
+        seen.iter().filter(|s| !**s).count()
+    };
+    if empty > 0 {
+        return Err(Error::EmptyClasses {
+            location: locate(y.iter().position(|&v| v as usize == max).unwrap_or(0)),
+            largest: max,
+            empty,
+        });
+    }
+    Ok(k)
+}
+
+/// [`Dataset::check_labels`] of labels `y`.
+pub(crate) fn check_labels(y: &[f32], objective: &Objective, locate: &Locate) -> Result<()> {
+    for (i, &v) in y.iter().enumerate() {
+        if let Err(expected) = objective.check_label(v) {
+            return Err(Error::BadLabel {
+                location: locate(i),
+                objective: objective.to_string(),
+                expected,
+                value: v,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// [`Dataset::objective`] of labels `y`.
+pub(crate) fn objective_of(
+    y: &[f32],
+    model: Model,
+    loss: Option<crate::model::Loss>,
+    classes: Option<usize>,
+    locate: &Locate,
+) -> Result<Objective> {
+    let k = match (model, classes) {
+        (Model::Softmax, Some(k)) => k,
+        (Model::Softmax, None) => class_count(y, locate)?,
+        _ => 1,
+    };
+    let objective = Objective::new(model, loss, k)?;
+    check_labels(y, &objective, locate)?;
+    Ok(objective)
 }
 
 #[cfg(feature = "ndarray")]

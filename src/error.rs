@@ -46,6 +46,15 @@ pub enum Error {
         message: String,
     },
 
+    /// A malformed line of a libsvm file.
+    #[error("{path}, line {line}, column {column}: {message}")]
+    Libsvm {
+        path: PathBuf,
+        line: u64,
+        column: usize,
+        message: String,
+    },
+
     #[error("{path}, line {line}: expected {expected} fields (as in the header), found {found}")]
     RaggedRow {
         path: PathBuf,

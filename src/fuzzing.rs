@@ -44,6 +44,33 @@ pub fn csv(bytes: &[u8]) {
     }
 }
 
+/// libsvm bytes, with the index base detected and forced each way, and with a width: what
+/// it reads must be valid CSR (offsets rising to the entries, each row's columns in order
+/// and below the width, finite values and labels).
+pub fn libsvm(bytes: &[u8]) {
+    use crate::input::libsvm::{IndexBase, LibsvmOptions, read_from};
+    for (base, features) in [
+        (IndexBase::Auto, None),
+        (IndexBase::Zero, None),
+        (IndexBase::One, Some(8)),
+    ] {
+        let options = LibsvmOptions { base, features };
+        if let Ok(s) = read_from(bytes, "fuzzed.svm", &options) {
+            let (n, d) = (s.rows(), s.features());
+            assert!(n > 0 && d > 0, "an empty sparse dataset was accepted");
+            assert!(features.is_none_or(|f| f == d));
+            assert_eq!((s.offsets().len(), s.offsets()[n]), (n + 1, s.nnz() as u64));
+            for i in 0..n {
+                let row = s.row(i);
+                assert!(row.indices.windows(2).all(|p| p[0] < p[1]));
+                assert!(row.indices.iter().all(|&j| (j as usize) < d));
+            }
+            assert!(s.values().unwrap_or(&[]).iter().all(|v| v.is_finite()));
+            assert!(s.y().iter().all(|v| v.is_finite()));
+        }
+    }
+}
+
 /// `.npy` bytes as X, with the label in column 0 and with no labels.
 pub fn npy(bytes: &[u8]) {
     for target in [Target::Index(0), Target::None] {

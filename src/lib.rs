@@ -70,6 +70,7 @@ pub mod selection;
 #[doc(hidden)]
 pub mod simd;
 pub mod solve;
+pub mod sparse;
 pub mod synth;
 pub mod train;
 pub mod verify;
@@ -91,6 +92,7 @@ pub use ndarray;
 pub use params::{Gradient, Params};
 pub use predict::Predictions;
 pub use selection::{BackendKind, Selected, select, select_devices};
+pub use sparse::SparseDataset;
 pub use synth::Synthetic;
 pub use train::{Fit, Trainer, fit};
 

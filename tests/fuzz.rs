@@ -28,7 +28,7 @@ impl Rng {
 }
 
 /// Bytes the readers care about: separators, quotes, digits, signs, brackets.
-const INTERESTING: &[u8] = b",\"\n\r 0123456789.-+eE[]{}:naNinf\x00\xff";
+const INTERESTING: &[u8] = b",\"\n\r\t 0123456789.-+eE[]{}:#naNinfqid\x00\xff";
 
 fn mutate(rng: &mut Rng, input: &[u8], other: &[u8]) -> Vec<u8> {
     let mut out = input.to_vec();
@@ -103,6 +103,11 @@ fn run(target: &str, entry: fn(&[u8])) {
 #[test]
 fn csv_reader_survives_its_corpus_and_mutations() {
     run("csv", downhill::fuzzing::csv);
+}
+
+#[test]
+fn libsvm_reader_survives_its_corpus_and_mutations() {
+    run("libsvm", downhill::fuzzing::libsvm);
 }
 
 #[test]

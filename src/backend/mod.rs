@@ -168,6 +168,17 @@ pub trait Session {
     fn restore(&mut self, snapshot: &Snapshot) -> Result<()>;
 }
 
+/// What a backend without passes over sparse rows answers them.
+#[cfg(feature = "gpu")]
+pub(crate) fn no_sparse_passes(backend: &str) -> crate::error::Error {
+    crate::error::Error::option(
+        "backend",
+        backend,
+        "has no passes over sparse rows yet; --backend cpu fits them (and reference, on \
+         rows few enough to make dense)",
+    )
+}
+
 /// What a session without curvature passes answers the Newton solvers.
 fn no_curvature(session: String) -> crate::error::Error {
     crate::error::Error::option(

@@ -6,24 +6,63 @@ use clap::Args;
 
 use downhill::backend::{ClassWeights, Data};
 use downhill::error::count;
+use downhill::input::libsvm::{self, IndexBase, LibsvmOptions};
 use downhill::input::{self, Target};
 use downhill::optim::Schedule;
 use downhill::train::{Interrupt, OptimizerKind, Solver, StopReason};
 use downhill::{
-    Dataset, Error, FittedModel, Model, Objective, Synthetic, Trainer, params_file, plot,
+    Dataset, Error, FittedModel, Model, Objective, SparseDataset, Synthetic, Trainer, params_file,
+    plot,
 };
 
 use super::args::{ModelArgs, TargetArgs, columns, parse, target_name};
 use super::out;
 use super::progress::{FitProgress, stop_on_ctrl_c};
 
+/// How a libsvm file numbers its columns, and how many there are.
+#[derive(Args)]
+struct LibsvmArgs {
+    /// libsvm: the indices count from 1 (default: from 1 unless some index is 0, as
+    /// scikit-learn's load_svmlight_file decides).
+    #[arg(long, conflicts_with = "zero_based")]
+    one_based: bool,
+    /// libsvm: the indices count from 0.
+    #[arg(long)]
+    zero_based: bool,
+    /// libsvm: the number of features (default: the largest index + 1); a larger index is
+    /// refused with its line and column.
+    #[arg(long)]
+    num_features: Option<usize>,
+}
+
+impl LibsvmArgs {
+    fn options(&self) -> LibsvmOptions {
+        let base = match (self.one_based, self.zero_based) {
+            (true, _) => IndexBase::One,
+            (_, true) => IndexBase::Zero,
+            _ => IndexBase::Auto,
+        };
+        LibsvmOptions {
+            base,
+            features: self.num_features,
+        }
+    }
+
+    fn given(&self) -> bool {
+        self.one_based || self.zero_based || self.num_features.is_some()
+    }
+}
+
 #[derive(Args)]
 pub struct FitArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// Data file: .csv (with a header row), .npy (X as a 2-D array) or .parquet.
+    /// Data file: .csv (with a header row), .npy (X as a 2-D array), .parquet, or libsvm
+    /// text (.svm, .svmlight, .libsvm: sparse rows, labels first).
     #[arg(long, conflicts_with = "rows")]
     data: Option<PathBuf>,
+    #[command(flatten)]
+    libsvm: LibsvmArgs,
     #[command(flatten)]
     target: TargetArgs,
     /// With --data: the feature columns, comma separated (default: every column but the
@@ -238,9 +277,11 @@ fn across_processes(selected: downhill::Selected, _: super::Processes) -> downhi
     selected
 }
 
-/// The rows to fit: a file read into memory, or a synthetic problem.
+/// The rows to fit: a file read into memory (dense, or sparse libsvm rows), or a
+/// synthetic problem.
 enum Source {
     File { dataset: Dataset, target: Target },
+    Sparse(SparseDataset),
     Synthetic(Synthetic),
 }
 
@@ -248,7 +289,40 @@ impl FitArgs {
     fn source(&self) -> Result<(Source, Objective), Error> {
         let m = &self.model;
         let classes = m.classes_hint(self.init.as_deref())?;
+        if self.libsvm.given() && !self.data.as_deref().is_some_and(libsvm::is_libsvm) {
+            return Err(Error::option(
+                "num-features",
+                "(not libsvm)",
+                "--one-based, --zero-based and --num-features read libsvm files (.svm, \
+                 .svmlight, .libsvm)",
+            ));
+        }
         match (&self.data, self.rows) {
+            (Some(path), _) if libsvm::is_libsvm(path) => {
+                if self.target.target_or(None).is_some() || self.training.weight_column.is_some() {
+                    return Err(Error::option(
+                        "target",
+                        path.display(),
+                        "a libsvm file's labels are the first number of each line; it has no \
+                         columns to choose",
+                    ));
+                }
+                let started = std::time::Instant::now();
+                let mut dataset = libsvm::read(path, &self.libsvm.options())?;
+                log::info!(
+                    "read {} × {} ({} non-zeros) from {} in {:.2} s",
+                    count(dataset.rows(), "row"),
+                    count(dataset.features(), "feature"),
+                    dataset.nnz(),
+                    path.display(),
+                    started.elapsed().as_secs_f64()
+                );
+                if m.model == downhill::Model::Logistic && dataset.binary_labels_from_signs() {
+                    log::info!("labels −1 and +1 read as classes 0 and 1");
+                }
+                let objective = dataset.objective(m.model, m.loss()?, classes)?;
+                Ok((Source::Sparse(dataset), objective))
+            }
             (Some(path), _) => {
                 let target = self.target.required(path)?;
                 let spec = columns(
@@ -398,6 +472,7 @@ pub fn fit(args: FitArgs, quiet: bool, processes: super::Processes) -> Result<()
     let m = &args.model;
     let data = match &source {
         Source::File { dataset, .. } => Data::Host(dataset),
+        Source::Sparse(dataset) => Data::Sparse(dataset),
         Source::Synthetic(s) => Data::Synthetic(*s),
     };
     let (rows, features) = (data.rows(), data.features());
@@ -429,9 +504,14 @@ pub fn fit(args: FitArgs, quiet: bool, processes: super::Processes) -> Result<()
         max_device_bytes: args.max_device_bytes,
         ..Default::default()
     };
+    // The GPU has no sparse passes yet: `auto` takes the CPU for sparse rows.
+    let kind = match (m.backend.backend, &data) {
+        (downhill::BackendKind::Auto, Data::Sparse(_)) => downhill::BackendKind::Cpu,
+        (kind, _) => kind,
+    };
     let selected = match &args.devices {
         Some(spec) => downhill::select_devices(spec, gpu_options)?,
-        None => downhill::select(m.backend.backend, gpu_options)?.with_fallbacks(&data),
+        None => downhill::select(kind, gpu_options)?.with_fallbacks(&data),
     };
     let selected = across_processes(selected, processes);
     log::info!("backend: {}", selected.reason);
@@ -528,7 +608,7 @@ pub fn fit(args: FitArgs, quiet: bool, processes: super::Processes) -> Result<()
     }
     let truth = match &source {
         Source::Synthetic(s) => Some(s.true_params()),
-        Source::File { .. } => None,
+        Source::File { .. } | Source::Sparse(_) => None,
     };
     if let Some(solved) = fit.solved.as_ref().filter(|s| !s.converged)
         && fit.stop == StopReason::NotConverged

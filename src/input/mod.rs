@@ -3,6 +3,7 @@
 
 mod columns;
 pub mod csv;
+pub mod libsvm;
 pub mod npy;
 #[cfg(feature = "parquet")]
 pub mod parquet;

@@ -2,6 +2,7 @@
 
 use super::order::chunk_rows;
 use super::session::CpuSession;
+use super::sparse::SparseSession;
 use crate::backend::{Backend, Data, Session, check_host_memory};
 use crate::error::{Error, Result};
 use crate::model::Objective;
@@ -47,6 +48,13 @@ impl Backend for Cpu {
     }
 
     fn open<'a>(&'a self, data: Data<'a>, objective: Objective) -> Result<Box<dyn Session + 'a>> {
+        if let Some(sparse) = data.sparse() {
+            return Ok(Box::new(SparseSession::new(
+                sparse,
+                data.window(),
+                objective,
+            )?));
+        }
         let n = data.window().len();
         let chunks = n.div_ceil(chunk_rows(n));
         check_host_memory(&data, objective, chunks)?;

@@ -20,8 +20,10 @@ mod order;
 mod pass;
 mod product;
 mod session;
+mod sparse;
 
 pub use crate::simd::{SIMD_VAR, Simd};
 pub use backend::Cpu;
 pub use math::stream_read;
 pub use session::CpuSession;
+pub use sparse::SparseSession;

@@ -178,6 +178,9 @@ impl<'a> DeviceRows<'a> {
                 "take parts of a whole problem",
             ));
         }
+        if let Data::Sparse(_) = data {
+            return Err(crate::backend::no_sparse_passes("gpu"));
+        }
         let d = constants.d as usize;
         let row_bytes = 4 * u64::from(constants.dp);
         if plan.streamed {
@@ -202,7 +205,7 @@ impl<'a> DeviceRows<'a> {
                     ];
                     Source::Synthetic(Box::new((generator, targets)))
                 }
-                Data::Part { .. } => unreachable!("refused above"),
+                Data::Part { .. } | Data::Sparse(_) => unreachable!("refused above"),
             };
             return Ok(DeviceRows::Streamed(Box::new(Stream {
                 chunks: plan.ranges.clone(),
@@ -235,7 +238,7 @@ impl<'a> DeviceRows<'a> {
                     let rows = range.end - range.start;
                     RowBuffers::empty(ctx, layout, rows, row_bytes, false)?
                 }
-                Data::Part { .. } => unreachable!("refused above"),
+                Data::Part { .. } | Data::Sparse(_) => unreachable!("refused above"),
             };
             shard.assign(ctx, range.clone(), index as u32);
             shards.push(shard);

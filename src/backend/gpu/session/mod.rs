@@ -88,6 +88,9 @@ impl Backend for Gpu {
     }
 
     fn open<'a>(&'a self, data: Data<'a>, objective: Objective) -> Result<Box<dyn Session + 'a>> {
+        if data.sparse().is_some() {
+            return Err(crate::backend::no_sparse_passes("gpu"));
+        }
         Ok(Box::new(self.session(data, objective)?))
     }
 }
@@ -168,7 +171,7 @@ impl<'a> GpuSession<'a> {
             Data::Part { whole, .. } => {
                 matches!(whole.as_ref(), Data::Host(h) if h.weights().is_some())
             }
-            Data::Synthetic(_) => false,
+            Data::Synthetic(_) | Data::Sparse(_) => false,
         };
         let device_rows = DeviceRows::new(ctx, &constants, &kernels.layouts.shard, &plan, data)?;
 

@@ -1,0 +1,215 @@
+//! Sparse rows (CSR) against the same rows made dense: every pass and every fit of the
+//! CPU's sparse session equals the dense backends' within rounding, for every model,
+//! solver and training option, and reruns give the same bits. The reference takes sparse
+//! rows by making them dense; the GPU refuses them, naming the backend that fits them.
+
+mod common;
+
+use downhill::backend::cpu::Cpu;
+use downhill::backend::parallel::Parallel;
+use downhill::backend::reference::Reference;
+use downhill::backend::{Backend, Data, RowSet};
+use downhill::descent::ClassWeights;
+use downhill::optim::OptimizerKind;
+use downhill::train::Solver;
+use downhill::{Dataset, Objective, Params, SparseDataset, Trainer};
+
+use common::{assert_close, problem, random_params};
+
+/// A synthetic problem's rows with about 80 % of X zeroed by a hash, as CSR: some rows
+/// empty, one listing its columns backwards and one a column twice (which adds up).
+fn sparse_problem(rows: usize, d: usize, objective: Objective, seed: u64) -> SparseDataset {
+    let dense = problem(rows, d, objective, seed);
+    let (mut offsets, mut indices, mut values) = (vec![0u64], Vec::new(), Vec::new());
+    for i in 0..rows {
+        let mut row: Vec<(u32, f32)> = dense
+            .row(i)
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| (i * 31 + j * 17 + seed as usize).is_multiple_of(5) && i % 29 != 3)
+            .map(|(j, &v)| (j as u32, v))
+            .collect();
+        if i == 7 {
+            row.reverse();
+        }
+        if i == 11
+            && let Some(&(j, v)) = row.first()
+        {
+            row[0].1 = v / 2.0;
+            row.push((j, v / 2.0));
+        }
+        for (j, v) in row {
+            indices.push(j);
+            values.push(v);
+        }
+        offsets.push(indices.len() as u64);
+    }
+    SparseDataset::from_csr(offsets, indices, Some(values), dense.y().to_vec(), d).unwrap()
+}
+
+fn objectives() -> [Objective; 3] {
+    [
+        Objective::linear(),
+        Objective::logistic(),
+        Objective::softmax(3).unwrap(),
+    ]
+}
+
+#[test]
+fn sparse_passes_equal_the_dense_references() {
+    for objective in objectives() {
+        let sparse = sparse_problem(700, 12, objective, 3);
+        let dense = sparse.to_dense(0..sparse.rows()).unwrap();
+        let k = objective.outputs();
+        let params = random_params(12, k, 0.3, 5);
+        let v = random_params(12, k, 0.7, 9).flat();
+        let cpu = Cpu::default();
+        let mut s = cpu.open(Data::Sparse(&sparse), objective).unwrap();
+        let mut r = Reference.open(Data::Host(&dense), objective).unwrap();
+        assert!(s.describe().contains("sparse"), "{}", s.describe());
+        for session in [&mut s, &mut r] {
+            session.set_params(&params).unwrap();
+        }
+        let what = format!("{objective}");
+        let (gs, gr) = (s.gradient().unwrap(), r.gradient().unwrap());
+        assert!(
+            (gs.loss - gr.loss).abs() <= 1e-12 * gr.loss.abs(),
+            "{what}: loss"
+        );
+        assert_close(&what, &gs.weights, &gr.weights, 1e-12);
+        assert_close(&what, &gs.bias, &gr.bias, 1e-12);
+        let (hs, hr) = (
+            s.hessian_sums(RowSet::All).unwrap(),
+            r.hessian_sums(RowSet::All).unwrap(),
+        );
+        assert_close(&format!("{what}: Hessian"), &hs.hessian, &hr.hessian, 1e-12);
+        let (vs, vr) = (
+            s.hessian_vector_sums(&v, RowSet::All).unwrap(),
+            r.hessian_vector_sums(&v, RowSet::All).unwrap(),
+        );
+        assert_close(&format!("{what}: Hv"), &vs, &vr, 1e-12);
+        let center: Vec<f64> = (0..12).map(|j| j as f64 * 0.1).collect();
+        let (cs, cr) = (
+            s.column_sums(&center).unwrap(),
+            r.column_sums(&center).unwrap(),
+        );
+        assert_close(&format!("{what}: column sums"), &cs, &cr, 1e-9);
+        assert_close(
+            &format!("{what}: z"),
+            &s.predict().unwrap(),
+            &r.predict().unwrap(),
+            1e-12,
+        );
+        // The same bits again.
+        assert_eq!(s.gradient().unwrap(), gs, "{what}: rerun");
+    }
+}
+
+#[test]
+fn every_solver_and_option_fits_sparse_rows_as_it_fits_them_dense() {
+    let trainers: Vec<(&str, Trainer)> = vec![
+        ("auto", Trainer::new().l2(1e-3)),
+        (
+            "newton-cg",
+            Trainer::new().l2(1e-3).solver(Solver::NewtonCg),
+        ),
+        ("lbfgs, l1", Trainer::new().l1(2e-3).solver(Solver::Lbfgs)),
+        (
+            "newton, standardized",
+            Trainer::new().l2(1e-2).standardize(true),
+        ),
+        ("no intercept", Trainer::new().l2(1e-3).fit_intercept(false)),
+        (
+            "adam, mini-batches, held out",
+            Trainer::new()
+                .optimizer(OptimizerKind::Adam)
+                .lr(0.01)
+                .epochs(20)
+                .batch_size(64)
+                .validation_fraction(0.2),
+        ),
+    ];
+    for objective in objectives() {
+        let sparse = sparse_problem(900, 10, objective, 4);
+        let weights: Vec<f32> = (0..900).map(|i| 0.5 + (i % 3) as f32 * 0.5).collect();
+        let sparse = sparse.with_weights(weights).unwrap();
+        let dense: Dataset = sparse.to_dense(0..sparse.rows()).unwrap();
+        for (name, trainer) in &trainers {
+            let mut trainer = trainer.clone();
+            if objective.model() != downhill::Model::Linear {
+                trainer = trainer.class_weights(ClassWeights::Balanced);
+            }
+            let what = format!("{objective}, {name}");
+            // The reference on the dense rows does the same f64 arithmetic, in another
+            // order; the CPU's dense passes sum in f32 lanes. Solvers may stop a few
+            // iterations apart at their tolerance, at the same optimum.
+            let exact = downhill::fit(&Reference, &dense, objective, &trainer).unwrap();
+            let on_dense = downhill::fit(&Cpu::default(), &dense, objective, &trainer).unwrap();
+            let on_sparse = fit_sparse(&Cpu::default(), &sparse, objective, &trainer);
+            let tol = if name.contains("adam") { 1e-4 } else { 1e-6 };
+            assert_close(&what, &on_sparse.params.flat(), &exact.params.flat(), tol);
+            // OWL-QN stops where F's f32 rounding hides its decrease (see the README).
+            let f32_tol = if name.contains("l1") { 1e-4 } else { tol };
+            assert_close(
+                &format!("{what}, cpu dense"),
+                &on_sparse.params.flat(),
+                &on_dense.params.flat(),
+                f32_tol,
+            );
+            let again = fit_sparse(&Cpu::default(), &sparse, objective, &trainer);
+            assert_eq!(again.params, on_sparse.params, "{what}: rerun");
+            // Split across two workers, and on the reference (which makes them dense).
+            let pair: Vec<Box<dyn Backend>> =
+                vec![Box::new(Cpu::default()), Box::new(Cpu::default())];
+            let parallel = fit_sparse(&Parallel::new(pair), &sparse, objective, &trainer);
+            assert_close(
+                &format!("{what}, 2 workers"),
+                &parallel.params.flat(),
+                &on_sparse.params.flat(),
+                tol,
+            );
+            let reference = fit_sparse(&Reference, &sparse, objective, &trainer);
+            assert_close(
+                &format!("{what}, reference"),
+                &reference.params.flat(),
+                &on_sparse.params.flat(),
+                tol,
+            );
+        }
+    }
+}
+
+fn fit_sparse(
+    backend: &dyn Backend,
+    data: &SparseDataset,
+    objective: Objective,
+    trainer: &Trainer,
+) -> downhill::Fit {
+    let mut session = backend.open(Data::Sparse(data), objective).unwrap();
+    trainer.fit(session.as_mut()).unwrap()
+}
+
+#[test]
+fn backends_without_sparse_passes_say_which_has_them() {
+    let sparse = sparse_problem(50, 4, Objective::logistic(), 1);
+    for (name, backend) in common::fast_backends() {
+        if !name.starts_with("gpu") {
+            continue;
+        }
+        let e = backend
+            .open(Data::Sparse(&sparse), Objective::logistic())
+            .err()
+            .expect("the GPU refuses sparse rows")
+            .to_string();
+        assert!(
+            e.contains("no passes over sparse rows") && e.contains("--backend cpu"),
+            "{name}: {e}"
+        );
+    }
+    // Parameters of the wrong shape are refused as on dense rows.
+    let cpu = Cpu::default();
+    let mut s = cpu
+        .open(Data::Sparse(&sparse), Objective::logistic())
+        .unwrap();
+    assert!(s.set_params(&Params::zeros(5, 1)).is_err());
+}
