@@ -5,6 +5,7 @@
 use crate::data::Dataset;
 use crate::descent::{ClassWeights, Configured, RowSet, Setup, Snapshot, Split, Step};
 use crate::error::{Error, Result};
+use crate::model::Model;
 use crate::optim::Standardization;
 use crate::params::Params;
 
@@ -184,6 +185,27 @@ impl HostDescent {
             self.outputs,
             center,
         )
+    }
+
+    /// The weight of global row `row` (sample weight `sample`, label `label`) in a pass over
+    /// `rows` of a `model`: the sample weight times the class's weight, or 0 when the pass
+    /// does not use the row.
+    pub fn row_weight(
+        &self,
+        model: Model,
+        row: usize,
+        sample: Option<f32>,
+        label: f32,
+        rows: RowSet,
+    ) -> f64 {
+        if !Split::contains(self.setup.split.as_ref(), rows, row as u32) {
+            return 0.0;
+        }
+        let class = match (self.class_weights(), model) {
+            (Some(cw), Model::Logistic | Model::Softmax) => cw[(label as usize).min(cw.len() - 1)],
+            _ => 1.0,
+        };
+        sample.map_or(1.0, f64::from) * class
     }
 
     pub fn standardization(&self) -> Option<&Standardization> {

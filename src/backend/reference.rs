@@ -9,11 +9,11 @@ use super::{Backend, Session, check_host_memory, full_step};
 use crate::data::Dataset;
 use crate::descent::{
     Batch, Configured, Data, HessianSums, HostRows, PassSums, RowSet, RunOutcome, Setup, Snapshot,
-    Split, Step,
+    Step,
 };
 use crate::error::Result;
 use crate::loss::row_loss;
-use crate::model::{Model, Objective, Params};
+use crate::model::{Objective, Params};
 
 /// The f64 reference backend.
 #[derive(Clone, Copy, Debug, Default)]
@@ -65,21 +65,10 @@ impl<'a> ReferenceSession<'a> {
     /// The weight of row i in a pass over `rows`: its sample weight times its class's
     /// weight, or 0 when the pass does not use it.
     pub(crate) fn row_weight(&self, i: usize, rows: RowSet) -> f64 {
-        if !Split::contains(
-            self.descent.setup.split.as_ref(),
-            rows,
-            (i + self.offset) as u32,
-        ) {
-            return 0.0;
-        }
-        let sample = self.data.weights().map_or(1.0, |w| f64::from(w[i]));
-        let class = match (self.descent.class_weights(), self.objective.model()) {
-            (Some(cw), Model::Logistic | Model::Softmax) => {
-                cw[(self.data.y()[i] as usize).min(cw.len() - 1)]
-            }
-            _ => 1.0,
-        };
-        sample * class
+        let sample = self.data.weights().map(|w| w[i]);
+        let (model, label) = (self.objective.model(), self.data.y()[i]);
+        self.descent
+            .row_weight(model, i + self.offset, sample, label, rows)
     }
 
     /// The weighted sums over the rows at positions `batch.start..batch.start + batch.len`:

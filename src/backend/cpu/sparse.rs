@@ -17,7 +17,7 @@ use crate::descent::{
 };
 use crate::error::Result;
 use crate::loss::row_loss;
-use crate::model::{Model, Objective, Params};
+use crate::model::{Objective, Params};
 use crate::sparse::{SparseDataset, SparseRow};
 
 /// Parts of a pass at most; fewer when the pass has fewer than this many times
@@ -39,8 +39,9 @@ pub struct SparseSession<'a> {
 }
 
 /// What one row contributes to a pass, given its z: the coefficient r (k values) of its
-/// scatter x̃ ⊗ r, and its metric sums.
-type RowTerm<'f> = dyn Fn(SparseRow, f32, &[f64], &mut [f64]) -> [f64; 5] + Sync + 'f;
+/// scatter x̃ ⊗ r, and its metric sums. The last slice is scratch of k + k² values, kept
+/// by the part so that rows do not allocate.
+type RowTerm<'f> = dyn Fn(SparseRow, f32, &[f64], &mut [f64], &mut [f64]) -> [f64; 5] + Sync + 'f;
 
 impl<'a> SparseSession<'a> {
     /// Rows `window` (global indices) of `data`.
@@ -69,17 +70,9 @@ impl<'a> SparseSession<'a> {
     /// The weight of global row i in a pass over `rows`: its sample weight times its
     /// class's weight, or 0 when the pass does not use it.
     fn row_weight(&self, i: usize, rows: RowSet) -> f64 {
-        if !Split::contains(self.descent.setup.split.as_ref(), rows, i as u32) {
-            return 0.0;
-        }
-        let sample = self.data.weights().map_or(1.0, |w| f64::from(w[i]));
-        let class = match (self.descent.class_weights(), self.objective.model()) {
-            (Some(cw), Model::Logistic | Model::Softmax) => {
-                cw[(self.data.y()[i] as usize).min(cw.len() - 1)]
-            }
-            _ => 1.0,
-        };
-        sample * class
+        let sample = self.data.weights().map(|w| w[i]);
+        let (model, label) = (self.objective.model(), self.data.y()[i]);
+        self.descent.row_weight(model, i, sample, label, rows)
     }
 
     /// The global rows of `batch` this session holds, in batch order.
@@ -103,6 +96,7 @@ impl<'a> SparseSession<'a> {
                 let mut grad = vec![0.0; (d + 1) * k];
                 let mut metrics = [0.0; 5];
                 let (mut z, mut r) = (vec![0.0; k], vec![0.0; k]);
+                let mut scratch = vec![0.0; k + k * k];
                 for &i in part {
                     let weight = self.row_weight(i, set);
                     if weight == 0.0 {
@@ -111,7 +105,7 @@ impl<'a> SparseSession<'a> {
                     let x = self.data.row(i);
                     z.copy_from_slice(&theta[d * k..]);
                     x.dot_into(theta, &mut z);
-                    let row_metrics = term(x, self.data.y()[i], &z, &mut r);
+                    let row_metrics = term(x, self.data.y()[i], &z, &mut r, &mut scratch);
                     for (j, v) in x.entries() {
                         let wx = weight * f64::from(v);
                         for (g, rc) in grad[j * k..(j + 1) * k].iter_mut().zip(&r) {
@@ -145,7 +139,7 @@ impl<'a> SparseSession<'a> {
     fn gradient_sums(&self, rows: &[usize], set: RowSet) -> PassSums {
         let loss = row_loss(&self.objective);
         let theta = self.descent.raw();
-        self.scatter(rows, set, &theta, &|_, y, z, delta| {
+        self.scatter(rows, set, &theta, &|_, y, z, delta, _| {
             let y = f64::from(y);
             let l = loss.loss_and_delta(z, y, delta);
             let correct = f64::from(u8::from(predicted_class(z) == y.round() as usize));
@@ -292,11 +286,11 @@ impl Session for SparseSession<'_> {
         let loss = row_loss(&self.objective);
         let all = self.all_rows();
         // r = ∂²ℓ/∂z∂zᵀ · u, u = x̃·V the direction's logits.
-        let sums = self.scatter(&all, rows, &theta, &|x, y, z, r| {
-            let mut u = v[d * k..].to_vec();
-            x.dot_into(v, &mut u);
-            let mut curvature = vec![0.0; k * k];
-            loss.curvature(z, f64::from(y), &mut curvature);
+        let sums = self.scatter(&all, rows, &theta, &|x, y, z, r, scratch| {
+            let (u, curvature) = scratch.split_at_mut(k);
+            u.copy_from_slice(&v[d * k..]);
+            x.dot_into(v, u);
+            loss.curvature(z, f64::from(y), curvature);
             for (c, rc) in r.iter_mut().enumerate() {
                 *rc = (0..k).map(|e| curvature[c * k + e] * u[e]).sum();
             }
