@@ -56,17 +56,34 @@ pub fn libsvm(bytes: &[u8]) {
     ] {
         let options = LibsvmOptions { base, features };
         if let Ok(s) = read_from(bytes, "fuzzed.svm", &options) {
-            let (n, d) = (s.rows(), s.features());
-            assert!(n > 0 && d > 0, "an empty sparse dataset was accepted");
-            assert!(features.is_none_or(|f| f == d));
-            assert_eq!((s.offsets().len(), s.offsets()[n]), (n + 1, s.nnz() as u64));
-            for i in 0..n {
-                let row = s.row(i);
-                assert!(row.indices.windows(2).all(|p| p[0] < p[1]));
-                assert!(row.indices.iter().all(|&j| (j as usize) < d));
-            }
-            assert!(s.values().unwrap_or(&[]).iter().all(|v| v.is_finite()));
-            assert!(s.y().iter().all(|v| v.is_finite()));
+            check_sparse(&s, features);
+        }
+    }
+}
+
+/// Sparse rows that hold together: offsets rising to the entries, each row's columns in
+/// order and below the width (`features`, when one was asked for), finite values and
+/// labels.
+fn check_sparse(s: &crate::SparseDataset, features: Option<usize>) {
+    let (n, d) = (s.rows(), s.features());
+    assert!(n > 0 && d > 0, "an empty sparse dataset was accepted");
+    assert!(features.is_none_or(|f| f == d));
+    assert_eq!((s.offsets().len(), s.offsets()[n]), (n + 1, s.nnz() as u64));
+    for i in 0..n {
+        let row = s.row(i);
+        assert!(row.indices.windows(2).all(|p| p[0] < p[1]));
+        assert!(row.indices.iter().all(|&j| (j as usize) < d));
+    }
+    assert!(s.values().unwrap_or(&[]).iter().all(|v| v.is_finite()));
+    assert!(s.y().iter().all(|v| v.is_finite()));
+}
+
+/// `.npz` bytes as a scipy CSR matrix, with 1 to 8 labels (the corpus's matrices have 6
+/// rows): what it reads must be valid CSR, as for [`libsvm`].
+pub fn npz(bytes: &[u8]) {
+    for rows in 1..=8 {
+        if let Ok(s) = input::npz::read_from(bytes, "fuzzed.npz", vec![0.0; rows]) {
+            check_sparse(&s, None);
         }
     }
 }

@@ -318,7 +318,7 @@ fn canonical(
     if ordered {
         return (offsets, indices, values);
     }
-    // Repeated columns of all-one values add up to other values: values are kept.
+    // Repeated columns of all-one values may add up to other values.
     let values = values.unwrap_or_else(|| vec![1.0; indices.len()]);
     let (mut new_offsets, mut new_indices, mut new_values) = (
         vec![0u64],
@@ -342,7 +342,8 @@ fn canonical(
         }
         new_offsets.push(new_indices.len() as u64);
     }
-    (new_offsets, new_indices, Some(new_values))
+    let binary = new_values.iter().all(|&v| v == 1.0);
+    (new_offsets, new_indices, (!binary).then_some(new_values))
 }
 
 #[cfg(test)]

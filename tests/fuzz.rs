@@ -111,6 +111,11 @@ fn libsvm_reader_survives_its_corpus_and_mutations() {
 }
 
 #[test]
+fn npz_reader_survives_its_corpus_and_mutations() {
+    run("npz", downhill::fuzzing::npz);
+}
+
+#[test]
 fn npy_reader_survives_its_corpus_and_mutations() {
     run("npy", downhill::fuzzing::npy);
 }

@@ -6,7 +6,6 @@ use clap::Args;
 
 use downhill::backend::{ClassWeights, Data};
 use downhill::error::count;
-use downhill::input::libsvm::{self, IndexBase, LibsvmOptions};
 use downhill::input::{self, Target};
 use downhill::optim::Schedule;
 use downhill::train::{Interrupt, OptimizerKind, Solver, StopReason};
@@ -18,47 +17,15 @@ use downhill::{
 use super::args::{ModelArgs, TargetArgs, columns, parse, target_name};
 use super::out;
 use super::progress::{FitProgress, stop_on_ctrl_c};
-
-/// How a libsvm file numbers its columns, and how many there are.
-#[derive(Args)]
-struct LibsvmArgs {
-    /// libsvm: the indices count from 1 (default: from 1 unless some index is 0, as
-    /// scikit-learn's load_svmlight_file decides).
-    #[arg(long, conflicts_with = "zero_based")]
-    one_based: bool,
-    /// libsvm: the indices count from 0.
-    #[arg(long)]
-    zero_based: bool,
-    /// libsvm: the number of features (default: the largest index + 1); a larger index is
-    /// refused with its line and column.
-    #[arg(long)]
-    num_features: Option<usize>,
-}
-
-impl LibsvmArgs {
-    fn options(&self) -> LibsvmOptions {
-        let base = match (self.one_based, self.zero_based) {
-            (true, _) => IndexBase::One,
-            (_, true) => IndexBase::Zero,
-            _ => IndexBase::Auto,
-        };
-        LibsvmOptions {
-            base,
-            features: self.num_features,
-        }
-    }
-
-    fn given(&self) -> bool {
-        self.one_based || self.zero_based || self.num_features.is_some()
-    }
-}
+use super::sparse::{self, LibsvmArgs};
 
 #[derive(Args)]
 pub struct FitArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// Data file: .csv (with a header row), .npy (X as a 2-D array), .parquet, or libsvm
-    /// text (.svm, .svmlight, .libsvm: sparse rows, labels first).
+    /// Data file: .csv (with a header row), .npy (X as a 2-D array), .parquet; sparse rows
+    /// as libsvm text (.svm, .svmlight, .libsvm: labels first) or a scipy CSR matrix (.npz,
+    /// from scipy.sparse.save_npz, with --target y.npy).
     #[arg(long, conflicts_with = "rows")]
     data: Option<PathBuf>,
     #[command(flatten)]
@@ -277,7 +244,7 @@ fn across_processes(selected: downhill::Selected, _: super::Processes) -> downhi
     selected
 }
 
-/// The rows to fit: a file read into memory (dense, or sparse libsvm rows), or a
+/// The rows to fit: a file read into memory (dense, or sparse rows), or a
 /// synthetic problem.
 enum Source {
     File { dataset: Dataset, target: Target },
@@ -289,40 +256,25 @@ impl FitArgs {
     fn source(&self) -> Result<(Source, Objective), Error> {
         let m = &self.model;
         let classes = m.classes_hint(self.init.as_deref())?;
-        if self.libsvm.given() && !self.data.as_deref().is_some_and(libsvm::is_libsvm) {
-            return Err(Error::option(
-                "num-features",
-                "(not libsvm)",
-                "--one-based, --zero-based and --num-features read libsvm files (.svm, \
-                 .svmlight, .libsvm)",
-            ));
+        let sparse = sparse::read(
+            self.data.as_deref(),
+            &self.libsvm,
+            &self.target,
+            self.training.weight_column.as_deref(),
+            m.model,
+        )?;
+        if let Some(dataset) = sparse {
+            if let Some(list) = &self.features {
+                return Err(Error::option(
+                    "features",
+                    list,
+                    "sparse rows take every column; --features chooses columns of dense files",
+                ));
+            }
+            let objective = dataset.objective(m.model, m.loss()?, classes)?;
+            return Ok((Source::Sparse(dataset), objective));
         }
         match (&self.data, self.rows) {
-            (Some(path), _) if libsvm::is_libsvm(path) => {
-                if self.target.target_or(None).is_some() || self.training.weight_column.is_some() {
-                    return Err(Error::option(
-                        "target",
-                        path.display(),
-                        "a libsvm file's labels are the first number of each line; it has no \
-                         columns to choose",
-                    ));
-                }
-                let started = std::time::Instant::now();
-                let mut dataset = libsvm::read(path, &self.libsvm.options())?;
-                log::info!(
-                    "read {} × {} ({} non-zeros) from {} in {:.2} s",
-                    count(dataset.rows(), "row"),
-                    count(dataset.features(), "feature"),
-                    dataset.nnz(),
-                    path.display(),
-                    started.elapsed().as_secs_f64()
-                );
-                if m.model == downhill::Model::Logistic && dataset.binary_labels_from_signs() {
-                    log::info!("labels −1 and +1 read as classes 0 and 1");
-                }
-                let objective = dataset.objective(m.model, m.loss()?, classes)?;
-                Ok((Source::Sparse(dataset), objective))
-            }
             (Some(path), _) => {
                 let target = self.target.required(path)?;
                 let spec = columns(

@@ -9,6 +9,7 @@ pub mod out;
 pub mod predict;
 pub mod progress;
 pub mod report;
+pub mod sparse;
 
 /// This process's place among the processes of one run (MPI ranks), or the only one.
 #[derive(Clone, Copy, Debug)]

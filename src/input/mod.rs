@@ -5,8 +5,10 @@ mod columns;
 pub mod csv;
 pub mod libsvm;
 pub mod npy;
+pub mod npz;
 #[cfg(feature = "parquet")]
 pub mod parquet;
+mod zip;
 
 use std::path::Path;
 

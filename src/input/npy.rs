@@ -15,14 +15,16 @@ use crate::data::{Dataset, Origin};
 use crate::error::{Error, Result};
 use crate::floats::Floats;
 
-/// The element types read.
+/// The element types read: numbers, and fixed-width byte strings (`|S<n>`, as the
+/// `format` of a scipy `.npz` is written), which are never read as numbers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Dtype {
+pub(super) enum Dtype {
     F4,
     F8,
     I4,
     I8,
     U1,
+    Text(usize),
 }
 
 impl Dtype {
@@ -31,6 +33,17 @@ impl Dtype {
             Dtype::F4 | Dtype::I4 => 4,
             Dtype::F8 | Dtype::I8 => 8,
             Dtype::U1 => 1,
+            Dtype::Text(n) => n,
+        }
+    }
+
+    /// Element `b` as an exact integer: `None` for floats and text.
+    fn integer(self, b: &[u8]) -> Option<i64> {
+        match self {
+            Dtype::I4 => Some(i32::from_le_bytes(b.try_into().expect("4 bytes")).into()),
+            Dtype::I8 => Some(i64::from_le_bytes(b.try_into().expect("8 bytes"))),
+            Dtype::U1 => Some(b[0].into()),
+            Dtype::F4 | Dtype::F8 | Dtype::Text(_) => None,
         }
     }
 
@@ -41,29 +54,28 @@ impl Dtype {
             Dtype::I4 => i32::from_le_bytes(b.try_into().expect("4 bytes")) as f32,
             Dtype::I8 => i64::from_le_bytes(b.try_into().expect("8 bytes")) as f32,
             Dtype::U1 => f32::from(b[0]),
+            Dtype::Text(_) => f32::NAN,
         }
     }
 }
 
-/// An open array: its element type, shape, order, and a reader at its first element,
-/// which is byte `offset` of the file.
 /// An array's header, and its data to read from `data` (at byte `offset` of the file).
-struct Array<R> {
-    dtype: Dtype,
-    shape: Vec<usize>,
+pub(super) struct Array<R> {
+    pub(super) dtype: Dtype,
+    pub(super) shape: Vec<usize>,
     fortran: bool,
     data: R,
     offset: usize,
 }
 
-fn fail(path: &Path, message: impl Into<String>) -> Error {
+pub(super) fn fail(path: &Path, message: impl Into<String>) -> Error {
     Error::Format {
         path: path.into(),
         message: message.into(),
     }
 }
 
-fn open(path: &Path) -> Result<Array<BufReader<File>>> {
+pub(super) fn open(path: &Path) -> Result<Array<BufReader<File>>> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
     header(BufReader::with_capacity(1 << 20, file), file_len, path)
@@ -71,7 +83,7 @@ fn open(path: &Path) -> Result<Array<BufReader<File>>> {
 
 /// Reads the header of an array of `file_len` bytes from `data`, leaving `data` at the
 /// first element; sizes are checked against `file_len` before anything is allocated.
-fn header<R: Read>(mut data: R, file_len: u64, path: &Path) -> Result<Array<R>> {
+pub(super) fn header<R: Read>(mut data: R, file_len: u64, path: &Path) -> Result<Array<R>> {
     let mut magic = [0u8; 8];
     data.read_exact(&mut magic)
         .map_err(|_| fail(path, "not a .npy file (too short)"))?;
@@ -131,6 +143,9 @@ fn header<R: Read>(mut data: R, file_len: u64, path: &Path) -> Result<Array<R>> 
         "<i4" => Dtype::I4,
         "<i8" => Dtype::I8,
         "|u1" | "<u1" | "|b1" => Dtype::U1,
+        text if text.starts_with("|S") && text[2..].parse::<usize>().is_ok() => {
+            Dtype::Text(text[2..].parse().expect("checked"))
+        }
         other => {
             return Err(fail(
                 path,
@@ -175,17 +190,70 @@ fn header<R: Read>(mut data: R, file_len: u64, path: &Path) -> Result<Array<R>> 
 
 impl<R: Read> Array<R> {
     /// Every element, as f32, in file order.
-    fn values(mut self, path: &Path) -> Result<Vec<f32>> {
+    pub(super) fn values(self, path: &Path) -> Result<Vec<f32>> {
+        let dtype = self.dtype;
+        self.each(path, "f32", |b, _| Ok(dtype.decode(b)))
+    }
+
+    /// Every element of an integer array, in file order, made a `T` by `convert(value,
+    /// position)` (which refuses what does not fit).
+    pub(super) fn integers<T>(
+        self,
+        path: &Path,
+        convert: impl Fn(i64, usize) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        let dtype = self.dtype;
+        if !matches!(dtype, Dtype::I4 | Dtype::I8 | Dtype::U1) {
+            return Err(fail(
+                path,
+                format!("holds {dtype:?} elements where integers (int32 or int64) belong"),
+            ));
+        }
+        self.each(path, std::any::type_name::<T>(), |b, at| {
+            convert(dtype.integer(b).expect("an integer type"), at)
+        })
+    }
+
+    /// The bytes of a one-element text array (`|S<n>`), trailing NULs dropped.
+    pub(super) fn text(mut self, path: &Path) -> Result<String> {
+        let Dtype::Text(n) = self.dtype else {
+            return Err(fail(
+                path,
+                format!("holds {:?} elements, not text", self.dtype),
+            ));
+        };
+        let mut bytes = vec![0u8; n.min(256)];
+        self.data
+            .read_exact(&mut bytes)
+            .map_err(|_| fail(path, "the file ends inside its text"))?;
+        let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+        Ok(String::from_utf8_lossy(&bytes[..end]).into_owned())
+    }
+
+    /// Every element decoded by `decode(bytes, position)`, read a megabyte at a time into
+    /// memory reserved up front (named `what` if it cannot be).
+    fn each<T>(
+        mut self,
+        path: &Path,
+        what: &str,
+        decode: impl Fn(&[u8], usize) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        if let Dtype::Text(_) = self.dtype {
+            return Err(fail(path, "holds text where numbers belong"));
+        }
         let count: usize = self.shape.iter().product();
         let size = self.dtype.size();
         let mut out = Vec::new();
         crate::memory::reserve(&mut out, count, || {
-            format!("{}: its {count} elements as f32", path.display())
+            format!("{}: its {count} elements as {what}", path.display())
         })?;
         let mut buf = vec![0u8; (1 << 20) / size * size];
         while out.len() < count {
             let want = ((count - out.len()) * size).min(buf.len());
-            self.data.read_exact(&mut buf[..want]).map_err(|_| {
+            self.data.read_exact(&mut buf[..want]).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::InvalidData {
+                    return fail(path, e.to_string());
+                }
                 fail(
                     path,
                     format!(
@@ -194,7 +262,10 @@ impl<R: Read> Array<R> {
                     ),
                 )
             })?;
-            out.extend(buf[..want].chunks_exact(size).map(|b| self.dtype.decode(b)));
+            for b in buf[..want].chunks_exact(size) {
+                let at = out.len();
+                out.push(decode(b, at)?);
+            }
         }
         Ok(out)
     }
@@ -261,16 +332,7 @@ fn read_array<R: Read>(
         },
     )?;
     let labels = match &target {
-        Target::File(y_path) => {
-            let y = open(y_path)?;
-            if y.shape.iter().product::<usize>() != rows || y.shape.len() > 2 {
-                return Err(fail(
-                    y_path,
-                    format!("labels of shape {:?} do not match X's {rows} rows", y.shape),
-                ));
-            }
-            Some(y.values(y_path)?)
-        }
+        Target::File(y_path) => Some(labels(y_path, rows)?),
         _ => None,
     };
     // Every column a feature, in order: X is the file's array as it stands.
@@ -354,6 +416,19 @@ fn read_array<R: Read>(
         layout.names(&header),
         origin,
     ))
+}
+
+/// The labels in `y_path`, one for each of X's `rows` (a 1-D array, or 2-D with one
+/// column or one row).
+pub(super) fn labels(y_path: &Path, rows: usize) -> Result<Vec<f32>> {
+    let y = open(y_path)?;
+    if y.shape.iter().product::<usize>() != rows || y.shape.len() > 2 {
+        return Err(fail(
+            y_path,
+            format!("labels of shape {:?} do not match X's {rows} rows", y.shape),
+        ));
+    }
+    y.values(y_path)
 }
 
 /// X's values as read or as mapped.
