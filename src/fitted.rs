@@ -7,9 +7,12 @@ use crate::backend::Backend;
 use crate::data::Dataset;
 use crate::descent::{Data, Evaluation, RowSet, Setup};
 use crate::error::{Error, Result};
-use crate::input::{self, Target};
+use crate::input::libsvm::{self, IndexBase, LibsvmOptions};
+use crate::input::{self, Target, npz};
+use crate::model::Model;
 use crate::model_file::FittedModel;
 use crate::predict::Predictions;
+use crate::sparse::SparseDataset;
 
 impl FittedModel {
     /// Reads the model's feature columns of `data` (by name when the model names them,
@@ -41,36 +44,82 @@ impl FittedModel {
                 crate::error::count(self.params.features(), "feature")
             );
         }
-        self.check_features(&dataset, &data.display().to_string())?;
+        self.check_features(&Data::Host(&dataset), &data.display().to_string())?;
         Ok(dataset)
     }
 
+    /// Reads sparse rows for the model: a libsvm file (its columns numbered as the file the
+    /// model was fitted on numbered them, when the model says; an index past the model's
+    /// features refused with its line and column), or a scipy CSR `.npz` with its labels in
+    /// `labels` (`None`: labels 0, for predicting). Labels ±1 become 0 and 1 for a logistic
+    /// model.
+    pub fn read_sparse(&self, data: &Path, labels: Option<&Path>) -> Result<SparseDataset> {
+        let mut rows = if libsvm::is_libsvm(data) {
+            let base = match self.libsvm_one_based {
+                Some(true) => IndexBase::One,
+                Some(false) => IndexBase::Zero,
+                None => IndexBase::Auto,
+            };
+            let options = LibsvmOptions {
+                base,
+                features: Some(self.params.features()),
+            };
+            libsvm::read(data, &options)?
+        } else {
+            npz::read(data, labels)?
+        };
+        if self.model == Model::Logistic {
+            rows.binary_labels_from_signs();
+        }
+        Ok(rows)
+    }
+
     /// Refuses rows with another number of features than the model has weights.
-    fn check_features(&self, data: &Dataset, what: &str) -> Result<()> {
+    fn check_features(&self, data: &Data<'_>, what: &str) -> Result<()> {
         if data.features() == self.params.features() {
             return Ok(());
         }
+        let names = match data {
+            Data::Host(rows) => format!(" ({})", rows.feature_names().join(", ")),
+            _ => String::new(),
+        };
         Err(Error::Shape {
             what: format!("{what} (for the model)"),
             expected: format!("{} feature columns", self.params.features()),
-            found: format!("{} ({})", data.features(), data.feature_names().join(", ")),
+            found: format!("{}{names}", data.features()),
         })
     }
 
-    /// The model's predictions for every row of `data`, computed on `backend`.
-    pub fn predict(&self, backend: &dyn Backend, data: &Dataset) -> Result<Predictions> {
-        self.check_features(data, "the rows")?;
-        let mut session = backend.open(Data::Host(data), self.prediction_objective()?)?;
+    /// The model's predictions for every row of `data` (a [`Dataset`] or a
+    /// [`SparseDataset`]), computed on `backend`.
+    pub fn predict<'a>(
+        &self,
+        backend: &dyn Backend,
+        data: impl Into<Data<'a>>,
+    ) -> Result<Predictions> {
+        let data = data.into();
+        self.check_features(&data, "the rows")?;
+        let mut session = backend.open(data, self.prediction_objective()?)?;
         Predictions::of(session.as_mut(), &self.params)
     }
 
     /// The loss of the model's objective (unweighted by class) and its metric, accuracy or
-    /// R², over every row of `data`, computed on `backend`.
-    pub fn score(&self, backend: &dyn Backend, data: &Dataset) -> Result<Evaluation> {
-        self.check_features(data, "the rows")?;
+    /// R², over every row of `data` (a [`Dataset`] or a [`SparseDataset`]), computed on
+    /// `backend`.
+    pub fn score<'a>(
+        &self,
+        backend: &dyn Backend,
+        data: impl Into<Data<'a>>,
+    ) -> Result<Evaluation> {
+        let data = data.into();
+        self.check_features(&data, "the rows")?;
         let objective = self.objective()?;
-        data.check_labels(&objective)?;
-        let mut session = backend.open(Data::Host(data), objective)?;
+        match &data {
+            Data::Host(rows) => rows.check_labels(&objective)?,
+            Data::Sparse(rows) => rows.check_labels(&objective)?,
+            _ => {}
+        }
+        let mut session = backend.open(data, objective)?;
         session.configure(&Setup::default())?;
         session.set_params(&self.params)?;
         session.evaluate(RowSet::All)

@@ -35,6 +35,8 @@ pub struct FittedModel {
     pub target: Option<String>,
     /// Per-feature mean and σ the descent standardized with.
     pub standardization: Option<Standardization>,
+    /// For a model of sparse rows from a libsvm file: whether it counted columns from 1.
+    pub libsvm_one_based: Option<bool>,
 }
 
 impl FittedModel {
@@ -47,6 +49,7 @@ impl FittedModel {
             features: None,
             target: None,
             standardization: None,
+            libsvm_one_based: None,
         }
     }
 
@@ -55,6 +58,12 @@ impl FittedModel {
     pub fn with_data(mut self, data: &crate::data::Dataset) -> Self {
         self.features = Some(data.feature_names().to_vec());
         self.target = data.target_name().map(str::to_string);
+        self
+    }
+
+    /// With how the sparse rows it was fitted on were read (their columns have no names).
+    pub fn with_sparse(mut self, data: &crate::sparse::SparseDataset) -> Self {
+        self.libsvm_one_based = data.libsvm_one_based();
         self
     }
 
@@ -110,6 +119,9 @@ impl FittedModel {
                 json!({"mean": s.mean, "std": std}),
             );
         }
+        if let Some(one_based) = self.libsvm_one_based {
+            fields.insert("libsvm".into(), json!({ "one_based": one_based }));
+        }
         value
     }
 
@@ -150,10 +162,7 @@ impl FittedModel {
                 ));
             }
         };
-        let features = match field("weights") {
-            Some(Value::Array(w)) => w.len(),
-            _ => 0,
-        };
+        let features = field("weights").map_or(0, params_file::features_of);
         let params = params_file::parse(text, path, model, features, None)?;
         let loss_fn = match field("loss_fn") {
             Some(Value::String(s)) => s.clone(),
@@ -191,6 +200,14 @@ impl FittedModel {
             None => None,
             Some(s) => Some(read_standardization(s, params.features()).map_err(fail)?),
         };
+        let libsvm_one_based = match field("libsvm") {
+            None => None,
+            Some(v) => Some(v.get("one_based").and_then(Value::as_bool).ok_or_else(|| {
+                fail(format!(
+                    "libsvm must be {{\"one_based\": true or false}}, found {v}"
+                ))
+            })?),
+        };
         Ok(FittedModel {
             model,
             loss_fn,
@@ -198,6 +215,7 @@ impl FittedModel {
             features: feature_names,
             target,
             standardization,
+            libsvm_one_based,
         })
     }
 }

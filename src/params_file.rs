@@ -2,6 +2,12 @@
 //!
 //! Linear and logistic: `weights` is d numbers and `bias` one number. Softmax: `weights`
 //! is d rows of k numbers (W is d×k) and `bias` k numbers. Unknown fields are ignored.
+//!
+//! When most of W's rows are zero (an L1 fit to wide sparse rows, say) and there are at
+//! least [`SPARSE_FROM`] of them, `weights` is written in sparse form instead:
+//! `{"features": d, "rows": [j, …], "values": [W's row j, …]}` (each value a number, or k
+//! numbers for softmax), the rows listed rising; every other row is zero. Both forms are
+//! read.
 
 use std::path::Path;
 
@@ -33,9 +39,36 @@ pub fn to_json(objective: &Objective, params: &Params) -> Value {
     })
 }
 
+/// The fewest features for which a mostly-zero W is written in sparse form.
+pub const SPARSE_FROM: usize = 256;
+
 /// `weights` and `bias` as the file spells them for `model`.
 pub fn json_parts(model: Model, params: &Params) -> (Value, Value) {
     let k = params.outputs();
+    let d = params.features();
+    let row = |j: usize| -> Value {
+        let row = &params.weights()[j * k..(j + 1) * k];
+        match model {
+            Model::Softmax => Value::from(row.to_vec()),
+            Model::Linear | Model::Logistic => Value::from(row[0]),
+        }
+    };
+    let nonzero: Vec<usize> = (0..d)
+        .filter(|&j| {
+            params.weights()[j * k..(j + 1) * k]
+                .iter()
+                .any(|&w| w != 0.0)
+        })
+        .collect();
+    if d >= SPARSE_FROM && nonzero.len() * 2 < d {
+        let values: Vec<Value> = nonzero.iter().map(|&j| row(j)).collect();
+        let weights = serde_json::json!({"features": d, "rows": nonzero, "values": values});
+        let bias = match model {
+            Model::Softmax => Value::from(params.bias().to_vec()),
+            Model::Linear | Model::Logistic => Value::from(params.bias()[0]),
+        };
+        return (weights, bias);
+    }
     match model {
         Model::Softmax => (
             Value::from(
@@ -85,7 +118,11 @@ pub(crate) fn parse(
         path: path.into(),
         message,
     };
-    let file: ParamsFile = serde_json::from_str(text).map_err(|e| json_error(path, &e))?;
+    let mut file: ParamsFile = serde_json::from_str(text).map_err(|e| json_error(path, &e))?;
+    if file.weights.is_object() {
+        let k = classes.or(file.bias.as_array().map(Vec::len)).unwrap_or(1);
+        file.weights = dense_weights(&file.weights, model, features, k).map_err(fail)?;
+    }
     if let Some(found) = file.model
         && found != model
     {
@@ -164,6 +201,66 @@ pub(crate) fn parse(
     }
 }
 
+/// The number of features a file's `weights` holds, in either form (0 if neither).
+pub(crate) fn features_of(weights: &Value) -> usize {
+    match weights {
+        Value::Array(rows) => rows.len(),
+        Value::Object(sparse) => sparse
+            .get("features")
+            .and_then(Value::as_u64)
+            .map_or(0, |d| d as usize),
+        _ => 0,
+    }
+}
+
+/// Sparse-form `weights` made dense (every unlisted row zero), checked against the
+/// `features` the caller expects; k zeros fill a softmax row.
+fn dense_weights(
+    sparse: &Value,
+    model: Model,
+    features: usize,
+    k: usize,
+) -> std::result::Result<Value, String> {
+    let form = "sparse weights are {\"features\": d, \"rows\": [j, …], \"values\": […]}";
+    let d = sparse.get("features").and_then(Value::as_u64);
+    let rows = sparse.get("rows").and_then(Value::as_array);
+    let values = sparse.get("values").and_then(Value::as_array);
+    let (Some(d), Some(rows), Some(values)) = (d, rows, values) else {
+        return Err(format!("{form}; found {sparse}"));
+    };
+    if d != features as u64 {
+        return Err(format!(
+            "weights has {}, but the data has {}",
+            crate::error::count(d as usize, "row"),
+            crate::error::count(features, "feature")
+        ));
+    }
+    if rows.len() != values.len() {
+        return Err(format!(
+            "sparse weights list {} rows but {} values",
+            rows.len(),
+            values.len()
+        ));
+    }
+    let zero = match model {
+        Model::Softmax => Value::from(vec![0.0; k]),
+        Model::Linear | Model::Logistic => Value::from(0.0),
+    };
+    let mut dense = vec![zero; features];
+    let mut last = None;
+    for (i, (j, value)) in rows.iter().zip(values).enumerate() {
+        let j = j
+            .as_u64()
+            .filter(|&j| j < d && last.is_none_or(|l| j > l))
+            .ok_or_else(|| {
+                format!("weights.rows[{i}] must be a row below {d}, after the one before: {j}")
+            })?;
+        last = Some(j);
+        dense[j as usize] = value.clone();
+    }
+    Ok(Value::from(dense))
+}
+
 /// A JSON syntax error in `path`, leading with its line and column.
 pub(crate) fn json_error(path: &Path, e: &serde_json::Error) -> Error {
     Error::ParamsFile {
@@ -208,6 +305,55 @@ mod tests {
         let text = to_json(&Objective::softmax(3).unwrap(), &soft).to_string();
         assert!(text.contains("[[1.0,2.0,3.0],[4.0,5.0,6.0]]"), "{text}");
         assert_eq!(p(&text, Model::Softmax, 2).unwrap(), soft);
+    }
+
+    #[test]
+    fn mostly_zero_weights_are_written_sparse_and_read_back() {
+        let d = SPARSE_FROM;
+        let mut w = vec![0.0; d];
+        (w[3], w[200]) = (1.5, -2.0);
+        let lin = Params::new(d, 1, w, vec![0.25]).unwrap();
+        let text = to_json(&Objective::linear(), &lin).to_string();
+        assert!(
+            text.contains(r#""weights":{"features":256,"rows":[3,200],"values":[1.5,-2.0]}"#),
+            "{text}"
+        );
+        assert_eq!(p(&text, Model::Linear, d).unwrap(), lin);
+        let mut w = vec![0.0; d * 2];
+        (w[10], w[11]) = (1.0, -1.0);
+        let soft = Params::new(d, 2, w, vec![0.5, -0.5]).unwrap();
+        let text = to_json(&Objective::softmax(2).unwrap(), &soft).to_string();
+        assert!(
+            text.contains(r#""rows":[5],"values":[[1.0,-1.0]]"#),
+            "{text}"
+        );
+        assert_eq!(p(&text, Model::Softmax, d).unwrap(), soft);
+        // Half non-zero: dense, as below SPARSE_FROM features.
+        let half = Params::new(4, 1, vec![0.0, 0.0, 1.0, 1.0], vec![0.0]).unwrap();
+        let text = to_json(&Objective::linear(), &half).to_string();
+        assert!(text.contains(r#""weights":[0.0,0.0,1.0,1.0]"#), "{text}");
+        let e = p(
+            r#"{"weights": {"features": 4, "rows": [2, 1], "values": [1, 2]}, "bias": 0}"#,
+            Model::Linear,
+            4,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("weights.rows[1] must be a row below 4"),
+            "{e}"
+        );
+        let e = p(
+            r#"{"weights": {"features": 5, "rows": [], "values": []}, "bias": 0}"#,
+            Model::Linear,
+            4,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("weights has 5 rows, but the data has 4"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub struct SparseDataset {
     y: Vec<f32>,
     weights: Option<Vec<f32>>,
     origin: Origin,
+    /// Whether the libsvm file the rows came from counted columns from 1.
+    one_based: Option<bool>,
 }
 
 /// Row i of a [`SparseDataset`]: its non-zeros' columns and values.
@@ -144,6 +146,7 @@ impl SparseDataset {
             y,
             weights: None,
             origin: Origin::Memory,
+            one_based: None,
         })
     }
 
@@ -158,6 +161,19 @@ impl SparseDataset {
     pub(crate) fn with_origin(mut self, origin: Origin) -> Self {
         self.origin = origin;
         self
+    }
+
+    /// The same rows, from a libsvm file that counts its columns from 1 (or 0).
+    pub(crate) fn with_one_based(mut self, one_based: bool) -> Self {
+        self.one_based = Some(one_based);
+        self
+    }
+
+    /// For rows from a libsvm file: whether it counted its columns from 1 (as decided, or
+    /// as forced). A model fitted to them keeps it, so that predicting reads new files the
+    /// same way.
+    pub fn libsvm_one_based(&self) -> Option<bool> {
+        self.one_based
     }
 
     pub fn rows(&self) -> usize {

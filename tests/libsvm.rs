@@ -245,3 +245,76 @@ fn the_command_line_fits_libsvm_files_and_names_their_mistakes() {
     ]);
     assert!(e.contains("read libsvm files"), "{e}");
 }
+
+/// σ(x·w + b) for a libsvm row's pairs, zero-based.
+fn probability(pairs: &[(usize, f64)], w: &[f64], b: f64) -> f64 {
+    let z: f64 = pairs.iter().map(|&(j, x)| x * w[j]).sum::<f64>() + b;
+    1.0 / (1.0 + (-z).exp())
+}
+
+#[test]
+fn predict_and_score_read_libsvm_files_as_the_model_was_fitted() {
+    let dir = scratch("libsvm-predict");
+    // Zero-based (index 0 appears): the model records it.
+    let train = "1 0:1 2:0.5\n0 0:-1 1:2\n1 1:1 # a comment\n0 2:1 0:-0.5\n";
+    let train = write(&dir, "train.svm", train);
+    let model = dir.join("model.json").display().to_string();
+    let out = downhill(&[
+        "fit", "--model", "logistic", "--data", &train, "--l2", "0.1", "--out", &model,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&model).unwrap()).unwrap();
+    assert_eq!(saved["libsvm"]["one_based"], false, "{saved}");
+    let w: Vec<f64> = saved["weights"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    let b = saved["bias"].as_f64().unwrap();
+    // No index 0 here: detected alone it would be one-based; the model reads it zero-based.
+    let new = write(&dir, "new.svm", "-1 1:1 2:2\n+1 2:-1\n");
+    let out = downhill(&["predict", "--model-file", &model, "--data", &new, "--proba"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let p: Vec<f64> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap().parse().unwrap())
+        .collect();
+    let expected = [
+        probability(&[(1, 1.0), (2, 2.0)], &w, b),
+        probability(&[(2, -1.0)], &w, b),
+    ];
+    common::assert_close("libsvm predictions", &p, &expected, 1e-6);
+    // Score: labels ±1 read as 0 and 1; the loss is the mean cross-entropy of those rows.
+    let v = report(&downhill(&[
+        "score",
+        "--model-file",
+        &model,
+        "--data",
+        &new,
+        "--json",
+    ]));
+    let loss = -((1.0 - expected[0]).ln() + expected[1].ln()) / 2.0;
+    assert!(
+        (v["loss"].as_f64().unwrap() - loss).abs() < 1e-5,
+        "{v} vs {loss}"
+    );
+    assert_eq!(v["rows"], 2, "{v}");
+    let wide = write(&dir, "wide.svm", "1 0:1\n0 7:1\n");
+    let e = fails(&["predict", "--model-file", &model, "--data", &wide]);
+    assert!(
+        e.contains("wide.svm, line 2, column 3: index 7 is beyond the 3 features"),
+        "{e}"
+    );
+}

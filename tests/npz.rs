@@ -42,7 +42,7 @@ fn every_data_and_index_type_reads_as_its_dense_twin() {
         "csr_f4_i8.npz",
         "csr_f8_i8.npz",
     ] {
-        let s = npz::read(&fixture(name), &fixture("y.npy")).unwrap();
+        let s = npz::read(&fixture(name), Some(&fixture("y.npy"))).unwrap();
         assert_eq!((s.rows(), s.features()), (6, 9), "{name}");
         // Row 2 lists column 5 twice: summed into one entry, so 11 of the 12 remain.
         assert_eq!(s.nnz(), 11, "{name}");
@@ -51,7 +51,7 @@ fn every_data_and_index_type_reads_as_its_dense_twin() {
         assert_eq!(s.y(), &[0.0, 1.0, 1.0, 0.0, 1.0, 0.0], "{name}");
         assert!(s.values().is_some(), "{name}");
     }
-    let binary = npz::read(&fixture("binary.npz"), &fixture("y.npy")).unwrap();
+    let binary = npz::read(&fixture("binary.npz"), Some(&fixture("y.npy"))).unwrap();
     assert!(binary.values().is_none(), "all-ones values are not kept");
     assert_eq!(
         dense(&binary)[2],
@@ -62,7 +62,9 @@ fn every_data_and_index_type_reads_as_its_dense_twin() {
 #[test]
 fn mistakes_are_named_with_the_file() {
     let y = fixture("y.npy");
-    let e = npz::read(&fixture("csc.npz"), &y).unwrap_err().to_string();
+    let e = npz::read(&fixture("csc.npz"), Some(&y))
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("csc.npz") && e.contains("in csc form") && e.contains("X.tocsr()"),
         "{e}"
@@ -91,16 +93,18 @@ fn mistakes_are_named_with_the_file() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("5 labels for its 6 rows"), "{e}");
-    let e = npz::read(&fixture("csr_f4_i4.npz"), &fixture("dense.npy"))
+    let e = npz::read(&fixture("csr_f4_i4.npz"), Some(&fixture("dense.npy")))
         .unwrap_err()
         .to_string();
     assert!(e.contains("dense.npy") && e.contains("do not match"), "{e}");
-    let e = npz::read(&fixture("csr_f4_i4.npz"), &fixture("absent.npy"))
+    let e = npz::read(&fixture("csr_f4_i4.npz"), Some(&fixture("absent.npy")))
         .unwrap_err()
         .to_string();
     assert!(e.contains("absent.npy"), "{e}");
     // A zip that is no scipy matrix.
-    let e = npz::read(&fixture("y.npy"), &y).unwrap_err().to_string();
+    let e = npz::read(&fixture("y.npy"), Some(&y))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("no zip end record"), "{e}");
 }
 
@@ -155,4 +159,81 @@ fn the_command_line_fits_an_npz_with_its_labels() {
         "a",
     ]);
     assert!(e.contains("sparse rows take every column"), "{e}");
+}
+
+#[test]
+fn predict_and_score_take_an_npz() {
+    let dir = common::cli::scratch("npz-predict");
+    let model = dir.join("model.json").display().to_string();
+    let data = fixture("csr_f8_i4.npz");
+    let y = fixture("y.npy");
+    let (data, y) = (data.to_str().unwrap(), y.to_str().unwrap());
+    let out = downhill(&[
+        "fit", "--model", "logistic", "--data", data, "--target", y, "--l2", "0.1", "--out", &model,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = downhill(&["predict", "--model-file", &model, "--data", data, "--proba"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    // The same model on the dense twin predicts the same probabilities.
+    let dense = fixture("dense.npy");
+    let twin = downhill(&[
+        "predict",
+        "--model-file",
+        &model,
+        "--data",
+        dense.to_str().unwrap(),
+        "--proba",
+    ]);
+    assert!(
+        twin.status.success(),
+        "{}",
+        String::from_utf8_lossy(&twin.stderr)
+    );
+    let column = |t: &str| -> Vec<f64> {
+        t.lines()
+            .skip(1)
+            .map(|l| l.split(',').nth(1).unwrap().parse().unwrap())
+            .collect()
+    };
+    let twin_text = String::from_utf8(twin.stdout).unwrap();
+    assert_eq!(column(&text).len(), 6);
+    common::assert_close(
+        "npz against dense",
+        &column(&text),
+        &column(&twin_text),
+        1e-9,
+    );
+    let v = report(&downhill(&[
+        "score",
+        "--model-file",
+        &model,
+        "--data",
+        data,
+        "--target",
+        y,
+        "--json",
+    ]));
+    let p = column(&text);
+    let labels = [0.0, 1.0, 1.0, 0.0, 1.0, 0.0];
+    let loss: f64 = p
+        .iter()
+        .zip(labels)
+        .map(|(p, y)| -(y * p.ln() + (1.0 - y) * (1.0 - p).ln()))
+        .sum::<f64>()
+        / 6.0;
+    assert!(
+        (v["loss"].as_f64().unwrap() - loss).abs() < 1e-5,
+        "{v} vs {loss}"
+    );
+    let e = fails(&["score", "--model-file", &model, "--data", data]);
+    assert!(e.contains("--target y.npy"), "{e}");
 }

@@ -520,11 +520,15 @@ pub fn fit(args: FitArgs, quiet: bool, processes: super::Processes) -> Result<()
     progress.finish();
     // The model as a file gives it: with the columns the rows came from.
     let with_columns = |mut model: FittedModel| -> FittedModel {
-        if let Source::File { dataset, target } = &source {
-            model.features = Some(dataset.feature_names().to_vec());
-            model.target = target_name(target);
+        match &source {
+            Source::File { dataset, target } => {
+                model.features = Some(dataset.feature_names().to_vec());
+                model.target = target_name(target);
+                model
+            }
+            Source::Sparse(dataset) => model.with_sparse(dataset),
+            Source::Synthetic(_) => model,
         }
-        model
     };
     let fit = match result {
         Ok(fit) => fit,

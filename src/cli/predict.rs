@@ -18,7 +18,8 @@ pub struct PredictArgs {
     /// A model file written by `fit --out`.
     #[arg(long)]
     model_file: PathBuf,
-    /// Rows to predict: .csv, .npy or .parquet, with the model's feature columns.
+    /// Rows to predict: .csv, .npy or .parquet, with the model's feature columns; or sparse
+    /// rows, libsvm text (.svm, .svmlight, .libsvm) or a scipy CSR .npz.
     #[arg(long)]
     data: PathBuf,
     /// Also write probabilities: P(y = 1) (logistic), one column per class (softmax).
@@ -36,7 +37,8 @@ pub struct ScoreArgs {
     /// A model file written by `fit --out`.
     #[arg(long)]
     model_file: PathBuf,
-    /// Labelled rows: .csv, .npy or .parquet.
+    /// Labelled rows: .csv, .npy or .parquet; or sparse rows, libsvm text (.svm,
+    /// .svmlight, .libsvm) or a scipy CSR .npz (with --target y.npy).
     #[arg(long)]
     data: PathBuf,
     /// Default: the target the model was fitted to.
@@ -73,10 +75,12 @@ pub fn predict(args: PredictArgs) -> Result<(), Error> {
         )?;
     }
     let model = FittedModel::load(&args.model_file)?;
-    let dataset = model.read(&args.data, Target::None)?;
-    let selected = downhill::select(args.backend.backend, Default::default())?;
-    log::info!("backend: {}", selected.reason);
-    let predictions = model.predict(selected.backend.as_ref(), &dataset)?;
+    let rows = Rows::read(&model, &args.data, || Ok(Target::None))?;
+    let selected = select(args.backend.backend, &rows)?;
+    let predictions = match &rows {
+        Rows::Dense(dataset) => model.predict(selected.backend.as_ref(), dataset)?,
+        Rows::Sparse(dataset) => model.predict(selected.backend.as_ref(), dataset)?,
+    };
     let text = predictions_csv(&predictions, args.proba);
     match to_file {
         Some(out) => {
@@ -138,27 +142,91 @@ fn predictions_csv(p: &Predictions, proba: bool) -> String {
     out
 }
 
+/// Rows read for a model: dense columns, or sparse rows.
+enum Rows {
+    Dense(downhill::Dataset),
+    Sparse(downhill::SparseDataset),
+}
+
+impl Rows {
+    /// `data` as the model reads it, with the labels `target()` names (asked only of files
+    /// with columns to choose, and of an `.npz`, whose labels are a `.npy`).
+    fn read(
+        model: &FittedModel,
+        data: &Path,
+        target: impl FnOnce() -> Result<Target, Error>,
+    ) -> Result<Self, Error> {
+        if !super::sparse::is_sparse(data) {
+            return Ok(Rows::Dense(model.read(data, target()?)?));
+        }
+        let labels = match downhill::input::npz::is_npz(data) {
+            true => match target()? {
+                Target::None => None,
+                Target::Column(y) if y.ends_with(".npy") => Some(y),
+                other => {
+                    return Err(Error::option(
+                        "target",
+                        format!("{other:?}"),
+                        format!(
+                            "{} (a scipy CSR matrix) takes its labels from a 1-D .npy array: \
+                             --target y.npy",
+                            data.display()
+                        ),
+                    ));
+                }
+            },
+            false => None,
+        };
+        Ok(Rows::Sparse(
+            model.read_sparse(data, labels.as_deref().map(Path::new))?,
+        ))
+    }
+
+    fn rows(&self) -> usize {
+        match self {
+            Rows::Dense(d) => d.rows(),
+            Rows::Sparse(s) => s.rows(),
+        }
+    }
+}
+
+/// The backend asked for; `auto` takes the CPU for sparse rows (the GPU has no sparse
+/// passes).
+fn select(kind: downhill::BackendKind, rows: &Rows) -> Result<downhill::Selected, Error> {
+    let kind = match (kind, rows) {
+        (downhill::BackendKind::Auto, Rows::Sparse(_)) => downhill::BackendKind::Cpu,
+        (kind, _) => kind,
+    };
+    let selected = downhill::select(kind, Default::default())?;
+    log::info!("backend: {}", selected.reason);
+    Ok(selected)
+}
+
 pub fn score(args: ScoreArgs) -> Result<(), Error> {
     let model = FittedModel::load(&args.model_file)?;
-    let target = args
-        .target
-        .target_or(model.target.clone().map(Target::Column))
-        .ok_or_else(|| {
+    let target = || {
+        let libsvm = downhill::input::libsvm::is_libsvm(&args.data);
+        let fallback = model.target.clone().map(Target::Column).filter(|_| !libsvm);
+        args.target.target_or(fallback).ok_or_else(|| {
             Error::option(
                 "target",
                 "(none)",
                 format!(
-                    "{} names no target column: give --target COLUMN (or --target-index J)",
+                    "{} names no target column: give --target COLUMN (or --target-index J, or \
+                     --target y.npy)",
                     args.model_file.display()
                 ),
             )
-        })?;
-    let dataset = model.read(&args.data, target)?;
-    let selected = downhill::select(args.backend.backend, Default::default())?;
-    log::info!("backend: {}", selected.reason);
-    let e = model.score(selected.backend.as_ref(), &dataset)?;
+        })
+    };
+    let rows = Rows::read(&model, &args.data, target)?;
+    let selected = select(args.backend.backend, &rows)?;
+    let e = match &rows {
+        Rows::Dense(dataset) => model.score(selected.backend.as_ref(), dataset)?,
+        Rows::Sparse(dataset) => model.score(selected.backend.as_ref(), dataset)?,
+    };
     if args.backend.json {
-        let mut out = json!({"rows": dataset.rows(), "loss_fn": model.loss_fn, "loss": e.loss});
+        let mut out = json!({"rows": rows.rows(), "loss_fn": model.loss_fn, "loss": e.loss});
         if let Some(a) = e.accuracy {
             out["accuracy"] = json!(a);
         }
@@ -169,7 +237,7 @@ pub fn score(args: ScoreArgs) -> Result<(), Error> {
     } else {
         let mut text = format!(
             "rows: {}\nloss ({}): {}\n",
-            dataset.rows(),
+            rows.rows(),
             model.loss_fn,
             e.loss
         );

@@ -106,7 +106,7 @@ pub fn read(
                 ),
             )
         })?;
-        npz::read(path, Path::new(labels))?
+        npz::read(path, Some(Path::new(labels)))?
     };
     log::info!(
         "read {} × {} ({} non-zeros) from {} in {:.2} s",

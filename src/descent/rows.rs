@@ -57,6 +57,18 @@ impl HostRows<'_> {
     }
 }
 
+impl<'a> From<&'a Dataset> for Data<'a> {
+    fn from(rows: &'a Dataset) -> Self {
+        Data::Host(rows)
+    }
+}
+
+impl<'a> From<&'a SparseDataset> for Data<'a> {
+    fn from(rows: &'a SparseDataset) -> Self {
+        Data::Sparse(rows)
+    }
+}
+
 impl<'a> Data<'a> {
     /// Rows `rows` of `whole` (see [`Data::Part`]); `rows` must be a non-empty range
     /// within it, and `whole` not a part itself.

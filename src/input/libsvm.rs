@@ -458,7 +458,8 @@ impl Csr {
             indices.iter_mut().for_each(|j| *j -= 1);
         }
         let values = self.values.any.then_some(self.values.kept);
-        SparseDataset::from_csr(self.offsets, indices, values, self.y, features)
+        let dataset = SparseDataset::from_csr(self.offsets, indices, values, self.y, features)?;
+        Ok(dataset.with_one_based(one_based))
     }
 }
 

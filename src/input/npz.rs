@@ -20,18 +20,25 @@ pub fn is_npz(path: &Path) -> bool {
     ext.is_some_and(|e| e.eq_ignore_ascii_case("npz"))
 }
 
-/// Reads the CSR matrix in `path` with the labels in `labels` (a `.npy`).
-pub fn read(path: &Path, labels: &Path) -> Result<SparseDataset> {
+/// Reads the CSR matrix in `path` with the labels in `labels` (a `.npy`; `None`: rows to
+/// predict, their labels all 0).
+pub fn read(path: &Path, labels: Option<&Path>) -> Result<SparseDataset> {
     let file = std::fs::File::open(path).map_err(|e| crate::Error::io(path, e))?;
     let total = file
         .metadata()
         .map_err(|e| crate::Error::io(path, e))?
         .len();
     let mut source = BufReader::with_capacity(1 << 20, file);
-    let dataset = read_csr(&mut source, total, path, |rows| npy::labels(labels, rows))?;
-    Ok(dataset.with_origin(Origin::LabelFile {
-        path: labels.into(),
-    }))
+    let dataset = read_csr(&mut source, total, path, |rows| match labels {
+        Some(labels) => npy::labels(labels, rows),
+        None => Ok(vec![0.0; rows]),
+    })?;
+    Ok(match labels {
+        Some(labels) => dataset.with_origin(Origin::LabelFile {
+            path: labels.into(),
+        }),
+        None => dataset,
+    })
 }
 
 /// Reads a CSR matrix from `.npz` bytes with labels `y`; messages call it `name`.
