@@ -7,6 +7,7 @@ use crate::backend::Backend;
 use crate::data::Dataset;
 use crate::descent::{Data, Evaluation, RowSet, Setup};
 use crate::error::{Error, Result};
+use crate::input::hashed::{self, HashedColumns};
 use crate::input::libsvm::{self, IndexBase, LibsvmOptions};
 use crate::input::{self, Target, npz};
 use crate::model::Model;
@@ -50,11 +51,21 @@ impl FittedModel {
 
     /// Reads sparse rows for the model: a libsvm file (its columns numbered as the file the
     /// model was fitted on numbered them, when the model says; an index past the model's
-    /// features refused with its line and column), or a scipy CSR `.npz` with its labels in
-    /// `labels` (`None`: labels 0, for predicting). Labels ±1 become 0 and 1 for a logistic
-    /// model.
-    pub fn read_sparse(&self, data: &Path, labels: Option<&Path>) -> Result<SparseDataset> {
-        let mut rows = if libsvm::is_libsvm(data) {
+    /// features refused with its line and column), a scipy CSR `.npz` with its labels in
+    /// `target` (a `.npy`; [`Target::None`]: labels 0, for predicting), or, for a model
+    /// of hashed columns, a CSV hashed as its training file was (labels in the `target`
+    /// column). Labels ±1 become 0 and 1 for a logistic model.
+    pub fn read_sparse(&self, data: &Path, target: Target) -> Result<SparseDataset> {
+        let mut rows = if let (Some(h), false) = (&self.hashing, is_sparse_file(data)) {
+            let spec = HashedColumns {
+                target,
+                weights: None,
+                hashed: h.columns.clone(),
+                bits: h.bits,
+                numeric: Some(h.numeric.clone()),
+            };
+            hashed::read(data, &spec)?
+        } else if libsvm::is_libsvm(data) {
             let base = match self.libsvm_one_based {
                 Some(true) => IndexBase::One,
                 Some(false) => IndexBase::Zero,
@@ -66,12 +77,34 @@ impl FittedModel {
             };
             libsvm::read(data, &options)?
         } else {
+            let labels = match &target {
+                Target::None => None,
+                Target::Column(y) if y.ends_with(".npy") => Some(Path::new(y)),
+                Target::File(y) => Some(y.as_path()),
+                other => {
+                    return Err(Error::option(
+                        "target",
+                        format!("{other:?}"),
+                        format!(
+                            "{} (a scipy CSR matrix) takes its labels from a 1-D .npy array: \
+                             --target y.npy",
+                            data.display()
+                        ),
+                    ));
+                }
+            };
             npz::read(data, labels)?
         };
         if self.model == Model::Logistic {
             rows.binary_labels_from_signs();
         }
         Ok(rows)
+    }
+
+    /// Whether the model reads `data` as sparse rows: a libsvm or `.npz` file, or any file
+    /// for a model of hashed columns.
+    pub fn reads_sparse(&self, data: &Path) -> bool {
+        self.hashing.is_some() || is_sparse_file(data)
     }
 
     /// Refuses rows with another number of features than the model has weights.
@@ -124,4 +157,9 @@ impl FittedModel {
         session.set_params(&self.params)?;
         session.evaluate(RowSet::All)
     }
+}
+
+/// Whether `data`'s extension names a sparse format (libsvm, `.npz`).
+fn is_sparse_file(data: &Path) -> bool {
+    libsvm::is_libsvm(data) || npz::is_npz(data)
 }

@@ -49,6 +49,7 @@ mod fitted;
 pub mod floats;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod hashing;
 pub mod input;
 pub mod loss;
 pub mod math;

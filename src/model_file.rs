@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 use crate::custom::{CustomLoss, LossKind};
 use crate::error::{Error, Result};
+use crate::hashing::Hashing;
 use crate::input::{Columns, Target};
 use crate::model::{Loss, Model, Objective, Params};
 use crate::optim::Standardization;
@@ -37,6 +38,9 @@ pub struct FittedModel {
     pub standardization: Option<Standardization>,
     /// For a model of sparse rows from a libsvm file: whether it counted columns from 1.
     pub libsvm_one_based: Option<bool>,
+    /// For a model of a CSV with hashed categorical columns: the hashing, and the numeric
+    /// columns before the hashed ones.
+    pub hashing: Option<Hashing>,
 }
 
 impl FittedModel {
@@ -50,6 +54,7 @@ impl FittedModel {
             target: None,
             standardization: None,
             libsvm_one_based: None,
+            hashing: None,
         }
     }
 
@@ -64,6 +69,8 @@ impl FittedModel {
     /// With how the sparse rows it was fitted on were read (their columns have no names).
     pub fn with_sparse(mut self, data: &crate::sparse::SparseDataset) -> Self {
         self.libsvm_one_based = data.libsvm_one_based();
+        self.hashing = data.hashing().cloned();
+        self.target = data.target_name().map(str::to_string);
         self
     }
 
@@ -121,6 +128,12 @@ impl FittedModel {
         }
         if let Some(one_based) = self.libsvm_one_based {
             fields.insert("libsvm".into(), json!({ "one_based": one_based }));
+        }
+        if let Some(h) = &self.hashing {
+            fields.insert(
+                "hashing".into(),
+                json!({"columns": h.columns, "bits": h.bits, "numeric": h.numeric}),
+            );
         }
         value
     }
@@ -208,6 +221,10 @@ impl FittedModel {
                 ))
             })?),
         };
+        let hashing = match field("hashing") {
+            None => None,
+            Some(v) => Some(read_hashing(v, params.features()).map_err(fail)?),
+        };
         Ok(FittedModel {
             model,
             loss_fn,
@@ -216,8 +233,40 @@ impl FittedModel {
             target,
             standardization,
             libsvm_one_based,
+            hashing,
         })
     }
+}
+
+/// A model file's `hashing`: `{"columns": [names], "bits": B, "numeric": [names]}`,
+/// numeric + 2^B being the model's `features`.
+fn read_hashing(value: &Value, features: usize) -> std::result::Result<Hashing, String> {
+    let names = |name: &str| -> std::result::Result<Vec<String>, String> {
+        value
+            .get(name)
+            .and_then(Value::as_array)
+            .and_then(|a| {
+                a.iter()
+                    .map(|s| s.as_str().map(str::to_string))
+                    .collect::<Option<Vec<_>>>()
+            })
+            .ok_or_else(|| format!("hashing.{name} must be an array of column names"))
+    };
+    let bits = value
+        .get("bits")
+        .and_then(Value::as_u64)
+        .ok_or("hashing.bits must be a whole number")?;
+    let hashing = Hashing::new(names("columns")?, bits.min(64) as u32, names("numeric")?)
+        .map_err(|e| format!("hashing: {e}"))?;
+    if hashing.features() != features {
+        return Err(format!(
+            "hashing makes {} features ({} numeric and 2^{bits} hashed), but the weights have {}",
+            hashing.features(),
+            hashing.numeric.len(),
+            features
+        ));
+    }
+    Ok(hashing)
 }
 
 fn read_standardization(

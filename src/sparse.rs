@@ -5,6 +5,7 @@
 
 use crate::data::{self, Dataset, Origin};
 use crate::error::{Error, Result};
+use crate::hashing::Hashing;
 use crate::model::{Model, Objective};
 
 /// Rows of sparse features X (CSR, n×d) and their labels y.
@@ -21,6 +22,8 @@ pub struct SparseDataset {
     origin: Origin,
     /// Whether the libsvm file the rows came from counted columns from 1.
     one_based: Option<bool>,
+    /// How the CSV the rows came from hashed its categorical columns.
+    hashing: Option<Hashing>,
 }
 
 /// Row i of a [`SparseDataset`]: its non-zeros' columns and values.
@@ -147,6 +150,7 @@ impl SparseDataset {
             weights: None,
             origin: Origin::Memory,
             one_based: None,
+            hashing: None,
         })
     }
 
@@ -167,6 +171,27 @@ impl SparseDataset {
     pub(crate) fn with_one_based(mut self, one_based: bool) -> Self {
         self.one_based = Some(one_based);
         self
+    }
+
+    /// The same rows, read from a CSV whose categorical columns `hashing` hashed.
+    pub(crate) fn with_hashing(mut self, hashing: Hashing) -> Self {
+        self.hashing = Some(hashing);
+        self
+    }
+
+    /// For rows from a CSV with hashed columns: which, into how many bits, and the numeric
+    /// columns before them. A model fitted to them keeps it, to read new files the same
+    /// way.
+    pub fn hashing(&self) -> Option<&Hashing> {
+        self.hashing.as_ref()
+    }
+
+    /// The label column's name, when the rows came from a CSV that names it.
+    pub fn target_name(&self) -> Option<&str> {
+        match &self.origin {
+            Origin::Csv { target_name, .. } if self.hashing.is_some() => Some(target_name),
+            _ => None,
+        }
     }
 
     /// For rows from a libsvm file: whether it counted its columns from 1 (as decided, or

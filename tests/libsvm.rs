@@ -267,30 +267,18 @@ fn predict_and_score_read_libsvm_files_as_the_model_was_fitted() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let saved: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&model).unwrap()).unwrap();
+    let (saved, w, b) = common::cli::saved_model(&model);
     assert_eq!(saved["libsvm"]["one_based"], false, "{saved}");
-    let w: Vec<f64> = saved["weights"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect();
-    let b = saved["bias"].as_f64().unwrap();
     // No index 0 here: detected alone it would be one-based; the model reads it zero-based.
     let new = write(&dir, "new.svm", "-1 1:1 2:2\n+1 2:-1\n");
-    let out = downhill(&["predict", "--model-file", &model, "--data", &new, "--proba"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    let p: Vec<f64> = text
-        .lines()
-        .skip(1)
-        .map(|l| l.split(',').nth(1).unwrap().parse().unwrap())
-        .collect();
+    let p = common::cli::probabilities(&downhill(&[
+        "predict",
+        "--model-file",
+        &model,
+        "--data",
+        &new,
+        "--proba",
+    ]));
     let expected = [
         probability(&[(1, 1.0), (2, 2.0)], &w, b),
         probability(&[(2, -1.0)], &w, b),

@@ -17,7 +17,7 @@ use downhill::{
 use super::args::{ModelArgs, TargetArgs, columns, parse, target_name};
 use super::out;
 use super::progress::{FitProgress, stop_on_ctrl_c};
-use super::sparse::{self, LibsvmArgs};
+use super::sparse::{self, SparseArgs};
 
 #[derive(Args)]
 pub struct FitArgs {
@@ -29,7 +29,7 @@ pub struct FitArgs {
     #[arg(long, conflicts_with = "rows")]
     data: Option<PathBuf>,
     #[command(flatten)]
-    libsvm: LibsvmArgs,
+    sparse: SparseArgs,
     #[command(flatten)]
     target: TargetArgs,
     /// With --data: the feature columns, comma separated (default: every column but the
@@ -258,19 +258,13 @@ impl FitArgs {
         let classes = m.classes_hint(self.init.as_deref())?;
         let sparse = sparse::read(
             self.data.as_deref(),
-            &self.libsvm,
+            &self.sparse,
             &self.target,
             self.training.weight_column.as_deref(),
+            self.features.as_deref(),
             m.model,
         )?;
         if let Some(dataset) = sparse {
-            if let Some(list) = &self.features {
-                return Err(Error::option(
-                    "features",
-                    list,
-                    "sparse rows take every column; --features chooses columns of dense files",
-                ));
-            }
             let objective = dataset.objective(m.model, m.loss()?, classes)?;
             return Ok((Source::Sparse(dataset), objective));
         }

@@ -156,30 +156,14 @@ impl Rows {
         data: &Path,
         target: impl FnOnce() -> Result<Target, Error>,
     ) -> Result<Self, Error> {
-        if !super::sparse::is_sparse(data) {
+        if !model.reads_sparse(data) {
             return Ok(Rows::Dense(model.read(data, target()?)?));
         }
-        let labels = match downhill::input::npz::is_npz(data) {
-            true => match target()? {
-                Target::None => None,
-                Target::Column(y) if y.ends_with(".npy") => Some(y),
-                other => {
-                    return Err(Error::option(
-                        "target",
-                        format!("{other:?}"),
-                        format!(
-                            "{} (a scipy CSR matrix) takes its labels from a 1-D .npy array: \
-                             --target y.npy",
-                            data.display()
-                        ),
-                    ));
-                }
-            },
-            false => None,
+        let target = match downhill::input::libsvm::is_libsvm(data) {
+            true => Target::None,
+            false => target()?,
         };
-        Ok(Rows::Sparse(
-            model.read_sparse(data, labels.as_deref().map(Path::new))?,
-        ))
+        Ok(Rows::Sparse(model.read_sparse(data, target)?))
     }
 
     fn rows(&self) -> usize {

@@ -1,21 +1,37 @@
-//! Sparse data files on the command line: libsvm text (`.svm`, `.svmlight`, `.libsvm`) and
-//! scipy CSR archives (`.npz` with `--target y.npy`), with the options that say how to read
-//! them.
+//! Sparse data on the command line: libsvm text (`.svm`, `.svmlight`, `.libsvm`), scipy
+//! CSR archives (`.npz` with `--target y.npy`) and CSV with hashed categorical columns
+//! (`--hash-features`), with the options that say how to read them.
 
 use std::path::Path;
 
 use clap::Args;
 
 use downhill::error::count;
+use downhill::input::hashed::{self, HashedColumns};
 use downhill::input::libsvm::{self, IndexBase, LibsvmOptions};
 use downhill::input::npz;
 use downhill::{Error, Model, SparseDataset};
 
-use super::args::TargetArgs;
+use super::args::{TargetArgs, feature_names};
+
+/// How to read sparse rows.
+#[derive(Args)]
+pub struct SparseArgs {
+    #[command(flatten)]
+    libsvm: LibsvmArgs,
+    /// CSV: hash these categorical columns (comma separated) into 2^B columns, each cell
+    /// the token "column=value", as scikit-learn's FeatureHasher(alternate_sign=False)
+    /// places it; the other columns are numbers and come first. The rows are sparse.
+    #[arg(long)]
+    hash_features: Option<String>,
+    /// With --hash-features: B, for 2^B hashed columns (1 to 30).
+    #[arg(long, default_value_t = 20, requires = "hash_features")]
+    hash_bits: u32,
+}
 
 /// How a libsvm file numbers its columns, and how many there are.
 #[derive(Args)]
-pub struct LibsvmArgs {
+struct LibsvmArgs {
     /// libsvm: the indices count from 1 (default: from 1 unless some index is 0, as
     /// scikit-learn's load_svmlight_file decides).
     #[arg(long, conflicts_with = "zero_based")]
@@ -52,16 +68,39 @@ pub fn is_sparse(path: &Path) -> bool {
     libsvm::is_libsvm(path) || npz::is_npz(path)
 }
 
-/// The sparse rows of `data` for `model` (`None`: it is not a sparse file): libsvm text,
-/// whose labels come first on each line, or a CSR archive with its labels in `--target
-/// y.npy`. `weight_column` must be unset (sparse files have no columns to choose).
+/// The sparse rows of `data` for `model` (`None`: they are dense): libsvm text, whose
+/// labels come first on each line; a CSR archive with its labels in `--target y.npy`; or a
+/// CSV with hashed columns, whose `features` (if given) are its numeric columns.
+/// `weight_column` is for the CSV only (sparse files have no columns to choose).
 pub fn read(
     data: Option<&Path>,
-    libsvm_args: &LibsvmArgs,
+    args: &SparseArgs,
     target: &TargetArgs,
     weight_column: Option<&str>,
+    features: Option<&str>,
     model: Model,
 ) -> Result<Option<SparseDataset>, Error> {
+    if let Some(hashed) = &args.hash_features {
+        let Some(path) = data.filter(|p| !is_sparse(p)) else {
+            return Err(Error::option(
+                "hash-features",
+                hashed,
+                "hashes the columns of a CSV file (--data FILE.csv)",
+            ));
+        };
+        let spec = HashedColumns {
+            target: target.required(path)?,
+            weights: weight_column.map(str::to_string),
+            hashed: feature_names(hashed)?,
+            bits: args.hash_bits,
+            numeric: features.map(feature_names).transpose()?,
+        };
+        let started = std::time::Instant::now();
+        let dataset = hashed::read(path, &spec)?;
+        log_read(&dataset, path, started);
+        return Ok(Some(dataset));
+    }
+    let libsvm_args = &args.libsvm;
     let is_libsvm = data.is_some_and(libsvm::is_libsvm);
     if libsvm_args.given() && !is_libsvm {
         return Err(Error::option(
@@ -108,6 +147,21 @@ pub fn read(
         })?;
         npz::read(path, Some(Path::new(labels)))?
     };
+    if let Some(list) = features {
+        return Err(Error::option(
+            "features",
+            list,
+            "sparse rows take every column; --features chooses columns of dense files",
+        ));
+    }
+    log_read(&dataset, path, started);
+    if model == Model::Logistic && dataset.binary_labels_from_signs() {
+        log::info!("labels −1 and +1 read as classes 0 and 1");
+    }
+    Ok(Some(dataset))
+}
+
+fn log_read(dataset: &SparseDataset, path: &Path, started: std::time::Instant) {
     log::info!(
         "read {} × {} ({} non-zeros) from {} in {:.2} s",
         count(dataset.rows(), "row"),
@@ -116,8 +170,4 @@ pub fn read(
         path.display(),
         started.elapsed().as_secs_f64()
     );
-    if model == Model::Logistic && dataset.binary_labels_from_signs() {
-        log::info!("labels −1 and +1 read as classes 0 and 1");
-    }
-    Ok(Some(dataset))
 }

@@ -62,17 +62,7 @@ impl Layout {
                 });
             }
         }
-        let column = |name: &str| {
-            header
-                .iter()
-                .position(|h| h == name)
-                .ok_or_else(|| Error::MissingColumn {
-                    path: path.into(),
-                    name: name.to_string(),
-                    available: header.to_vec(),
-                    hint: separator_hint(header),
-                })
-        };
+        let column = |name: &str| column_index(path, header, name);
         let target = match &spec.target {
             Target::Column(name) => Some(column(name)?),
             Target::Index(i) if *i < header.len() => Some(*i),
@@ -136,6 +126,19 @@ impl Layout {
     pub fn names(&self, header: &[String]) -> Vec<String> {
         self.features.iter().map(|&i| header[i].clone()).collect()
     }
+}
+
+/// The position of column `name` in `header`, or an error listing the columns there are.
+pub(crate) fn column_index(path: &Path, header: &[String], name: &str) -> Result<usize> {
+    header
+        .iter()
+        .position(|h| h == name)
+        .ok_or_else(|| Error::MissingColumn {
+            path: path.into(),
+            name: name.to_string(),
+            available: header.to_vec(),
+            hint: separator_hint(header),
+        })
 }
 
 /// A hint for a header that is one field holding another separator: downhill's CSV files

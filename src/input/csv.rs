@@ -167,7 +167,7 @@ impl Columnar {
 }
 
 /// One cell parsed: a finite number, or what is wrong with it.
-fn parse_cell(text: &str) -> Result<f32, &'static str> {
+pub(super) fn parse_cell(text: &str) -> Result<f32, &'static str> {
     let text = text.trim();
     if text.is_empty() {
         return Err("empty cell");

@@ -3,6 +3,7 @@
 
 mod columns;
 pub mod csv;
+pub mod hashed;
 pub mod libsvm;
 pub mod npy;
 pub mod npz;

@@ -74,3 +74,31 @@ pub fn flat_weights(report: &Value) -> Vec<f64> {
         .map(|w| w.as_f64().expect("a number"))
         .collect()
 }
+
+/// A model file's JSON, its weights (one output) and its bias.
+pub fn saved_model(path: &str) -> (Value, Vec<f64>, f64) {
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let w = saved["weights"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    let b = saved["bias"].as_f64().unwrap();
+    (saved, w, b)
+}
+
+/// `predict --proba`'s probabilities (the second CSV column) of a command that must have
+/// succeeded.
+pub fn probabilities(out: &Output) -> Vec<f64> {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap().parse().unwrap())
+        .collect()
+}
