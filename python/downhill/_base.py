@@ -1,11 +1,13 @@
 """What every downhill estimator shares: converting the input once (a C-contiguous float32
-X is read in place), the native fit and prediction, the backend options, and the fitted
+X is read in place; a scipy sparse X becomes CSR arrays, copied once more into the
+library's CSR), the native fit and prediction, the backend options, and the fitted
 attributes scikit-learn's API promises."""
 
 import numbers
 import warnings
 
 import numpy as np
+import scipy.sparse as sp
 from scipy.special import expit, log_softmax, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
@@ -36,15 +38,28 @@ class DownhillEstimator(BaseEstimator):
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}")
 
+    def _backend_for(self, X):
+        """The backend that runs the passes over X: ``auto`` takes the CPU for sparse X
+        (the GPU has no sparse passes yet), and ``gpu`` refuses it."""
+        if not sp.issparse(X):
+            return self.backend
+        if self.backend == "gpu":
+            raise ValueError(
+                "backend='gpu' has no passes over sparse X yet: use backend='cpu' (or "
+                "'auto'), or a dense X"
+            )
+        return "cpu" if self.backend == "auto" else self.backend
+
     def _validate_fit(self, X, y, sample_weight, *, classifier):
         """X as C-contiguous float32 (in place when it already is), y as a 1-D array, and
         the sample weights as float32 (None when none are given: the library's unweighted
-        pass, which reads no weights)."""
+        pass, which reads no weights). Sparse X of any scipy format becomes CSR."""
         self._check_backend()
         X, y = validate_data(
             self,
             X,
             y,
+            accept_sparse="csr",
             dtype=np.float32,
             order="C",
             y_numeric=not classifier,
@@ -60,12 +75,12 @@ class DownhillEstimator(BaseEstimator):
         if sample_weight is not None:
             sample_weight = np.ascontiguousarray(sample_weight, dtype=np.float32)
         fitted = _native.fit(
-            X,
+            native_rows(X),
             np.ascontiguousarray(y, dtype=np.float32),
             model=model,
             classes=classes,
             sample_weight=sample_weight,
-            backend=self.backend,
+            backend=self._backend_for(X),
             devices=self._devices_spec(),
             **options,
         )
@@ -87,8 +102,33 @@ class DownhillEstimator(BaseEstimator):
         """z = X·W + b, n×k float64, computed by the backend."""
         check_is_fitted(self)
         self._check_backend()
-        X = validate_data(self, X, dtype=np.float32, order="C", reset=False)
-        return self._model.decision(X, backend=self.backend, devices=self._devices_spec())
+        X = validate_data(self, X, accept_sparse="csr", dtype=np.float32, order="C", reset=False)
+        return self._model.decision(
+            native_rows(X), backend=self._backend_for(X), devices=self._devices_spec()
+        )
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = self.backend != "gpu"
+        return tags
+
+
+def native_rows(X):
+    """X as the native module takes it: a dense array as it is, a sparse matrix (CSR
+    float32, after ``validate_data``) as ``(indptr int64, indices int32, data float32,
+    n_features)``. The library sorts each row's columns and adds repeated ones, as
+    ``sum_duplicates`` would."""
+    if not sp.issparse(X):
+        return X
+    X = X.tocsr()
+    if X.shape[1] > 2**31:
+        raise ValueError(f"sparse X has {X.shape[1]} columns; downhill takes at most 2^31")
+    return (
+        np.ascontiguousarray(X.indptr, dtype=np.int64),
+        np.ascontiguousarray(X.indices, dtype=np.int32),
+        np.ascontiguousarray(X.data, dtype=np.float32),
+        int(X.shape[1]),
+    )
 
 
 def class_indices(y):

@@ -1,8 +1,10 @@
 //! NumPy arrays into datasets without copying X: a C-contiguous float32 array's floats are
-//! read where NumPy keeps them, for as long as the dataset lives.
+//! read where NumPy keeps them, for as long as the dataset lives. Sparse X (CSR arrays)
+//! is copied into the library's own CSR.
 
-use downhill::Dataset;
+use downhill::backend::Data;
 use downhill::floats::Floats;
+use downhill::{Dataset, SparseDataset};
 use numpy::{PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -76,4 +78,66 @@ pub fn shares_memory(x: PyReadonlyArray2<'_, f32>) -> PyResult<bool> {
     let rows = x.shape()[0];
     let data = dataset(&x, vec![0.0; rows], None)?;
     Ok(data.x_is_shared() && std::ptr::eq(data.x().as_ptr(), x.data()))
+}
+
+/// X as the estimators pass it: a dense C-contiguous float32 array, or a CSR matrix's
+/// arrays `(indptr int64, indices int32, data float32, n_features)`.
+#[derive(FromPyObject)]
+pub enum Rows<'py> {
+    Dense(PyReadonlyArray2<'py, f32>),
+    Csr(
+        (
+            PyReadonlyArray1<'py, i64>,
+            PyReadonlyArray1<'py, i32>,
+            PyReadonlyArray1<'py, f32>,
+            usize,
+        ),
+    ),
+}
+
+/// Rows in the library's form, dense (X read in place) or sparse (copied).
+pub enum Held {
+    Dense(Dataset),
+    Sparse(SparseDataset),
+}
+
+impl Held {
+    pub fn data(&self) -> Data<'_> {
+        match self {
+            Held::Dense(d) => Data::Host(d),
+            Held::Sparse(s) => Data::Sparse(s),
+        }
+    }
+}
+
+impl Rows<'_> {
+    /// The rows with labels `y` and optional sample weights. A sparse matrix's indptr and
+    /// indices are checked by the library (negative ones are refused here).
+    pub fn hold(&self, y: Vec<f32>, weights: Option<Vec<f32>>) -> PyResult<Held> {
+        let (indptr, indices, values, features) = match self {
+            Rows::Dense(x) => return Ok(Held::Dense(dataset(x, y, weights)?)),
+            Rows::Csr(csr) => csr,
+        };
+        let to_py = crate::errors::to_py;
+        let offsets = indptr
+            .as_array()
+            .iter()
+            .map(|&o| u64::try_from(o))
+            .collect::<Result<Vec<u64>, _>>()
+            .map_err(|_| PyValueError::new_err("X's indptr holds a negative offset"))?;
+        let indices = indices
+            .as_array()
+            .iter()
+            .map(|&j| u32::try_from(j))
+            .collect::<Result<Vec<u32>, _>>()
+            .map_err(|_| PyValueError::new_err("X's indices hold a negative column"))?;
+        let values: Vec<f32> = values.as_array().iter().copied().collect();
+        let values = values.iter().any(|&v| v != 1.0).then_some(values);
+        let rows =
+            SparseDataset::from_csr(offsets, indices, values, y, *features).map_err(to_py)?;
+        Ok(Held::Sparse(match weights {
+            Some(w) => rows.with_weights(w).map_err(to_py)?,
+            None => rows,
+        }))
+    }
 }

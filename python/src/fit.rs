@@ -4,7 +4,7 @@
 
 use downhill::train::{Interrupt, OptimizerKind, Solver};
 use downhill::{Objective, Trainer};
-use numpy::{PyReadonlyArray1, PyReadonlyArray2};
+use numpy::PyReadonlyArray1;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
@@ -37,7 +37,7 @@ pub struct Descent {
 #[allow(clippy::too_many_arguments)]
 pub fn fit(
     py: Python<'_>,
-    x: PyReadonlyArray2<'_, f32>,
+    x: crate::arrays::Rows<'_>,
     y: PyReadonlyArray1<'_, f32>,
     model: &str,
     classes: usize,
@@ -59,7 +59,7 @@ pub fn fit(
         .as_ref()
         .map(crate::arrays::floats)
         .transpose()?;
-    let data = crate::arrays::dataset(&x, crate::arrays::floats(&y)?, weights)?;
+    let held = x.hold(crate::arrays::floats(&y)?, weights)?;
     let interrupt = Interrupt::new();
     let mut trainer = Trainer::new()
         .solver(solver.parse().map_err(to_py)?)
@@ -80,7 +80,7 @@ pub fn fit(
     }
     let selected = crate::backends::open(backend, devices).map_err(to_py)?;
     let fit = crate::detached::run(py, &interrupt, || {
-        downhill::fit(selected.backend.as_ref(), &data, objective, &trainer)
+        downhill::fit(selected.backend.as_ref(), held.data(), objective, &trainer)
     })?
     .map_err(to_py)?;
     if let downhill::train::StopReason::Interrupted { step } = fit.stop {

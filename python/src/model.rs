@@ -1,8 +1,8 @@
 //! `_native.Model`: a fitted model (the library's `FittedModel`), its parameters as NumPy
 //! arrays, z for new rows on any backend, and pickling through the model file's JSON.
 
-use downhill::{Dataset, FittedModel};
-use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray2, PyUntypedArrayMethods};
+use downhill::FittedModel;
+use numpy::{IntoPyArray, PyArray1, PyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
 use crate::errors::to_py;
@@ -72,16 +72,19 @@ impl Model {
     fn decision<'py>(
         &self,
         py: Python<'py>,
-        x: PyReadonlyArray2<'py, f32>,
+        x: crate::arrays::Rows<'py>,
         backend: &str,
         devices: Option<&str>,
     ) -> PyResult<Bound<'py, PyArray2<f64>>> {
-        let rows = x.shape()[0];
-        let data: Dataset = crate::arrays::dataset(&x, vec![0.0; rows], None)?;
+        let rows = match &x {
+            crate::arrays::Rows::Dense(x) => x.shape()[0],
+            crate::arrays::Rows::Csr((indptr, ..)) => indptr.len().saturating_sub(1),
+        };
+        let held = x.hold(vec![0.0; rows], None)?;
         let selected = crate::backends::open(backend, devices).map_err(to_py)?;
         let interrupt = downhill::train::Interrupt::new();
         let predictions = crate::detached::run(py, &interrupt, || {
-            self.inner.predict(selected.backend.as_ref(), &data)
+            self.inner.predict(selected.backend.as_ref(), held.data())
         })?
         .map_err(to_py)?;
         let k = predictions.outputs();

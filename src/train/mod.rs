@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use crate::backend::{Backend, Session};
 use crate::checkpoint::{Best, Checkpoint, Checkpointing, RngState};
-use crate::data::Dataset;
 pub use crate::descent::LogEntry;
 use crate::descent::{
     Batch, ClassWeights, Configured, Data, Evaluations, RunOutcome, Setup, Split, Step,
@@ -384,18 +383,28 @@ impl Trainer {
     }
 }
 
-/// Fits `objective` to `data` on `backend` with the options of `trainer`.
-pub fn fit(
+/// Fits `objective` to `data` (a [`crate::Dataset`], or a [`crate::SparseDataset`]'s sparse
+/// rows) on `backend` with the options of `trainer`.
+pub fn fit<'a>(
     backend: &dyn Backend,
-    data: &Dataset,
+    data: impl Into<Data<'a>>,
     objective: Objective,
     trainer: &Trainer,
 ) -> Result<Fit> {
     trainer.validate()?;
-    data.check_labels(&objective)?;
-    let mut session = backend.open(Data::Host(data), objective)?;
+    let data = data.into();
+    match &data {
+        Data::Host(rows) => rows.check_labels(&objective)?,
+        Data::Sparse(rows) => rows.check_labels(&objective)?,
+        Data::Synthetic(_) | Data::Part { .. } => {}
+    }
+    let mut session = backend.open(data.clone(), objective)?;
     let mut fit = trainer.fit(session.as_mut())?;
-    fit.model = fit.model.with_data(data);
+    fit.model = match data {
+        Data::Host(rows) => fit.model.with_data(rows),
+        Data::Sparse(rows) => fit.model.with_sparse(rows),
+        Data::Synthetic(_) | Data::Part { .. } => fit.model,
+    };
     Ok(fit)
 }
 

@@ -27,6 +27,11 @@ const PARTS: usize = 16;
 /// Rows a part has at least (a mini-batch of 1 024 rows is one part).
 const PART_ROWS: usize = 1024;
 
+/// Non-zeros a part reads at least, per value of its partial: a part's partial is zeroed
+/// and added once a pass, so with fewer non-zeros (wide rows, few of them) the partials
+/// would cost more than the scatter they split.
+const NONZEROS_PER_PARTIAL_VALUE: usize = 4;
+
 /// Bytes the partial Hessians of one pass may take: fewer parts for a larger Hessian.
 const HESSIAN_PARTIAL_BYTES: usize = 256 << 20;
 
@@ -36,6 +41,9 @@ pub struct SparseSession<'a> {
     window: std::ops::Range<usize>,
     objective: Objective,
     descent: HostDescent,
+    /// Partial gradients kept between passes, so that a pass zeroes them instead of
+    /// asking the system for fresh pages.
+    spare: std::sync::Mutex<Vec<Vec<f64>>>,
 }
 
 /// What one row contributes to a pass, given its z: the coefficient r (k values) of its
@@ -64,6 +72,7 @@ impl<'a> SparseSession<'a> {
             window,
             objective,
             descent: HostDescent::new(d, k),
+            spare: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -88,12 +97,11 @@ impl<'a> SparseSession<'a> {
     /// on all cores, added in order.
     fn scatter(&self, rows: &[usize], set: RowSet, theta: &[f64], term: &RowTerm) -> PassSums {
         let (d, k) = (self.data.features(), self.objective.outputs());
-        let parts = PARTS.min(rows.len().div_ceil(PART_ROWS)).max(1);
-        let size = rows.len().div_ceil(parts).max(1);
+        let size = self.part_size(rows, (d + 1) * k);
         let partials: Vec<PassSums> = rows
             .par_chunks(size)
             .map(|part| {
-                let mut grad = vec![0.0; (d + 1) * k];
+                let mut grad = self.spare_partial((d + 1) * k);
                 let mut metrics = [0.0; 5];
                 let (mut z, mut r) = (vec![0.0; k], vec![0.0; k]);
                 let mut scratch = vec![0.0; k + k * k];
@@ -125,14 +133,46 @@ impl<'a> SparseSession<'a> {
                 }
             })
             .collect();
-        let mut sums = PassSums::default();
-        for p in &partials {
-            sums.add(p);
-        }
-        if sums.gradient.is_empty() {
-            sums.gradient = vec![0.0; (d + 1) * k];
+        let mut partials = partials.into_iter();
+        // No rows (a worker's window outside a mini-batch): zeros.
+        let Some(mut sums) = partials.next() else {
+            return PassSums {
+                gradient: vec![0.0; (d + 1) * k],
+                metrics: [0.0; 5],
+            };
+        };
+        let mut spare = self.spare.lock().unwrap_or_else(|e| e.into_inner());
+        for p in partials {
+            sums.add(&p);
+            spare.push(p.gradient);
         }
         sums
+    }
+
+    /// Rows a part of a pass over `rows` takes, for partials of `values` each: at least
+    /// [`PART_ROWS`] rows and [`NONZEROS_PER_PARTIAL_VALUE`] non-zeros per value, at
+    /// most [`PARTS`] parts. It depends on the rows alone, never on the threads.
+    fn part_size(&self, rows: &[usize], values: usize) -> usize {
+        let offsets = self.data.offsets();
+        let nonzeros: u64 = rows.iter().map(|&i| offsets[i + 1] - offsets[i]).sum();
+        let by_nonzeros = (nonzeros / (NONZEROS_PER_PARTIAL_VALUE * values) as u64) as usize;
+        let parts = PARTS
+            .min(rows.len().div_ceil(PART_ROWS))
+            .min(by_nonzeros)
+            .max(1);
+        rows.len().div_ceil(parts).max(1)
+    }
+
+    /// A zeroed partial of `values`: one kept from an earlier pass, or a new one.
+    fn spare_partial(&self, values: usize) -> Vec<f64> {
+        let kept = self.spare.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        match kept {
+            Some(mut v) if v.len() == values => {
+                v.fill(0.0);
+                v
+            }
+            _ => vec![0.0; values],
+        }
     }
 
     /// The gradient pass's sums over `rows`: r = δ, and ℓ, 1, [correct], y, y².
