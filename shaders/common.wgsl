@@ -172,6 +172,24 @@ fn powi(x: f32, n: i32) -> f32 {
     return select(result, 1.0 / result, n < 0);
 }
 
+// ∂²ℓ/∂z² of one output (twins of `RowLoss::curvature` in src/loss.rs; a custom loss's
+// is generated from its graph by src/custom.rs).
+fn curvature_1(z: f32, label: f32) -> f32 {
+    if (LOSS == LOSS_CUSTOM) {
+        return custom_curvature(z, label);
+    }
+    if (MODEL == MODEL_LOGISTIC) {
+        let both = sigmoids(z);
+        let s = both.x;
+        let slope = both.x * both.y;
+        if (LOSS == LOSS_BCE) {
+            return slope;
+        }
+        return 2.0 * slope * (slope + (s - label) * (1.0 - 2.0 * s));
+    }
+    return 2.0;
+}
+
 // Softmax cross-entropy pieces, given m = max_c z_c, reached first at class `best`, and
 // rest = sum over c != best of exp(z_c - m), so the sum is 1 + rest. As
 // `loss::SoftmaxCrossEntropy` in src/loss.rs: the label's delta where it is the best class

@@ -84,24 +84,6 @@ fn logit_direction(local: u32, c: u32) -> f32 {
     return acc;
 }
 
-// ∂²ℓ/∂z² of one output (twins of `RowLoss::curvature` in src/loss.rs; a custom loss's
-// is generated from its graph by src/custom.rs).
-fn curvature_1(z: f32, label: f32) -> f32 {
-    if (LOSS == LOSS_CUSTOM) {
-        return custom_curvature(z, label);
-    }
-    if (MODEL == MODEL_LOGISTIC) {
-        let both = sigmoids(z);
-        let s = both.x;
-        let slope = both.x * both.y;
-        if (LOSS == LOSS_BCE) {
-            return slope;
-        }
-        return 2.0 * slope * (slope + (s - label) * (1.0 - 2.0 * s));
-    }
-    return 2.0;
-}
-
 // The softmax of a local row into `p` (the row max subtracted).
 fn softmax_row(local: u32, p: ptr<function, array<f32, K>>) {
     var m = -3.4e38;

@@ -1,7 +1,7 @@
 //! Sparse rows (CSR) against the same rows made dense: every pass and every fit of the
 //! CPU's sparse session equals the dense backends' within rounding, for every model,
 //! solver and training option, and reruns give the same bits. The reference takes sparse
-//! rows by making them dense; the GPU refuses them, naming the backend that fits them.
+//! rows by making them dense. The GPU's sparse session is tests/gpu_sparse.rs.
 
 mod common;
 
@@ -14,38 +14,7 @@ use downhill::optim::OptimizerKind;
 use downhill::train::Solver;
 use downhill::{Dataset, Objective, Params, SparseDataset, Trainer};
 
-use common::{assert_close, problem, random_params};
-
-/// A synthetic problem's rows with about 80 % of X zeroed by a hash, as CSR: some rows
-/// empty, one listing its columns backwards and one a column twice (which adds up).
-fn sparse_problem(rows: usize, d: usize, objective: Objective, seed: u64) -> SparseDataset {
-    let dense = problem(rows, d, objective, seed);
-    let (mut offsets, mut indices, mut values) = (vec![0u64], Vec::new(), Vec::new());
-    for i in 0..rows {
-        let mut row: Vec<(u32, f32)> = dense
-            .row(i)
-            .iter()
-            .enumerate()
-            .filter(|(j, _)| (i * 31 + j * 17 + seed as usize).is_multiple_of(5) && i % 29 != 3)
-            .map(|(j, &v)| (j as u32, v))
-            .collect();
-        if i == 7 {
-            row.reverse();
-        }
-        if i == 11
-            && let Some(&(j, v)) = row.first()
-        {
-            row[0].1 = v / 2.0;
-            row.push((j, v / 2.0));
-        }
-        for (j, v) in row {
-            indices.push(j);
-            values.push(v);
-        }
-        offsets.push(indices.len() as u64);
-    }
-    SparseDataset::from_csr(offsets, indices, Some(values), dense.y().to_vec(), d).unwrap()
-}
+use common::{assert_close, random_params, sparse_problem};
 
 fn objectives() -> [Objective; 3] {
     [
@@ -190,23 +159,8 @@ fn fit_sparse(
 }
 
 #[test]
-fn backends_without_sparse_passes_say_which_has_them() {
+fn parameters_of_the_wrong_shape_are_refused() {
     let sparse = sparse_problem(50, 4, Objective::logistic(), 1);
-    for (name, backend) in common::fast_backends() {
-        if !name.starts_with("gpu") {
-            continue;
-        }
-        let e = backend
-            .open(Data::Sparse(&sparse), Objective::logistic())
-            .err()
-            .expect("the GPU refuses sparse rows")
-            .to_string();
-        assert!(
-            e.contains("no passes over sparse rows") && e.contains("--backend cpu"),
-            "{name}: {e}"
-        );
-    }
-    // Parameters of the wrong shape are refused as on dense rows.
     let cpu = Cpu::default();
     let mut s = cpu
         .open(Data::Sparse(&sparse), Objective::logistic())

@@ -21,13 +21,13 @@ def expected_failed_checks(estimator):
     """The checks ``estimator`` is expected to fail, by name, with the reason."""
     name = type(estimator).__name__
     failed = {}
-    sparse = getattr(estimator, "backend", "cpu") != "gpu"
     if name in ("SGDClassifier", "SGDRegressor"):
         failed["check_sample_weight_equivalence_on_dense_data"] = WEIGHTS_BY_BATCH
     elif name == "LinearRegression":
         failed["check_sample_weight_equivalence_on_dense_data"] = UNDERDETERMINED
-        if sparse:
-            failed["check_sample_weight_equivalence_on_sparse_data"] = UNDERDETERMINED
+        failed["check_sample_weight_equivalence_on_sparse_data"] = UNDERDETERMINED
     elif getattr(estimator, "backend", "cpu") in ("gpu", "auto"):
         failed["check_sample_weight_equivalence_on_dense_data"] = WEIGHTS_ON_THE_GPU
+        if estimator.backend == "gpu":
+            failed["check_sample_weight_equivalence_on_sparse_data"] = WEIGHTS_ON_THE_GPU
     return failed

@@ -2,12 +2,15 @@
 //! column sums (every backend, the GPU's included), and the f64 descent state of the
 //! sessions whose optimizer runs on the host (reference, CPU, data-parallel).
 
+use rayon::prelude::*;
+
 use crate::data::Dataset;
 use crate::descent::{ClassWeights, Configured, RowSet, Setup, Snapshot, Split, Step};
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::optim::Standardization;
 use crate::params::Params;
+use crate::sparse::SparseDataset;
 
 /// What `setup` derives from a session's training rows, through its
 /// [`Session::column_sums`](super::Session::column_sums) alone (`sums`, called once, or twice when standardizing): the
@@ -320,4 +323,53 @@ impl HostDescent {
         self.state.clone_from(&snapshot.state);
         Ok(())
     }
+}
+
+/// [`Session::column_sums`] of global rows `window` of `data`, skipping the rows `split`
+/// holds out: Σ(x − c), Σ(x − c)² per feature from the sums of the non-zeros (each zero
+/// adds −c and c²), the count of each label (max(k, 2) slots) and the row count.
+pub(crate) fn sparse_column_sums(
+    data: &SparseDataset,
+    window: std::ops::Range<usize>,
+    split: Option<&Split>,
+    outputs: usize,
+    center: &[f64],
+) -> Vec<f64> {
+    let (d, slots) = (data.features(), outputs.max(2));
+    let rows: Vec<usize> = window.collect();
+    // At most 16 parts of at least 1 024 rows: the same sums on any number of threads.
+    let parts = 16.min(rows.len().div_ceil(1024)).max(1);
+    let size = rows.len().div_ceil(parts).max(1);
+    let partials: Vec<Vec<f64>> = rows
+        .par_chunks(size)
+        .map(|part| {
+            let mut out = vec![0.0; 2 * d + slots + 1];
+            for &i in part {
+                if !Split::contains(split, RowSet::Training, i as u32) {
+                    continue;
+                }
+                for (j, v) in data.row(i).entries() {
+                    let v = f64::from(v);
+                    out[j] += v;
+                    out[d + j] += v * v;
+                }
+                out[2 * d + (data.y()[i] as usize).min(slots - 1)] += 1.0;
+                out[2 * d + slots] += 1.0;
+            }
+            out
+        })
+        .collect();
+    let mut out = vec![0.0; 2 * d + slots + 1];
+    for p in partials {
+        for (o, v) in out.iter_mut().zip(p) {
+            *o += v;
+        }
+    }
+    let m = out[2 * d + slots];
+    for (j, &c) in center.iter().enumerate() {
+        let (s1, s2) = (out[j], out[d + j]);
+        out[j] = s1 - m * c;
+        out[d + j] = s2 - 2.0 * c * s1 + m * c * c;
+    }
+    out
 }

@@ -16,6 +16,7 @@ pub mod mpi;
 pub mod options;
 pub mod parallel;
 pub mod reference;
+pub mod sparse;
 
 pub use options::GpuOptions;
 
@@ -138,6 +139,12 @@ pub trait Session {
     /// [`Session::hessian_vector_sums`], that the Newton solvers take.
     fn has_curvature(&self) -> bool {
         false
+    }
+
+    /// Whether [`Session::hessian_sums`], the exact Newton's pass, is among its curvature
+    /// passes (the GPU's sparse rows have Hessian-vector products only).
+    fn has_hessian(&self) -> bool {
+        self.has_curvature()
     }
 
     /// The sums of a gradient pass over `rows` at the current parameters and, from the

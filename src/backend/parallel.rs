@@ -289,6 +289,10 @@ impl Session for ParallelSession<'_> {
         self.workers.iter().all(|w| w.has_curvature())
     }
 
+    fn has_hessian(&self) -> bool {
+        self.workers.iter().all(|w| w.has_hessian())
+    }
+
     fn hessian_sums(&mut self, rows: RowSet) -> Result<HessianSums> {
         let p = (self.features + 1) * self.objective.outputs();
         let flat = self.total(&mut |w| Ok(w.hessian_sums(rows)?.to_flat()))?;

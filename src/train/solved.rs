@@ -66,6 +66,15 @@ impl Trainer {
                 format!("{p} parameters, above newton's {NEWTON_MAX_PARAMETERS}"),
             );
         }
+        if !session.has_hessian() {
+            return (
+                Solver::NewtonCg,
+                format!(
+                    "{} has Hessian-vector products, not the Hessian",
+                    session.describe()
+                ),
+            );
+        }
         (
             Solver::Newton,
             format!("{p} parameters: the exact Hessian is small"),
@@ -102,6 +111,13 @@ impl Trainer {
             return refuse(format!(
                 "takes at most {NEWTON_MAX_PARAMETERS} parameters ((features + 1) × \
                  outputs), and this problem has {p}; newton-cg and lbfgs take any number"
+            ));
+        }
+        if solver == Solver::Newton && session.has_curvature() && !session.has_hessian() {
+            return refuse(format!(
+                "needs the exact Hessian, which {} does not build; newton-cg (Hessian-vector \
+                 products) and lbfgs fit the same problem",
+                session.describe()
             ));
         }
         if self.max_iter == Some(0) {

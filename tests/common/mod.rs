@@ -11,7 +11,7 @@ use downhill::backend::reference::Reference;
 use downhill::gpu::kernels::Tuning;
 use downhill::gpu::{Gpu, GpuContext, GpuOptions};
 use downhill::rng::cell_hash;
-use downhill::{Dataset, Gradient, Objective, Params, Synthetic};
+use downhill::{Dataset, Gradient, Objective, Params, SparseDataset, Synthetic};
 
 /// The GPU every test in this binary shares, or `None` (after printing
 /// `skipped: no GPU adapter`) when there is none. With DOWNHILL_REQUIRE_GPU=1 a missing
@@ -168,4 +168,35 @@ pub fn least_squares_with(data: &Dataset, intercept: bool) -> Vec<f64> {
         theta.push(0.0);
     }
     theta
+}
+
+/// A synthetic problem's rows with about 80 % of X zeroed by a hash, as CSR: some rows
+/// empty, one listing its columns backwards and one a column twice (which adds up).
+pub fn sparse_problem(rows: usize, d: usize, objective: Objective, seed: u64) -> SparseDataset {
+    let dense = problem(rows, d, objective, seed);
+    let (mut offsets, mut indices, mut values) = (vec![0u64], Vec::new(), Vec::new());
+    for i in 0..rows {
+        let mut row: Vec<(u32, f32)> = dense
+            .row(i)
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| (i * 31 + j * 17 + seed as usize).is_multiple_of(5) && i % 29 != 3)
+            .map(|(j, &v)| (j as u32, v))
+            .collect();
+        if i == 7 {
+            row.reverse();
+        }
+        if i == 11
+            && let Some(&(j, v)) = row.first()
+        {
+            row[0].1 = v / 2.0;
+            row.push((j, v / 2.0));
+        }
+        for (j, v) in row {
+            indices.push(j);
+            values.push(v);
+        }
+        offsets.push(indices.len() as u64);
+    }
+    SparseDataset::from_csr(offsets, indices, Some(values), dense.y().to_vec(), d).unwrap()
 }

@@ -67,6 +67,7 @@ pub(super) const STREAM_READ: &str = include_str!("../../../shaders/stream_read.
 pub(super) const GENERATE: &str = include_str!("../../../shaders/generate.wgsl");
 pub(super) const MOMENTS: &str = include_str!("../../../shaders/moments.wgsl");
 pub(super) const CURVATURE: &str = include_str!("../../../shaders/curvature.wgsl");
+pub(super) const SPARSE: &str = include_str!("../../../shaders/sparse.wgsl");
 /// The shared workgroup reduction, appended to the kernels that call it.
 const WORKGROUP_SUM: &str = include_str!("../../../shaders/workgroup_sum.wgsl");
 
@@ -180,6 +181,34 @@ impl ShaderConstants {
         let kt = k.min((tuning.accumulators / cols).max(1));
         let blocks = k.div_ceil(MAX_CLASS_BLOCK);
         let mut c = ShaderConstants {
+            shards: shards as u32,
+            stage: u32::from(tuning.stage),
+            w_cached: u32::from(w_cached),
+            tile_rows,
+            qb,
+            col_stride,
+            row_groups: wg / col_stride,
+            cols,
+            kt,
+            kb: class_block(k, blocks),
+            loop_limit,
+            ..Self::for_sparse(objective, d, wg)?
+        };
+        if let Some(limit) = loop_limit {
+            c.fit_loop_budget(loop_budget(limit), limit)?;
+        }
+        Ok(c)
+    }
+
+    /// The constants of the sparse kernels (`shaders/sparse.wgsl`) for `objective` on `d`
+    /// features: the shape, the model and the loss; they read rows in place, so no tile
+    /// is planned (the tile constants are those of one row). [`Self::new`] plans the
+    /// fused kernel's tile over these.
+    pub fn for_sparse(objective: &Objective, d: usize, wg: u32) -> Result<Self> {
+        let k = objective.outputs() as u32;
+        let d32 = u32::try_from(d).map_err(|_| Error::option("features", d, "too many"))?;
+        let dp = d32.next_multiple_of(4);
+        Ok(ShaderConstants {
             d: d32,
             dp,
             k,
@@ -191,24 +220,20 @@ impl ShaderConstants {
                 _ => 0,
             },
             objective: *objective,
-            shards: shards as u32,
+            shards: 1,
             wg,
-            stage: u32::from(tuning.stage),
-            w_cached: u32::from(w_cached),
-            tile_rows,
-            qb,
-            col_stride,
-            row_groups: wg / col_stride,
-            cols,
-            kt,
-            kb: class_block(k, blocks),
+            stage: 0,
+            w_cached: 0,
+            tile_rows: 1,
+            qb: dp / 4,
+            col_stride: 1,
+            row_groups: wg,
+            cols: dp / 4,
+            kt: k,
+            kb: 1,
             slice_tiles: u32::MAX,
-            loop_limit,
-        };
-        if let Some(limit) = loop_limit {
-            c.fit_loop_budget(loop_budget(limit), limit)?;
-        }
-        Ok(c)
+            loop_limit: None,
+        })
     }
 
     /// Column blocks per row: ⌈(dp / 4) / QB⌉ (1 when whole rows are staged or read in
@@ -349,16 +374,29 @@ impl ShaderConstants {
         entry: &str,
         groups: &[&wgpu::BindGroupLayout],
     ) -> wgpu::ComputePipeline {
+        let groups: Vec<Option<&wgpu::BindGroupLayout>> =
+            groups.iter().copied().map(Some).collect();
+        self.pipeline_of_groups(device, name, (kernel, mode), entry, &groups)
+    }
+
+    /// [`Self::pipeline_in`] whose bind groups may leave gaps (`None`: a group the entry
+    /// point does not use).
+    pub fn pipeline_of_groups(
+        &self,
+        device: &wgpu::Device,
+        name: &str,
+        (kernel, mode): (&str, Mode),
+        entry: &str,
+        groups: &[Option<&wgpu::BindGroupLayout>],
+    ) -> wgpu::ComputePipeline {
         let label = format!("downhill.{name}");
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(&label),
             source: wgpu::ShaderSource::Wgsl(self.source_in(kernel, mode).into()),
         });
-        let groups: Vec<Option<&wgpu::BindGroupLayout>> =
-            groups.iter().copied().map(Some).collect();
         let layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
             label: Some(&label),
-            bind_group_layouts: &groups,
+            bind_group_layouts: groups,
             immediate_size: 0,
         });
         device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
@@ -390,6 +428,7 @@ impl ShaderConstants {
             ("generate", GENERATE),
             ("moments", MOMENTS),
             ("curvature", CURVATURE),
+            ("sparse", SPARSE),
         ]
         .into_iter()
         .map(|(name, text)| (name, self.source(text)))

@@ -49,7 +49,7 @@ impl Tuning {
 
 /// How a kernel sees one binding.
 #[derive(Clone, Copy)]
-enum Binding {
+pub(super) enum Binding {
     /// A uniform bound with a dynamic offset (the step records).
     StepUniform,
     /// The same for the slice records.
@@ -60,7 +60,7 @@ enum Binding {
     },
 }
 
-fn bind_group_layout(
+pub(super) fn bind_group_layout(
     device: &wgpu::Device,
     label: &str,
     bindings: &[Binding],
@@ -102,8 +102,8 @@ fn bind_group_layout(
     })
 }
 
-const RO: Binding = Binding::Storage { read_only: true };
-const RW: Binding = Binding::Storage { read_only: false };
+pub(super) const RO: Binding = Binding::Storage { read_only: true };
+pub(super) const RW: Binding = Binding::Storage { read_only: false };
 
 /// Bind group layouts. Group 0 is always the step; group 1 the shard (x, y, its rows) for
 /// kernels that read X; the last group the kernel's own buffers.

@@ -15,7 +15,9 @@ pub mod plan;
 mod probe;
 mod rows;
 pub mod session;
+mod sparse;
 mod uniforms;
 
 pub use context::{AdapterSummary, GpuContext, InjectedFaults, adapters, is_hardware};
 pub use session::{Gpu, GpuOptions, GpuSession};
+pub use sparse::GpuSparseSession;

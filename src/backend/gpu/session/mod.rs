@@ -88,8 +88,10 @@ impl Backend for Gpu {
     }
 
     fn open<'a>(&'a self, data: Data<'a>, objective: Objective) -> Result<Box<dyn Session + 'a>> {
-        if data.sparse().is_some() {
-            return Err(crate::backend::no_sparse_passes("gpu"));
+        if let Some(sparse) = data.sparse() {
+            let session =
+                super::sparse::GpuSparseSession::new(&self.ctx, sparse, data.window(), objective)?;
+            return Ok(Box::new(session));
         }
         Ok(Box::new(self.session(data, objective)?))
     }

@@ -1,0 +1,176 @@
+//! The GPU's sparse session (`shaders/sparse.wgsl`): its gradient, Hessian-vector and
+//! prediction passes equal the reference's on the same rows made dense, for every model,
+//! a custom loss, binary rows and many row blocks, with the same bits on a rerun; every
+//! solver it takes and the training options reach the CPU's optimum; and what it refuses
+//! (the exact Newton, a custom softmax loss) it names.
+
+mod common;
+
+use downhill::backend::cpu::Cpu;
+use downhill::backend::reference::Reference;
+use downhill::backend::{Backend, Data, RowSet};
+use downhill::custom::{CustomLoss, LossKind};
+use downhill::descent::ClassWeights;
+use downhill::optim::OptimizerKind;
+use downhill::train::Solver;
+use downhill::{Model, Objective, SparseDataset, Trainer};
+
+use common::{assert_close, random_params, sparse_problem};
+
+/// f32 sums of a few hundred rows against f64 ones.
+const PASS_TOL: f64 = 2e-5;
+
+fn objectives() -> Vec<Objective> {
+    let custom = CustomLoss::parse("(z - y)^2 / 2 + (z - y)^4 / 12", LossKind::Output)
+        .unwrap()
+        .register();
+    vec![
+        Objective::linear(),
+        Objective::logistic(),
+        Objective::softmax(3).unwrap(),
+        Objective::new(Model::Linear, Some(custom), 1).unwrap(),
+    ]
+}
+
+/// The same pattern with every value 1: rows that keep no values.
+fn binary(s: &SparseDataset) -> SparseDataset {
+    SparseDataset::from_csr(
+        s.offsets().to_vec(),
+        s.indices().to_vec(),
+        None,
+        s.y().to_vec(),
+        s.features(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn passes_equal_the_reference() {
+    let Some(gpu) = common::gpu() else { return };
+    for objective in objectives() {
+        let values = sparse_problem(1300, 12, objective, 3);
+        for (kind, sparse) in [("values", values.clone()), ("binary", binary(&values))] {
+            let dense = sparse.to_dense(0..sparse.rows()).unwrap();
+            let k = objective.outputs();
+            let params = random_params(12, k, 0.3, 5);
+            let v = random_params(12, k, 0.7, 9).flat();
+            let mut g = gpu.open(Data::Sparse(&sparse), objective).unwrap();
+            let mut r = Reference.open(Data::Host(&dense), objective).unwrap();
+            assert!(g.describe().contains("sparse rows"), "{}", g.describe());
+            g.set_params(&params).unwrap();
+            r.set_params(&params).unwrap();
+            let what = format!("{objective}, {kind}");
+            let (gg, gr) = (g.gradient().unwrap(), r.gradient().unwrap());
+            assert!(
+                (gg.loss - gr.loss).abs() <= PASS_TOL * gr.loss.abs().max(1.0),
+                "{what}: loss {} vs {}",
+                gg.loss,
+                gr.loss
+            );
+            assert_close(&what, &gg.weights, &gr.weights, PASS_TOL);
+            assert_close(&what, &gg.bias, &gr.bias, PASS_TOL);
+            let (vg, vr) = (
+                g.hessian_vector_sums(&v, RowSet::All).unwrap(),
+                r.hessian_vector_sums(&v, RowSet::All).unwrap(),
+            );
+            let scale = vr.iter().fold(1.0f64, |m, x| m.max(x.abs()));
+            let scaled = |h: &[f64]| h.iter().map(|x| x / scale).collect::<Vec<_>>();
+            assert_close(&format!("{what}: Hv"), &scaled(&vg), &scaled(&vr), PASS_TOL);
+            assert_close(
+                &format!("{what}: z"),
+                &g.predict().unwrap(),
+                &r.predict().unwrap(),
+                PASS_TOL,
+            );
+            assert_eq!(g.gradient().unwrap(), gg, "{what}: rerun");
+        }
+    }
+}
+
+#[test]
+fn fits_reach_the_cpus_optimum() {
+    let Some(gpu) = common::gpu() else { return };
+    let trainers: Vec<(&str, Trainer)> = vec![
+        ("auto (newton-cg)", Trainer::new().l2(1e-3)),
+        ("lbfgs", Trainer::new().l2(1e-3).solver(Solver::Lbfgs)),
+        ("lbfgs, l1", Trainer::new().l1(2e-3).solver(Solver::Lbfgs)),
+        (
+            "newton-cg, standardized",
+            Trainer::new()
+                .l2(1e-2)
+                .standardize(true)
+                .solver(Solver::NewtonCg),
+        ),
+        (
+            "lbfgs, no intercept",
+            Trainer::new()
+                .l2(1e-3)
+                .fit_intercept(false)
+                .solver(Solver::Lbfgs),
+        ),
+        (
+            "adam, mini-batches, held out",
+            Trainer::new()
+                .optimizer(OptimizerKind::Adam)
+                .lr(0.01)
+                .epochs(10)
+                .batch_size(128)
+                .validation_fraction(0.2),
+        ),
+    ];
+    for objective in objectives().into_iter().take(3) {
+        let sparse = sparse_problem(900, 10, objective, 4);
+        let weights: Vec<f32> = (0..900).map(|i| 0.5 + (i % 3) as f32 * 0.5).collect();
+        let sparse = sparse.with_weights(weights).unwrap();
+        for (name, trainer) in &trainers {
+            let mut trainer = trainer.clone();
+            if objective.model() != Model::Linear {
+                trainer = trainer.class_weights(ClassWeights::Balanced);
+            }
+            let what = format!("{objective}, {name}");
+            let on_gpu = downhill::fit(gpu, &sparse, objective, &trainer).unwrap();
+            let on_cpu = downhill::fit(&Cpu::default(), &sparse, objective, &trainer).unwrap();
+            // f32 passes: the solvers stop where f32 rounding hides F's decrease.
+            let tol = if name.contains("l1") || name.contains("adam") {
+                1e-3
+            } else {
+                2e-4
+            };
+            assert_close(&what, &on_gpu.params.flat(), &on_cpu.params.flat(), tol);
+            if name.starts_with("auto") {
+                let solved = on_gpu.solved.as_ref().expect("a solver's fit");
+                assert_eq!(solved.solver, Solver::NewtonCg, "{what}");
+            }
+            let again = downhill::fit(gpu, &sparse, objective, &trainer).unwrap();
+            assert_eq!(again.params, on_gpu.params, "{what}: rerun");
+        }
+    }
+}
+
+#[test]
+fn what_it_does_not_build_it_names() {
+    let Some(gpu) = common::gpu() else { return };
+    let sparse = sparse_problem(60, 4, Objective::logistic(), 1);
+    let newton = Trainer::new().solver(Solver::Newton);
+    let e = downhill::fit(gpu, &sparse, Objective::logistic(), &newton)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("needs the exact Hessian") && e.contains("newton-cg"),
+        "{e}"
+    );
+    let custom = CustomLoss::parse("-t * ln(p)", LossKind::Class)
+        .unwrap()
+        .register();
+    let softmax = Objective::new(Model::Softmax, Some(custom), 3).unwrap();
+    let labels = sparse_problem(60, 4, Objective::softmax(3).unwrap(), 1);
+    let e = gpu
+        .open(Data::Sparse(&labels), softmax)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        e.contains("custom softmax loss") && e.contains("--backend cpu"),
+        "{e}"
+    );
+}
