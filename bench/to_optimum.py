@@ -2,23 +2,32 @@
 
 Two commands, run by the bench as a child Python with numpy and scikit-learn:
 
-  python3 to_optimum.py make DIR ROWS FEATURES CLASSES SEED
+  python3 to_optimum.py make DIR ROWS FEATURES CLASSES SEED [NNZ]
       Writes DIR/x.npy (float32, C order) and DIR/y.npy (float32): an ill-conditioned
       problem, the features standard normal rows rotated by a random orthogonal matrix and
       scaled over 1.5 decades (column j by 10^(1.5 j / (d - 1))), labels drawn from a
       logistic (CLASSES = 2: 0/1) or softmax (class indices) model whose logits have a
       standard deviation of about 2.
+      With NNZ (logistic only): sparse binary rows instead, DIR/x.npz (scipy CSR,
+      float32), NNZ draws a row of features with Zipf-distributed popularity (feature j
+      with probability ∝ 1/(j + 1)^1.1, as hashed categorical columns are; repeats
+      merged), the labels from a logistic model with standard normal weights scaled so
+      that the logits have a standard deviation of about 2.
 
   python3 to_optimum.py peers DIR C REL < traces.json
       Reads downhill's traces from stdin ({"traces": [{"name", "seconds": [...],
       "params": [[W row-major d x k, then b], ...]}]}), fits scikit-learn's lbfgs and
-      newton-cholesky LogisticRegression(C) on the same rows, and measures everyone's F in
-      f64 in one place:
+      newton-cholesky LogisticRegression(C) on the same rows (on sparse rows: lbfgs, and
+      LIBLINEAR's -s 0 when liblinear-multicore is installed), and measures everyone's F
+      in f64 in one place:
           F = mean loss + (1 / (2 C n)) |W|^2        (scikit-learn's objective / (C n))
       The best F anyone reached sets the target best + REL * |best|. A scikit-learn
       solver's time to the target is that of the shortest fit (max_iter found by doubling,
       then bisection) whose F is within it; a downhill trace's is the time of its first
-      iterate within it (found by bisection: F decreases along a trace).
+      iterate within it (found by bisection: F decreases along a trace). LIBLINEAR has no
+      unpenalized intercept (its rows carry a penalized column of ones), so it is judged
+      on its own objective against the best it reached: the time of its fastest run, over
+      a sequence of tolerances, within REL of that.
       Prints one JSON object.
 """
 import json
@@ -58,12 +67,63 @@ def make(out, rows, features, classes, seed):
     np.save(f"{out}/y.npy", y)
 
 
+def sparse_problem(rows, features, nnz, seed):
+    """Sparse binary rows (scipy CSR, float32) and 0/1 labels: see `make` with NNZ."""
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(seed)
+    p = 1.0 / np.arange(1, features + 1) ** 1.1
+    p /= p.sum()
+    cols = rng.choice(features, size=rows * nnz, p=p).astype(np.int32)
+    at = np.repeat(np.arange(rows), nnz)
+    x = sp.csr_matrix((np.ones(rows * nnz, np.float32), (at, cols)), shape=(rows, features))
+    x.sum_duplicates()
+    x.data[:] = 1.0
+    z = x @ rng.standard_normal(features)
+    z *= 2.0 / max(z.std(), 1e-12)
+    y = (rng.random(rows) < 1 / (1 + np.exp(-(z - z.mean())))).astype(np.float32)
+    return x, y
+
+
+def make_sparse(out, rows, features, nnz, seed):
+    import scipy.sparse as sp
+
+    x, y = sparse_problem(rows, features, nnz, seed)
+    sp.save_npz(f"{out}/x.npz", x, compressed=False)
+    np.save(f"{out}/y.npy", y)
+
+
+def liblinear_peer(x, y, c):
+    """LIBLINEAR -s 0 at a sequence of tolerances: [(seconds, F of its own objective, F
+    with its last weight taken as the bias)], or None when it is not installed."""
+    try:
+        import scipy.sparse as sp
+        from liblinear.liblinearutil import parameter, train
+        from liblinear.liblinearutil import problem as ll_problem
+    except ImportError:
+        return None
+    n, d = x.shape
+    xb = sp.hstack([x, np.ones((n, 1), np.float32)], format="csr")
+    prob = ll_problem(2 * y.astype(np.float64) - 1, xb)
+    runs = []
+    for eps in [1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7]:
+        start = time.perf_counter()
+        model = train(prob, parameter(f"-s 0 -c {c} -e {eps} -q"))
+        seconds = time.perf_counter() - start
+        w = np.array([model.w[j] for j in range(d + 1)])
+        if model.label[0] != 1:
+            w = -w
+        shared = objective(x, y, 2, c, w[:d, None], w[d:])
+        runs.append((seconds, shared + w[d] ** 2 / (2 * c * n), shared))
+    return runs
+
+
 def objective(x, y, classes, c, w, b):
     """F in f64 over chunks of rows: mean loss + |W|^2 / (2 C n)."""
     n = x.shape[0]
     total = 0.0
     for start in range(0, n, CHUNK):
-        z = x[start:start + CHUNK].astype(np.float64) @ w + b
+        z = np.asarray(x[start:start + CHUNK].astype(np.float64) @ w) + b
         labels = y[start:start + CHUNK]
         if classes == 2:
             z = z[:, 0]
@@ -140,7 +200,15 @@ class Peer:
 def peers(out, c, rel):
     from sklearn import __version__ as sklearn_version
 
-    x = np.load(f"{out}/x.npy")
+    import os
+
+    sparse = os.path.exists(f"{out}/x.npz")
+    if sparse:
+        import scipy.sparse as sp
+
+        x = sp.load_npz(f"{out}/x.npz").tocsr()
+    else:
+        x = np.load(f"{out}/x.npy")
     y = np.load(f"{out}/y.npy")
     classes = max(int(y.max()) + 1, 2)
     outputs = 1 if classes == 2 else classes
@@ -152,7 +220,9 @@ def peers(out, c, rel):
         return objective(x, y, classes, c, w, b)
 
     finals = {t["name"]: trace_f(t, len(t["params"]) - 1) for t in traces}
-    solvers = {s: Peer(x, y, classes, c, s) for s in ("lbfgs", "newton-cholesky")}
+    # newton-cholesky's dense Hessian is out of reach of wide sparse rows.
+    names = ("lbfgs",) if sparse else ("lbfgs", "newton-cholesky")
+    solvers = {s: Peer(x, y, classes, c, s) for s in names}
     limits = {"lbfgs": 100_000, "newton-cholesky": 1_000}
     sk_finals = {s: p.converge(limits[s]) for s, p in solvers.items()}
     best = min(list(finals.values()) + list(sk_finals.values()))
@@ -182,6 +252,12 @@ def peers(out, c, rel):
             seconds, _, ran = peer.at(at)
             entry.update(seconds=seconds, iterations=ran)
         result["peers"].append(entry)
+    own = liblinear_peer(x, y, c) if sparse else None
+    if own:
+        own_best = min(f for _, f, _ in own)
+        within = [s for s, f, _ in own if f <= own_best + rel * abs(own_best)]
+        result["peers"].append({"name": "liblinear -s 0 (own F)", "final": own[-1][2],
+                                "seconds": min(within), "iterations": None})
     print(json.dumps(result))
 
 
@@ -189,7 +265,10 @@ def main():
     command = sys.argv[1]
     if command == "make":
         out, rows, features, classes, seed = sys.argv[2:7]
-        make(out, int(rows), int(features), int(classes), int(seed))
+        if len(sys.argv) > 7:
+            make_sparse(out, int(rows), int(features), int(sys.argv[7]), int(seed))
+        else:
+            make(out, int(rows), int(features), int(classes), int(seed))
     elif command == "peers":
         out, c, rel = sys.argv[2:5]
         peers(out, float(c), float(rel))

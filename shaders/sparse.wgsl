@@ -4,12 +4,16 @@
 //   rows_*      one invocation per row: z = x·W + b gathered from the row's non-zeros,
 //               then (gradient) the loss and w·δ, or (direction) w·∂²ℓ/∂z∂zᵀ·(x·V + v_b),
 //               written per row; or (predict) z alone.
-//   columns     one invocation per (feature j, class c): Σ over column j's non-zeros, in
-//               row order, of x_ij · out_i,c, from a column-major copy of X (CSC): the
-//               gradient's W part, Xᵀ(w·δ), without scattering.
+//   columns     one invocation per (segment s, class c): Σ over the segment's non-zeros
+//               (at most SEGMENT of one column, in row order) of x_ij · out_i,c, from a
+//               column-major copy of X (CSC): the gradient's W part, Xᵀ(w·δ), without
+//               scattering; the host adds a column's segments in f64. Segments keep every
+//               loop short, under a driver's loop limit (llvmpipe's 65 535 iterations) and
+//               spread a popular column over many invocations.
 //   blocks      one invocation per (block of ROWS_PER_BLOCK rows, value): the block's sum
 //               of out_i,c (the bias part) or of a row metric, in row order; the host adds
 //               the blocks in order, in f64.
+// Both sums are Kahan-compensated, in f32.
 //
 // Buffers: `params` holds θ = (W row-major d×K, then b) and after it a direction of the
 // same layout; `yw` the labels then the pass's row weights (0 for rows the pass skips);
@@ -26,7 +30,7 @@ const PK: u32 = (D + 1u) * K;
 @group(1) @binding(3) var<storage, read> yw: array<f32>;
 @group(1) @binding(4) var<storage, read> params: array<f32>;
 @group(1) @binding(5) var<storage, read_write> out: array<f32>;
-@group(2) @binding(0) var<storage, read> column_offsets: array<u32>;
+@group(2) @binding(0) var<storage, read> segment_offsets: array<u32>;
 @group(2) @binding(1) var<storage, read> column_rows: array<u32>;
 @group(2) @binding(2) var<storage, read> column_values: array<f32>;
 @group(2) @binding(3) var<storage, read> products: array<f32>;
@@ -38,6 +42,10 @@ struct SparseShape {
     binary: u32,    // 1: every stored value is 1 (`values` unused)
     blocks: u32,    // ⌈n / ROWS_PER_BLOCK⌉
     width: u32,     // invocations per row of a 2-D dispatch
+    segments: u32,  // the CSC's segments
+    pad0: u32,
+    pad1: u32,
+    pad2: u32,
 }
 
 fn invocation(gid: vec3<u32>) -> u32 {
@@ -198,24 +206,30 @@ fn rows_predict(@builtin(global_invocation_id) gid: vec3<u32>) {
 // The last two kernels read `out` as `products` (bound in their own group, so that no
 // pipeline binds more than six storage buffers).
 
-// sums[j·K + c] = Σ over column j's non-zeros (row order) of x_ij · out[n·K + i·K + c].
+// sums[s·K + c] = Σ over segment s's non-zeros (row order) of x_ij · out[n·K + i·K + c].
 @compute @workgroup_size(WG)
 fn columns(@builtin(global_invocation_id) gid: vec3<u32>) {
     let t = invocation(gid);
-    if (t >= D * K) {
+    if (t >= shape.segments * K) {
         return;
     }
-    let j = t / K;
+    let segment = t / K;
     let c = t % K;
     let db = shape.rows * K;
+    // Kahan's compensated sum: a popular column's hundreds of thousands of terms nearly
+    // cancel at the optimum, which a plain f32 sum would bury in its rounding.
     var s = 0.0;
-    for (var e = column_offsets[j]; e < column_offsets[j + 1u]; e++) {
-        s += column_value_at(e) * products[db + column_rows[e] * K + c];
+    var comp = 0.0;
+    for (var e = segment_offsets[segment]; e < segment_offsets[segment + 1u]; e++) {
+        let v = column_value_at(e) * products[db + column_rows[e] * K + c] - comp;
+        let next = s + v;
+        comp = (next - s) - v;
+        s = next;
     }
-    sums[t] = s;
+    sums[t] = s - comp;
 }
 
-// sums[D·K + b·(K + 5) + v]: block b's sum of out[n·K + i·K + v] (v < K, the bias part) or
+// sums[segments·K + b·(K + 5) + v]: block b's sum of out[n·K + i·K + v] (v < K, the bias part) or
 // of metric v − K of its rows, in row order.
 @compute @workgroup_size(WG)
 fn blocks(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -229,12 +243,15 @@ fn blocks(@builtin(global_invocation_id) gid: vec3<u32>) {
     let n = shape.rows;
     let end = min(n, (b + 1u) * ROWS_PER_BLOCK);
     var s = 0.0;
+    var comp = 0.0;
     for (var i = b * ROWS_PER_BLOCK; i < end; i++) {
+        var term = products[2u * n * K + i * 5u + (v - K)];
         if (v < K) {
-            s += products[n * K + i * K + v];
-        } else {
-            s += products[2u * n * K + i * 5u + (v - K)];
+            term = products[n * K + i * K + v];
         }
+        let next = s + (term - comp);
+        comp = (next - s) - (term - comp);
+        s = next;
     }
-    sums[D * K + t] = s;
+    sums[shape.segments * K + t] = s - comp;
 }

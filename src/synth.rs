@@ -15,6 +15,11 @@
 //! z is computed exactly: the products a_ij · a_jc are integers, summed in 64-bit integers,
 //! and rounded to f32 once (round to nearest, ties to even). No float sum whose order or
 //! fusion could differ between a CPU and a GPU enters the data.
+//!
+//! Sparse rows ([`Synthetic::sparse_rows`], density p): row i keeps m = round(p·d) of its
+//! cells (at least 1), at columns j_t = ⌊h_t · d / 2³²⌋ for t < m, h_t a hash word of
+//! (i, t) (a column drawn twice is kept once), with the dense problem's values there; r in
+//! the recipe is ⌊log₂(m) / 2⌋, so z keeps its variance whatever the density.
 
 use rayon::prelude::*;
 
@@ -24,12 +29,15 @@ use crate::floats::Floats;
 use crate::model::{Model, Objective, Params};
 use crate::rng::{cell_hash, cell_hashes16};
 use crate::simd::{Simd, dispatch};
+use crate::sparse::SparseDataset;
 
 /// Which stream of the hash a value comes from.
 const STREAM_X: u32 = 0;
 const STREAM_W: u32 = 1;
 const STREAM_B: u32 = 2;
 const STREAM_LABEL: u32 = 3;
+/// The columns of a sparse row (4 is the held-out split's, `rng::STREAM_SPLIT`).
+const STREAM_COLUMNS: u32 = 5;
 
 /// Points in each quantile table.
 pub const QUANTILES: usize = 4096;
@@ -157,8 +165,13 @@ impl Synthetic {
 
     /// The true parameters the labels were drawn from.
     pub fn true_params(&self) -> Params {
+        self.true_params_at(self.weight_shift())
+    }
+
+    /// The true parameters of the weights' integers over 256 · 2^`shift`.
+    fn true_params_at(&self, shift: u32) -> Params {
         let (d, k) = (self.features, self.objective.outputs());
-        let scale = 1.0 / (256.0 * f64::from(1u32 << self.weight_shift()));
+        let scale = 1.0 / (256.0 * f64::from(1u32 << shift));
         let mut params = Params::zeros(d, k);
         for j in 0..d {
             for c in 0..k {
@@ -223,7 +236,11 @@ impl Synthetic {
 
     /// The label of row `i` from its exact z (in units of 2^−(16 + r)).
     fn label(&self, i: u32, z: &[i64], tables: &[f32]) -> f32 {
-        let r = self.weight_shift();
+        self.label_at(i, z, tables, self.weight_shift())
+    }
+
+    /// [`Self::label`] with r = `r`.
+    fn label_at(&self, i: u32, z: &[i64], tables: &[f32], r: u32) -> f32 {
         let unit = 1.0 / (65536.0 * (1u32 << r) as f32);
         let noise = |c: u32| cell_hash(self.seed, STREAM_LABEL, i, c);
         match self.objective.model() {
@@ -247,6 +264,106 @@ impl Synthetic {
                 best.0 as f32
             }
         }
+    }
+}
+
+/// Rows generated at a time by one core.
+const SPARSE_BLOCK: usize = 4096;
+
+/// One block of sparse synthetic rows: each row's length, its columns and values, labels.
+#[derive(Default)]
+struct SparseBlock {
+    lengths: Vec<u64>,
+    indices: Vec<u32>,
+    values: Vec<f32>,
+    y: Vec<f32>,
+}
+
+impl Synthetic {
+    /// Non-zeros a sparse row of density `density` keeps: round(p·d), at least 1, after
+    /// checking that 0 < p ≤ 1.
+    pub fn sparse_row_length(&self, density: f64) -> Result<usize> {
+        if !(density > 0.0 && density <= 1.0) {
+            return Err(Error::option(
+                "density",
+                density,
+                "must be above 0 and at most 1 (the share of each row's cells kept)",
+            ));
+        }
+        Ok(((density * self.features as f64).round() as usize).clamp(1, self.features))
+    }
+
+    /// The problem's rows at `density` as sparse rows (see the module's recipe), with the
+    /// labels of the true parameters [`Synthetic::sparse_true_params`]. Generated on the
+    /// host, rows in parallel blocks; every backend fits these same bits.
+    pub fn sparse_rows(&self, density: f64) -> Result<SparseDataset> {
+        let (d, k, n) = (self.features, self.objective.outputs(), self.rows);
+        let m = self.sparse_row_length(density)?;
+        let r = (usize::BITS - 1 - m.leading_zeros()) / 2;
+        crate::memory::check(
+            crate::memory::bytes_of::<f32>(n.saturating_mul(2 * m + 3)),
+            || {
+                format!(
+                    "{} sparse synthetic rows of {m} non-zeros",
+                    crate::error::count(n, "row")
+                )
+            },
+        )?;
+        let w: Vec<i64> = (0..=d)
+            .flat_map(|j| (0..k).map(move |c| (j, c)))
+            .map(|(j, c)| i64::from(self.param_int(j as u32, c as u32)))
+            .collect();
+        let tables = quantile_tables();
+        let blocks: Vec<SparseBlock> = (0..n.div_ceil(SPARSE_BLOCK))
+            .into_par_iter()
+            .map(|b| {
+                let rows = b * SPARSE_BLOCK..((b + 1) * SPARSE_BLOCK).min(n);
+                let mut block = SparseBlock::default();
+                let mut columns = Vec::with_capacity(m);
+                let mut z = vec![0i64; k];
+                for i in rows {
+                    let i = i as u32;
+                    columns.clear();
+                    columns.extend((0..m as u32).map(|t| {
+                        let h = cell_hash(self.seed, STREAM_COLUMNS, i, t)[0];
+                        ((u64::from(h) * d as u64) >> 32) as u32
+                    }));
+                    columns.sort_unstable();
+                    columns.dedup();
+                    for (c, zc) in z.iter_mut().enumerate() {
+                        *zc = 256 * w[d * k + c];
+                    }
+                    for &j in &columns {
+                        let a = i64::from(self.x_int(i, j));
+                        for (c, zc) in z.iter_mut().enumerate() {
+                            *zc += a * w[j as usize * k + c];
+                        }
+                        block.indices.push(j);
+                        block.values.push(a as f32 / 256.0);
+                    }
+                    block.lengths.push(columns.len() as u64);
+                    block.y.push(self.label_at(i, &z, &tables, r));
+                }
+                block
+            })
+            .collect();
+        let (mut offsets, mut indices, mut values, mut y) =
+            (vec![0u64], Vec::new(), Vec::new(), Vec::with_capacity(n));
+        for block in blocks {
+            for length in block.lengths {
+                offsets.push(offsets[offsets.len() - 1] + length);
+            }
+            indices.extend(block.indices);
+            values.extend(block.values);
+            y.extend(block.y);
+        }
+        SparseDataset::from_csr(offsets, indices, Some(values), y, d)
+    }
+
+    /// The true parameters of [`Synthetic::sparse_rows`] at `density`.
+    pub fn sparse_true_params(&self, density: f64) -> Result<Params> {
+        let m = self.sparse_row_length(density)?;
+        Ok(self.true_params_at((usize::BITS - 1 - m.leading_zeros()) / 2))
     }
 }
 

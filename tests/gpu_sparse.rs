@@ -174,3 +174,37 @@ fn what_it_does_not_build_it_names() {
         "{e}"
     );
 }
+
+#[test]
+fn a_column_longer_than_a_drivers_loop_limit_is_summed_whole() {
+    let Some(gpu) = common::gpu() else { return };
+    // Column 0 in each of 70 000 rows: past llvmpipe's 65 535 loop iterations, which a
+    // single invocation summing the column would stop at without an error.
+    let n = 70_000;
+    let mut offsets = vec![0u64];
+    let (mut indices, mut values) = (Vec::new(), Vec::new());
+    for i in 0..n {
+        indices.extend([0, 1 + (i % 7) as u32]);
+        values.extend([1.0, ((i % 13) as f32 - 6.0) / 4.0]);
+        offsets.push(indices.len() as u64);
+    }
+    let y: Vec<f32> = (0..n).map(|i| ((i * 7919) % 3 == 0) as u8 as f32).collect();
+    let sparse = SparseDataset::from_csr(offsets, indices, Some(values), y, 8).unwrap();
+    let objective = Objective::logistic();
+    let params = random_params(8, 1, 0.3, 2);
+    let v = random_params(8, 1, 0.5, 3).flat();
+    let cpu = Cpu::default();
+    let mut c = cpu.open(Data::Sparse(&sparse), objective).unwrap();
+    let mut g = gpu.open(Data::Sparse(&sparse), objective).unwrap();
+    c.set_params(&params).unwrap();
+    g.set_params(&params).unwrap();
+    let (gc, gg) = (c.gradient().unwrap(), g.gradient().unwrap());
+    assert_close("gradient", &gg.weights, &gc.weights, 1e-6);
+    let (hc, hg) = (
+        c.hessian_vector_sums(&v, RowSet::All).unwrap(),
+        g.hessian_vector_sums(&v, RowSet::All).unwrap(),
+    );
+    let scale = hc.iter().fold(1.0f64, |m, x| m.max(x.abs()));
+    let scaled = |h: &[f64]| h.iter().map(|x| x / scale).collect::<Vec<_>>();
+    assert_close("Hv", &scaled(&hg), &scaled(&hc), PASS_TOL);
+}

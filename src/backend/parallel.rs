@@ -41,6 +41,38 @@ pub fn share(n: usize, r: usize, p: usize) -> std::ops::Range<usize> {
     at(r)..at(r + 1)
 }
 
+/// Part `r` of `p` of rows `rows`, for `data`: sparse rows are split so that each part
+/// holds about the same number of non-zeros (a pass's work), cut between rows, with at
+/// least one row each where there are as many rows as parts; other rows evenly
+/// ([`share`]). Every process computes the same parts.
+pub fn share_of(
+    data: &Data<'_>,
+    rows: std::ops::Range<usize>,
+    r: usize,
+    p: usize,
+) -> std::ops::Range<usize> {
+    let Some(sparse) = data.sparse() else {
+        let local = share(rows.len(), r, p);
+        return rows.start + local.start..rows.start + local.end;
+    };
+    let offsets = sparse.offsets();
+    let (first, total) = (offsets[rows.start], offsets[rows.end] - offsets[rows.start]);
+    let at = |i: usize| {
+        if i == 0 || i == p {
+            return if i == 0 { rows.start } else { rows.end };
+        }
+        let target = first + ((u128::from(total) * i as u128) / p as u128) as u64;
+        // The first row of the window whose non-zeros start at or past the target.
+        let row = rows.start + offsets[rows.clone()].partition_point(|&o| o < target);
+        if rows.len() >= p {
+            row.clamp(rows.start + i, rows.end - (p - i))
+        } else {
+            row
+        }
+    };
+    at(r)..at(r + 1)
+}
+
 /// Several backends (and, through [`Combine`], several processes) as one.
 pub struct Parallel {
     workers: Vec<Box<dyn Backend>>,
@@ -78,7 +110,7 @@ impl Backend for Parallel {
         }
         let (rows, features) = (data.rows(), data.features());
         let (rank, processes) = self.combine.rank();
-        let mine = share(rows, rank, processes);
+        let mine = share_of(&data, 0..rows, rank, processes);
         let parts = self.workers.len();
         if mine.len() < parts {
             return Err(Error::option(
@@ -89,8 +121,7 @@ impl Backend for Parallel {
         }
         let mut sessions = Vec::with_capacity(parts);
         for (i, worker) in self.workers.iter().enumerate() {
-            let local = share(mine.len(), i, parts);
-            let window = mine.start + local.start..mine.start + local.end;
+            let window = share_of(&data, mine.clone(), i, parts);
             sessions.push(worker.open(Data::part(data.clone(), window)?, objective)?);
         }
         Ok(Box::new(ParallelSession {
@@ -319,7 +350,34 @@ impl Session for ParallelSession<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::share;
+    use super::{share, share_of};
+    use crate::backend::Data;
+    use crate::sparse::SparseDataset;
+
+    #[test]
+    fn sparse_rows_are_shared_by_their_non_zeros() {
+        // 100 rows of 9 non-zeros, then 900 rows of 1: 1 800 non-zeros in all.
+        let lengths: Vec<u64> = (0..1000).map(|i| if i < 100 { 9 } else { 1 }).collect();
+        let mut offsets = vec![0u64];
+        for l in &lengths {
+            offsets.push(offsets[offsets.len() - 1] + l);
+        }
+        let indices: Vec<u32> = lengths.iter().flat_map(|&l| 0..l as u32).collect();
+        let rows =
+            SparseDataset::from_csr(offsets.clone(), indices, None, vec![0.0; 1000], 9).unwrap();
+        let data = Data::Sparse(&rows);
+        let parts: Vec<_> = (0..2).map(|r| share_of(&data, 0..1000, r, 2)).collect();
+        assert_eq!(parts, vec![0..100, 100..1000], "900 non-zeros each");
+        let quarters: Vec<_> = (0..4).map(|r| share_of(&data, 100..1000, r, 4)).collect();
+        assert_eq!(quarters, vec![100..325, 325..550, 550..775, 775..1000]);
+        // More parts than non-zero-heavy rows: every part keeps a row.
+        let few =
+            SparseDataset::from_csr(vec![0, 5, 5, 5], vec![0, 1, 2, 3, 4], None, vec![0.0; 3], 5)
+                .unwrap();
+        let data = Data::Sparse(&few);
+        let parts: Vec<_> = (0..3).map(|r| share_of(&data, 0..3, r, 3)).collect();
+        assert_eq!(parts, vec![0..1, 1..2, 2..3]);
+    }
 
     #[test]
     fn shares_cover_every_row_once() {

@@ -16,6 +16,11 @@ use crate::error::Result;
 use crate::model::{Objective, Params};
 use crate::sparse::SparseDataset;
 
+/// The stored entries of rows `window` of `data`.
+pub fn window_nonzeros(data: &SparseDataset, window: &Range<usize>) -> u64 {
+    data.offsets()[window.end] - data.offsets()[window.start]
+}
+
 /// The weight of each global row in a pass (0: the pass skips it).
 pub type RowWeight<'f> = dyn Fn(usize) -> f64 + Sync + 'f;
 

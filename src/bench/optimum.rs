@@ -1,9 +1,10 @@
 //! `downhill bench --to-optimum`: seconds and passes over the rows to reach a stated
 //! relative suboptimality of the best objective any solver reached, downhill's solvers
-//! against scikit-learn's lbfgs and newton-cholesky on the same rows in the same run.
+//! against scikit-learn's lbfgs and newton-cholesky on the same rows in the same run (on
+//! sparse rows: scikit-learn's lbfgs and LIBLINEAR's -s 0).
 //!
-//! A child Python (`bench/to_optimum.py`) writes the problem as `.npy` files, which both
-//! sides read; downhill's solvers record their parameters and the time at every
+//! A child Python (`bench/to_optimum.py`) writes the problem as `.npy` files (sparse rows
+//! as a scipy `.npz`), which both sides read; downhill's solvers record their parameters and the time at every
 //! iteration; the child then fits scikit-learn's solvers and measures everyone's F in f64
 //! in one place, so no side is judged by its own arithmetic.
 
@@ -23,12 +24,14 @@ use crate::train::{LogEntry, Observer, Trainer};
 /// The script that makes the problem and runs the peers, next to the crate's sources.
 const SCRIPT: &str = include_str!("../../bench/to_optimum.py");
 
-/// One problem: rows × features, with `classes` classes (2: logistic, more: softmax).
+/// One problem: rows × features, with `classes` classes (2: logistic, more: softmax);
+/// dense, or with `nonzeros` draws a row, sparse binary rows (logistic).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Shape {
     pub rows: usize,
     pub features: usize,
     pub classes: usize,
+    pub nonzeros: Option<usize>,
 }
 
 /// What `--to-optimum` measures.
@@ -76,11 +79,11 @@ pub struct OptimumReport {
 }
 
 impl OptimumReport {
-    /// The faster of scikit-learn's solvers' seconds to the target.
+    /// The fastest peer's (scikit-learn's solvers, LIBLINEAR) seconds to the target.
     pub fn fastest_peer(&self) -> Option<f64> {
         self.results
             .iter()
-            .filter(|r| r.name.starts_with("sklearn"))
+            .filter(|r| r.name.starts_with("sklearn") || r.name.starts_with("liblinear"))
             .filter_map(|r| r.seconds)
             .min_by(f64::total_cmp)
     }
@@ -133,23 +136,29 @@ fn measure(options: &OptimumOptions, shape: Shape, dir: &Path) -> Result<Optimum
         rows,
         features,
         classes,
+        nonzeros,
     } = shape;
-    let args = [rows, features, classes, 1].map(|v| v.to_string());
-    python(
-        options,
-        &[
-            &["make", &dir.to_string_lossy()],
-            &args.each_ref().map(String::as_str)[..],
-        ]
-        .concat(),
-        None,
-    )?;
-    let columns = Columns {
-        target: Target::File(dir.join("y.npy")),
-        features: None,
-        weights: None,
+    let mut args: Vec<String> = [rows, features, classes, 1].map(|v| v.to_string()).to_vec();
+    args.extend(nonzeros.map(|v| v.to_string()));
+    let dir_text = dir.to_string_lossy();
+    let make: Vec<&str> = ["make", &dir_text]
+        .into_iter()
+        .chain(args.iter().map(String::as_str))
+        .collect();
+    python(options, &make, None)?;
+    let labels = dir.join("y.npy");
+    let rows_held = match nonzeros {
+        Some(_) => Rows::Sparse(crate::input::npz::read(&dir.join("x.npz"), Some(&labels))?),
+        None => {
+            let columns = Columns {
+                target: Target::File(labels),
+                features: None,
+                weights: None,
+            };
+            Rows::Dense(Dataset::read(dir.join("x.npy"), &columns)?)
+        }
     };
-    let data = Dataset::read(dir.join("x.npy"), &columns)?;
+    let data = rows_held.data();
     let objective = if classes == 2 {
         Objective::logistic()
     } else {
@@ -163,7 +172,7 @@ fn measure(options: &OptimumOptions, shape: Shape, dir: &Path) -> Result<Optimum
                 backend_name,
                 backend,
                 solver,
-                &data,
+                data.clone(),
                 objective,
             )?);
         }
@@ -215,9 +224,32 @@ fn measure(options: &OptimumOptions, shape: Shape, dir: &Path) -> Result<Optimum
         target: number(&value["target"]),
         rel: options.rel,
         sklearn: value["sklearn"].as_str().unwrap_or("?").into(),
-        pass_bytes: 4 * (rows * features) as u64,
+        pass_bytes: rows_held.bytes(),
         results,
     })
+}
+
+/// The problem's rows, as read.
+enum Rows {
+    Dense(Dataset),
+    Sparse(crate::sparse::SparseDataset),
+}
+
+impl Rows {
+    fn data(&self) -> Data<'_> {
+        match self {
+            Rows::Dense(d) => Data::Host(d),
+            Rows::Sparse(s) => Data::Sparse(s),
+        }
+    }
+
+    /// Bytes of X one pass reads: f32 rows, or the CSR arrays.
+    fn bytes(&self) -> u64 {
+        match self {
+            Rows::Dense(d) => 4 * (d.rows() * d.features()) as u64,
+            Rows::Sparse(s) => s.csr_bytes() as u64,
+        }
+    }
 }
 
 /// A fit by `solver` on `backend` from the session's opening, its iterates recorded.
@@ -226,7 +258,7 @@ fn trace(
     backend_name: &str,
     backend: &dyn Backend,
     solver: Solver,
-    data: &Dataset,
+    data: Data<'_>,
     objective: Objective,
 ) -> Result<Trace> {
     let trainer = Trainer::new()
@@ -239,7 +271,7 @@ fn trace(
         params: Vec::new(),
         passes: Vec::new(),
     };
-    let mut session = backend.open(Data::Host(data), objective)?;
+    let mut session = backend.open(data, objective)?;
     let fit = trainer.fit_with(session.as_mut(), &mut trace)?;
     trace.passes = fit.solved.map(|s| s.pass_history).unwrap_or_default();
     Ok(trace)

@@ -11,7 +11,7 @@
 use rayon::prelude::*;
 
 use crate::backend::reference::predicted_class;
-use crate::backend::sparse::{RowWeight, SparsePasses, SparseRowsSession};
+use crate::backend::sparse::{RowWeight, SparsePasses, SparseRowsSession, window_nonzeros};
 use crate::descent::PassSums;
 use crate::error::Result;
 use crate::loss::row_loss;
@@ -172,7 +172,7 @@ impl SparsePasses for CpuSparsePasses<'_> {
     fn describe(&self) -> String {
         format!(
             "cpu (sparse rows: {} non-zeros, {} threads)",
-            self.data.nnz(),
+            window_nonzeros(self.data, &self.window),
             rayon::current_num_threads()
         )
     }

@@ -14,8 +14,9 @@ use std::ops::Range;
 use super::constants::{Mode, SPARSE, ShaderConstants};
 use super::context::GpuContext;
 use super::kernels::{Binding, RO, RW, bind_group_layout, grid};
+use super::plan::check_loops;
 use super::rows::{STORAGE, bind_group, uniform_buffer, upload};
-use crate::backend::sparse::{RowWeight, SparsePasses, SparseRowsSession};
+use crate::backend::sparse::{RowWeight, SparsePasses, SparseRowsSession, window_nonzeros};
 use crate::descent::PassSums;
 use crate::error::{Error, Result};
 use crate::model::{Loss, Model, Objective};
@@ -25,6 +26,8 @@ use crate::sparse::SparseDataset;
 const WG: u32 = 64;
 /// Rows per block of the bias and metric sums (`ROWS_PER_BLOCK` in the shader).
 const ROWS_PER_BLOCK: usize = 256;
+/// Entries of one column one invocation sums at most (a segment).
+const SEGMENT: usize = 4096;
 
 /// Mirrors `SparseShape` in `shaders/sparse.wgsl`.
 #[repr(C)]
@@ -34,6 +37,8 @@ struct SparseShape {
     binary: u32,
     blocks: u32,
     width: u32,
+    segments: u32,
+    pad: [u32; 3],
 }
 
 /// The pipelines of one problem's shape.
@@ -61,6 +66,8 @@ pub struct GpuSparsePasses<'a> {
     out: wgpu::Buffer,
     sums: wgpu::Buffer,
     staging: wgpu::Buffer,
+    /// The first segment of each column, then the number of segments (d + 1 entries).
+    first_segment: Vec<usize>,
     /// Workgroups per dimension at most.
     max_groups: u32,
 }
@@ -95,7 +102,23 @@ impl<'a> GpuSparsePasses<'a> {
         let (d, k, n) = (data.features(), objective.outputs(), window.len());
         let csr = Csr::of_window(data, window.clone());
         let csc = csr.transposed(d);
+        let (segment_offsets, first_segment) = segments(&csc.offsets);
+        let segment_count = segment_offsets.len() - 1;
         let blocks = n.div_ceil(ROWS_PER_BLOCK);
+        // A row's loops: its non-zeros for z (and for the direction's logits), then a few
+        // over the classes.
+        let longest = csr
+            .offsets
+            .windows(2)
+            .map(|w| w[1] - w[0])
+            .max()
+            .unwrap_or(0);
+        let needed = (2 * u64::from(longest) + 6) * k as u64 + 16;
+        check_loops(
+            || format!("a row of {longest} non-zeros in the GPU's sparse passes"),
+            needed,
+            ctx.loop_limit()?,
+        )?;
         let limit = ctx.storage_binding_limit();
         let pk = (d + 1) * k;
         let sizes = [
@@ -107,7 +130,10 @@ impl<'a> GpuSparsePasses<'a> {
                 4 * (2 * n * k + 5 * n),
             ),
             ("the parameters and a direction", 8 * pk),
-            ("the column sums", 4 * (d * k + blocks * (k + 5))),
+            (
+                "the column sums",
+                4 * (segment_count * k + blocks * (k + 5)),
+            ),
         ];
         for (what, bytes) in sizes {
             if bytes as u64 > limit {
@@ -151,6 +177,8 @@ impl<'a> GpuSparsePasses<'a> {
             binary: u32::from(binary),
             blocks: blocks as u32,
             width: max_groups * WG,
+            segments: segment_count as u32,
+            pad: [0; 3],
         };
         let shape = uniform_buffer(ctx, "downhill.sparse.shape", bytemuck::bytes_of(&shape))?;
         let floats = |v: &[f32]| bytemuck::cast_slice::<f32, u8>(v).to_vec();
@@ -172,10 +200,10 @@ impl<'a> GpuSparsePasses<'a> {
         let params = ctx.buffer("downhill.sparse.params", (8 * pk) as u64, writable, false)?;
         let out_bytes = (4 * (2 * n * k + 5 * n)) as u64;
         let out = ctx.buffer("downhill.sparse.out", out_bytes, writable, false)?;
-        let column_offsets = upload("downhill.sparse.column_offsets", words(&csc.offsets))?;
+        let column_offsets = upload("downhill.sparse.segment_offsets", words(&segment_offsets))?;
         let column_rows = upload("downhill.sparse.column_rows", words(&csc.indices))?;
         let column_values = upload("downhill.sparse.column_values", floats(&csc.values))?;
-        let sums_bytes = (4 * (d * k + blocks * (k + 5))) as u64;
+        let sums_bytes = (4 * (segment_count * k + blocks * (k + 5))) as u64;
         let sums = ctx.buffer("downhill.sparse.sums", sums_bytes, writable, false)?;
         let read = wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST;
         let staging_bytes = sums_bytes.max((4 * n * k) as u64);
@@ -208,6 +236,7 @@ impl<'a> GpuSparsePasses<'a> {
             out,
             sums,
             staging,
+            first_segment,
             max_groups,
         })
     }
@@ -258,11 +287,8 @@ impl<'a> GpuSparsePasses<'a> {
     /// Runs `rows` (the gradient's or the direction's row kernel), then the column and
     /// block sums, and reads them back: Σ w·x̃ ⊗ out per parameter, and the metrics.
     fn sums(&self, rows: &wgpu::ComputePipeline) -> Result<PassSums> {
-        let (d, k, n) = (
-            self.data.features(),
-            self.objective.outputs(),
-            self.window.len(),
-        );
+        let (k, n) = (self.objective.outputs(), self.window.len());
+        let segments = self.first_segment[self.first_segment.len() - 1];
         let blocks = n.div_ceil(ROWS_PER_BLOCK);
         let mut encoder = self
             .ctx
@@ -271,17 +297,25 @@ impl<'a> GpuSparsePasses<'a> {
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
             self.dispatch(&mut pass, rows, false, n);
-            self.dispatch(&mut pass, &self.kernels.columns, true, d * k);
+            self.dispatch(&mut pass, &self.kernels.columns, true, segments * k);
             self.dispatch(&mut pass, &self.kernels.blocks, true, blocks * (k + 5));
         }
-        let bytes = (4 * (d * k + blocks * (k + 5))) as u64;
+        let bytes = (4 * (segments * k + blocks * (k + 5))) as u64;
         encoder.copy_buffer_to_buffer(&self.sums, 0, &self.staging, 0, bytes);
         self.ctx.queue().submit([encoder.finish()]);
         let sums: Vec<f32> = bytemuck::pod_collect_to_vec(&self.ctx.read(&self.staging, bytes)?);
-        let mut gradient: Vec<f64> = sums[..d * k].iter().map(|&v| f64::from(v)).collect();
+        // Each column's segments, added in order in f64.
+        let mut gradient: Vec<f64> = self
+            .first_segment
+            .windows(2)
+            .flat_map(|w| {
+                let sums = &sums;
+                (0..k).map(move |c| (w[0]..w[1]).map(|s| f64::from(sums[s * k + c])).sum())
+            })
+            .collect();
         let mut bias = vec![0.0; k];
         let mut metrics = [0.0; 5];
-        for block in sums[d * k..].chunks_exact(k + 5) {
+        for block in sums[segments * k..].chunks_exact(k + 5) {
             for (b, &v) in bias.iter_mut().zip(&block[..k]) {
                 *b += f64::from(v);
             }
@@ -298,7 +332,7 @@ impl SparsePasses for GpuSparsePasses<'_> {
     fn describe(&self) -> String {
         format!(
             "gpu (sparse rows: {} non-zeros as CSR and CSC, {})",
-            self.data.nnz(),
+            window_nonzeros(self.data, &self.window),
             self.ctx.describe()
         )
     }
@@ -340,6 +374,24 @@ impl SparsePasses for GpuSparsePasses<'_> {
     fn has_hessian(&self) -> bool {
         false
     }
+}
+
+/// The CSC's columns cut into segments of at most [`SEGMENT`] entries: the segments'
+/// offsets (into the CSC's entries), and each column's first segment (then their count).
+/// An empty column has no segment.
+fn segments(column_offsets: &[u32]) -> (Vec<u32>, Vec<usize>) {
+    let mut offsets = vec![0u32];
+    let mut first = Vec::with_capacity(column_offsets.len());
+    for w in column_offsets.windows(2) {
+        first.push(offsets.len() - 1);
+        let mut at = w[0];
+        while at < w[1] {
+            at = (at + SEGMENT as u32).min(w[1]);
+            offsets.push(at);
+        }
+    }
+    first.push(offsets.len() - 1);
+    (offsets, first)
 }
 
 /// CSR (or CSC) arrays with u32 offsets, as the kernels read them; values are all ones
