@@ -183,7 +183,7 @@ fn table(r: &OptimumReport, bandwidth: f64) -> Vec<String> {
         ));
     }
     lines.push(format!(
-        "  (F in f64 by numpy for everyone; /sklearn against the fastest peer; GPU est.: passes × {:.0} MB of X at {bandwidth} GB/s)",
+        "  (F in f64 by numpy for everyone; /peer: against the fastest peer; GPU est.: passes × {:.0} MB of X at {bandwidth} GB/s)",
         r.pass_bytes as f64 / 1e6
     ));
     lines
