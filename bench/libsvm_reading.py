@@ -21,7 +21,7 @@ import time
 from sklearn.datasets import dump_svmlight_file, load_svmlight_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from to_optimum import sparse_problem  # noqa: E402
+from to_optimum import sparse_problem
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

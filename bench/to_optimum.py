@@ -198,9 +198,9 @@ class Peer:
 
 
 def peers(out, c, rel):
-    from sklearn import __version__ as sklearn_version
-
     import os
+
+    from sklearn import __version__ as sklearn_version
 
     sparse = os.path.exists(f"{out}/x.npz")
     if sparse:

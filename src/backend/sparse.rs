@@ -1,6 +1,6 @@
 //! A session of sparse rows ([`SparseDataset`], CSR) whose descent runs on the host: the
 //! parameters, the optimizer, the solvers' state and the standardization live in a
-//! [`HostDescent`] (f64), each row's weight in a pass (sample and class weights, the
+//! `HostDescent` (f64), each row's weight in a pass (sample and class weights, the
 //! held-out split, a mini-batch) is decided here, and only the passes over the rows are
 //! the backend's ([`SparsePasses`]: the CPU's f64 scatters, the GPU's kernels). A new
 //! backend of sparse rows is its passes alone.
@@ -30,7 +30,7 @@ pub trait SparsePasses {
     /// What runs the passes, for messages and reports.
     fn describe(&self) -> String;
 
-    /// Σ w·x̃ ⊗ δ, and the metric sums w·ℓ, w, w·[correct], w·y, w·y².
+    /// Σ w·x̃ ⊗ δ, and the metric sums w·ℓ, w, w·(1 if correct), w·y, w·y².
     fn gradient(&self, theta: &[f64], rows: &[usize], weight: &RowWeight) -> Result<PassSums>;
 
     /// Σ w·x̃ ⊗ (∂²ℓ/∂z∂zᵀ · (x̃·V)) for the direction `v` (θ's layout).
