@@ -469,7 +469,8 @@ pub fn fit(args: FitArgs, quiet: bool, processes: super::Processes) -> Result<()
         max_device_bytes: args.max_device_bytes,
         ..Default::default()
     };
-    // The GPU has no sparse passes yet: `auto` takes the CPU for sparse rows.
+    // `auto` takes the CPU for sparse rows: exact, and no real GPU has timed the GPU's
+    // sparse passes against it yet (`--backend gpu` runs them).
     let kind = match (m.backend.backend, &data) {
         (downhill::BackendKind::Auto, Data::Sparse(_)) => downhill::BackendKind::Cpu,
         (kind, _) => kind,

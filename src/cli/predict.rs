@@ -174,8 +174,7 @@ impl Rows {
     }
 }
 
-/// The backend asked for; `auto` takes the CPU for sparse rows (the GPU has no sparse
-/// passes).
+/// The backend asked for; `auto` takes the CPU for sparse rows (as `fit` does).
 fn select(kind: downhill::BackendKind, rows: &Rows) -> Result<downhill::Selected, Error> {
     let kind = match (kind, rows) {
         (downhill::BackendKind::Auto, Rows::Sparse(_)) => downhill::BackendKind::Cpu,
