@@ -43,6 +43,13 @@ impl SparseRow<'_> {
         })
     }
 
+    /// z = x·W + b (k = `z.len()` values) in f64, for θ = W row-major d×k then b.
+    pub fn logits_into(&self, theta: &[f64], z: &mut [f64]) {
+        let k = z.len();
+        z.copy_from_slice(&theta[theta.len() - k..]);
+        self.dot_into(theta, z);
+    }
+
     /// x·v[j·k .. j·k + k] summed into `z` (k values), in f64: the row's logits without
     /// the bias, for W row-major d×k.
     pub fn dot_into(&self, w: &[f64], z: &mut [f64]) {

@@ -103,8 +103,7 @@ impl CpuSparsePasses<'_> {
                         continue;
                     }
                     let x = self.data.row(i);
-                    z.copy_from_slice(&theta[d * k..]);
-                    x.dot_into(theta, &mut z);
+                    x.logits_into(theta, &mut z);
                     let row_metrics = term(x, self.data.y()[i], &z, &mut r, &mut scratch);
                     for (j, v) in x.entries() {
                         let wx = weight * f64::from(v);
@@ -213,11 +212,10 @@ impl SparsePasses for CpuSparsePasses<'_> {
     }
 
     fn predict(&self, theta: &[f64]) -> Result<Vec<f64>> {
-        let (d, k) = (self.data.features(), self.objective.outputs());
+        let k = self.objective.outputs();
         let mut z = vec![0.0; self.window.len() * k];
         z.par_chunks_mut(k).enumerate().for_each(|(r, zi)| {
-            zi.copy_from_slice(&theta[d * k..]);
-            self.data.row(self.window.start + r).dot_into(theta, zi);
+            self.data.row(self.window.start + r).logits_into(theta, zi);
         });
         Ok(z)
     }
@@ -262,8 +260,7 @@ impl CpuSparsePasses<'_> {
                         continue;
                     }
                     let x = self.data.row(i);
-                    z.copy_from_slice(&theta[d * k..]);
-                    x.dot_into(theta, &mut z);
+                    x.logits_into(theta, &mut z);
                     loss.curvature(&z, f64::from(self.data.y()[i]), &mut curvature);
                     columns.clear();
                     columns.extend(x.entries().map(|(j, v)| (j, f64::from(v))));
