@@ -255,3 +255,114 @@ fn blocks(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     sums[shape.segments * K + t] = s - comp;
 }
+
+// The exact Hessian (`newton`), Σ w·x̃x̃ᵀ ⊗ ∂²ℓ/∂z∂zᵀ, row by row of H:
+//   rows_curvature  one invocation per row: z, then (one output) w·∂²ℓ/∂z² in the place
+//                   of its deltas, or (softmax) p = softmax(z) there and w in its first
+//                   metric, so D_i = w·(diag(p) − ppᵀ).
+//   hessian         one invocation per (work segment s of a batch, class c): the
+//                   segment's share of H's row (j, c), Σ over its entries' rows i (in row
+//                   order) of x_ij · x̃_i ⊗ D_i[c, ·], into its own PK values of `parts`.
+//                   Column j = D is the bias: its entries are the rows themselves, x = 1.
+//                   The host cuts segments so that each one's loops stay within the loop
+//                   budget, and adds them to H's rows in f64, in segment order.
+
+@group(3) @binding(0) var<uniform> batch: HessianBatch;
+// (first entry, end, column) of each work segment.
+@group(3) @binding(1) var<storage, read> work: array<u32>;
+@group(3) @binding(2) var<storage, read> h_column_rows: array<u32>;
+@group(3) @binding(3) var<storage, read> h_column_values: array<f32>;
+@group(3) @binding(4) var<storage, read> h_offsets: array<u32>;
+@group(3) @binding(5) var<storage, read> h_indices: array<u32>;
+@group(3) @binding(6) var<storage, read> h_values: array<f32>;
+// `out` as rows_curvature left it.
+@group(3) @binding(7) var<storage, read> curvatures: array<f32>;
+@group(3) @binding(8) var<storage, read_write> parts: array<f32>;
+
+// Mirrors `HessianBatch` in src/backend/gpu/sparse/hessian.rs.
+struct HessianBatch {
+    first: u32,  // the batch's first work segment
+    count: u32,  // its work segments
+    pad0: u32,
+    pad1: u32,
+}
+
+@compute @workgroup_size(WG)
+fn rows_curvature(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = invocation(gid);
+    let n = shape.rows;
+    if (i >= n) {
+        return;
+    }
+    let zb = i * K;
+    let db = n * K + i * K;
+    let mb = 2u * n * K + i * 5u;
+    let w = yw[n + i];
+    if (w == 0.0) {
+        clear(db, K);
+        out[mb] = 0.0;
+        return;
+    }
+    gather(i, 0u, zb);
+    if (MODEL == MODEL_SOFTMAX) {
+        let m = best_class(zb).y;
+        var s = 0.0;
+        for (var c = 0u; c < K; c++) {
+            s += exp(out[zb + c] - m);
+        }
+        for (var c = 0u; c < K; c++) {
+            out[db + c] = exp(out[zb + c] - m) / s;
+        }
+        out[mb] = w;
+    } else {
+        out[db] = w * curvature_1(out[zb], yw[i]);
+    }
+}
+
+// D_i[c, c2], from what rows_curvature wrote.
+fn curvature_at(i: u32, c: u32, c2: u32) -> f32 {
+    let n = shape.rows;
+    let db = n * K + i * K;
+    if (MODEL == MODEL_SOFTMAX) {
+        let w = curvatures[2u * n * K + i * 5u];
+        let p = curvatures[db + c];
+        return w * p * (select(0.0, 1.0, c == c2) - curvatures[db + c2]);
+    }
+    return curvatures[db];
+}
+
+@compute @workgroup_size(WG)
+fn hessian(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let t = invocation(gid);
+    if (t >= batch.count * K) {
+        return;
+    }
+    let c = t % K;
+    let s = batch.first + t / K;
+    let base = t * PK;
+    for (var e = 0u; e < PK; e++) {
+        parts[base + e] = 0.0;
+    }
+    let j = work[3u * s + 2u];
+    for (var e = work[3u * s]; e < work[3u * s + 1u]; e++) {
+        var i = e;
+        var x = 1.0;
+        if (j < D) {
+            i = h_column_rows[e];
+            if (shape.binary == 0u) {
+                x = h_column_values[e];
+            }
+        }
+        for (var c2 = 0u; c2 < K; c2++) {
+            let term = x * curvature_at(i, c, c2);
+            for (var f = h_offsets[i]; f < h_offsets[i + 1u]; f++) {
+                var v = 1.0;
+                if (shape.binary == 0u) {
+                    v = h_values[f];
+                }
+                parts[base + h_indices[f] * K + c2] += term * v;
+            }
+            parts[base + D * K + c2] += term;
+        }
+    }
+}

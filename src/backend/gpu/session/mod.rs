@@ -89,8 +89,13 @@ impl Backend for Gpu {
 
     fn open<'a>(&'a self, data: Data<'a>, objective: Objective) -> Result<Box<dyn Session + 'a>> {
         if let Some(sparse) = data.sparse() {
-            let session =
-                super::sparse::GpuSparseSession::new(&self.ctx, sparse, data.window(), objective)?;
+            let session = super::sparse::GpuSparseSession::new(
+                &self.ctx,
+                self.options,
+                sparse,
+                data.window(),
+                objective,
+            )?;
             return Ok(Box::new(session));
         }
         Ok(Box::new(self.session(data, objective)?))
