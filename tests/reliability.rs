@@ -39,7 +39,11 @@ fn demanding() -> Vec<(&'static str, Objective, Trainer)> {
 }
 
 fn fit_on(backend: &dyn Backend, data: &Dataset, objective: Objective, trainer: &Trainer) -> Fit {
-    let mut session = backend.open(Data::Host(data), objective).unwrap();
+    fit_rows(backend, Data::Host(data), objective, trainer)
+}
+
+fn fit_rows(backend: &dyn Backend, rows: Data<'_>, objective: Objective, trainer: &Trainer) -> Fit {
+    let mut session = backend.open(rows, objective).unwrap();
     trainer.fit(session.as_mut()).unwrap()
 }
 
@@ -76,7 +80,8 @@ fn the_same_run_twice_gives_the_same_bits_on_every_backend() {
 }
 
 /// Interrupts (raised from the observer at a chosen epoch) write a checkpoint; resuming it
-/// ends with the same bits as the fit that never stopped, on every backend.
+/// ends with the same bits as the fit that never stopped, on every backend, on dense rows
+/// and on sparse ones.
 #[test]
 fn resuming_a_checkpoint_gives_the_uninterrupted_bits() {
     use downhill::Params;
@@ -97,19 +102,28 @@ fn resuming_a_checkpoint_gives_the_uninterrupted_bits() {
     for (what, objective, trainer) in demanding() {
         let trainer = trainer.log_every(2);
         let data = common::problem(2_000, 6, objective, 5);
-        let id = Data::Host(&data).fingerprint();
-        for (name, backend) in common::all_backends() {
-            let label = format!("{what} on {name}");
-            let whole = fit_on(backend.as_ref(), &data, objective, &trainer);
+        let sparse = common::sparse_problem(2_000, 6, objective, 5);
+        let kinds = [
+            ("dense", Data::Host(&data)),
+            ("sparse", Data::Sparse(&sparse)),
+        ];
+        for ((kind, rows), (name, backend)) in kinds.iter().flat_map(|(kind, rows)| {
+            let backends = common::all_backends().into_iter();
+            backends.map(move |backend| ((*kind, rows), backend))
+        }) {
+            let id = rows.fingerprint();
+            let label = format!("{what} on {name}, {kind} rows");
+            let whole = fit_rows(backend.as_ref(), rows.clone(), objective, &trainer);
             for stop_at in [3, 5, 8] {
-                let path = dir.join(format!("{name}-{stop_at}.json").replace([' ', ','], "_"));
+                let path =
+                    dir.join(format!("{name}-{kind}-{stop_at}.json").replace([' ', ','], "_"));
                 let interrupt = Interrupt::new();
                 let writing = trainer
                     .clone()
                     .checkpoint(&path, 3)
                     .data_id(id.clone())
                     .interrupt(interrupt.clone());
-                let mut session = backend.open(Data::Host(&data), objective).unwrap();
+                let mut session = backend.open(rows.clone(), objective).unwrap();
                 let stopped = writing
                     .fit_with(session.as_mut(), &mut StopAt(stop_at, interrupt))
                     .unwrap();
@@ -118,9 +132,9 @@ fn resuming_a_checkpoint_gives_the_uninterrupted_bits() {
                 }
                 let checkpoint = Checkpoint::load(&path).unwrap();
                 assert_eq!(checkpoint.epoch, stop_at, "{label}");
-                let resumed = fit_on(
+                let resumed = fit_rows(
                     backend.as_ref(),
-                    &data,
+                    rows.clone(),
                     objective,
                     &trainer.clone().data_id(id.clone()).resume(checkpoint),
                 );
