@@ -94,6 +94,9 @@ pub use params::{Gradient, Params};
 pub use predict::Predictions;
 pub use selection::{BackendKind, Selected, select, select_devices};
 pub use sparse::SparseDataset;
+/// The sprs version `SparseDataset::from_sprs` takes.
+#[cfg(feature = "sprs")]
+pub use sprs;
 pub use synth::Synthetic;
 pub use train::{Fit, Trainer, fit};
 

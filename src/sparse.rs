@@ -455,3 +455,83 @@ mod tests {
         assert!(!s.binary_labels_from_signs());
     }
 }
+
+#[cfg(feature = "sprs")]
+mod sprs_matrices {
+    use sprs::{CsMatI, CsMatViewI, SpIndex};
+
+    use super::SparseDataset;
+    use crate::error::{Error, Result};
+
+    impl SparseDataset {
+        /// From a sprs matrix (CSR, or CSC made CSR first; any index types) and its labels
+        /// `y`; checked as [`SparseDataset::from_csr`] checks its arrays.
+        pub fn from_sprs<I: SpIndex, Iptr: SpIndex>(
+            x: CsMatViewI<'_, f32, I, Iptr>,
+            y: &[f32],
+        ) -> Result<Self> {
+            from_matrix(x, y.to_vec(), |v| v)
+        }
+
+        /// [`SparseDataset::from_sprs`] from an f64 matrix and labels, rounded to f32.
+        pub fn from_sprs_f64<I: SpIndex, Iptr: SpIndex>(
+            x: CsMatViewI<'_, f64, I, Iptr>,
+            y: &[f64],
+        ) -> Result<Self> {
+            from_matrix(x, y.iter().map(|&v| v as f32).collect(), |v| v as f32)
+        }
+
+        /// X as a sprs CSR matrix (values of 1 written out where the rows keep none).
+        pub fn to_sprs(&self) -> Result<CsMatI<f32, u32, u64>> {
+            let values = match self.values() {
+                Some(v) => v.to_vec(),
+                None => vec![1.0; self.indices().len()],
+            };
+            let shape = (self.rows(), self.features());
+            CsMatI::try_new(
+                shape,
+                self.offsets().to_vec(),
+                self.indices().to_vec(),
+                values,
+            )
+            .map_err(|(_, _, _, e)| Error::Shape {
+                what: "a sprs CSR matrix".into(),
+                expected: "a valid compressed structure".into(),
+                found: e.to_string(),
+            })
+        }
+    }
+
+    /// The rows of `x` (a CSR copy first when it is CSC), each value through `value`.
+    fn from_matrix<N: Copy + Default, I: SpIndex, Iptr: SpIndex>(
+        x: CsMatViewI<'_, N, I, Iptr>,
+        y: Vec<f32>,
+        value: impl Fn(N) -> f32,
+    ) -> Result<SparseDataset> {
+        let features = x.cols();
+        if features > u32::MAX as usize + 1 {
+            // from_csr names the limit; no index is narrowed before it does.
+            return SparseDataset::from_csr(vec![0], Vec::new(), None, y, features);
+        }
+        let csr;
+        let x = match x.is_csr() {
+            true => x,
+            false => {
+                csr = x.to_other_storage();
+                csr.view()
+            }
+        };
+        let mut offsets = Vec::with_capacity(x.rows() + 1);
+        offsets.push(0u64);
+        let mut indices = Vec::with_capacity(x.nnz());
+        let mut values = Vec::with_capacity(x.nnz());
+        for row in x.outer_iterator() {
+            for (j, &v) in row.iter() {
+                indices.push(j as u32);
+                values.push(value(v));
+            }
+            offsets.push(indices.len() as u64);
+        }
+        SparseDataset::from_csr(offsets, indices, Some(values), y, features)
+    }
+}

@@ -167,3 +167,62 @@ fn parameters_of_the_wrong_shape_are_refused() {
         .unwrap();
     assert!(s.set_params(&Params::zeros(5, 1)).is_err());
 }
+
+/// sprs matrices in and out: CSR and CSC, u32 and usize indices, f64 rounded, and back.
+#[cfg(feature = "sprs")]
+#[test]
+fn sprs_matrices_make_the_same_dataset() {
+    use downhill::sprs::{CsMat, CsMatI, TriMat};
+
+    // Rows [0, 2.5, 0, -1], [], [4, 0, 0, 0.5]; labels 0, 1, 1.
+    let csr: CsMat<f32> = CsMat::new(
+        (3, 4),
+        vec![0, 2, 2, 4],
+        vec![1, 3, 0, 3],
+        vec![2.5, -1.0, 4.0, 0.5],
+    );
+    let y = [0.0, 1.0, 1.0];
+    let expected = SparseDataset::from_csr(
+        vec![0, 2, 2, 4],
+        vec![1, 3, 0, 3],
+        Some(vec![2.5, -1.0, 4.0, 0.5]),
+        y.to_vec(),
+        4,
+    )
+    .unwrap();
+    assert_eq!(SparseDataset::from_sprs(csr.view(), &y).unwrap(), expected);
+    let csc = csr.to_other_storage();
+    assert!(csc.is_csc());
+    assert_eq!(SparseDataset::from_sprs(csc.view(), &y).unwrap(), expected);
+    let narrow: CsMatI<f32, u32, u32> = CsMatI::new(
+        (3, 4),
+        vec![0u32, 2, 2, 4],
+        vec![1u32, 3, 0, 3],
+        vec![2.5, -1.0, 4.0, 0.5],
+    );
+    assert_eq!(
+        SparseDataset::from_sprs(narrow.view(), &y).unwrap(),
+        expected
+    );
+    // Triplets with a repeat: summed on the way to CSR (2.5 = 2 + 0.5).
+    let mut triplets = TriMat::new((3, 4));
+    for (i, j, v) in [
+        (0, 1, 2.0),
+        (0, 3, -1.0),
+        (2, 0, 4.0),
+        (2, 3, 0.5),
+        (0, 1, 0.5),
+    ] {
+        triplets.add_triplet(i, j, v);
+    }
+    let wide: CsMat<f64> = triplets.to_csr();
+    let from_f64 = SparseDataset::from_sprs_f64(wide.view(), &[0.0, 1.0, 1.0]).unwrap();
+    assert_eq!(from_f64, expected);
+    let back = expected.to_sprs().unwrap();
+    assert_eq!(back.indptr().raw_storage(), &[0u64, 2, 2, 4]);
+    assert_eq!(back.indices(), &[1u32, 3, 0, 3]);
+    assert_eq!(back.data(), &[2.5f32, -1.0, 4.0, 0.5]);
+    // A label count that does not match the rows is refused as from_csr refuses it.
+    let e = SparseDataset::from_sprs(csr.view(), &[0.0]).unwrap_err();
+    assert!(e.to_string().contains("row offsets"), "{e}");
+}
