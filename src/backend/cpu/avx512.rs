@@ -50,7 +50,8 @@ fn fold(v: __m512) -> __m256 {
 }
 
 /// [`avx2::gradient`] 64 columns at a time in eight vector sums (even rows into four, odd
-/// rows into the other four), the columns left by the AVX2 kernel.
+/// rows into the other four), from the last block back to the first; the columns past the
+/// last block by the AVX2 kernel.
 ///
 /// # Safety
 /// The CPU must have AVX-512F, AVX2 and FMA.
@@ -61,8 +62,17 @@ pub(super) unsafe fn gradient(x: &[f32], starts: &[usize], deltas: &[f32], sums:
     assert_eq!(starts.len(), deltas.len(), "one δ per row");
     avx2::check_rows(x, starts, d);
     let pairs = starts.len() / 2;
-    let mut c = 0;
-    while c + 64 <= d {
+    // The columns past the last block of 64 first, then the blocks from the last to the
+    // first: `dot8` has just read the rows from their first column to their last, so the
+    // last columns are the ones still in cache when a tile outgrows it. Each column's sum
+    // runs over the rows in the same order either way: the same bits.
+    let blocks = d - d % 64;
+    // SAFETY: one δ per row, and the rows are within `x` (checked above).
+    unsafe { avx2::gradient_from(x, starts, deltas, sums, blocks) };
+    let mut end = blocks;
+    while end >= 64 {
+        end -= 64;
+        let c = end;
         let (mut even, mut odd) = ([_mm512_setzero_ps(); 4], [_mm512_setzero_ps(); 4]);
         for p in 0..pairs {
             let (a, b) = (starts[2 * p] + c, starts[2 * p + 1] + c);
@@ -103,10 +113,7 @@ pub(super) unsafe fn gradient(x: &[f32], starts: &[usize], deltas: &[f32], sums:
                 _mm512_storeu_ps(sixteen.as_mut_ptr(), total);
             }
         }
-        c += 64;
     }
-    // SAFETY: one δ per row, and the rows are within `x` (checked above).
-    unsafe { avx2::gradient_from(x, starts, deltas, sums, c) }
 }
 
 /// [`avx2::stream_sum`] a whole line per load.
