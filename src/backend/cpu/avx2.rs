@@ -106,14 +106,22 @@ pub(super) fn lane_sums(v: &[__m256; 8]) -> __m256 {
 pub(super) unsafe fn gradient(x: &[f32], starts: &[usize], deltas: &[f32], sums: &mut [f32]) {
     assert_eq!(starts.len(), deltas.len(), "one δ per row");
     check_rows(x, starts, sums.len());
-    // SAFETY: the rows are within `x` (checked just above).
-    unsafe { gradient_from(x, starts, deltas, sums, 0) }
+    // The columns past the last block of 32 first, then the blocks from the last to the
+    // first: `dot8` has just read the rows from their first column to their last, so the
+    // last columns are the ones still in cache when a tile outgrows it. Each column's sum
+    // runs over the rows in the same order either way: the same bits.
+    let blocks = sums.len() - sums.len() % 32;
+    // SAFETY: the rows are within `x` (checked just above), one δ per row (asserted).
+    unsafe { gradient_from(x, starts, deltas, sums, blocks) };
+    for c in (0..blocks).step_by(32).rev() {
+        // SAFETY: as above, and c + 32 ≤ blocks ≤ d.
+        unsafe { block32(x, starts, deltas, sums, c) };
+    }
 }
 
-/// [`gradient`] for the columns from `from` on: 32 columns at a time in eight vector sums,
-/// even rows into four and odd rows into the other four (eight independent chains keep both
-/// multiply-add units busy), then 8 columns at a time in one vector sum, the last d mod 8
-/// columns one by one.
+/// [`gradient`] for the columns from `from` on, first to last: 32 columns at a time
+/// ([`block32`]), then 8 columns at a time in one vector sum, the last d mod 8 columns one
+/// by one.
 ///
 /// # Safety
 /// The CPU must have AVX2 and FMA; one δ per row; every row `x[s..s + sums.len()]` lies
@@ -128,45 +136,10 @@ pub(super) unsafe fn gradient_from(
     from: usize,
 ) {
     let d = sums.len();
-    let pairs = starts.len() / 2;
-    let odd_row = starts.len() % 2 == 1;
     let mut c = from;
     while c + 32 <= d {
-        let (mut even, mut odd) = ([_mm256_setzero_ps(); 4], [_mm256_setzero_ps(); 4]);
-        for p in 0..pairs {
-            let (a, b) = (starts[2 * p] + c, starts[2 * p + 1] + c);
-            let (da, db) = (
-                _mm256_set1_ps(deltas[2 * p]),
-                _mm256_set1_ps(deltas[2 * p + 1]),
-            );
-            for v in 0..4 {
-                // SAFETY: a + 32 ≤ starts[2p] + d ≤ x.len() (the caller's promise); b likewise.
-                unsafe {
-                    even[v] =
-                        _mm256_fmadd_ps(_mm256_loadu_ps(x.as_ptr().add(a + 8 * v)), da, even[v]);
-                    odd[v] =
-                        _mm256_fmadd_ps(_mm256_loadu_ps(x.as_ptr().add(b + 8 * v)), db, odd[v]);
-                }
-            }
-        }
-        if odd_row {
-            let a = starts[2 * pairs] + c;
-            let da = _mm256_set1_ps(deltas[2 * pairs]);
-            for (v, e) in even.iter_mut().enumerate() {
-                // SAFETY: as above.
-                *e = _mm256_fmadd_ps(
-                    unsafe { _mm256_loadu_ps(x.as_ptr().add(a + 8 * v)) },
-                    da,
-                    *e,
-                );
-            }
-        }
-        for v in 0..4 {
-            add_into(
-                &mut sums[c + 8 * v..c + 8 * v + 8],
-                _mm256_add_ps(even[v], odd[v]),
-            );
-        }
+        // SAFETY: c + 32 ≤ d, and the caller's promises.
+        unsafe { block32(x, starts, deltas, sums, c) };
         c += 32;
     }
     while c + 8 <= d {
@@ -185,6 +158,53 @@ pub(super) unsafe fn gradient_from(
             acc = delta.mul_add(x[s + j], acc);
         }
         sums[j] += acc;
+    }
+}
+
+/// sums[c..c + 32] ← sums[c..c + 32] + Σ_r δ_r·x_r[c..c + 32], in eight vector sums: even
+/// rows into four and odd rows into the other four (eight independent chains keep both
+/// multiply-add units busy).
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA; one δ per row; c + 32 ≤ sums.len(); every row
+/// `x[s..s + sums.len()]` lies within `x`.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn block32(x: &[f32], starts: &[usize], deltas: &[f32], sums: &mut [f32], c: usize) {
+    let pairs = starts.len() / 2;
+    let odd_row = starts.len() % 2 == 1;
+    let (mut even, mut odd) = ([_mm256_setzero_ps(); 4], [_mm256_setzero_ps(); 4]);
+    for p in 0..pairs {
+        let (a, b) = (starts[2 * p] + c, starts[2 * p + 1] + c);
+        let (da, db) = (
+            _mm256_set1_ps(deltas[2 * p]),
+            _mm256_set1_ps(deltas[2 * p + 1]),
+        );
+        for v in 0..4 {
+            // SAFETY: a + 32 ≤ starts[2p] + d ≤ x.len() (the caller's promise); b likewise.
+            unsafe {
+                even[v] = _mm256_fmadd_ps(_mm256_loadu_ps(x.as_ptr().add(a + 8 * v)), da, even[v]);
+                odd[v] = _mm256_fmadd_ps(_mm256_loadu_ps(x.as_ptr().add(b + 8 * v)), db, odd[v]);
+            }
+        }
+    }
+    if odd_row {
+        let a = starts[2 * pairs] + c;
+        let da = _mm256_set1_ps(deltas[2 * pairs]);
+        for (v, e) in even.iter_mut().enumerate() {
+            // SAFETY: as above.
+            *e = _mm256_fmadd_ps(
+                unsafe { _mm256_loadu_ps(x.as_ptr().add(a + 8 * v)) },
+                da,
+                *e,
+            );
+        }
+    }
+    for v in 0..4 {
+        add_into(
+            &mut sums[c + 8 * v..c + 8 * v + 8],
+            _mm256_add_ps(even[v], odd[v]),
+        );
     }
 }
 
