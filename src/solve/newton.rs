@@ -86,7 +86,7 @@ fn cholesky(h: &[f64], p: usize, tau: f64) -> Option<Vec<f64>> {
     for i in 0..p {
         for j in 0..=i {
             let s = h[i * p + j] + if i == j { tau } else { 0.0 }
-                - dot(&l[i * p..i * p + j], &l[j * p..j * p + j]);
+                - dot_in_lanes(&l[i * p..i * p + j], &l[j * p..j * p + j]);
             if i == j {
                 if !(s > 0.0 && s.is_finite()) {
                     return None;
@@ -98,6 +98,22 @@ fn cholesky(h: &[f64], p: usize, tau: f64) -> Option<Vec<f64>> {
         }
     }
     Some(l)
+}
+
+/// a·b in eight running sums, added pairwise at the end: the factorization's p³/6 products
+/// as one running sum wait on each addition in turn (measured: 0.54 s of a 2 001-parameter
+/// Newton step), eight of them fill the vector units.
+fn dot_in_lanes(a: &[f64], b: &[f64]) -> f64 {
+    let mut lanes = [0.0f64; 8];
+    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f64 = dot(a8.remainder(), b8.remainder());
+    for (x, y) in a8.zip(b8) {
+        for l in 0..8 {
+            lanes[l] += x[l] * y[l];
+        }
+    }
+    let [l0, l1, l2, l3, l4, l5, l6, l7] = lanes;
+    ((l0 + l4) + (l1 + l5)) + ((l2 + l6) + (l3 + l7)) + tail
 }
 
 fn cholesky_solve(l: &[f64], p: usize, b: &[f64]) -> Vec<f64> {
