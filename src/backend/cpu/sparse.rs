@@ -10,6 +10,8 @@
 
 use rayon::prelude::*;
 
+use super::columns::{self, Columns, RowCurvatures};
+
 use crate::backend::reference::predicted_class;
 use crate::backend::sparse::{RowWeight, SparsePasses, SparseRowsSession, window_nonzeros};
 use crate::descent::PassSums;
@@ -30,9 +32,6 @@ const PART_ROWS: usize = 1024;
 /// would cost more than the scatter they split.
 const NONZEROS_PER_PARTIAL_VALUE: usize = 4;
 
-/// Bytes the partial Hessians of one pass may take: fewer parts for a larger Hessian.
-const HESSIAN_PARTIAL_BYTES: usize = 256 << 20;
-
 /// Sparse rows on the CPU: the host's descent around the CPU's passes.
 pub type SparseSession<'a> = SparseRowsSession<'a, CpuSparsePasses<'a>>;
 
@@ -44,6 +43,8 @@ pub struct CpuSparsePasses<'a> {
     /// Partial gradients kept between passes, so that a pass zeroes them instead of
     /// asking the system for fresh pages.
     spare: std::sync::Mutex<Vec<Vec<f64>>>,
+    /// The window column by column, for the exact Hessian; made on its first pass.
+    columns: std::sync::OnceLock<Columns>,
 }
 
 /// What one row contributes to a pass, given its z: the coefficient r (k values) of its
@@ -72,6 +73,7 @@ impl<'a> SparseRowsSession<'a, CpuSparsePasses<'a>> {
             window: window.clone(),
             objective,
             spare: std::sync::Mutex::new(Vec::new()),
+            columns: std::sync::OnceLock::new(),
         };
         Ok(Self::with_passes(data, window, objective, passes))
     }
@@ -235,57 +237,49 @@ impl SparsePasses for CpuSparsePasses<'_> {
 }
 
 impl CpuSparsePasses<'_> {
-    /// Σ w·(x̃x̃ᵀ ⊗ ∂²ℓ/∂z∂zᵀ) over `all`, in parts whose partial Hessians fit
-    /// [`HESSIAN_PARTIAL_BYTES`].
+    /// Σ w·(x̃x̃ᵀ ⊗ ∂²ℓ/∂z∂zᵀ) over `all` (each row as often as it is listed), by H's
+    /// rows from the window's column-major copy ([`columns::hessian`]), made on the first
+    /// Hessian.
     fn hessian_of(&self, theta: &[f64], all: &[usize], weight: &RowWeight) -> Result<Vec<f64>> {
         let (d, k) = (self.data.features(), self.objective.outputs());
         let p = (d + 1) * k;
-        let bytes = crate::memory::bytes_of::<f64>(p.saturating_mul(p));
-        crate::memory::check(bytes, || format!("a Hessian of {p} × {p} parameters"))?;
-        let loss = row_loss(&self.objective);
-        let parts = (HESSIAN_PARTIAL_BYTES as u64 / bytes.max(1)) as usize;
-        let parts = parts
-            .clamp(1, PARTS)
-            .min(all.len().div_ceil(PART_ROWS).max(1));
-        let size = all.len().div_ceil(parts).max(1);
-        let partials: Vec<Vec<f64>> = all
-            .par_chunks(size)
-            .map(|part| {
-                let mut h = vec![0.0; p * p];
-                let (mut z, mut curvature) = (vec![0.0; k], vec![0.0; k * k]);
-                let mut columns: Vec<(usize, f64)> = Vec::new();
-                for &i in part {
-                    let weight = weight(i);
-                    if weight == 0.0 {
-                        continue;
-                    }
-                    let x = self.data.row(i);
-                    x.logits_into(theta, &mut z);
-                    loss.curvature(&z, f64::from(self.data.y()[i]), &mut curvature);
-                    columns.clear();
-                    columns.extend(x.entries().map(|(j, v)| (j, f64::from(v))));
-                    columns.push((d, 1.0));
-                    for &(ja, xa) in &columns {
-                        for &(jb, xb) in &columns {
-                            let wx = weight * xa * xb;
-                            for a in 0..k {
-                                let row = &mut h[(ja * k + a) * p + jb * k..][..k];
-                                for (hb, c) in row.iter_mut().zip(&curvature[a * k..a * k + k]) {
-                                    *hb += wx * c;
-                                }
-                            }
-                        }
-                    }
-                }
-                h
-            })
-            .collect();
-        let mut hessian = vec![0.0; p * p];
-        for part in partials {
-            for (a, b) in hessian.iter_mut().zip(part) {
-                *a += b;
+        let n = self.window.len();
+        let bytes = crate::memory::bytes_of::<f64>(p.saturating_mul(p))
+            + crate::memory::bytes_of::<f64>(n.saturating_mul(k + 1));
+        crate::memory::check(bytes, || {
+            format!("a Hessian of {p} × {p} parameters and the z of {n} rows")
+        })?;
+        let columns = match self.columns.get() {
+            Some(c) => c,
+            None => {
+                let c = Columns::new(self.data, self.window.clone())?;
+                self.columns.get_or_init(|| c)
             }
+        };
+        let mut weights = vec![0.0; n];
+        for &i in all {
+            weights[i - self.window.start] += weight(i);
         }
-        Ok(hessian)
+        let mut z = vec![0.0; n * k];
+        z.par_chunks_mut(k)
+            .zip(&weights)
+            .enumerate()
+            .for_each(|(i, (z, &w))| {
+                if w != 0.0 {
+                    self.data.row(self.window.start + i).logits_into(theta, z);
+                }
+            });
+        let loss = row_loss(&self.objective);
+        let rows = RowCurvatures {
+            weights,
+            z,
+            loss: loss.as_ref(),
+        };
+        Ok(columns::hessian(
+            self.data,
+            self.window.clone(),
+            columns,
+            &rows,
+        ))
     }
 }
