@@ -109,7 +109,8 @@ class LogisticRegression(LinearClassifier, _Solved):
     the intercept is not penalized.
 
     ``solver``: ``"auto"`` (Newton where the Hessian of (d + 1)·k parameters is small,
-    else L-BFGS; OWL-QN with an L1 part), ``"newton"``, ``"newton-cg"`` or ``"lbfgs"``.
+    Newton-CG there on sparse X, else L-BFGS; OWL-QN with an L1 part), ``"newton"``,
+    ``"newton-cg"`` or ``"lbfgs"``.
     ``tol``: converged when ‖∇F‖∞ has fallen to ``tol`` times its value at the start
     (scikit-learn's tol means something else; downhill's default, 1e-8, reaches its
     optimum to about 1e-6 in the coefficients). ``class_weight``: None, ``"balanced"`` or a

@@ -147,6 +147,13 @@ pub trait Session {
         self.has_curvature()
     }
 
+    /// Whether `auto` should take Hessian-vector products (`newton-cg`) even where this
+    /// session builds the exact Hessian: sparse rows, whose Hessian costs each row's
+    /// non-zeros squared and a dense factorization, where a product costs a pass.
+    fn prefers_products(&self) -> bool {
+        false
+    }
+
     /// The sums of a gradient pass over `rows` at the current parameters and, from the
     /// same read of the rows, Σ w·(x̃x̃ᵀ ⊗ ∂²ℓ/∂z∂zᵀ): see [`HessianSums`].
     fn hessian_sums(&mut self, rows: RowSet) -> Result<HessianSums> {

@@ -324,6 +324,10 @@ impl Session for ParallelSession<'_> {
         self.workers.iter().all(|w| w.has_hessian())
     }
 
+    fn prefers_products(&self) -> bool {
+        self.workers.iter().any(|w| w.prefers_products())
+    }
+
     fn hessian_sums(&mut self, rows: RowSet) -> Result<HessianSums> {
         let p = (self.features + 1) * self.objective.outputs();
         let flat = self.total(&mut |w| Ok(w.hessian_sums(rows)?.to_flat()))?;

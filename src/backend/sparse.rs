@@ -173,6 +173,13 @@ impl<P: SparsePasses> Session for SparseRowsSession<'_, P> {
         self.passes.has_hessian()
     }
 
+    /// The exact Hessian of sparse rows costs Σ (non-zeros + 1)² a row and a p³/3
+    /// factorization: on 400 000 × 2 000 at 1 % the CPU's newton took 5.8 s, newton-cg
+    /// 0.45 s, to the same optimum.
+    fn prefers_products(&self) -> bool {
+        true
+    }
+
     fn hessian_sums(&mut self, rows: RowSet) -> Result<HessianSums> {
         let all = self.all_rows();
         let theta = self.descent.raw();

@@ -75,6 +75,12 @@ impl Trainer {
                 ),
             );
         }
+        if session.prefers_products() {
+            return (
+                Solver::NewtonCg,
+                "sparse rows: Hessian-vector products cost a pass, the Hessian far more".into(),
+            );
+        }
         (
             Solver::Newton,
             format!("{p} parameters: the exact Hessian is small"),
