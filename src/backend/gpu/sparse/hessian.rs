@@ -38,8 +38,9 @@ pub(super) struct HessianPlan {
     tables: Vec<Vec<u32>>,
     /// Work segments a dispatch takes at most.
     batch: usize,
-    /// Outputs (classes).
+    /// Outputs (classes), and parameters, (d + 1)·k.
     k: usize,
+    p: usize,
     parts: wgpu::Buffer,
     staging: wgpu::Buffer,
     uniform: wgpu::Buffer,
@@ -130,6 +131,7 @@ impl HessianPlan {
             tables,
             batch,
             k,
+            p: p as usize,
             parts,
             staging,
             uniform,
@@ -139,16 +141,15 @@ impl HessianPlan {
 }
 
 impl HessianPlan {
-    /// Adds shard `index`'s parts to `h` (p × p, row-major): the shard's rows (`n`) in
-    /// `buffers` with their weights written, and the parameters.
+    /// Adds shard `index`'s parts to `h` (p × p, row-major): the shard's `n` rows are in
+    /// `buffers`, their weights and the parameters written.
     pub fn add(
         &self,
         ctx: &GpuContext,
         (index, n, buffers): (usize, usize, &ShardBuffers),
         h: &mut [f64],
     ) -> Result<()> {
-        let p = (h.len() as f64).sqrt() as usize;
-        let k = self.k;
+        let (k, p) = (self.k, self.p);
         let table = &self.tables[index];
         let segments = table.len() / 3;
         let max_groups = ctx.limits().max_compute_workgroups_per_dimension;
