@@ -12,7 +12,7 @@ mod common;
 use downhill::backend::cpu::Cpu;
 use downhill::backend::gpu::Gpu;
 use downhill::backend::reference::Reference;
-use downhill::backend::{Backend, Data, GpuOptions, RowSet};
+use downhill::backend::{Backend, Data, GpuOptions, RowSet, Session};
 use downhill::custom::{CustomLoss, LossKind};
 use downhill::descent::ClassWeights;
 use downhill::optim::OptimizerKind;
@@ -63,41 +63,53 @@ fn passes_equal_the_reference() {
             assert!(g.describe().contains("sparse rows"), "{}", g.describe());
             g.set_params(&params).unwrap();
             r.set_params(&params).unwrap();
-            let what = format!("{objective}, {kind}");
-            let (gg, gr) = (g.gradient().unwrap(), r.gradient().unwrap());
-            assert!(
-                (gg.loss - gr.loss).abs() <= PASS_TOL * gr.loss.abs().max(1.0),
-                "{what}: loss {} vs {}",
-                gg.loss,
-                gr.loss
-            );
-            assert_close(&what, &gg.weights, &gr.weights, PASS_TOL);
-            assert_close(&what, &gg.bias, &gr.bias, PASS_TOL);
-            let (vg, vr) = (
-                g.hessian_vector_sums(&v, RowSet::All).unwrap(),
-                r.hessian_vector_sums(&v, RowSet::All).unwrap(),
-            );
-            let scale = vr.iter().fold(1.0f64, |m, x| m.max(x.abs()));
-            let scaled = |h: &[f64]| h.iter().map(|x| x / scale).collect::<Vec<_>>();
-            assert_close(&format!("{what}: Hv"), &scaled(&vg), &scaled(&vr), PASS_TOL);
-            assert_close(
-                &format!("{what}: z"),
-                &g.predict().unwrap(),
-                &r.predict().unwrap(),
-                PASS_TOL,
-            );
-            let (hg, hr) = (
-                g.hessian_sums(RowSet::All).unwrap().hessian,
-                r.hessian_sums(RowSet::All).unwrap().hessian,
-            );
-            let scale = hr.iter().fold(1.0f64, |m, x| m.max(x.abs()));
-            let scaled = |h: &[f64]| h.iter().map(|x| x / scale).collect::<Vec<_>>();
-            assert_close(&format!("{what}: H"), &scaled(&hg), &scaled(&hr), PASS_TOL);
-            assert_eq!(g.gradient().unwrap(), gg, "{what}: rerun");
-            let again = g.hessian_sums(RowSet::All).unwrap().hessian;
-            assert_eq!(again, hg, "{what}: H rerun");
+            assert_passes_match(&format!("{objective}, {kind}"), g.as_mut(), r.as_mut(), &v);
         }
     }
+}
+
+/// The gradient pass (loss, weights, bias), the Hessian-vector product along `v`, z and
+/// the Hessian of `g` equal the reference `r`'s at the parameters both hold (the products
+/// scaled by their largest entry), and `g` gives the same bits on a rerun.
+fn assert_passes_match(what: &str, g: &mut dyn Session, r: &mut dyn Session, v: &[f64]) {
+    let (gg, gr) = (g.gradient().unwrap(), r.gradient().unwrap());
+    assert!(
+        (gg.loss - gr.loss).abs() <= PASS_TOL * gr.loss.abs().max(1.0),
+        "{what}: loss {} vs {}",
+        gg.loss,
+        gr.loss
+    );
+    assert_close(what, &gg.weights, &gr.weights, PASS_TOL);
+    assert_close(what, &gg.bias, &gr.bias, PASS_TOL);
+    let scaled = |got: &[f64], want: &[f64], name: &str| {
+        let scale = want.iter().fold(1.0f64, |m, x| m.max(x.abs()));
+        let scaled = |h: &[f64]| h.iter().map(|x| x / scale).collect::<Vec<_>>();
+        assert_close(
+            &format!("{what}: {name}"),
+            &scaled(got),
+            &scaled(want),
+            PASS_TOL,
+        );
+    };
+    let (vg, vr) = (
+        g.hessian_vector_sums(v, RowSet::All).unwrap(),
+        r.hessian_vector_sums(v, RowSet::All).unwrap(),
+    );
+    scaled(&vg, &vr, "Hv");
+    assert_close(
+        &format!("{what}: z"),
+        &g.predict().unwrap(),
+        &r.predict().unwrap(),
+        PASS_TOL,
+    );
+    let (hg, hr) = (
+        g.hessian_sums(RowSet::All).unwrap().hessian,
+        r.hessian_sums(RowSet::All).unwrap().hessian,
+    );
+    scaled(&hg, &hr, "H");
+    assert_eq!(g.gradient().unwrap(), gg, "{what}: rerun");
+    let again = g.hessian_sums(RowSet::All).unwrap().hessian;
+    assert_eq!(again, hg, "{what}: H rerun");
 }
 
 /// The GPU with rows cut into shards of at most `shard` bytes a buffer, or streamed
@@ -125,43 +137,14 @@ fn shards_and_streamed_rows_give_the_same_passes() {
         let k = objective.outputs();
         let params = random_params(12, k, 0.3, 5);
         let v = random_params(12, k, 0.7, 9).flat();
-        let mut r = Reference.open(Data::Host(&dense), objective).unwrap();
-        r.set_params(&params).unwrap();
-        let (gr, vr, zr) = (
-            r.gradient().unwrap(),
-            r.hessian_vector_sums(&v, RowSet::All).unwrap(),
-            r.predict().unwrap(),
-        );
-        let hr = r.hessian_sums(RowSet::All).unwrap().hessian;
-        let scale = vr.iter().fold(1.0f64, |m, x| m.max(x.abs()));
-        let scaled = |h: &[f64]| h.iter().map(|x| x / scale).collect::<Vec<_>>();
         for (name, placed, described) in &placements {
             let what = format!("{objective}, {name}");
             let mut g = placed.open(Data::Sparse(&sparse), objective).unwrap();
+            let mut r = Reference.open(Data::Host(&dense), objective).unwrap();
             assert!(g.describe().contains(described), "{what}: {}", g.describe());
             g.set_params(&params).unwrap();
-            let gg = g.gradient().unwrap();
-            assert!(
-                (gg.loss - gr.loss).abs() <= PASS_TOL * gr.loss.abs().max(1.0),
-                "{what}: loss {} vs {}",
-                gg.loss,
-                gr.loss
-            );
-            assert_close(&what, &gg.weights, &gr.weights, PASS_TOL);
-            assert_close(&what, &gg.bias, &gr.bias, PASS_TOL);
-            let vg = g.hessian_vector_sums(&v, RowSet::All).unwrap();
-            assert_close(&format!("{what}: Hv"), &scaled(&vg), &scaled(&vr), PASS_TOL);
-            assert_close(&format!("{what}: z"), &g.predict().unwrap(), &zr, PASS_TOL);
-            let hg = g.hessian_sums(RowSet::All).unwrap().hessian;
-            let h_scale = hr.iter().fold(1.0f64, |m, x| m.max(x.abs()));
-            let h_scaled = |h: &[f64]| h.iter().map(|x| x / h_scale).collect::<Vec<_>>();
-            assert_close(
-                &format!("{what}: H"),
-                &h_scaled(&hg),
-                &h_scaled(&hr),
-                PASS_TOL,
-            );
-            assert_eq!(g.gradient().unwrap(), gg, "{what}: rerun");
+            r.set_params(&params).unwrap();
+            assert_passes_match(&what, g.as_mut(), r.as_mut(), &v);
         }
     }
 }

@@ -124,6 +124,7 @@ fn prefetch_offsets(data: &SparseDataset, row: usize) {
 pub(super) struct RowCurvatures<'l> {
     pub weights: Vec<f64>,
     pub z: Vec<f64>,
+    pub k: usize,
     pub loss: &'l dyn RowLoss,
 }
 
@@ -135,7 +136,7 @@ pub(super) fn hessian(
     rows: &RowCurvatures<'_>,
 ) -> Vec<f64> {
     let d = data.features();
-    let k = rows.z.len() / window.len().max(1);
+    let k = rows.k;
     let p = (d + 1) * k;
     let mut h = vec![0.0; p * p];
     h.par_chunks_mut(k * p).enumerate().for_each(|(j, block)| {

@@ -273,6 +273,7 @@ impl CpuSparsePasses<'_> {
         let rows = RowCurvatures {
             weights,
             z,
+            k,
             loss: loss.as_ref(),
         };
         Ok(columns::hessian(

@@ -224,15 +224,21 @@ impl<'a> GpuSparsePasses<'a> {
         }
     }
 
-    /// The buffers of shard `index` with the weights of its rows in a pass over `rows`
-    /// (global) written; `None` when none of its rows weighs anything (the shard adds
-    /// nothing and is skipped).
-    fn weighted(&self, index: usize, rows: &[usize], weight: &RowWeight) -> Option<&ShardBuffers> {
-        let range = &self.shards[index].range;
-        let mut w = vec![0.0f32; range.len()];
-        for &i in rows.iter().filter(|&&i| range.contains(&i)) {
-            w[i - range.start] += weight(i) as f32;
+    /// The weight of each row of the window in a pass over `rows` (global).
+    fn row_weights(&self, rows: &[usize], weight: &RowWeight) -> Vec<f32> {
+        let mut w = vec![0.0f32; self.window.len()];
+        for &i in rows {
+            w[i - self.window.start] += weight(i) as f32;
         }
+        w
+    }
+
+    /// The buffers of shard `index` with its rows' share of `weights` (the window's, from
+    /// [`Self::row_weights`]) written; `None` when none of its rows weighs anything (the
+    /// shard adds nothing and is skipped).
+    fn weighted(&self, index: usize, weights: &[f32]) -> Option<&ShardBuffers> {
+        let range = &self.shards[index].range;
+        let w = &weights[range.start - self.window.start..range.end - self.window.start];
         if w.iter().all(|&w| w == 0.0) {
             return None;
         }
@@ -240,7 +246,7 @@ impl<'a> GpuSparsePasses<'a> {
         let at = (4 * range.len()) as u64;
         self.ctx
             .queue()
-            .write_buffer(&buffers.yw, at, bytemuck::cast_slice(&w));
+            .write_buffer(&buffers.yw, at, bytemuck::cast_slice(w));
         Some(buffers)
     }
 
@@ -268,8 +274,9 @@ impl<'a> GpuSparsePasses<'a> {
         self.write_params(theta, None);
         let p = (self.data.features() + 1) * self.objective.outputs();
         let mut h = vec![0.0; p * p];
+        let weights = self.row_weights(rows, weight);
         for (index, shard) in self.shards.iter().enumerate() {
-            if let Some(buffers) = self.weighted(index, rows, weight) {
+            if let Some(buffers) = self.weighted(index, &weights) {
                 plan.add(self.ctx, (index, shard.range.len(), buffers), &mut h)?;
             }
         }
@@ -318,8 +325,9 @@ impl<'a> GpuSparsePasses<'a> {
         let mut gradient = vec![0.0; self.data.features() * k];
         let mut bias = vec![0.0; k];
         let mut metrics = [0.0; 5];
+        let weights = self.row_weights(rows, weight);
         for (index, shard) in self.shards.iter().enumerate() {
-            let Some(buffers) = self.weighted(index, rows, weight) else {
+            let Some(buffers) = self.weighted(index, &weights) else {
                 continue;
             };
             let n = shard.range.len();
