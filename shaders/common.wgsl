@@ -92,6 +92,15 @@ fn uses_row(st: Step, setup: Setup, row: u32) -> bool {
     return held_out == (st.rows == ROWS_HELD_OUT);
 }
 
+// The tiles of a step one dispatch of the gradient covers (gradient.wgsl, products.wgsl).
+// Mirrors `SliceUniform` in src/backend/gpu/uniforms.rs.
+struct Slice {
+    first_tile: u32,
+    end_tile: u32,
+    accumulate: u32,  // 1: add to the partials the slice before wrote
+    _pad: u32,
+}
+
 // The rows held by one storage buffer. Mirrors `ShardUniform`.
 struct Shard {
     row_begin: u32,

@@ -32,7 +32,10 @@
 // and softmax again. MODE splits the pass instead, per slice: MODE_DELTAS_OUT (one class
 // tile) computes each row's w * delta once, writes it to `row_deltas` and adds the loss and
 // metric sums; then MODE_DELTAS_IN (every class tile) reads its classes' deltas back and
-// accumulates x^T delta. MODE_FUSED does all of it in one dispatch.
+// accumulates x^T delta. MODE_FUSED does all of it in one dispatch. Where the products are
+// tiled (products.wgsl), MODE_Z_IN takes the place of MODE_DELTAS_OUT: it reads each row's
+// z from `row_deltas` (`logits_tiles` wrote it) rather than computing it, and writes
+// w * delta over it.
 //
 // Dispatch: (step.groups, class tiles, 1) per shard and slice. Class tile y accumulates
 // x^T delta for classes y*KT .. y*KT + KT - 1; with K <= KT there is one tile and X is read
@@ -53,14 +56,6 @@
 // modes only).
 @group(2) @binding(4) var<storage, read_write> row_deltas: array<f32>;
 @group(3) @binding(0) var<uniform> slice: Slice;
-
-// The tiles one dispatch covers. Mirrors `SliceUniform` in src/backend/gpu/uniforms.rs.
-struct Slice {
-    first_tile: u32,
-    end_tile: u32,
-    accumulate: u32,  // 1: add to the partials the slice before wrote
-    _pad: u32,
-}
 
 var<workgroup> xs: array<vec4<f32>, XS_LEN>;  // TILE_ROWS * QB when STAGE = 1
 var<workgroup> deltas: array<f32, TILE_ROWS * K>;  // z, then w * delta
@@ -337,6 +332,12 @@ fn gradient_partials(
         workgroupBarrier();
         // Where the tile's deltas sit in `row_deltas` (the split modes).
         let kept = (tile - slice.first_tile) * TILE_ROWS * K;
+        if (MODE == MODE_Z_IN) {
+            for (var e = t; e < count * K; e += WG) {
+                deltas[e] = row_deltas[kept + e];
+            }
+            workgroupBarrier();
+        }
         if (MODE == MODE_DELTAS_IN) {
             for (var e = t; e < count * KT; e += WG) {
                 let r = e / KT;
@@ -347,7 +348,7 @@ fn gradient_partials(
             }
             workgroupBarrier();
         }
-        for (var qa = 0u; qa < Q && MODE != MODE_DELTAS_IN; qa += QB) {
+        for (var qa = 0u; qa < Q && MODE != MODE_DELTAS_IN && MODE != MODE_Z_IN; qa += QB) {
             if (STAGE == 1u) {
                 stage_block(t, qa, count, p0, shuffled);
                 workgroupBarrier();
@@ -377,7 +378,7 @@ fn gradient_partials(
             }
         }
         workgroupBarrier();
-        if (MODE == MODE_DELTAS_OUT) {
+        if (MODE == MODE_DELTAS_OUT || MODE == MODE_Z_IN) {
             for (var e = t; e < count * K; e += WG) {
                 row_deltas[kept + e] = deltas[e];
             }
@@ -448,7 +449,8 @@ fn gradient_partials(
 
     let out = (shard.index * step.groups + group) * P;
     // Row groups hold sums over different rows of the same columns: add them in order.
-    for (var m = 0u; m < COLS && MODE != MODE_DELTAS_OUT; m++) {
+    let writes_gradient = MODE == MODE_FUSED || MODE == MODE_DELTAS_IN;
+    for (var m = 0u; m < COLS && writes_gradient; m++) {
         for (var c = 0u; c < KT; c++) {
             for (var i = 0u; i < 4u; i++) {
                 red[t] = acc[m * KT + c][i] - comp[m * KT + c][i];
@@ -467,7 +469,7 @@ fn gradient_partials(
         }
     }
     // The bias sums of column quad 0's row groups (invocations 0, COL_STRIDE, ...).
-    for (var c = 0u; c < KT && MODE != MODE_DELTAS_OUT; c++) {
+    for (var c = 0u; c < KT && writes_gradient; c++) {
         red[t] = bias[c] - bias_comp[c];
         workgroupBarrier();
         let cls = class0 + c;

@@ -190,7 +190,16 @@ pub fn run(
         }
         #[cfg(feature = "gpu")]
         if let Some(gpu) = &options.gpu {
-            let mut session = gpu.session(Data::Synthetic(problem), objective)?;
+            let host;
+            let mut session = match gpu.session(Data::Synthetic(problem), objective) {
+                // The device's loop limit stops it generating these rows (lavapipe, wide
+                // rows of many classes): they are made here and uploaded.
+                Err(crate::Error::LoopLimit { .. }) => {
+                    host = problem.generate()?;
+                    gpu.session(Data::Host(&host), objective)?
+                }
+                other => other?,
+            };
             let bytes = session.data_bytes();
             let floor = |s: &crate::backend::gpu::GpuSession<'_>| s.time_stream_read();
             modes.measure("gpu", bytes, &mut session, floor, &mut emit)?;

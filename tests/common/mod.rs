@@ -5,13 +5,14 @@ pub mod cli;
 
 use std::sync::OnceLock;
 
-use downhill::backend::Backend;
 use downhill::backend::cpu::{Cpu, Simd};
 use downhill::backend::reference::Reference;
+use downhill::backend::{Backend, Data};
+use downhill::custom::{CustomLoss, LossKind};
 use downhill::gpu::kernels::Tuning;
 use downhill::gpu::{Gpu, GpuContext, GpuOptions};
 use downhill::rng::cell_hash;
-use downhill::{Dataset, Gradient, Objective, Params, SparseDataset, Synthetic};
+use downhill::{Dataset, Gradient, Model, Objective, Params, SparseDataset, Synthetic, Trainer};
 
 /// The GPU every test in this binary shares, or `None` (after printing
 /// `skipped: no GPU adapter`) when there is none. With DOWNHILL_REQUIRE_GPU=1 a missing
@@ -35,17 +36,83 @@ pub fn gpu() -> Option<&'static Gpu> {
 /// 256-wide) and CPU-style (rows read in place, 64-wide), so both shapes of the fused kernel
 /// are checked on whatever device runs the tests.
 pub fn gpu_tunings() -> Vec<(&'static str, Gpu)> {
+    gpu_tunings_with(|tuning| tuning)
+}
+
+/// [`gpu_tunings`] with each tuning changed by `edit`.
+pub fn gpu_tunings_with(edit: impl Fn(Tuning) -> Tuning) -> Vec<(&'static str, Gpu)> {
     let Some(gpu) = gpu() else { return Vec::new() };
     [("gpu tuning", Tuning::GPU), ("cpu tuning", Tuning::CPU)]
         .into_iter()
         .map(|(name, tuning)| {
             let options = GpuOptions {
-                tuning: Some(tuning),
+                tuning: Some(edit(tuning)),
                 ..gpu.options()
             };
             (name, gpu.with_options(options))
         })
         .collect()
+}
+
+/// For each (rows, features, classes) of `shapes`, a softmax problem unweighted and with
+/// sample weights (0.25 to 2.05 by row) and parameters at which `check(what, data,
+/// objective, params, expected)` gets the f64 reference's gradient.
+pub fn for_each_softmax_case(
+    shapes: &[(usize, usize, usize)],
+    mut check: impl FnMut(&str, &Dataset, Objective, &Params, &Gradient),
+) {
+    for &(rows, d, k) in shapes {
+        let objective = Objective::softmax(k).unwrap();
+        let plain = problem(rows, d, objective, (rows + d + k) as u64);
+        let weights: Vec<f32> = (0..rows).map(|i| 0.25 + (i % 7) as f32 * 0.3).collect();
+        let weighted = plain.clone().with_weights(weights).unwrap();
+        let params = random_params(d, k, 1.0 / (d as f64).sqrt(), 3);
+        for (what_data, data) in [("unweighted", &plain), ("weighted", &weighted)] {
+            let mut reference = Reference.open(Data::Host(data), objective).unwrap();
+            reference.set_params(&params).unwrap();
+            let expected = reference.gradient().unwrap();
+            let what = format!("{rows} × {d}, {k} classes, {what_data}");
+            check(&what, data, objective, &params, &expected);
+        }
+    }
+}
+
+/// Three epochs of shuffled mini-batches of 200 with a held-out fifth, softmax of `k`
+/// classes over `rows` rows of 24 features, with cross-entropy and with a focal custom
+/// loss: `check(backend, what)` for each fit of `backend` (from `backends`), asserted to
+/// land on the reference's parameters and to repeat its bits on a rerun.
+pub fn check_shuffled_softmax_fits(k: usize, rows: usize, backends: &[(String, &dyn Backend)]) {
+    let focal = CustomLoss::parse("-t * (1 - p)^2 * ln(p)", LossKind::Class)
+        .unwrap()
+        .register();
+    for objective in [
+        Objective::softmax(k).unwrap(),
+        Objective::new(Model::Softmax, Some(focal), k).unwrap(),
+    ] {
+        let data = problem(rows, 24, Objective::softmax(k).unwrap(), rows as u64);
+        let trainer = Trainer::new()
+            .lr(0.5)
+            .epochs(3)
+            .batch_size(200)
+            .seed(5)
+            .validation_fraction(0.2);
+        let expected = downhill::fit(&Reference, &data, objective, &trainer).unwrap();
+        for (name, backend) in backends {
+            let what = format!("{objective}, {name}");
+            let fit = downhill::fit(*backend, &data, objective, &trainer).unwrap();
+            assert_close(&what, fit.params.weights(), expected.params.weights(), 1e-4);
+            assert_close(&what, fit.params.bias(), expected.params.bias(), 1e-4);
+            let again = downhill::fit(*backend, &data, objective, &trainer).unwrap();
+            assert_eq!(fit.params, again.params, "{what}: rerun");
+        }
+    }
+}
+
+/// Asserts that a rerun gave the same bits: loss, weights and bias.
+pub fn assert_same_bits(what: &str, got: &Gradient, again: &Gradient) {
+    assert_eq!(got.weights, again.weights, "{what}: rerun");
+    assert_eq!(got.bias, again.bias, "{what}: rerun");
+    assert_eq!(got.loss.to_bits(), again.loss.to_bits(), "{what}: rerun");
 }
 
 /// The backends checked against the reference: the fast CPU backend at every level of

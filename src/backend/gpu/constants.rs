@@ -51,6 +51,12 @@ const BLOCKED_TILE_ROWS: u32 = 8;
 /// Most classes whose z one invocation computes from one read of a row (a class block).
 const MAX_CLASS_BLOCK: u32 = 16;
 
+/// The side of the tiled product's output tile, `PT` in `shaders/products.wgsl`.
+pub(super) const PRODUCT_TILE: u32 = 64;
+
+/// Rows the tiled product stages at a time, `RB` in `shaders/products.wgsl`.
+pub(super) const PRODUCT_ROWS: u32 = 16;
+
 /// `Step.rows` of a pass that descends on the training rows and also sums the held-out
 /// rows' loss and metrics (from `P_HELD_OUT` of `grad`): full batches in file order.
 pub const ROWS_TRAINING_AND_HELD_OUT: u32 = 3;
@@ -68,6 +74,7 @@ pub(super) const GENERATE: &str = include_str!("../../../shaders/generate.wgsl")
 pub(super) const MOMENTS: &str = include_str!("../../../shaders/moments.wgsl");
 pub(super) const CURVATURE: &str = include_str!("../../../shaders/curvature.wgsl");
 pub(super) const SPARSE: &str = include_str!("../../../shaders/sparse.wgsl");
+pub(super) const PRODUCTS: &str = include_str!("../../../shaders/products.wgsl");
 /// The shared workgroup reduction, appended to the kernels that call it.
 const WORKGROUP_SUM: &str = include_str!("../../../shaders/workgroup_sum.wgsl");
 
@@ -115,6 +122,10 @@ pub struct ShaderConstants {
     /// `shaders/gradient.wgsl`): what keeps an invocation under the device's loop limit.
     /// `u32::MAX` where the device has none.
     pub slice_tiles: u32,
+    /// How the split gradient's products run ([`Tuning::products_from`]): 0, one pass
+    /// over X per class tile; [`Self::TILED_XT`], Xᵀδ as the tiled product of
+    /// `shaders/products.wgsl`; [`Self::TILED_BOTH`], z = xW + b too.
+    pub products: u32,
     /// The device's loop limit these constants are planned for
     /// ([`GpuContext::loop_limit`](super::GpuContext::loop_limit)); `None`: no limit.
     pub loop_limit: Option<u32>,
@@ -197,6 +208,14 @@ impl ShaderConstants {
         if let Some(limit) = loop_limit {
             c.fit_loop_budget(loop_budget(limit), limit)?;
         }
+        // Every device takes 65 535 workgroups a dimension.
+        let tiles_fit = c.product_tiles().0 <= 65_535;
+        if c.splits_classes() && k >= tuning.products_from && tiles_fit {
+            c.products = Self::TILED_BOTH;
+        }
+        if let Some(limit) = loop_limit {
+            c.fit_products_budget(loop_budget(limit));
+        }
         Ok(c)
     }
 
@@ -232,6 +251,7 @@ impl ShaderConstants {
             kt: k,
             kb: 1,
             slice_tiles: u32::MAX,
+            products: 0,
             loop_limit: None,
         })
     }
@@ -253,6 +273,21 @@ impl ShaderConstants {
         self.source_in(kernel, Mode::Fused)
     }
 
+    /// [`Self::products`]: the split gradient's Xᵀδ is a tiled product.
+    pub const TILED_XT: u32 = 1;
+    /// [`Self::products`]: its z = xW + b is one too (where one block of rows stays
+    /// within the device's loop limit).
+    pub const TILED_BOTH: u32 = 2;
+
+    /// The tiled product's output tiles (`shaders/products.wgsl`): feature tiles of the
+    /// d + 1 columns (the bias last), class tiles.
+    pub fn product_tiles(&self) -> (u32, u32) {
+        (
+            (self.d + 1).div_ceil(PRODUCT_TILE),
+            self.k.div_ceil(PRODUCT_TILE),
+        )
+    }
+
     /// Whether the fused gradient runs as two dispatches per slice ([`Mode`]): where it has
     /// more than one class tile, each of which would compute every z again.
     pub fn splits_classes(&self) -> bool {
@@ -266,6 +301,7 @@ impl ShaderConstants {
             ("MODE_FUSED", Mode::Fused as u32),
             ("MODE_DELTAS_OUT", Mode::DeltasOut as u32),
             ("MODE_DELTAS_IN", Mode::DeltasIn as u32),
+            ("MODE_Z_IN", Mode::ZIn as u32),
             ("D", self.d),
             ("DP", self.dp),
             ("Q", self.dp / 4),
@@ -414,6 +450,7 @@ impl ShaderConstants {
         let split = [
             ("gradient_deltas_out", Mode::DeltasOut),
             ("gradient_deltas_in", Mode::DeltasIn),
+            ("gradient_z_in", Mode::ZIn),
         ]
         .map(|(name, mode)| (name, self.source_in(GRADIENT, mode)));
         [
@@ -429,6 +466,7 @@ impl ShaderConstants {
             ("moments", MOMENTS),
             ("curvature", CURVATURE),
             ("sparse", SPARSE),
+            ("products", PRODUCTS),
         ]
         .into_iter()
         .map(|(name, text)| (name, self.source(text)))
@@ -445,4 +483,7 @@ pub enum Mode {
     Fused = 0,
     DeltasOut = 1,
     DeltasIn = 2,
+    /// In place of `DeltasOut` where z is a tiled product (`logits_tiles` in
+    /// `shaders/products.wgsl`): z is read from the kept buffer, w·δ written over it.
+    ZIn = 3,
 }

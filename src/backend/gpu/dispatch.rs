@@ -147,8 +147,9 @@ impl Slices {
 
     /// Records the fused gradient of the step `uniform` over the rows `held` of one shard
     /// (or streamed chunk) with `groups` workgroups: one dispatch per slice of its tiles,
-    /// with the gradient pipeline the caller set, or two where the classes are split (that
-    /// one keeps the deltas, then `deltas_in` sums the class tiles).
+    /// with the gradient pipeline the caller set, or, where the classes are split, two
+    /// (that one keeps the deltas, then `deltas_in` sums the class tiles or runs the tiled
+    /// product) or three (`logits` first, where z is a tiled product too).
     pub(super) fn dispatch(
         &self,
         pass: &mut wgpu::ComputePass<'_>,
@@ -178,10 +179,20 @@ impl Slices {
             pass.set_bind_group(3, &self.bind, &[offset]);
             match &kernels.deltas_in {
                 Some(deltas_in) => {
+                    if let Some(logits) = &kernels.logits {
+                        pass.set_pipeline(logits);
+                        pass.dispatch_workgroups(groups, c.product_tiles().1, 1);
+                    }
                     pass.set_pipeline(&kernels.gradient);
                     pass.dispatch_workgroups(groups, 1, 1);
                     pass.set_pipeline(deltas_in);
-                    pass.dispatch_workgroups(groups, c.class_tiles(), 1);
+                    match c.products {
+                        0 => pass.dispatch_workgroups(groups, c.class_tiles(), 1),
+                        _ => {
+                            let (features, classes) = c.product_tiles();
+                            pass.dispatch_workgroups(groups, features, classes);
+                        }
+                    }
                 }
                 None => pass.dispatch_workgroups(groups, c.class_tiles(), 1),
             }

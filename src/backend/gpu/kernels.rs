@@ -8,8 +8,8 @@ use super::context::GpuContext;
 use crate::error::{Error, Result};
 
 use super::constants::{
-    CURVATURE, DELTA, FORWARD, GENERATE, GRADIENT, MOMENTS, PREDICT, REDUCE, STREAM_READ, UPDATE,
-    XT_DELTA,
+    CURVATURE, DELTA, FORWARD, GENERATE, GRADIENT, MOMENTS, PREDICT, PRODUCTS, REDUCE, STREAM_READ,
+    UPDATE, XT_DELTA,
 };
 pub use super::constants::{Mode, ROWS_TRAINING_AND_HELD_OUT, ShaderConstants};
 pub use super::uniforms::{
@@ -140,9 +140,14 @@ pub struct Kernels {
     pub constants: ShaderConstants,
     pub layouts: Layouts,
     /// The fused gradient; where the constants split the classes
-    /// ([`ShaderConstants::splits_classes`]), its first dispatch ([`Mode::DeltasOut`]).
+    /// ([`ShaderConstants::splits_classes`]), the dispatch that computes the deltas
+    /// ([`Mode::DeltasOut`] or [`Mode::ZIn`]).
     pub gradient: wgpu::ComputePipeline,
-    /// The second dispatch of a split gradient ([`Mode::DeltasIn`]).
+    /// Where z is a tiled product ([`ShaderConstants::TILED_BOTH`]), the split gradient's
+    /// first dispatch (`logits_tiles`); `gradient` is then in [`Mode::ZIn`].
+    pub logits: Option<wgpu::ComputePipeline>,
+    /// The last dispatch of a split gradient: [`Mode::DeltasIn`], or the tiled product
+    /// where [`ShaderConstants::products`] says so.
     pub deltas_in: Option<wgpu::ComputePipeline>,
     pub reduce: wgpu::ComputePipeline,
     /// The descent step in one workgroup, for few parameters (`shaders/update.wgsl`).
@@ -239,11 +244,21 @@ impl Kernels {
             let kernel = (GRADIENT, mode);
             constants.pipeline_in(device, name, kernel, "gradient_partials", &gradient_groups)
         };
-        let gradient = match split {
-            true => gradient_in("gradient_deltas_out", Mode::DeltasOut),
-            false => gradient_in("gradient", Mode::Fused),
+        let tiled = |entry: &str| {
+            let kernel = (PRODUCTS, Mode::Fused);
+            constants.pipeline_in(device, entry, kernel, entry, &gradient_groups)
         };
-        let deltas_in = split.then(|| gradient_in("gradient_deltas_in", Mode::DeltasIn));
+        let products = constants.products;
+        let gradient = match (split, products) {
+            (false, _) => gradient_in("gradient", Mode::Fused),
+            (true, ShaderConstants::TILED_BOTH) => gradient_in("gradient_z_in", Mode::ZIn),
+            (true, _) => gradient_in("gradient_deltas_out", Mode::DeltasOut),
+        };
+        let logits = (products == ShaderConstants::TILED_BOTH).then(|| tiled("logits_tiles"));
+        let deltas_in = split.then(|| match products {
+            0 => gradient_in("gradient_deltas_in", Mode::DeltasIn),
+            _ => tiled("xt_delta_tiles"),
+        });
         let reduce = build(
             "reduce",
             REDUCE,
@@ -265,6 +280,7 @@ impl Kernels {
             constants,
             layouts,
             gradient,
+            logits,
             deltas_in,
             reduce,
             update_one,

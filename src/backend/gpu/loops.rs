@@ -2,9 +2,18 @@
 //! iterations per invocation, kernel by kernel, and the class blocks, tiles, classes per
 //! class tile and slices that keep them within the budget ([`super::plan`]).
 
-use super::constants::ShaderConstants;
+use super::constants::{PRODUCT_ROWS, PRODUCT_TILE, ShaderConstants};
 use super::plan::{class_block, loop_budget};
 use crate::error::{Error, Result};
+
+/// The tiled product's loop iterations per block of rows (`xt_delta_tiles` in
+/// `shaders/products.wgsl`): the staged quad's components and its row's cycle walking
+/// (four rounds, as `tile_loops`), the deltas, RB rows of four register rows, the
+/// compensated sums, the block itself.
+const PRODUCT_BLOCK_LOOPS: u64 = 4 + 16 + 4 + PRODUCT_ROWS as u64 * 5 + 4 + 1;
+
+/// The same outside the blocks: the writes of its 16 sums.
+const PRODUCT_FIXED_LOOPS: u64 = 4 + 16 + 4;
 
 impl ShaderConstants {
     /// Shrinks the class blocks and the tiles until one tile's loops fit in `budget`
@@ -43,6 +52,44 @@ impl ShaderConstants {
         }
         self.slice_tiles = u32::try_from(room / per_tile).unwrap_or(u32::MAX);
         Ok(())
+    }
+
+    /// Fewer tiles per slice where the tiled products (`shaders/products.wgsl`) would run
+    /// past `budget`: a workgroup of `xt_delta_tiles` takes up to ⌈slice_tiles ·
+    /// TILE_ROWS / RB⌉ blocks of RB rows of a slice, one of `logits_tiles` blocks of 64.
+    /// Where not even one tile's blocks fit, that product is not tiled: z computed by the
+    /// fused kernel, or Xᵀδ one pass over X per class tile.
+    pub(super) fn fit_products_budget(&mut self, budget: u64) {
+        if self.products == 0 {
+            return;
+        }
+        let tile_rows = u64::from(self.tile_rows);
+        // Tiles of a slice whose blocks of `rows` rows stay within the budget.
+        let tiles = |rows: u32, per_block: u64| {
+            budget.saturating_sub(PRODUCT_FIXED_LOOPS) / per_block * u64::from(rows) / tile_rows
+        };
+        let xt = tiles(PRODUCT_ROWS, PRODUCT_BLOCK_LOOPS);
+        let z = tiles(PRODUCT_TILE, self.logit_block_loops());
+        let most = match (xt, z) {
+            (0, _) => {
+                self.products = 0;
+                return;
+            }
+            (xt, 0) => {
+                self.products = Self::TILED_XT;
+                xt
+            }
+            (xt, z) => xt.min(z),
+        };
+        self.slice_tiles = self.slice_tiles.min(most.min(u64::from(u32::MAX)) as u32);
+    }
+
+    /// An upper bound of `logits_tiles`' loop iterations per block of rows: per slab of RB
+    /// features, the staged quad's components and its row's cycle walking, W's numbers,
+    /// RB features of four register rows, the slab itself; then the 16 writes.
+    fn logit_block_loops(&self) -> u64 {
+        let slabs = u64::from(self.dp.div_ceil(PRODUCT_ROWS));
+        slabs * (4 + 16 + 4 + u64::from(PRODUCT_ROWS) * 5 + 1) + 4 + 16 + 1
     }
 
     /// Whether the descent step runs in one workgroup (`update` in `shaders/update.wgsl`):
@@ -159,6 +206,20 @@ mod tests {
                         worst <= loop_budget(limit),
                         "{objective}, {d}: {worst} iterations"
                     );
+                    // The tiled products' blocks of a slice, where they run.
+                    let slice_rows = u64::from(c.slice_tiles) * u64::from(c.tile_rows);
+                    if c.products != 0 {
+                        let blocks = slice_rows.div_ceil(u64::from(PRODUCT_ROWS));
+                        let xt = PRODUCT_FIXED_LOOPS + blocks * PRODUCT_BLOCK_LOOPS;
+                        assert!(xt <= loop_budget(limit), "{what}: x^T delta {xt}");
+                    }
+                    if c.products == ShaderConstants::TILED_BOTH {
+                        let blocks = slice_rows.div_ceil(u64::from(PRODUCT_TILE));
+                        let z = PRODUCT_FIXED_LOOPS + blocks * c.logit_block_loops();
+                        assert!(z <= loop_budget(limit), "{what}: z {z}");
+                    }
+                    let tiled = c.splits_classes() && c.k >= tuning.products_from;
+                    assert_eq!(c.products != 0, tiled, "{what}");
                     assert!(c.kb >= 1 && c.kt >= 1 && c.tile_rows >= 1);
                     assert!(c.class_blocks() * c.kb >= c.k);
                 }
