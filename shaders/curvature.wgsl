@@ -9,7 +9,7 @@
 // invocation, writes each row's coefficients: for the Hessian (`curvature_rows`) the
 // weight and C's factors, CW floats; for Hv (`direction_rows`) the row's w·C·(x̃·V), K
 // floats. The second sums over blocks of rows, one workgroup per block and
-// output tile, each in a fixed order: `hessian_tiles` a 16×16 tile of the upper triangle
+// output tile, each in a fixed order: `hessian_tiles` a 64×64 tile of the upper triangle
 // of H, `product_columns` WG entries of Hv. The host adds the blocks' partials in f64.
 
 @group(0) @binding(0) var<uniform> step: Step;
@@ -40,8 +40,11 @@ const GENERAL_SOFTMAX: bool = MODEL == MODEL_SOFTMAX && LOSS == LOSS_CUSTOM;
 // Coefficients per row of the Hessian's first dispatch: w, then C's factors (p, or p, r
 // and Q). Mirrors `Shape::coefficients` in src/backend/gpu/curvature.rs.
 const CW: u32 = select(K + 1u, 2u * K + 2u, GENERAL_SOFTMAX);
-// Side of a tile of H.
-const HT: u32 = 16u;
+// Side of a tile of H (64: each of a workgroup's 256 invocations sums 4×4 entries), and
+// the block's rows staged at a time (fewer where a custom softmax loss stages five
+// factors, so that they take 20 KiB of workgroup memory at most).
+const HT: u32 = 64u;
+const HR: u32 = select(16u, 8u, GENERAL_SOFTMAX);
 
 // The row's weight in the pass (0 where the pass does not use it): the sample weight
 // times the class weight, as the gradient kernel weighs it.
@@ -215,13 +218,13 @@ fn direction_rows(
     }
 }
 
-// Tiles of 16 rows of the block: the left factor of each row's entries of the tile's
-// rows of H, and the right factor and x̃ of its columns.
-var<workgroup> left: array<f32, 256>;
-var<workgroup> right: array<f32, 256>;
-var<workgroup> column: array<f32, 256>;
+// HR rows of the block at a time: the left factor of each row's entries of the tile's
+// rows of H, and the right factor and x̃ of its columns, [row * HT + entry].
+var<workgroup> left: array<f32, HR * HT>;
+var<workgroup> right: array<f32, HR * HT>;
+var<workgroup> column: array<f32, HR * HT>;
 // A custom softmax loss's second pair of factors (length 1 otherwise).
-const GENERAL_TILE: u32 = select(1u, 256u, GENERAL_SOFTMAX);
+const GENERAL_TILE: u32 = select(1u, HR * HT, GENERAL_SOFTMAX);
 var<workgroup> left_p: array<f32, GENERAL_TILE>;
 var<workgroup> right_r: array<f32, GENERAL_TILE>;
 
@@ -237,9 +240,52 @@ fn tile_pair(q: u32) -> vec2<u32> {
     return vec2<u32>(q - tj * (tj + 1u) / 2u, tj);
 }
 
-// Block wid.y of the segment, tile pair wid.x: invocation (r, c) of the 16×16 workgroup
-// sums H[ti·16 + r][tj·16 + c] over the block's rows, in row order; written to
-// partials[(block·pairs + pair)·256 + r·16 + c].
+// Stages entry `e` of row i of the block (position `at` of the staged rows): the factors
+// of tile rows' entry ti·HT + e and tile columns' entry tj·HT + e.
+fn stage_entry(pair: vec2<u32>, i: u32, last: u32, at: u32, e: u32) {
+    let load_i = pair.x * HT + e;
+    let load_j = pair.y * HT + e;
+    var l = 0.0;
+    var rv = 0.0;
+    var xv = 0.0;
+    var lp = 0.0;
+    var rr = 0.0;
+    if (i < last) {
+        let local = segment.first + i;
+        let weight = coef[i * CW];
+        if (load_i < PE) {
+            // w·x_f times p_a, or for a custom softmax loss r_a (and p_a beside it).
+            let factor = coef[i * CW + 1u + select(0u, K, GENERAL_SOFTMAX) + load_i % K];
+            l = weight * feature(local, load_i / K) * factor;
+            lp = weight * feature(local, load_i / K) * coef[i * CW + 1u + load_i % K];
+        }
+        if (load_j < PE) {
+            xv = feature(local, load_j / K);
+            if (MODEL == MODEL_SOFTMAX) {
+                let pb = coef[i * CW + 1u + load_j % K];
+                rv = xv * pb;
+                if (GENERAL_SOFTMAX) {
+                    let big_q = coef[i * CW + 1u + 2u * K];
+                    rr = xv * (big_q * pb - coef[i * CW + 1u + K + load_j % K]);
+                }
+            } else {
+                rv = xv;
+            }
+        }
+    }
+    left[at] = l;
+    right[at] = rv;
+    column[at] = xv;
+    if (GENERAL_SOFTMAX) {
+        left_p[at] = lp;
+        right_r[at] = rr;
+    }
+}
+
+// Block wid.y of the segment, tile pair wid.x: invocation (lr, lc) of the 16×16 workgroup
+// sums the 4×4 entries H[ti·HT + lr + 16i][tj·HT + lc + 16j] over the block's rows, in
+// row order (a register block: 16 sums per 8 numbers read from workgroup memory); written
+// to partials[(block·pairs + pair)·HT² + (lr + 16i)·HT + lc + 16j].
 @compute @workgroup_size(16, 16)
 fn hessian_tiles(
     @builtin(local_invocation_index) t: u32,
@@ -247,78 +293,59 @@ fn hessian_tiles(
     @builtin(num_workgroups) count: vec3<u32>,
 ) {
     let pair = tile_pair(wid.x);
-    let lr = t / HT;
-    let lc = t % HT;
-    // This invocation's entry, and the entries it loads into the tiles.
-    let ei = pair.x * HT + lr;
-    let ej = pair.y * HT + lc;
-    let same_class = (ei % K) == (ej % K);
-    let load_i = pair.x * HT + lc;
-    let load_j = pair.y * HT + lc;
+    let lr = t / 16u;
+    let lc = t % 16u;
+    // Whether entry (lr + 16i, lc + 16j) pairs one class with itself: the same residue
+    // of the entries mod K.
+    var same: array<vec4<bool>, 4>;
+    for (var i = 0u; i < 4u; i++) {
+        let a = (pair.x * HT + lr + 16u * i) % K;
+        for (var j = 0u; j < 4u; j++) {
+            same[i][j] = a == (pair.y * HT + lc + 16u * j) % K;
+        }
+    }
     let first = wid.y * segment.block_rows;
     let last = min(segment.rows, first + segment.block_rows);
-    var acc = 0.0;
-    for (var tile = first; tile < last; tile += HT) {
-        // Invocation t loads row lr of the tile at entries load_i and load_j.
-        let i = tile + lr;
-        var l = 0.0;
-        var rv = 0.0;
-        var xv = 0.0;
-        var lp = 0.0;
-        var rr = 0.0;
-        if (i < last) {
-            let local = segment.first + i;
-            let weight = coef[i * CW];
-            if (load_i < PE) {
-                // w·x_f times p_a, or for a custom softmax loss r_a (and p_a beside it).
-                let factor = coef[i * CW + 1u + select(0u, K, GENERAL_SOFTMAX) + load_i % K];
-                l = weight * feature(local, load_i / K) * factor;
-                lp = weight * feature(local, load_i / K) * coef[i * CW + 1u + load_i % K];
-            }
-            if (load_j < PE) {
-                xv = feature(local, load_j / K);
-                if (MODEL == MODEL_SOFTMAX) {
-                    let pb = coef[i * CW + 1u + load_j % K];
-                    rv = xv * pb;
-                    if (GENERAL_SOFTMAX) {
-                        let big_q = coef[i * CW + 1u + 2u * K];
-                        rr = xv * (big_q * pb - coef[i * CW + 1u + K + load_j % K]);
-                    }
-                } else {
-                    rv = xv;
-                }
-            }
-        }
-        left[t] = l;
-        right[t] = rv;
-        column[t] = xv;
-        if (GENERAL_SOFTMAX) {
-            left_p[t] = lp;
-            right_r[t] = rr;
+    var acc: array<vec4<f32>, 4>;
+    for (var tile = first; tile < last; tile += HR) {
+        for (var e = t; e < HR * HT; e += 256u) {
+            stage_entry(pair, tile + e / HT, last, e, e % HT);
         }
         workgroupBarrier();
-        let rows_here = min(HT, last - tile);
-        if (GENERAL_SOFTMAX) {
-            // w·x_f·x_g·(δ_ab·r_a − r_a·p_b + p_a·(Q·p_b − r_b))
-            for (var r = 0u; r < rows_here; r++) {
-                let own = select(0.0, column[r * HT + lc], same_class);
-                acc += left[r * HT + lr] * (own - right[r * HT + lc])
-                    + left_p[r * HT + lr] * right_r[r * HT + lc];
+        let rows_here = min(HR, last - tile);
+        for (var r = 0u; r < rows_here; r++) {
+            let at = r * HT + lc;
+            let rv = vec4<f32>(right[at], right[at + 16u], right[at + 32u], right[at + 48u]);
+            var cv = vec4<f32>(0.0);
+            var rr = vec4<f32>(0.0);
+            if (MODEL == MODEL_SOFTMAX) {
+                cv = vec4<f32>(column[at], column[at + 16u], column[at + 32u], column[at + 48u]);
             }
-        } else if (MODEL == MODEL_SOFTMAX) {
-            // w·x_f·x_g·p_a(δ_ab − p_b)
-            for (var r = 0u; r < rows_here; r++) {
-                let own = select(0.0, column[r * HT + lc], same_class);
-                acc += left[r * HT + lr] * (own - right[r * HT + lc]);
+            if (GENERAL_SOFTMAX) {
+                rr = vec4<f32>(right_r[at], right_r[at + 16u], right_r[at + 32u], right_r[at + 48u]);
             }
-        } else {
-            for (var r = 0u; r < rows_here; r++) {
-                acc += left[r * HT + lr] * right[r * HT + lc];
+            for (var i = 0u; i < 4u; i++) {
+                let l = left[r * HT + lr + 16u * i];
+                if (GENERAL_SOFTMAX) {
+                    // w·x_f·x_g·(δ_ab·r_a − r_a·p_b + p_a·(Q·p_b − r_b))
+                    let own = select(vec4<f32>(0.0), cv, same[i]);
+                    acc[i] += l * (own - rv) + left_p[r * HT + lr + 16u * i] * rr;
+                } else if (MODEL == MODEL_SOFTMAX) {
+                    // w·x_f·x_g·p_a(δ_ab − p_b)
+                    acc[i] += l * (select(vec4<f32>(0.0), cv, same[i]) - rv);
+                } else {
+                    acc[i] += l * rv;
+                }
             }
         }
         workgroupBarrier();
     }
-    partials[(wid.y * count.x + wid.x) * 256u + t] = acc;
+    let out = (wid.y * count.x + wid.x) * HT * HT;
+    for (var i = 0u; i < 4u; i++) {
+        for (var j = 0u; j < 4u; j++) {
+            partials[out + (lr + 16u * i) * HT + lc + 16u * j] = acc[i][j];
+        }
+    }
 }
 
 // Block wid.y of the segment: invocation t of workgroup wid.x sums entry

@@ -81,7 +81,8 @@ fn gpu_hessians_and_products_equal_the_references_on_every_row_layout() {
         Objective::softmax(7).unwrap(),
     ];
     for objective in objectives {
-        for (rows, d) in [(3000, 5), (2100, 37)] {
+        // H of one 64-entry tile, several, and (130 features) three a side for one output.
+        for (rows, d) in [(3000, 5), (2100, 37), (700, 130)] {
             let data = weighted(problem(rows, d, objective, 3));
             let k = objective.outputs();
             let p = (d + 1) * k;
@@ -187,14 +188,15 @@ fn custom_losses_on_the_gpu() {
     let focal = CustomLoss::parse("-t * (1 - p)^2 * ln(p)", LossKind::Class)
         .unwrap()
         .register();
-    for (model, loss, k) in [
-        (Model::Linear, huber, 1),
-        (Model::Logistic, tanh, 1),
-        (Model::Softmax, focal, 3),
+    // The softmax's 93 parameters take two 64-entry tiles of H a side.
+    for (model, loss, k, d) in [
+        (Model::Linear, huber, 1, 5),
+        (Model::Logistic, tanh, 1, 5),
+        (Model::Softmax, focal, 3, 30),
     ] {
         let objective = Objective::new(model, Some(loss), k).unwrap();
-        let data = problem(3000, 5, Objective::new(model, None, k).unwrap(), 2);
-        let params = random_params(5, k, 0.5, 3);
+        let data = problem(3000, d, Objective::new(model, None, k).unwrap(), 2);
+        let params = random_params(d, k, 0.5, 3);
         let mut reference = Reference.open(Data::Host(&data), objective).unwrap();
         let mut session = gpu.open(Data::Host(&data), objective).unwrap();
         assert!(session.has_curvature(), "{objective}");
@@ -208,7 +210,7 @@ fn custom_losses_on_the_gpu() {
             reference.hessian_sums(RowSet::Training).unwrap(),
         );
         assert_close(&format!("{objective}: H"), &a.hessian, &b.hessian, 1e-4);
-        let v: Vec<f64> = (0..6 * k).map(|i| 0.3 * i as f64 - 0.7).collect();
+        let v: Vec<f64> = (0..(d + 1) * k).map(|i| 0.3 * i as f64 - 0.7).collect();
         let (a, b) = (
             session.hessian_vector_sums(&v, RowSet::Training).unwrap(),
             reference.hessian_vector_sums(&v, RowSet::Training).unwrap(),

@@ -9,11 +9,11 @@
 mod common;
 
 use common::{assert_gradients_close, problem, random_params};
+use downhill::Objective;
 use downhill::backend::reference::Reference;
 use downhill::backend::{Backend, Data, Session};
 use downhill::gpu::Gpu;
 use downhill::gpu::kernels::{ShaderConstants, Tuning};
-use downhill::Objective;
 
 /// The shared GPU under each tuning, its products tiled from `products_from` classes
 /// (0: wherever the classes are split; `u32::MAX`: never).

@@ -15,13 +15,21 @@ pub struct SegmentUniform {
     /// The segment's first row, local to its shard.
     pub first: u32,
     pub rows: u32,
-    /// Rows per block of the summing dispatch (a multiple of [`TILE`]).
+    /// Rows per block of the summing dispatch (a multiple of [`ROWS`]).
     pub block_rows: u32,
     pub blocks: u32,
 }
 
-/// Side of a tile of H in `hessian_tiles`.
-pub const TILE: u32 = 16;
+/// Side of a tile of H in `hessian_tiles` (`HT`): each of its 256 invocations sums a
+/// register block of 4 × 4 entries.
+pub const TILE: u32 = 64;
+
+/// Rows of a block come in multiples of 16 (the Hessian's staged rows, `HR`, divide it).
+pub const ROWS: u32 = 16;
+
+/// `hessian_tiles`' loop iterations per 16 rows of a block, at most: the staged entries
+/// (4 an invocation), 16 rows of four register rows, the staging loops themselves.
+const HESSIAN_LOOPS_PER_16_ROWS: u64 = 4 + 16 * 5 + 6;
 
 /// Floats in one partial tile.
 const TILE_ENTRIES: u64 = (TILE * TILE) as u64;
@@ -132,22 +140,24 @@ impl Shape {
             Pass::Product => k,
         };
         let block_rows = match self.loop_limit {
-            // A block's loops per invocation: 17 per tile of 16 rows (Hessian), 1 per row.
+            // A block's loops per invocation: HESSIAN_LOOPS_PER_16_ROWS (Hessian), 1 per
+            // row (Hv).
             Some(limit) => {
                 let room = loop_budget(limit).saturating_sub(64);
+                let rows = u64::from(ROWS);
                 match pass {
-                    Pass::Hessian => room / (u64::from(TILE) + 1) * u64::from(TILE),
-                    Pass::Product => room / u64::from(TILE) * u64::from(TILE),
+                    Pass::Hessian => room / HESSIAN_LOOPS_PER_16_ROWS * rows,
+                    Pass::Product => room / rows * rows,
                 }
             }
             None => {
                 let blocks = WORKGROUP_TARGET.div_ceil(groups).max(1);
                 rows.div_ceil(blocks)
                     .max(MIN_BLOCK_ROWS)
-                    .next_multiple_of(u64::from(TILE))
+                    .next_multiple_of(u64::from(ROWS))
             }
         };
-        let block_rows = block_rows.min(rows.max(1).next_multiple_of(u64::from(TILE)));
+        let block_rows = block_rows.min(rows.max(1).next_multiple_of(u64::from(ROWS)));
         // Segments within one binding of partials and of coefficients.
         let partial_bytes = 4 * entries;
         let by_partials = self.binding_limit / partial_bytes;
@@ -304,8 +314,8 @@ mod tests {
         let layout = shape(64, 1, Some(65535))
             .layout(Pass::Hessian, 1 << 24)
             .unwrap();
-        let tiles = u64::from(layout.block_rows / TILE);
-        assert!(tiles * (u64::from(TILE) + 1) + 64 <= loop_budget(65535));
+        let steps = u64::from(layout.block_rows / ROWS);
+        assert!(steps * HESSIAN_LOOPS_PER_16_ROWS + 64 <= loop_budget(65535));
         let layout = shape(64, 1, Some(65535))
             .layout(Pass::Product, 1 << 24)
             .unwrap();
@@ -314,18 +324,19 @@ mod tests {
 
     #[test]
     fn tiles_fill_the_upper_triangle() {
-        // p = 20: two tiles a side, three pairs; each partial entry its own index.
-        let p = 20;
+        // p = 70: two tiles a side, three pairs; each partial entry its own index.
+        let p = 70;
         let pairs = 3;
-        let partials: Vec<f32> = (0..pairs * 256).map(|i| i as f32).collect();
+        let entries = 64 * 64;
+        let partials: Vec<f32> = (0..pairs * entries).map(|i| i as f32).collect();
         let mut h = vec![0.0; p * p];
         add_tiles(&mut h, p, &partials, 1, pairs);
         mirror(&mut h, p);
-        // (0, 0) is pair 0 entry 0; (3, 18) is pair 1 (ti 0, tj 1) entry 3·16 + 2.
+        // (0, 0) is pair 0 entry 0; (3, 66) is pair 1 (ti 0, tj 1) entry 3·64 + 2.
         assert_eq!(h[0], 0.0);
-        assert_eq!(h[3 * p + 18], (256 + 3 * 16 + 2) as f64);
-        assert_eq!(h[18 * p + 3], h[3 * p + 18]);
-        // (17, 19) is pair 2 (ti 1, tj 1) entry 1·16 + 3.
-        assert_eq!(h[17 * p + 19], (512 + 16 + 3) as f64);
+        assert_eq!(h[3 * p + 66], (entries + 3 * 64 + 2) as f64);
+        assert_eq!(h[66 * p + 3], h[3 * p + 66]);
+        // (65, 67) is pair 2 (ti 1, tj 1) entry 1·64 + 3.
+        assert_eq!(h[65 * p + 67], (2 * entries + 64 + 3) as f64);
     }
 }
