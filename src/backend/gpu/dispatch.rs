@@ -34,7 +34,7 @@ pub(super) fn record_bind_group(
 /// Workgroups per shard for the moments pass over shards of up to `rows` rows: `groups`
 /// (at most one per WG rows), or more where a block of rows per workgroup would run past
 /// the device's loop limit (each of a block's rows is read for ⌈d / WG⌉ columns;
-/// `shaders/moments.wgsl`).
+/// `shaders/moments.wgsl`): blocks of fewer rows than a tile where rows are wide.
 pub(super) fn moment_groups(
     ctx: &GpuContext,
     limit: Option<u32>,
@@ -44,8 +44,8 @@ pub(super) fn moment_groups(
     class_slots: u64,
     (shards, groups): (u64, u32),
 ) -> Result<u32> {
-    // A workgroup's block of rows is at least WG rows (one tile): more workgroups than
-    // that would only add their label sums, K of them each, to the partials.
+    // Unless the loop limit asks for more, a workgroup's block of rows is at least WG rows
+    // (one tile): more workgroups would only add their label sums, K each, to the partials.
     let groups = groups.min(rows.div_ceil(u64::from(wg)).max(1) as u32);
     let Some(limit) = limit else {
         return Ok(groups);
@@ -55,14 +55,16 @@ pub(super) fn moment_groups(
     let what = || format!("column moments of {rows} rows of {d} features");
     let room = super::plan::loop_budget(limit).saturating_sub(fixed);
     let per_row = owned + 3;
-    if room < per_row * u64::from(wg) {
+    // Rows one workgroup's block may hold (fewer than a tile of WG where rows are wide).
+    let block = room / per_row;
+    if block == 0 {
         return Err(Error::LoopLimit {
             what: what(),
-            needed: fixed + per_row * u64::from(wg),
+            needed: fixed + per_row,
             limit: u64::from(limit),
         });
     }
-    let needed = (rows * per_row).div_ceil(room);
+    let needed = rows.div_ceil(block);
     let moment_bytes = 4 * (2 * d + class_slots + 1) * shards;
     let most = ctx.storage_binding_limit() / moment_bytes;
     if needed > most {
