@@ -5,6 +5,7 @@
 //! against scikit-learn's solvers) is [`optimum`].
 
 pub mod optimum;
+pub mod peak;
 
 use std::process::Command;
 use std::time::Instant;

@@ -132,8 +132,40 @@ pub fn bench(args: BenchArgs) -> Result<(), Error> {
             "  medians of the timed epochs; the floor is one streaming read of X on the same device (GB/s counts X and y); \
              GFLOP/s counts softmax's two products, 4·n·d·k",
         )?;
+        peak_line(&all)?;
     }
     Ok(())
+}
+
+/// Where the CPU (or numpy on it) timed a softmax epoch: the CPU's FMA peak, measured now,
+/// and each such epoch's rate as a share of it (the compute-bound floor).
+fn peak_line(all: &[downhill::bench::Measurement]) -> Result<(), Error> {
+    let on_cpu: Vec<_> = all
+        .iter()
+        .filter(|m| m.classes > 1 && m.mode == "full" && m.backend != "gpu")
+        .collect();
+    if on_cpu.is_empty() {
+        return Ok(());
+    }
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (peak, simd) = downhill::bench::peak::fma_peak(threads);
+    let shares: Vec<String> = on_cpu
+        .iter()
+        .map(|m| {
+            let shape = format!("{}x{}x{}", m.rows, m.features, m.classes);
+            format!(
+                "{} {shape} {:.0} %",
+                m.backend,
+                100.0 * m.gigaflops() / peak
+            )
+        })
+        .collect();
+    out::line(format_args!(
+        "  the CPU's FMA peak: {peak:.0} GFLOP/s ({threads} threads × {}, independent FMAs); \
+         softmax epochs at {}",
+        simd.name(),
+        shares.join(", ")
+    ))
 }
 
 /// One table line; the numpy ratio uses numpy's line for the shape when it came earlier.
