@@ -23,10 +23,8 @@ pub(super) const PRODUCT_CLASSES: usize = 8;
 /// Rows per tile of the products: their m and inner dimension.
 const PRODUCT_TILE_ROWS: usize = 256;
 
-/// Tiles whose products are added in f32 before they are moved into f64 (4 096 rows):
-/// each move reads and writes the (d + 1)·k sums in f64, at 2 048 × 1 000 16 MB; every 4
-/// tiles the epoch of 20 000 × 2 048 × 1 000 took 0.71–0.76 s, every 16 0.69–0.71 s.
-const PRODUCT_FLUSH_TILES: usize = 16;
+/// Tiles whose products are added in f32 before they are moved into f64.
+const PRODUCT_FLUSH_TILES: usize = 4;
 
 /// What a pass over the rows is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
