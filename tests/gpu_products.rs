@@ -13,7 +13,7 @@ use downhill::Objective;
 use downhill::backend::reference::Reference;
 use downhill::backend::{Backend, Data, Session};
 use downhill::gpu::Gpu;
-use downhill::gpu::kernels::{ShaderConstants, Tuning};
+use downhill::gpu::kernels::{Products, Tuning};
 
 /// The shared GPU under each tuning, its products tiled from `products_from` classes
 /// (0: wherever the classes are split; `u32::MAX`: never).
@@ -42,7 +42,7 @@ fn tiled_products_equal_the_reference_under_both_tunings() {
             let mut session = gpu.session(Data::Host(data), objective).unwrap();
             let c = session.constants();
             if c.splits_classes() {
-                assert_ne!(c.products, 0, "{what}: not tiled");
+                assert!(c.products.tiled(), "{what}: not tiled");
             }
             session.set_params(params).unwrap();
             let got = session.gradient().unwrap();
@@ -70,7 +70,7 @@ fn wide_rows_tile_the_gradient_product_alone_where_z_would_overrun_the_loop_limi
         let c = session.constants();
         let limited = gpu.context().loop_limit().unwrap().is_some();
         if c.splits_classes() && limited {
-            assert_eq!(c.products, ShaderConstants::TILED_XT, "{what}");
+            assert_eq!(c.products, Products::TiledXt, "{what}");
         }
         session.set_params(&params).unwrap();
         assert_gradients_close(&what, &session.gradient().unwrap(), &expected, 1e-4);

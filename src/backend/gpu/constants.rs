@@ -78,6 +78,26 @@ pub(super) const PRODUCTS: &str = include_str!("../../../shaders/products.wgsl")
 /// The shared workgroup reduction, appended to the kernels that call it.
 const WORKGROUP_SUM: &str = include_str!("../../../shaders/workgroup_sum.wgsl");
 
+/// How the split gradient's two products run ([`ShaderConstants::products`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Products {
+    /// Both in the fused kernel: one pass over X per class tile.
+    #[default]
+    Untiled,
+    /// Xᵀδ as the tiled product of `shaders/products.wgsl`; z from the fused kernel.
+    TiledXt,
+    /// z = xW + b a tiled product too (where one block of rows stays within the device's
+    /// loop limit).
+    TiledBoth,
+}
+
+impl Products {
+    /// Whether Xᵀδ is a tiled product.
+    pub fn tiled(self) -> bool {
+        self != Products::Untiled
+    }
+}
+
 /// The shape constants of one problem, written into every shader as WGSL `const`s.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ShaderConstants {
@@ -122,10 +142,8 @@ pub struct ShaderConstants {
     /// `shaders/gradient.wgsl`): what keeps an invocation under the device's loop limit.
     /// `u32::MAX` where the device has none.
     pub slice_tiles: u32,
-    /// How the split gradient's products run ([`Tuning::products_from`]): 0, one pass
-    /// over X per class tile; [`Self::TILED_XT`], Xᵀδ as the tiled product of
-    /// `shaders/products.wgsl`; [`Self::TILED_BOTH`], z = xW + b too.
-    pub products: u32,
+    /// How the split gradient's products run ([`Tuning::products_from`]).
+    pub products: Products,
     /// The device's loop limit these constants are planned for
     /// ([`GpuContext::loop_limit`](super::GpuContext::loop_limit)); `None`: no limit.
     pub loop_limit: Option<u32>,
@@ -211,7 +229,7 @@ impl ShaderConstants {
         // Every device takes 65 535 workgroups a dimension.
         let tiles_fit = c.product_tiles().0 <= 65_535;
         if c.splits_classes() && k >= tuning.products_from && tiles_fit {
-            c.products = Self::TILED_BOTH;
+            c.products = Products::TiledBoth;
         }
         if let Some(limit) = loop_limit {
             c.fit_products_budget(loop_budget(limit));
@@ -251,7 +269,7 @@ impl ShaderConstants {
             kt: k,
             kb: 1,
             slice_tiles: u32::MAX,
-            products: 0,
+            products: Products::Untiled,
             loop_limit: None,
         })
     }
@@ -272,12 +290,6 @@ impl ShaderConstants {
     pub fn source(&self, kernel: &str) -> String {
         self.source_in(kernel, Mode::Fused)
     }
-
-    /// [`Self::products`]: the split gradient's Xᵀδ is a tiled product.
-    pub const TILED_XT: u32 = 1;
-    /// [`Self::products`]: its z = xW + b is one too (where one block of rows stays
-    /// within the device's loop limit).
-    pub const TILED_BOTH: u32 = 2;
 
     /// The tiled product's output tiles (`shaders/products.wgsl`): feature tiles of the
     /// d + 1 columns (the bias last), class tiles.

@@ -188,12 +188,11 @@ impl Slices {
                     pass.set_pipeline(&kernels.gradient);
                     pass.dispatch_workgroups(groups, 1, 1);
                     pass.set_pipeline(deltas_in);
-                    match c.products {
-                        0 => pass.dispatch_workgroups(groups, c.class_tiles(), 1),
-                        _ => {
-                            let (features, classes) = c.product_tiles();
-                            pass.dispatch_workgroups(groups, features, classes);
-                        }
+                    if c.products.tiled() {
+                        let (features, classes) = c.product_tiles();
+                        pass.dispatch_workgroups(groups, features, classes);
+                    } else {
+                        pass.dispatch_workgroups(groups, c.class_tiles(), 1);
                     }
                 }
                 None => pass.dispatch_workgroups(groups, c.class_tiles(), 1),

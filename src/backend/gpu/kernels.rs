@@ -11,7 +11,7 @@ use super::constants::{
     CURVATURE, DELTA, FORWARD, GENERATE, GRADIENT, MOMENTS, PREDICT, PRODUCTS, REDUCE, STREAM_READ,
     UPDATE, XT_DELTA,
 };
-pub use super::constants::{Mode, ROWS_TRAINING_AND_HELD_OUT, ShaderConstants};
+pub use super::constants::{Mode, Products, ROWS_TRAINING_AND_HELD_OUT, ShaderConstants};
 pub use super::uniforms::{
     GeneratorUniform, SetupUniform, ShardUniform, SliceUniform, StepUniform,
 };
@@ -143,7 +143,7 @@ pub struct Kernels {
     /// ([`ShaderConstants::splits_classes`]), the dispatch that computes the deltas
     /// ([`Mode::DeltasOut`] or [`Mode::ZIn`]).
     pub gradient: wgpu::ComputePipeline,
-    /// Where z is a tiled product ([`ShaderConstants::TILED_BOTH`]), the split gradient's
+    /// Where z is a tiled product ([`Products::TiledBoth`]), the split gradient's
     /// first dispatch (`logits_tiles`); `gradient` is then in [`Mode::ZIn`].
     pub logits: Option<wgpu::ComputePipeline>,
     /// The last dispatch of a split gradient: [`Mode::DeltasIn`], or the tiled product
@@ -251,13 +251,13 @@ impl Kernels {
         let products = constants.products;
         let gradient = match (split, products) {
             (false, _) => gradient_in("gradient", Mode::Fused),
-            (true, ShaderConstants::TILED_BOTH) => gradient_in("gradient_z_in", Mode::ZIn),
+            (true, Products::TiledBoth) => gradient_in("gradient_z_in", Mode::ZIn),
             (true, _) => gradient_in("gradient_deltas_out", Mode::DeltasOut),
         };
-        let logits = (products == ShaderConstants::TILED_BOTH).then(|| tiled("logits_tiles"));
+        let logits = (products == Products::TiledBoth).then(|| tiled("logits_tiles"));
         let deltas_in = split.then(|| match products {
-            0 => gradient_in("gradient_deltas_in", Mode::DeltasIn),
-            _ => tiled("xt_delta_tiles"),
+            Products::Untiled => gradient_in("gradient_deltas_in", Mode::DeltasIn),
+            Products::TiledXt | Products::TiledBoth => tiled("xt_delta_tiles"),
         });
         let reduce = build(
             "reduce",

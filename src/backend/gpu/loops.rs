@@ -2,7 +2,7 @@
 //! iterations per invocation, kernel by kernel, and the class blocks, tiles, classes per
 //! class tile and slices that keep them within the budget ([`super::plan`]).
 
-use super::constants::{PRODUCT_ROWS, PRODUCT_TILE, ShaderConstants};
+use super::constants::{PRODUCT_ROWS, PRODUCT_TILE, Products, ShaderConstants};
 use super::plan::{class_block, loop_budget};
 use crate::error::{Error, Result};
 
@@ -60,7 +60,7 @@ impl ShaderConstants {
     /// Where not even one tile's blocks fit, that product is not tiled: z computed by the
     /// fused kernel, or Xᵀδ one pass over X per class tile.
     pub(super) fn fit_products_budget(&mut self, budget: u64) {
-        if self.products == 0 {
+        if !self.products.tiled() {
             return;
         }
         let tile_rows = u64::from(self.tile_rows);
@@ -72,11 +72,11 @@ impl ShaderConstants {
         let z = tiles(PRODUCT_TILE, self.logit_block_loops());
         let most = match (xt, z) {
             (0, _) => {
-                self.products = 0;
+                self.products = Products::Untiled;
                 return;
             }
             (xt, 0) => {
-                self.products = Self::TILED_XT;
+                self.products = Products::TiledXt;
                 xt
             }
             (xt, z) => xt.min(z),
@@ -208,18 +208,18 @@ mod tests {
                     );
                     // The tiled products' blocks of a slice, where they run.
                     let slice_rows = u64::from(c.slice_tiles) * u64::from(c.tile_rows);
-                    if c.products != 0 {
+                    if c.products.tiled() {
                         let blocks = slice_rows.div_ceil(u64::from(PRODUCT_ROWS));
                         let xt = PRODUCT_FIXED_LOOPS + blocks * PRODUCT_BLOCK_LOOPS;
                         assert!(xt <= loop_budget(limit), "{what}: x^T delta {xt}");
                     }
-                    if c.products == ShaderConstants::TILED_BOTH {
+                    if c.products == Products::TiledBoth {
                         let blocks = slice_rows.div_ceil(u64::from(PRODUCT_TILE));
                         let z = PRODUCT_FIXED_LOOPS + blocks * c.logit_block_loops();
                         assert!(z <= loop_budget(limit), "{what}: z {z}");
                     }
                     let tiled = c.splits_classes() && c.k >= tuning.products_from;
-                    assert_eq!(c.products != 0, tiled, "{what}");
+                    assert_eq!(c.products.tiled(), tiled, "{what}");
                     assert!(c.kb >= 1 && c.kt >= 1 && c.tile_rows >= 1);
                     assert!(c.class_blocks() * c.kb >= c.k);
                 }
