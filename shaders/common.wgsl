@@ -109,6 +109,18 @@ struct Shard {
     _pad: u32,
 }
 
+// The batch positions a pass over shard `sh` visits, [begin, end) (gradient.wgsl counts
+// its tiles from begin): a batch in file order visits only the shard's rows of it, a
+// shuffled one every position (keeping the rows that live in the shard).
+fn shard_positions(st: Step, sh: Shard) -> vec2<u32> {
+    let end = st.pos_begin + st.pos_count;
+    if (st.shuffled != 0u) {
+        return vec2<u32>(st.pos_begin, end);
+    }
+    let first = max(st.pos_begin, sh.row_begin);
+    return vec2<u32>(first, max(first, min(end, sh.row_end)));
+}
+
 // Inf and NaN have an all-ones exponent. Tested on the bits: WGSL lets compilers assume
 // floats are finite, so comparisons like v != v may be folded away.
 fn is_finite(v: f32) -> bool {

@@ -275,15 +275,10 @@ fn gradient_partials(
 ) {
     let group = wid.x;
     let class0 = wid.y * KT;
-    // A batch in file order visits only this shard's rows; a shuffled batch visits every
-    // position and keeps the rows that live in this shard.
     let shuffled = step.shuffled != 0u;
-    var first = step.pos_begin;
-    var last = step.pos_begin + step.pos_count;
-    if (!shuffled) {
-        first = max(first, shard.row_begin);
-        last = max(first, min(last, shard.row_end));
-    }
+    let span = shard_positions(step, shard);
+    let first = span.x;
+    let last = span.y;
     let tiles = (last - first + TILE_ROWS - 1u) / TILE_ROWS;
     if (W_CACHED == 1u) {
         for (var i = t; i < Q * K; i += WG) {

@@ -46,15 +46,11 @@ const PQ: u32 = PT / 4u;  // the tile's column quads
 var<workgroup> xt: array<f32, RB * PT>;
 var<workgroup> dt: array<f32, RB * PT>;
 
-// The positions of the slice's rows, [begin, end), as gradient.wgsl counts its tiles: a
-// batch in file order visits only this shard's rows of it, a shuffled one every position.
+// The positions of the slice's rows, [begin, end), as gradient.wgsl counts its tiles.
 fn slice_positions() -> vec2<u32> {
-    var first = step.pos_begin;
-    var last = step.pos_begin + step.pos_count;
-    if (step.shuffled == 0u) {
-        first = max(first, shard.row_begin);
-        last = max(first, min(last, shard.row_end));
-    }
+    let span = shard_positions(step, shard);
+    let first = span.x;
+    let last = span.y;
     let tiles = (last - first + TILE_ROWS - 1u) / TILE_ROWS;
     let begin = min(first + slice.first_tile * TILE_ROWS, last);
     return vec2<u32>(begin, max(begin, min(last, first + min(tiles, slice.end_tile) * TILE_ROWS)));
