@@ -28,6 +28,29 @@ pub(super) fn lane_sum(v: &[f32]) -> f32 {
     lanes.iter().sum::<f32>() + rest
 }
 
+/// The largest of `v` in sixteen independent lanes (−∞ for none; NaNs are passed over).
+#[inline(always)]
+pub(super) fn lane_max(v: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; 16];
+    let sixteens = v.chunks_exact(16);
+    let rest = sixteens
+        .remainder()
+        .iter()
+        .fold(f32::NEG_INFINITY, |m, &e| if e > m { e } else { m });
+    for sixteen in sixteens {
+        for (l, &e) in lanes.iter_mut().zip(sixteen) {
+            *l = if e > *l { e } else { *l };
+        }
+    }
+    lanes.iter().fold(rest, |m, &e| if e > m { e } else { m })
+}
+
+/// Where `value` first occurs in `v` (0 where it does not, as for a row of NaNs).
+#[inline(always)]
+fn first_position(v: &[f32], value: f32) -> usize {
+    v.iter().position(|&e| e == value).unwrap_or(0)
+}
+
 /// Moves the f32 tile sums into the f64 partial and clears them.
 #[inline(always)]
 pub(super) fn flush(sums: &mut [f32], bias_sums: &mut [f32], partial: &mut [f64]) {
@@ -184,17 +207,17 @@ pub(super) fn rows_loss_and_delta<const FMA: bool>(
             let k = objective.outputs();
             for ((zr, &yr), l) in z.chunks_exact_mut(k).zip(y).zip(loss.iter_mut()) {
                 // As `loss::SoftmaxCrossEntropy`: r = Σ_{c≠best} e^(z_c − m), the sum 1 + r.
-                let (best, m) =
-                    zr.iter().enumerate().fold(
-                        (0, zr[0]),
-                        |(b, m), (c, &v)| if v > m { (c, v) } else { (b, m) },
-                    );
+                // The first largest z is best (the first z where none is larger).
+                let best = first_position(zr, lane_max(zr));
+                let m = zr[best];
                 let label = yr as usize;
                 let z_label = zr[label];
                 for v in zr.iter_mut() {
                     *v = exp_nonpositive::<FMA>(*v - m);
                 }
-                let rest: f32 = (zr[..best].iter().chain(&zr[best + 1..])).sum();
+                let e_best = std::mem::replace(&mut zr[best], 0.0);
+                let rest = lane_sum(zr);
+                zr[best] = e_best;
                 let sum = 1.0 + rest;
                 for v in zr.iter_mut() {
                     *v /= sum;
