@@ -369,6 +369,37 @@ pub(super) fn sum_lanes(x: &[f32]) -> f32 {
 mod tests {
     use super::*;
 
+    /// The lanes' maximum is the sequential one at every length around the lane count, and
+    /// its first position is the first of ties; NaNs are passed over.
+    #[test]
+    fn lane_max_and_its_first_position_are_the_sequential_ones() {
+        for len in 1..=40 {
+            let mut v: Vec<f32> = (0..len).map(|i| ((i * 7919) % 23) as f32 - 11.0).collect();
+            let sequential = v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            assert_eq!(lane_max(&v), sequential, "{len}");
+            let first = v.iter().position(|&e| e == sequential).unwrap();
+            assert_eq!(first_position(&v, lane_max(&v)), first, "{len}");
+            v[len / 2] = f32::NAN;
+            let without: f32 = v
+                .iter()
+                .copied()
+                .filter(|e| !e.is_nan())
+                .fold(f32::NEG_INFINITY, f32::max);
+            assert_eq!(lane_max(&v), without, "{len} with a NaN");
+        }
+        assert_eq!(lane_max(&[]), f32::NEG_INFINITY);
+        assert_eq!(
+            first_position(&[f32::NAN, f32::NAN], lane_max(&[f32::NAN, f32::NAN])),
+            0
+        );
+        // Ties: the first of two equal maxima, in different lanes and in the remainder.
+        let mut ties = vec![0.0f32; 37];
+        ties[20] = 5.0;
+        ties[3] = 5.0;
+        ties[36] = 5.0;
+        assert_eq!(first_position(&ties, lane_max(&ties)), 3);
+    }
+
     #[test]
     fn the_series_logarithm_is_within_two_ulps() {
         for ln_1p in [ln_1p_unit::<false>, ln_1p_unit::<true>] {
