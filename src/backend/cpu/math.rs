@@ -31,18 +31,18 @@ pub(super) fn lane_sum(v: &[f32]) -> f32 {
 /// The largest of `v` in sixteen independent lanes (−∞ for none; NaNs are passed over).
 #[inline(always)]
 pub(super) fn lane_max(v: &[f32]) -> f32 {
+    // `e` where it is larger, else `m` (a NaN `e` is never larger); vectorizes, unlike
+    // `f32::max`'s NaN rules.
+    let larger = |m: f32, &e: &f32| if e > m { e } else { m };
     let mut lanes = [f32::NEG_INFINITY; 16];
     let sixteens = v.chunks_exact(16);
-    let rest = sixteens
-        .remainder()
-        .iter()
-        .fold(f32::NEG_INFINITY, |m, &e| if e > m { e } else { m });
+    let rest = sixteens.remainder().iter().fold(f32::NEG_INFINITY, larger);
     for sixteen in sixteens {
-        for (l, &e) in lanes.iter_mut().zip(sixteen) {
-            *l = if e > *l { e } else { *l };
+        for (l, e) in lanes.iter_mut().zip(sixteen) {
+            *l = larger(*l, e);
         }
     }
-    lanes.iter().fold(rest, |m, &e| if e > m { e } else { m })
+    lanes.iter().fold(rest, larger)
 }
 
 /// Where `value` first occurs in `v` (0 where it does not, as for a row of NaNs).

@@ -143,7 +143,7 @@ impl<'a> CpuSession<'a> {
         // features is summed and transposed by one core, a class's line of them at a time.
         let mut grad = vec![0.0; (d + 1) * k];
         let (weights, bias) = grad.split_at_mut(d * k);
-        let transpose = |(b, rows): (usize, &mut [f64])| {
+        let add_and_transpose = |(b, rows): (usize, &mut [f64])| {
             let (j0, width) = (b * FEATURE_BLOCK, rows.len() / k);
             let mut line = [0.0; FEATURE_BLOCK];
             let line = &mut line[..width];
@@ -165,9 +165,12 @@ impl<'a> CpuSession<'a> {
             weights
                 .par_chunks_mut(blocks)
                 .enumerate()
-                .for_each(transpose);
+                .for_each(add_and_transpose);
         } else {
-            weights.chunks_mut(blocks).enumerate().for_each(transpose);
+            weights
+                .chunks_mut(blocks)
+                .enumerate()
+                .for_each(add_and_transpose);
         }
         for (c, g) in bias.iter_mut().enumerate() {
             *g = mean(sum(d * k + c));
