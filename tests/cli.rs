@@ -804,6 +804,7 @@ fn the_cpu_loop_level_comes_from_the_environment() {
         (Simd::Portable, "portable loops"),
         (Simd::Avx2, "AVX2+FMA"),
         (Simd::Avx512, "AVX-512"),
+        (Simd::Amx, "AVX-512 and AMX"),
     ] {
         let vars = [("DOWNHILL_CPU_SIMD", simd.name())];
         if !simd.available() {

@@ -18,9 +18,10 @@ const ROUNDS: u64 = 1 << 23;
 /// The CPU's FMA peak in GFLOP/s over `threads` threads (each FMA two operations), the
 /// best of three measurements, and the vector level it ran at.
 pub fn fma_peak(threads: usize) -> (f64, Simd) {
-    let simd = Simd::detected();
+    // AMX multiplies only bfloat16: the f32 peak is AVX-512's.
+    let simd = Simd::detected().min(Simd::Avx512);
     let lanes = match simd {
-        Simd::Avx512 => 16.0,
+        Simd::Avx512 | Simd::Amx => 16.0,
         Simd::Avx2 => 8.0,
         Simd::Portable => 1.0,
     };
@@ -45,7 +46,7 @@ fn chains(simd: Simd, rounds: u64) -> f32 {
     #[cfg(target_arch = "x86_64")]
     match simd {
         // SAFETY: the level is one this CPU has (`Simd::detected`).
-        Simd::Avx512 => return unsafe { x86::chains512(rounds) },
+        Simd::Avx512 | Simd::Amx => return unsafe { x86::chains512(rounds) },
         // SAFETY: as above.
         Simd::Avx2 => return unsafe { x86::chains256(rounds) },
         Simd::Portable => {}

@@ -10,6 +10,8 @@
 //! orders, so their last bits differ (`DOWNHILL_CPU_SIMD` keeps a CPU to a narrower one).
 
 #[cfg(target_arch = "x86_64")]
+mod amx;
+#[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
@@ -22,6 +24,7 @@ mod pass;
 mod product;
 mod session;
 mod sparse;
+mod view;
 
 pub use crate::simd::{SIMD_VAR, Simd};
 pub use backend::Cpu;

@@ -5,6 +5,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
+use super::product::Products;
 use crate::backend::Split;
 
 /// Most rows per parallel work item.
@@ -139,6 +140,8 @@ pub(super) struct Scratch {
     pub(super) bias_sums: Vec<f32>,
     /// The tile's rows side by side, for the products when they are not in X.
     pub(super) tile_x: Vec<f32>,
+    /// The products of many classes, with their packed operands.
+    pub(super) products: Products,
 }
 
 impl Scratch {

@@ -5,7 +5,7 @@ use std::ops::Range;
 
 use super::math::{FLUSH_TILES, axpy, dot, flush, lane_sum, rows_loss_and_delta, tile_gradient};
 use super::order::{InOrder, Listed, PREFETCH_BYTES, RowOrder, SCRATCH, Scratch, tile_rows};
-use super::product::{View, gemm};
+use super::view::View;
 #[cfg(target_arch = "x86_64")]
 use super::{avx2, avx512};
 use crate::backend::{Batch, RowSet};
@@ -110,9 +110,18 @@ pub(super) struct Pass<'p> {
     pub(super) with_held_out: bool,
     pub(super) simd: Simd,
     pub(super) weights: Weighting<'p>,
+    /// Distinct for every pass ([`Pass::next_id`]): what a thread derives from W for one
+    /// chunk it keeps for the pass's other chunks.
+    pub(super) id: u64,
 }
 
 impl Pass<'_> {
+    /// A new pass's [`Pass::id`].
+    pub(super) fn next_id() -> u64 {
+        static PASSES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        PASSES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Adds the chunk's rows (batch positions `positions`) into `partial`.
     pub(super) fn run(&self, batch: &Batch, positions: Range<u32>, partial: &mut [f64]) {
         SCRATCH.with_borrow_mut(|scratch| {
@@ -270,6 +279,7 @@ impl Pass<'_> {
             sums,
             bias_sums,
             tile_x,
+            products,
             ..
         } = s;
         let plain = self.weights.plain();
@@ -280,6 +290,7 @@ impl Pass<'_> {
             row: 1,
             col: d,
         };
+        products.start(self.simd == Simd::Amx, self.id, &w, (d, k));
         let len = rows.len();
         for (t, first) in (0..len).step_by(tile).enumerate() {
             let count = tile.min(len - first);
@@ -299,7 +310,7 @@ impl Pass<'_> {
                 col: 1,
             };
             let zt = &mut z[..count * k];
-            gemm((count, d, k), &xv, &w, zt, k, false);
+            products.forward(&xv, &w, (count, d, k), zt);
             for zr in zt.chunks_exact_mut(k) {
                 for (v, b) in zr.iter_mut().zip(bias) {
                     *v += b;
@@ -329,7 +340,7 @@ impl Pass<'_> {
                     row: 1,
                     col: k,
                 };
-                gemm((k, count, d), &deltas, &xv, sums, d, true);
+                products.backward(&deltas, &xv, (k, count, d), sums);
                 for zr in zt.chunks_exact(k) {
                     for (b, v) in bias_sums.iter_mut().zip(zr) {
                         *b += v;

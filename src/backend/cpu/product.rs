@@ -1,13 +1,82 @@
 //! Matrix products of f32 tiles, for the passes whose per-row work is a product with a
-//! matrix (softmax with many classes): one call into a maintained GEMM
-//! (`matrixmultiply`), single-threaded (the pass runs one chunk of rows per core), so its
-//! blocking, and with it the bits, depend only on the shapes.
+//! matrix (softmax with many classes): on AMX tiles where the level is
+//! [`Simd::Amx`](crate::simd::Simd::Amx) (`amx`), else one call into a maintained GEMM
+//! (`matrixmultiply`); single-threaded either way (the pass runs one chunk of rows per
+//! core), so the blocking, and with it the bits, depend only on the shapes and the level.
 
-/// A matrix in a slice: element (i, j) at `data[i·row + j·col]`.
-pub(super) struct View<'m> {
-    pub(super) data: &'m [f32],
-    pub(super) row: usize,
-    pub(super) col: usize,
+#[cfg(target_arch = "x86_64")]
+use super::amx;
+use super::view::View;
+
+/// The two products of a pass over tiles of rows, Z = X_t·W and G += Δᵀ·X_t, with what
+/// they keep between tiles: W packed for the tiles once a pass, and the tiles' buffers.
+#[derive(Default)]
+pub(super) struct Products {
+    on_tiles: bool,
+    /// The pass whose W `packed` holds.
+    #[cfg(target_arch = "x86_64")]
+    packed_for: Option<u64>,
+    #[cfg(target_arch = "x86_64")]
+    packed: amx::Operands,
+}
+
+impl Products {
+    /// Starts a chunk of pass `pass` with W (d×k, seen through `w`): on AMX tiles if
+    /// `on_tiles`, which the CPU must have, with W packed once a pass on each thread.
+    pub(super) fn start(&mut self, on_tiles: bool, pass: u64, w: &View, (d, k): (usize, usize)) {
+        self.on_tiles = on_tiles;
+        #[cfg(target_arch = "x86_64")]
+        if on_tiles && self.packed_for != Some(pass) {
+            self.packed_for = Some(pass);
+            self.packed.w.right(w, (d, k));
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (pass, w, d, k);
+    }
+
+    /// Z ← X_t·W for X_t `count`×d (`x`) and the pass's W, d×k (`w`, as given to
+    /// [`Self::start`]); Z is `count`×k, row-major.
+    pub(super) fn forward(
+        &mut self,
+        x: &View,
+        w: &View,
+        (count, d, k): (usize, usize, usize),
+        z: &mut [f32],
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if self.on_tiles {
+            self.packed.x.left(x, (count, d));
+            amx::gemm((count, k), &self.packed.x, &self.packed.w, z, k, false);
+            return;
+        }
+        gemm((count, d, k), x, w, z, k, false);
+    }
+
+    /// G ← G + Δᵀ·X_t for Δᵀ k×`count` (`deltas`) and X_t `count`×d (`x`); G is k×d,
+    /// row-major.
+    pub(super) fn backward(
+        &mut self,
+        deltas: &View,
+        x: &View,
+        (k, count, d): (usize, usize, usize),
+        g: &mut [f32],
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if self.on_tiles {
+            self.packed.deltas.left(deltas, (k, count));
+            self.packed.x_pairs.right(x, (count, d));
+            amx::gemm(
+                (k, d),
+                &self.packed.deltas,
+                &self.packed.x_pairs,
+                g,
+                d,
+                true,
+            );
+            return;
+        }
+        gemm((k, count, d), deltas, x, g, d, true);
+    }
 }
 
 /// C ← A·B (`add`: C ← C + A·B) for `(m, k, n)`: A m×k, B k×n, C m×n row-major with

@@ -119,6 +119,7 @@ impl<'a> CpuSession<'a> {
             with_held_out: wanted == Wanted::BothAndHeldOut && self.descent.setup.split.is_some(),
             simd: self.simd,
             weights: self.weighting(rows),
+            id: Pass::next_id(),
         };
         partials[..chunks]
             .par_iter_mut()
@@ -244,6 +245,7 @@ impl Session for CpuSession<'_> {
             "cpu ({} threads, {})",
             rayon::current_num_threads(),
             match self.simd {
+                Simd::Amx => "AVX-512 and AMX",
                 Simd::Avx512 => "AVX-512",
                 Simd::Avx2 => "AVX2+FMA",
                 Simd::Portable => "portable loops",
