@@ -353,8 +353,9 @@ const CONFIG: Config = Config {
 
 /// One 32 × 32 block of C (`c`, `c_row` floats a row) ← C (if `add`, else 0) + A's pair
 /// of tiles times B's, as `pair` gives them. Tiles 0-3
-/// hold C's four 16 × 16 quarters, 4-5 A's two tiles, 6-7 B's two; each block runs the
-/// six part products, reloading a part only when it changes.
+/// hold C's four 16 × 16 quarters, 4-5 A's two tiles, 6-7 B's two. Each block runs the
+/// six part products in an order that changes one operand at a time: 14 tile loads for
+/// 24 multiplies (an order with 16 measured 1-4 % slower).
 ///
 /// # Safety
 /// The CPU has the tiles ([`available`]); `pair.a` and `pair.b` hold `pair.blocks` blocks
@@ -388,36 +389,31 @@ unsafe fn block(pair: &Pair, c: &mut [f32], c_row: usize, add: bool) {
             "tilezero tmm2",
             "tilezero tmm3",
             "4:",
-            // a₀b₀, a₀b₁, a₀b₂: A's first part stays.
+            // Each step changes one operand: 14 tile loads for 24 multiplies.
+            // a₀b₂
             "tileloadd tmm4, [{a0} + {s}*1]",
-            "tileloadd tmm6, [{b0} + {s}*1]",
-            "tdpbf16ps tmm0, tmm4, tmm6",
-            "tileloadd tmm7, [{b1} + {s}*1]",
-            "tdpbf16ps tmm1, tmm4, tmm7",
-            "tileloadd tmm5, [{a1} + {s}*1]",
-            "tdpbf16ps tmm2, tmm5, tmm6",
-            "tdpbf16ps tmm3, tmm5, tmm7",
-            "tileloadd tmm6, [{b0} + {s}*1 + 1024]",
-            "tdpbf16ps tmm0, tmm4, tmm6",
-            "tileloadd tmm7, [{b1} + {s}*1 + 1024]",
-            "tdpbf16ps tmm1, tmm4, tmm7",
-            "tdpbf16ps tmm2, tmm5, tmm6",
-            "tdpbf16ps tmm3, tmm5, tmm7",
             "tileloadd tmm6, [{b0} + {s}*1 + 2048]",
             "tdpbf16ps tmm0, tmm4, tmm6",
             "tileloadd tmm7, [{b1} + {s}*1 + 2048]",
             "tdpbf16ps tmm1, tmm4, tmm7",
+            "tileloadd tmm5, [{a1} + {s}*1]",
             "tdpbf16ps tmm2, tmm5, tmm6",
             "tdpbf16ps tmm3, tmm5, tmm7",
-            // a₁b₁, then a₁b₀
-            "tileloadd tmm4, [{a0} + {s}*1 + 1024]",
+            // a₀b₁
             "tileloadd tmm6, [{b0} + {s}*1 + 1024]",
             "tdpbf16ps tmm0, tmm4, tmm6",
             "tileloadd tmm7, [{b1} + {s}*1 + 1024]",
             "tdpbf16ps tmm1, tmm4, tmm7",
+            "tdpbf16ps tmm2, tmm5, tmm6",
+            "tdpbf16ps tmm3, tmm5, tmm7",
+            // a₁b₁
+            "tileloadd tmm4, [{a0} + {s}*1 + 1024]",
+            "tdpbf16ps tmm0, tmm4, tmm6",
+            "tdpbf16ps tmm1, tmm4, tmm7",
             "tileloadd tmm5, [{a1} + {s}*1 + 1024]",
             "tdpbf16ps tmm2, tmm5, tmm6",
             "tdpbf16ps tmm3, tmm5, tmm7",
+            // a₁b₀
             "tileloadd tmm6, [{b0} + {s}*1]",
             "tdpbf16ps tmm0, tmm4, tmm6",
             "tileloadd tmm7, [{b1} + {s}*1]",
@@ -429,6 +425,13 @@ unsafe fn block(pair: &Pair, c: &mut [f32], c_row: usize, add: bool) {
             "tdpbf16ps tmm0, tmm4, tmm6",
             "tdpbf16ps tmm1, tmm4, tmm7",
             "tileloadd tmm5, [{a1} + {s}*1 + 2048]",
+            "tdpbf16ps tmm2, tmm5, tmm6",
+            "tdpbf16ps tmm3, tmm5, tmm7",
+            // a₀b₀
+            "tileloadd tmm4, [{a0} + {s}*1]",
+            "tdpbf16ps tmm0, tmm4, tmm6",
+            "tdpbf16ps tmm1, tmm4, tmm7",
+            "tileloadd tmm5, [{a1} + {s}*1]",
             "tdpbf16ps tmm2, tmm5, tmm6",
             "tdpbf16ps tmm3, tmm5, tmm7",
             "add {a0}, 3072",
