@@ -25,7 +25,7 @@ impl Backend for Reference {
     }
 
     fn open<'a>(&'a self, data: Data<'a>, objective: Objective) -> Result<Box<dyn Session + 'a>> {
-        check_host_memory(&data, objective, 1)?;
+        check_host_memory(&data, objective, 1, 0)?;
         Ok(Box::new(ReferenceSession::new(
             data.into_host_rows()?,
             objective,

@@ -196,8 +196,14 @@ impl<'a> Data<'a> {
 /// Refuses a host session the machine has no memory for, before any of it is taken: the
 /// rows when they are not in host memory yet (synthetic ones, a part's copy), and the
 /// parameter vectors (θ, the optimizer's state, the raw parameters, ∇, f32 copies: about
-/// eight of (d + 1)·k numbers) plus `partials` per-chunk sums of the same length.
-pub(crate) fn check_host_memory(data: &Data, objective: Objective, partials: usize) -> Result<()> {
+/// eight of (d + 1)·k numbers) plus `partials` per-chunk sums of the same length, and
+/// `scratch` bytes the threads keep beside them.
+pub(crate) fn check_host_memory(
+    data: &Data,
+    objective: Objective,
+    partials: usize,
+    scratch: u64,
+) -> Result<()> {
     use crate::memory::bytes_of;
     let (n, d, k) = (data.window().len(), data.features(), objective.outputs());
     let rows = match data {
@@ -206,10 +212,11 @@ pub(crate) fn check_host_memory(data: &Data, objective: Objective, partials: usi
     };
     let params = d.saturating_add(1).saturating_mul(k);
     let vectors = bytes_of::<f64>(params.saturating_mul(8usize.saturating_add(partials)));
-    crate::memory::check(rows.saturating_add(vectors), || {
+    let total = rows.saturating_add(vectors).saturating_add(scratch);
+    crate::memory::check(total, || {
         format!(
             "a host session of {} × {} and {} ({rows} bytes of rows, {vectors} of \
-             parameter-sized vectors)",
+             parameter-sized vectors, {scratch} of the threads' scratch)",
             crate::error::count(n, "row"),
             crate::error::count(d, "feature"),
             crate::error::count(k, "output")

@@ -1,6 +1,7 @@
 //! The CPU backend itself: which vector instructions its loop runs at, and opening sessions.
 
 use super::order::chunk_rows;
+use super::pass::PRODUCT_CLASSES;
 use super::session::CpuSession;
 use super::sparse::SparseSession;
 use crate::backend::{Backend, Data, Session, check_host_memory};
@@ -42,6 +43,24 @@ impl Cpu {
     }
 }
 
+impl Cpu {
+    /// The bytes each thread keeps for a pass beside the partials, all threads together:
+    /// the f32 sums, (d + 1)·k of them, and with many classes on AMX tiles W packed in
+    /// three bfloat16 parts.
+    fn scratch(&self, data: &Data, objective: Objective) -> u64 {
+        let k = objective.outputs();
+        let params = data.features().saturating_add(1).saturating_mul(k) as u64;
+        let packed = if self.simd == Simd::Amx && k >= PRODUCT_CLASSES {
+            6
+        } else {
+            0
+        };
+        (rayon::current_num_threads() as u64)
+            .saturating_mul(params)
+            .saturating_mul(4 + packed)
+    }
+}
+
 impl Backend for Cpu {
     fn name(&self) -> &'static str {
         "cpu"
@@ -57,7 +76,7 @@ impl Backend for Cpu {
         }
         let n = data.window().len();
         let chunks = n.div_ceil(chunk_rows(n));
-        check_host_memory(&data, objective, chunks)?;
+        check_host_memory(&data, objective, chunks, self.scratch(&data, objective))?;
         Ok(Box::new(CpuSession::from_host(
             data.into_host_rows()?,
             objective,
