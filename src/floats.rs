@@ -218,6 +218,13 @@ fn advise_huge_pages(buf: &[f32]) {
     let _ = (buf, HUGE_FROM);
 }
 
+impl Default for Floats {
+    /// No floats.
+    fn default() -> Self {
+        Floats::from_vec(Vec::new())
+    }
+}
+
 impl Deref for Floats {
     type Target = [f32];
 

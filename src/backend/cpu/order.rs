@@ -7,6 +7,7 @@ use rayon::prelude::*;
 
 use super::product::Products;
 use crate::backend::Split;
+use crate::floats::Floats;
 
 /// Most rows per parallel work item.
 pub(super) const CHUNK_ROWS: usize = 4096;
@@ -136,7 +137,9 @@ pub(super) struct Scratch {
     /// The rows' weights in the held-out set, when a pass sums its metrics too.
     pub(super) held_weights: Vec<f32>,
     pub(super) predictions: Vec<f32>,
-    pub(super) sums: Vec<f32>,
+    /// From a cache-line boundary, so that the AMX tiles load and store C's rows whole
+    /// (a row across two lines measured 15 % slower).
+    pub(super) sums: Floats,
     pub(super) bias_sums: Vec<f32>,
     /// The tile's rows side by side, for the products when they are not in X.
     pub(super) tile_x: Vec<f32>,
@@ -154,8 +157,11 @@ impl Scratch {
         self.weights.resize(tile, 0.0);
         self.held_weights.resize(tile, 0.0);
         self.predictions.resize(tile, 0.0);
-        self.sums.clear();
-        self.sums.resize(d * k, 0.0);
+        if self.sums.len() == d * k {
+            self.sums.fill(0.0);
+        } else {
+            self.sums = Floats::from_vec(vec![0.0; d * k]);
+        }
         self.bias_sums.clear();
         self.bias_sums.resize(k, 0.0);
     }
