@@ -35,6 +35,9 @@ fn tile_products_equal_the_reference_on_every_cpu_level() {
         (257, 4097, 33),
         (700, 64, 7),
         (700, 64, 8),
+        // On AMX tiles (from 128 classes, where the CPU has them): edges of every tile.
+        (1001, 37, 130),
+        (300, 2049, 129),
     ];
     common::for_each_softmax_case(&shapes, |what, data, objective, params, expected| {
         for (level, cpu) in cpus() {
@@ -58,4 +61,6 @@ fn shuffled_batches_held_out_rows_and_custom_losses_take_the_products_too() {
         .map(|(level, cpu)| (level.clone(), cpu as &dyn Backend))
         .collect();
     common::check_shuffled_softmax_fits(40, 1500, &backends);
+    // And on AMX tiles, where the CPU has them.
+    common::check_shuffled_softmax_fits(150, 1500, &backends);
 }

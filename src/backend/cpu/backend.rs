@@ -1,7 +1,7 @@
 //! The CPU backend itself: which vector instructions its loop runs at, and opening sessions.
 
 use super::order::chunk_rows;
-use super::pass::PRODUCT_CLASSES;
+use super::product::TILE_CLASSES;
 use super::session::CpuSession;
 use super::sparse::SparseSession;
 use crate::backend::{Backend, Data, Session, check_host_memory};
@@ -50,7 +50,7 @@ impl Cpu {
     fn scratch(&self, data: &Data, objective: Objective) -> u64 {
         let k = objective.outputs();
         let params = data.features().saturating_add(1).saturating_mul(k) as u64;
-        let packed = if self.simd == Simd::Amx && k >= PRODUCT_CLASSES {
+        let packed = if self.simd == Simd::Amx && k >= TILE_CLASSES {
             6
         } else {
             0
