@@ -142,7 +142,7 @@ impl Packed {
                     let row = TILE * tile + r;
                     let mut values = [0.0f32; BLOCK];
                     if row < m {
-                        gather(&mut values[..cols], a, row * a.row + BLOCK * block * a.col);
+                        gather(&mut values, cols, a, row * a.row + BLOCK * block * a.col);
                     }
                     let parts = split_line(&values);
                     for (p, part) in parts.into_iter().enumerate() {
@@ -157,6 +157,12 @@ impl Packed {
     /// of a column's values at a time go to one place of 16 lines.
     #[target_feature(enable = "avx512f,avx512bw")]
     unsafe fn left_columns(&mut self, a: &View, (m, k): (usize, usize)) {
+        // Aᵀ: a column of A is a row of it, contiguous.
+        let transposed = View {
+            data: a.data,
+            row: a.col,
+            col: a.row,
+        };
         for tile in 0..self.tiles {
             let start = TILE * tile;
             let rows = if start < m { TILE.min(m - start) } else { 0 };
@@ -166,10 +172,10 @@ impl Packed {
                 // j indexes the lines' columns: a transpose.
                 #[allow(clippy::needless_range_loop)]
                 for j in 0..BLOCK.min(k - BLOCK * block) {
-                    let base = (BLOCK * block + j) * a.col + start;
+                    let base = (BLOCK * block + j) * a.col + start * a.row;
                     let mut values = [0.0f32; TILE];
                     if rows > 0 {
-                        values[..rows].copy_from_slice(&a.data[base..base + rows]);
+                        gather(&mut values, rows, &transposed, base);
                     }
                     for (r, &v) in values.iter().enumerate() {
                         for (part, s) in parts.iter_mut().zip(split(v)) {
@@ -200,7 +206,7 @@ impl Packed {
                     let mut pair = [[0.0f32; TILE]; 2];
                     for (values, &i) in pair.iter_mut().zip(&rows) {
                         if i < k && cols > 0 {
-                            gather(&mut values[..cols], b, i * b.row + start * b.col);
+                            gather(values, cols, b, i * b.row + start * b.col);
                         }
                     }
                     let parts = split_pair(&pair);
@@ -213,13 +219,16 @@ impl Packed {
     }
 }
 
-/// `values.len()` values of a row of `m` from `start` on.
+/// The first `len` of `values` from a row of `m`, from `start` on; a whole contiguous
+/// array is copied as one (a copy of a length known only at run time is a call).
 #[inline(always)]
-fn gather(values: &mut [f32], m: &View, start: usize) {
-    if m.col == 1 {
-        values.copy_from_slice(&m.data[start..start + values.len()]);
+fn gather<const N: usize>(values: &mut [f32; N], len: usize, m: &View, start: usize) {
+    if m.col == 1 && len == N {
+        *values = m.data[start..start + N].try_into().expect("N floats");
+    } else if m.col == 1 {
+        values[..len].copy_from_slice(&m.data[start..start + len]);
     } else {
-        for (j, v) in values.iter_mut().enumerate() {
+        for (j, v) in values[..len].iter_mut().enumerate() {
             *v = m.data[start + j * m.col];
         }
     }
