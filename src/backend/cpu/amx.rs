@@ -1,10 +1,10 @@
 //! Matrix products on Intel's AMX tiles, as exact as f32 products. Each f32 is split into
 //! three bfloat16 parts that add up to it exactly (a = a₀ + a₁ + a₂, each rounded to the
-//! nearest from what the parts before it leave), and A·B is the sum of the six part
-//! products larger than 2⁻¹⁷ of |a|·|b|: a₀b₀, a₁b₀, a₂b₀, a₁b₁, a₀b₁, a₀b₂. A tile multiply
-//! forms bfloat16 products exactly and adds them in f32, so each product of the sum is off
-//! by the three small part products left out (about 2⁻²⁴ of |a|·|b|, of either sign),
-//! about what rounding an f32 product costs. A core's tiles multiply bfloat16 at about 16
+//! nearest from what the parts before it leave, so |a₁| ≤ 2⁻⁸|a| and |a₂| ≤ 2⁻¹⁶|a|),
+//! and A·B is the sum of the six part products down to 2⁻¹⁶ of |a|·|b|: a₀b₀, a₁b₀, a₂b₀,
+//! a₁b₁, a₀b₁, a₀b₂. A tile multiply forms bfloat16 products exactly and adds them in f32,
+//! so each product of the sum is off by the three part products left out (at most about
+//! 2⁻²³ of |a|·|b|, of either sign), about what rounding an f32 product costs. A core's tiles multiply bfloat16 at about 16
 //! times its AVX-512 f32 rate, so even six of them a product come out ahead.
 //!
 //! Operands are packed before they are multiplied: A by tiles of 16 rows, B by tiles of 16
@@ -62,7 +62,7 @@ fn widen(h: u16) -> f32 {
 /// `x` as three bfloat16 parts, largest first, that add up to it exactly (for finite
 /// normal `x`; parts below f32's normal range are lost, as the tiles flush them).
 #[inline(always)]
-pub(super) fn split(x: f32) -> [u16; PARTS] {
+fn split(x: f32) -> [u16; PARTS] {
     let first = bf16(x);
     let rest = x - widen(first);
     let second = bf16(rest);
