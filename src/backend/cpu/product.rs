@@ -18,6 +18,8 @@ pub(super) const TILE_CLASSES: usize = 128;
 /// they keep between tiles: W packed for the tiles once a pass, and the tiles' buffers.
 #[derive(Default)]
 pub(super) struct Products {
+    // Read only where there are tiles (x86-64).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     on_tiles: bool,
     /// The pass whose W `packed` holds.
     #[cfg(target_arch = "x86_64")]
