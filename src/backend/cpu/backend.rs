@@ -1,7 +1,7 @@
 //! The CPU backend itself: which vector instructions its loop runs at, and opening sessions.
 
 use super::order::chunk_rows;
-use super::product::TILE_CLASSES;
+use super::product::on_tiles;
 use super::session::CpuSession;
 use super::sparse::SparseSession;
 use crate::backend::{Backend, Data, Session, check_host_memory};
@@ -41,20 +41,14 @@ impl Cpu {
     pub fn simd(&self) -> Simd {
         self.simd
     }
-}
 
-impl Cpu {
     /// The bytes each thread keeps for a pass beside the partials, all threads together:
     /// the f32 sums, (d + 1)·k of them, and with many classes on AMX tiles W packed in
     /// three bfloat16 parts.
     fn scratch(&self, data: &Data, objective: Objective) -> u64 {
         let k = objective.outputs();
         let params = data.features().saturating_add(1).saturating_mul(k) as u64;
-        let packed = if self.simd == Simd::Amx && k >= TILE_CLASSES {
-            6
-        } else {
-            0
-        };
+        let packed = if on_tiles(self.simd, k) { 6 } else { 0 };
         (rayon::current_num_threads() as u64)
             .saturating_mul(params)
             .saturating_mul(4 + packed)

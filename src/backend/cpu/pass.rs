@@ -5,7 +5,7 @@ use std::ops::Range;
 
 use super::math::{FLUSH_TILES, axpy, dot, flush, lane_sum, rows_loss_and_delta, tile_gradient};
 use super::order::{InOrder, Listed, PREFETCH_BYTES, RowOrder, SCRATCH, Scratch, tile_rows};
-use super::product::TILE_CLASSES;
+use super::product::on_tiles;
 use super::view::View;
 #[cfg(target_arch = "x86_64")]
 use super::{avx2, avx512};
@@ -291,8 +291,7 @@ impl Pass<'_> {
             row: 1,
             col: d,
         };
-        let on_tiles = self.simd == Simd::Amx && k >= TILE_CLASSES;
-        products.start(on_tiles, self.id, &w, (d, k));
+        products.start(on_tiles(self.simd, k), self.id, &w, (d, k));
         let len = rows.len();
         for (t, first) in (0..len).step_by(tile).enumerate() {
             let count = tile.min(len - first);

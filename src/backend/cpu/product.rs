@@ -7,12 +7,18 @@
 #[cfg(target_arch = "x86_64")]
 use super::amx;
 use super::view::View;
+use crate::simd::Simd;
 
 /// Classes from which the products run on AMX tiles, where the level has them: the tiles
 /// pack X_t twice a tile, a cost that only many classes repay (measured against
 /// `matrixmultiply` at 20 000 rows: 100 classes level, 200 25 % faster, 500 and 1 000
 /// 35-40 % faster; 8 to 32 classes 1.2-1.8 times slower).
 pub(super) const TILE_CLASSES: usize = 128;
+
+/// Whether a pass at `simd` with `k` classes runs its products on AMX tiles.
+pub(super) fn on_tiles(simd: Simd, k: usize) -> bool {
+    simd == Simd::Amx && k >= TILE_CLASSES
+}
 
 /// The two products of a pass over tiles of rows, Z = X_t·W and G += Δᵀ·X_t, with what
 /// they keep between tiles: W packed for the tiles once a pass, and the tiles' buffers.
